@@ -1,0 +1,35 @@
+#include "services/common/metrics_server.h"
+
+#include <exception>
+
+#include <prometheus/gauge.h>
+
+#include "services/common/version.h"
+
+namespace taskgrid {
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    const std::string& address, const std::string& service,
+    std::shared_ptr<prometheus::Registry> registry) {
+  prometheus::BuildGauge()
+      .Name(service + "_build_info")
+      .Help("Build information; the value is always 1.")
+      .Register(*registry)
+      .Add({{"version", kVersion}})
+      .Set(1);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {  // civetweb reports bind failures as exceptions.
+    exposer = std::make_unique<prometheus::Exposer>(address, 2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError("metrics_address " + address + ": " + e.what());
+  }
+  exposer->RegisterCollectable(registry);
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer)));
+}
+
+int MetricsServer::port() const {
+  const auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+}  // namespace taskgrid
