@@ -1,0 +1,59 @@
+// The production ProcessRunner: starts each task with posix_spawn in a fresh
+// session (so its process group can be signalled as a whole), feeds its stdin
+// and streams its stdout/stderr from one I/O thread per process, enforces the
+// SIGTERM-then-SIGKILL termination grace, and makes sure nothing of the group
+// outlives the task by killing the group when the main process exits and then
+// checking /proc that it is really gone. Linux only (pidfd, eventfd, /proc).
+#ifndef TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
+#define TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "services/agent/process_runner.h"
+
+namespace taskgrid {
+
+// Starts real processes. Thread-safe; holds no state, so any number of
+// processes may be started concurrently and a RunningProcess may outlive the
+// runner that started it. The caller owns each returned RunningProcess.
+//
+// Process-wide side effect: the first construction sets SIGPIPE to SIG_IGN, so
+// that writing stdin to a child that stopped reading yields EPIPE instead of
+// killing the agent. Children get every signal reset to its default and an
+// empty signal mask. The agent must not set SIGCHLD to SIG_IGN or reap
+// arbitrary children (waitpid(-1, ...)): the runner reaps its own children.
+//
+// Beyond ProcessRunner's contract:
+//  - argv[0] without a '/' is looked up in the PATH of ProcessSpec::env
+//    ("/usr/local/bin:/usr/bin:/bin" when env has none); relative PATH
+//    entries and relative program paths resolve against ProcessSpec::cwd.
+//  - Errors: kInvalidArgument for an empty argv; kNotFound when the program
+//    does not exist; kPermissionDenied when it is not executable or when cwd
+//    does not exist, is not a directory or cannot be searched; kInternal for
+//    anything else (pipes, pidfd, other spawn failures).
+//  - RunningProcess::pid() is also the process group id and session id.
+//  - Output chunks are at most 64 KiB. Terminate() after the main process has
+//    exited is a no-op (the group was already killed).
+//  - Destroying a RunningProcess SIGKILLs the group, drains what is left in
+//    the pipes (ignoring SetOutputPaused) and still runs on_exit, exactly
+//    once and last, before the destructor returns; exit.signal is then
+//    SIGKILL unless the process had already ended on its own.
+//  - A process that leaves the group (setsid/setpgid) and keeps the output
+//    pipes open cannot hold the task forever: once the group is gone, the
+//    runner waits at most one further second of unpaused time for end of file
+//    and then closes its ends of the pipes.
+class PosixProcessRunner final : public ProcessRunner {
+ public:
+  PosixProcessRunner();
+  PosixProcessRunner(const PosixProcessRunner&) = delete;
+  PosixProcessRunner& operator=(const PosixProcessRunner&) = delete;
+
+  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(
+      const ProcessSpec& spec, OutputCallback on_output,
+      ExitCallback on_exit) override;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_

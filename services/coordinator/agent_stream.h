@@ -1,0 +1,71 @@
+// The coordinator's end of AgentService.Connect: one callback reactor per
+// agent stream. It authenticates the Hello, hands every report to the
+// registry, and writes the registry's messages through a single outbox.
+#ifndef TASKGRID_SERVICES_COORDINATOR_AGENT_STREAM_H_
+#define TASKGRID_SERVICES_COORDINATOR_AGENT_STREAM_H_
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/synchronization/mutex.h"
+#include "services/common/auth.h"
+#include "services/coordinator/task_registry.h"
+#include "taskgrid/v1/agent.grpc.pb.h"
+
+namespace taskgrid {
+
+// One agent's stream. Thread-safe: Send and Close may come from any thread.
+// Owns itself (self_) until gRPC calls OnDone; the registry holds copies.
+class AgentStream final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
+      public AgentLink {
+ public:
+  // Creates the reactor for one call and starts reading.
+  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens);
+
+  void Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
+  void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  AgentStream(TaskRegistry& registry, const AgentTokens& tokens)
+      : registry_(registry), tokens_(tokens) {}
+
+  void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone() override;
+  void MaybeWriteOrFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  TaskRegistry& registry_;
+  const AgentTokens& tokens_;
+  std::shared_ptr<AgentStream> self_;
+  v1::AgentMessage in_;      // Only touched by the read chain.
+  std::string agent_id_;     // Set by the first read; then constant.
+
+  absl::Mutex mu_;
+  std::deque<v1::CoordinatorMessage> outbox_ ABSL_GUARDED_BY(mu_);  // front() is in flight
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// AgentService: creates an AgentStream per call.
+class AgentServiceImpl final : public v1::AgentService::CallbackService {
+ public:
+  AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens)
+      : registry_(registry), tokens_(std::move(tokens)) {}
+
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
+
+ private:
+  TaskRegistry& registry_;
+  const AgentTokens tokens_;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_AGENT_STREAM_H_

@@ -1,0 +1,93 @@
+#include "services/coordinator/coordinator.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "services/common/status_util.h"
+
+namespace taskgrid {
+
+absl::Status CoordinatorOptions::Validate() const {
+  if (grpc_address.empty()) return absl::InvalidArgumentError("grpc_address: is required");
+  if (tick_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("tick_interval: must not be negative");
+  }
+  TASKGRID_RETURN_IF_ERROR(registry.Validate());
+  TASKGRID_RETURN_IF_ERROR(ApiKeys::Parse(api_keys).status());
+  if (!insecure && !IsLoopbackAddress(grpc_address) && (api_keys.empty() || agent_tokens.empty())) {
+    return absl::FailedPreconditionError(
+        "grpc_address " + grpc_address +
+        " is not loopback: configure --api_keys and --agent_tokens, or pass --insecure");
+  }
+  return absl::OkStatus();
+}
+
+Coordinator::Coordinator(const CoordinatorOptions& options, const Clock& clock)
+    : options_(options),
+      clock_(clock),
+      prometheus_(std::make_shared<prometheus::Registry>()),
+      metrics_set_(*prometheus_),
+      events_(options.events) {}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options,
+                                                                const Clock& clock) {
+  TASKGRID_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<Coordinator> c(new Coordinator(options, clock));
+  c->registry_ = std::make_unique<TaskRegistry>(clock, c->store_, c->events_, &c->metrics_set_,
+                                                options.registry);
+  c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,
+                                                       *ApiKeys::Parse(options.api_keys));
+  c->agent_service_ =
+      std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &c->grpc_port_);
+  builder.RegisterService(c->task_service_.get());
+  builder.RegisterService(c->agent_service_.get());
+  // Agents keep one stream for days: detect dead peers within ~15 s.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  c->server_ = builder.BuildAndStart();
+  if (c->server_ == nullptr || c->grpc_port_ == 0) {
+    return absl::UnavailableError("grpc_address: cannot listen on " + options.grpc_address);
+  }
+  if (!options.metrics_address.empty()) {
+    auto metrics = MetricsServer::Start(options.metrics_address, "coordinator", c->prometheus_);
+    if (!metrics.ok()) return metrics.status();
+    c->metrics_ = std::move(*metrics);
+  }
+  if (options.tick_interval > absl::ZeroDuration()) {
+    Coordinator* self = c.get();
+    c->ticker_ = std::thread([self] {
+      while (!self->stop_.WaitForNotificationWithTimeout(self->options_.tick_interval)) {
+        self->registry_->Tick();
+      }
+    });
+  }
+  spdlog::info("coordinator_started grpc_port={} metrics_port={}", c->grpc_port_,
+               c->metrics_port());
+  return c;
+}
+
+void Coordinator::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+  // Open Watch and agent streams never end on their own: cancel them after
+  // a short grace.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  server_->Wait();
+  spdlog::info("coordinator_stopped");
+}
+
+Coordinator::~Coordinator() { Shutdown(); }
+
+}  // namespace taskgrid

@@ -1,0 +1,87 @@
+// The coordinator process as an object: the registry, event log, store, gRPC
+// server (TaskService, AgentService, health, reflection), the 100 ms timer
+// and the metrics endpoint, wired from one Options struct. main() and the
+// integration tests both start it this way.
+#ifndef TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
+#define TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "services/common/auth.h"
+#include "services/common/clock.h"
+#include "services/common/metrics_server.h"
+#include "services/coordinator/agent_stream.h"
+#include "services/coordinator/coordinator_metrics.h"
+#include "services/coordinator/event_log.h"
+#include "services/coordinator/memory_task_store.h"
+#include "services/coordinator/task_registry.h"
+#include "services/coordinator/task_service.h"
+
+namespace taskgrid {
+
+struct CoordinatorOptions {
+  // gRPC address for clients and agents; port 0 picks a free port.
+  std::string grpc_address = "127.0.0.1:7000";
+  // Prometheus /metrics address; empty disables it.
+  std::string metrics_address = "127.0.0.1:9100";
+  // Client keys, "KEY:SCOPE,..."; empty means no client authentication.
+  std::string api_keys;
+  // Tokens agents must present; empty means any agent may connect.
+  std::vector<std::string> agent_tokens;
+  // Allow a non-loopback address without keys and tokens.
+  bool insecure = false;
+  // How often timeouts and the heartbeat TTL are checked; zero disables the
+  // timer (tests call registry().Tick() themselves).
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  RegistryOptions registry;
+  EventLog::Options events;
+
+  // kInvalidArgument for a bad value; kFailedPrecondition for an unsafe
+  // address without credentials.
+  absl::Status Validate() const;
+};
+
+// Owns every part of a running coordinator. Thread-safe. Shutdown() (or the
+// destructor) stops accepting calls, ends streams and joins the timer.
+class Coordinator {
+ public:
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Start(const CoordinatorOptions& options,
+                                                            const Clock& clock = Clock::Real());
+  ~Coordinator();
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  TaskRegistry& registry() { return *registry_; }
+  void Shutdown();
+
+ private:
+  Coordinator(const CoordinatorOptions& options, const Clock& clock);
+
+  const CoordinatorOptions options_;
+  const Clock& clock_;
+  std::shared_ptr<prometheus::Registry> prometheus_;
+  CoordinatorMetrics metrics_set_;
+  EventLog events_;
+  MemoryTaskStore store_;
+  std::unique_ptr<TaskRegistry> registry_;
+  std::unique_ptr<TaskServiceImpl> task_service_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_;
+  int grpc_port_ = 0;
+  absl::Notification stop_;
+  std::thread ticker_;
+  bool shut_down_ = false;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,38 @@
+// The coordinator's Prometheus metrics, registered once at startup.
+#ifndef TASKGRID_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
+#define TASKGRID_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "taskgrid/v1/task.pb.h"
+
+namespace taskgrid {
+
+// Thread-safe (prometheus-cpp metrics are). Holds references into `registry`,
+// which must outlive it.
+struct CoordinatorMetrics {
+  explicit CoordinatorMetrics(prometheus::Registry& registry);
+
+  prometheus::Counter& finished(v1::TaskStatus status);
+  prometheus::Gauge& queue_depth(v1::Priority priority);
+
+  prometheus::Counter& tasks_submitted;            // coordinator_tasks_submitted_total
+  prometheus::Family<prometheus::Counter>& tasks_finished;  // {outcome}
+  prometheus::Family<prometheus::Gauge>& queued;   // coordinator_queued_tasks{priority}
+  prometheus::Gauge& running_tasks;                // coordinator_running_tasks
+  prometheus::Gauge& connected_agents;             // coordinator_connected_agents
+  prometheus::Histogram& dispatch_latency_seconds; // submit -> dispatched
+  prometheus::Histogram& start_latency_seconds;    // submit -> started
+  prometheus::Histogram& task_duration_seconds;    // started -> finished
+  prometheus::Counter& output_bytes;               // coordinator_output_bytes_total
+  prometheus::Counter& agent_connects;             // coordinator_agent_connects_total
+  prometheus::Counter& stale_messages;             // coordinator_stale_agent_messages_total
+  prometheus::Counter& events;                     // coordinator_events_total
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_

@@ -1,0 +1,69 @@
+// The coordinator's event log: every task and agent event gets the next
+// cursor and is kept in a bounded ring, so any reader (gRPC Watch, and through
+// it SSE and WebSocket) can resume after the last cursor it saw. A reader
+// whose cursor fell out of the ring gets an explicit RESYNC.
+#ifndef TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
+#define TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "taskgrid/v1/task.pb.h"
+
+namespace taskgrid {
+
+// Thread-safe. Owned by the coordinator; outlives every reader.
+class EventLog {
+ public:
+  struct Options {
+    // Events kept; older ones are dropped first.
+    size_t max_events = 100'000;
+    // Approximate bytes kept (output events dominate).
+    size_t max_bytes = 64 << 20;
+  };
+
+  // Told that events were appended. Called without EventLog's lock held.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnAppended() = 0;
+  };
+
+  explicit EventLog(Options options) : options_(options) {}
+  EventLog() : EventLog(Options{}) {}
+
+  // Assigns the next cursor, stores the event and wakes listeners. Returns the
+  // cursor.
+  uint64_t Append(v1::TaskEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The first event after `after` that `match` accepts. Returns false when
+  // none is available yet (and moves `after` past what was scanned). When
+  // `after` is older than the ring, or newer than any event (the log was
+  // reset), fills a RESYNC event whose cursor is the newest one, moves
+  // `after` there and returns true.
+  bool Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
+            v1::TaskEvent& out) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Cursor of the newest event (0 when empty).
+  uint64_t last_cursor() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  void AddListener(std::shared_ptr<Listener> l) ABSL_LOCKS_EXCLUDED(mu_);
+  void RemoveListener(const Listener* l) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::deque<v1::TaskEvent> events_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Cursor of events_.front(); the next cursor is first_ + events_.size().
+  uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_

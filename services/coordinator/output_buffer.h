@@ -1,0 +1,51 @@
+// Retained output of one stream of one task: every byte up to a cap, then the
+// head and the tail with the count of bytes dropped between them, so readers
+// always learn that something is missing and how much.
+#ifndef TASKGRID_SERVICES_COORDINATOR_OUTPUT_BUFFER_H_
+#define TASKGRID_SERVICES_COORDINATOR_OUTPUT_BUFFER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace taskgrid {
+
+// Not thread-safe; the registry guards it.
+class OutputBuffer {
+ public:
+  // Keeps up to `cap_bytes`: the first half as head, the last half as tail.
+  explicit OutputBuffer(int64_t cap_bytes = 2 << 20) : cap_(cap_bytes) {}
+
+  // Appends bytes that start at offset total(); callers drop duplicates.
+  void Append(absl::string_view data);
+
+  struct Slice {
+    int64_t offset = 0;  // Offset of data[0]; past the request if it was dropped.
+    std::string data;
+  };
+  // Retained bytes from `offset` (at most `limit`). An offset inside the
+  // dropped middle starts at the tail. `offset` must be <= total().
+  Slice Read(int64_t offset, int64_t limit) const;
+
+  int64_t total() const { return total_; }
+  int64_t dropped() const { return total_ - static_cast<int64_t>(head_.size() + TailSize()); }
+
+ private:
+  int64_t HeadCap() const { return cap_ / 2; }
+  int64_t TailCap() const { return cap_ - HeadCap(); }
+  size_t TailSize() const { return tail_.size() - tail_skip_; }
+  int64_t TailStart() const { return total_ - static_cast<int64_t>(TailSize()); }
+
+  int64_t cap_;
+  int64_t total_ = 0;
+  std::string head_;
+  // Tail bytes are tail_[tail_skip_..]; the front is trimmed in batches so
+  // appends stay amortized O(size of data).
+  std::string tail_;
+  size_t tail_skip_ = 0;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_OUTPUT_BUFFER_H_

@@ -1,0 +1,831 @@
+#include "services/coordinator/task_registry.h"
+
+#include <algorithm>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "services/common/proto_time.h"
+#include "services/common/status_util.h"
+#include "services/coordinator/task_validation.h"
+
+namespace taskgrid {
+namespace {
+
+constexpr int64_t kDefaultOutputRead = 1 << 20;
+constexpr int64_t kMaxOutputRead = 4 << 20;
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+int StreamIndex(v1::OutputStream s) { return s == v1::OUTPUT_STREAM_STDERR ? 1 : 0; }
+
+std::string StatusName(v1::TaskStatus s) {
+  return absl::AsciiStrToLower(v1::TaskStatus_Name(s).substr(sizeof("TASK_STATUS_") - 1));
+}
+
+std::string PriorityName(v1::Priority p) {
+  return absl::AsciiStrToLower(v1::Priority_Name(p).substr(sizeof("PRIORITY_") - 1));
+}
+
+v1::Priority PriorityOf(const v1::TaskSpec& spec) {
+  return spec.has_priority() ? spec.priority() : v1::PRIORITY_MEDIUM;
+}
+
+bool SelectorMatches(const google::protobuf::Map<std::string, std::string>& selector,
+                     const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+std::string FormatSelector(const google::protobuf::Map<std::string, std::string>& selector) {
+  std::map<std::string, std::string> sorted(selector.begin(), selector.end());
+  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
+}
+
+std::string EncodePageToken(uint64_t seq) {
+  return absl::WebSafeBase64Escape(absl::StrCat("v1:", seq));
+}
+
+absl::StatusOr<uint64_t> DecodePageToken(const std::string& token) {
+  std::string raw;
+  uint64_t seq = 0;
+  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind("v1:", 0) != 0 ||
+      !absl::SimpleAtoi(raw.substr(3), &seq)) {
+    return absl::InvalidArgumentError("page_token: malformed (use next_page_token as returned)");
+  }
+  return seq;
+}
+
+}  // namespace
+
+bool IsFinal(v1::TaskStatus status) { return status >= v1::TASK_STATUS_SUCCEEDED; }
+
+absl::Status RegistryOptions::Validate() const {
+  auto positive = [](absl::string_view name, absl::Duration d) {
+    return d > absl::ZeroDuration()
+               ? absl::OkStatus()
+               : absl::InvalidArgumentError(absl::StrCat(name, ": must be positive"));
+  };
+  TASKGRID_RETURN_IF_ERROR(positive("default_task_timeout", default_task_timeout));
+  TASKGRID_RETURN_IF_ERROR(positive("heartbeat_interval", heartbeat_interval));
+  TASKGRID_RETURN_IF_ERROR(positive("retention", retention));
+  if (default_kill_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("default_kill_grace: must not be negative");
+  }
+  if (heartbeat_ttl <= heartbeat_interval) {
+    return absl::InvalidArgumentError("heartbeat_ttl: must be longer than heartbeat_interval");
+  }
+  if (output_cap_bytes < 1024) return absl::InvalidArgumentError("output_cap_bytes: at least 1024");
+  if (max_retained_tasks == 0) return absl::InvalidArgumentError("max_retained_tasks: at least 1");
+  return absl::OkStatus();
+}
+
+TaskRegistry::TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events,
+                           CoordinatorMetrics* metrics, RegistryOptions options)
+    : clock_(clock),
+      store_(store),
+      events_(events),
+      metrics_(metrics),
+      options_(std::move(options)),
+      rng_(std::random_device{}()) {}
+
+// ---------------------------------------------------------------- helpers
+
+std::string TaskRegistry::NewTaskIdLocked() {
+  const uint64_t a = rng_(), b = rng_();
+  // UUID version 4, variant 1.
+  return absl::StrFormat("%08x-%04x-4%03x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
+                         0x8000 | ((b >> 48) & 0x3fff), b & 0xffffffffffffULL);
+}
+
+TaskRegistry::TaskEntry* TaskRegistry::FindLocked(const std::string& task_id) {
+  auto it = tasks_.find(task_id);
+  return it == tasks_.end() ? nullptr : it->second.get();
+}
+
+TaskRegistry::TaskEntry* TaskRegistry::FenceLocked(const AgentEntry& agent,
+                                                   const std::string& task_id, uint32_t attempt) {
+  TaskEntry* t = FindLocked(task_id);
+  if (t != nullptr && t->task.agent_id() == agent.info.agent_id() && t->task.attempt() == attempt) {
+    return t;
+  }
+  if (metrics_) metrics_->stale_messages.Increment();
+  spdlog::debug("agent_message_rejected agent_id={} task_id={} attempt={}", agent.info.agent_id(),
+                task_id, attempt);
+  return nullptr;
+}
+
+v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
+  v1::Task task = t.task;
+  task.mutable_stdout()->set_total_bytes(t.out[0].total());
+  task.mutable_stdout()->set_dropped_bytes(t.out[0].dropped());
+  task.mutable_stderr()->set_total_bytes(t.out[1].total());
+  task.mutable_stderr()->set_dropped_bytes(t.out[1].dropped());
+  if (t.task.status() == v1::TASK_STATUS_QUEUED || t.task.status() == v1::TASK_STATUS_PENDING) {
+    task.set_waiting_reason(WaitingReasonLocked(t));
+  }
+  return task;
+}
+
+void TaskRegistry::PersistLocked(const TaskEntry& t) {
+  if (absl::Status s = store_.PutTask(t.task); !s.ok()) {
+    spdlog::error("store_write_failed task_id={} status=\"{}\"", t.task.task_id(), s.ToString());
+  }
+}
+
+uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
+                                  const std::string& agent_id) {
+  v1::TaskEvent e;
+  e.set_type(type);
+  *e.mutable_time() = ToProto(clock_.Now());
+  e.set_agent_id(agent_id);
+  if (t != nullptr) {
+    e.set_task_id(t->task.task_id());
+    if (type != v1::EVENT_TYPE_TASK_DELETED) {
+      *e.mutable_task() = SnapshotLocked(*t);
+      // Stdin can be large and is not news to anyone watching.
+      if (e.task().spec().has_shell()) e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
+    }
+  }
+  if (metrics_) metrics_->events.Increment();
+  return events_.Append(std::move(e));
+}
+
+void TaskRegistry::Enqueue(TaskEntry& t) {
+  queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
+  t.queued = true;
+  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Increment();
+}
+
+void TaskRegistry::Dequeue(TaskEntry& t) {
+  if (!t.queued) return;
+  queue_.erase(QueueKey{-PriorityOf(t.task.spec()), t.seq});
+  t.queued = false;
+  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Decrement();
+}
+
+void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
+                                    const std::string& reason) {
+  const absl::Time now = clock_.Now();
+  const v1::TaskStatus from = t.task.status();
+  t.task.set_status(status);
+  *t.task.mutable_updated_at() = ToProto(now);
+  if (status == v1::TASK_STATUS_DISPATCHED || status == v1::TASK_STATUS_RUNNING) {
+    active_.insert(&t);
+  } else {
+    active_.erase(&t);
+  }
+  if (IsFinal(status)) {
+    Dequeue(t);
+    t.task.set_status_reason(reason);
+    t.task.set_pid(0);
+    *t.task.mutable_finished_at() = ToProto(now);
+    finished_order_.emplace_back(now, t.task.task_id());
+    ++final_count_;
+    if (metrics_) {
+      metrics_->finished(status).Increment();
+      if (t.task.has_started_at()) {
+        metrics_->task_duration_seconds.Observe(
+            absl::ToDoubleSeconds(now - FromProto(t.task.started_at())));
+      }
+    }
+    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.task.task_id(),
+                 StatusName(status), t.task.agent_id(), reason);
+  } else {
+    spdlog::debug("task_status task_id={} from={} to={}", t.task.task_id(), StatusName(from),
+                  StatusName(status));
+  }
+  if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
+  PersistLocked(t);
+  EmitLocked(v1::EVENT_TYPE_TASK_STATUS, &t, t.task.agent_id());
+  if (status == v1::TASK_STATUS_CANCELLED) {
+    EmitLocked(v1::EVENT_TYPE_TASK_CANCELLED, &t, t.task.agent_id());
+  }
+}
+
+void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
+  auto it = agents_.find(t.task.agent_id());
+  if (it == agents_.end() || it->second.link == nullptr) return;  // Reconciled on reconnect.
+  v1::CoordinatorMessage m;
+  v1::Cancel* c = m.mutable_cancel();
+  c->set_task_id(t.task.task_id());
+  c->set_attempt(t.task.attempt());
+  c->set_reason(reason);
+  *c->mutable_grace() = ToProto(t.kill_grace);
+  it->second.link->Send(std::move(m));
+}
+
+bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const {
+  if (a.link == nullptr || !a.online) return false;
+  const v1::TaskSpec& spec = t.task.spec();
+  if (!spec.agent_id().empty()) return spec.agent_id() == a.info.agent_id();
+  return SelectorMatches(spec.selector(), a.info.labels());
+}
+
+std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
+  const v1::TaskSpec& spec = t.task.spec();
+  if (!spec.agent_id().empty()) {
+    auto it = agents_.find(spec.agent_id());
+    if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
+    const AgentEntry& a = it->second;
+    if (a.link == nullptr) return absl::StrCat("agent ", spec.agent_id(), " is not connected");
+    return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
+                        a.info.slots(), " slots in use)");
+  }
+  int matching = 0, connected = 0;
+  for (const auto& [id, a] : agents_) {
+    if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
+    ++matching;
+    if (a.link != nullptr) ++connected;
+  }
+  const std::string what =
+      spec.selector().empty() ? "agent" : absl::StrCat("agent matching ", FormatSelector(spec.selector()));
+  if (matching == 0) return absl::StrCat("no ", what, " has registered");
+  if (connected == 0) return absl::StrCat("no ", what, " is connected");
+  return absl::StrCat("all ", connected, " connected ", what, "s are busy");
+}
+
+void TaskRegistry::DispatchLocked() {
+  if (queue_.empty()) return;
+  const absl::Time now = clock_.Now();
+  size_t free_slots = 0;
+  for (const auto& [id, a] : agents_) {
+    if (a.link != nullptr && a.online && a.assigned.size() < a.info.slots()) {
+      free_slots += a.info.slots() - a.assigned.size();
+    }
+  }
+  for (auto it = queue_.begin(); it != queue_.end() && free_slots > 0;) {
+    TaskEntry& t = *it->second;
+    AgentEntry* best = nullptr;
+    double best_load = 2;
+    for (auto& [id, a] : agents_) {
+      if (a.assigned.size() >= a.info.slots() || !EligibleLocked(t, a)) continue;
+      const double load = static_cast<double>(a.assigned.size()) / a.info.slots();
+      if (load < best_load) best = &a, best_load = load;
+    }
+    ++it;
+    if (best == nullptr) continue;
+    Dequeue(t);
+    --free_slots;
+    best->assigned.insert(t.task.task_id());
+    t.task.set_agent_id(best->info.agent_id());
+    t.task.set_attempt(t.task.attempt() + 1);
+    t.task.clear_waiting_reason();
+    *t.task.mutable_dispatched_at() = ToProto(now);
+    t.run_deadline = now + t.timeout;
+    if (metrics_) metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
+    v1::CoordinatorMessage m;
+    v1::Assign* assign = m.mutable_assign();
+    assign->set_task_id(t.task.task_id());
+    assign->set_attempt(t.task.attempt());
+    *assign->mutable_spec() = t.task.spec();
+    *assign->mutable_deadline() = ToProto(t.run_deadline);
+    best->link->Send(std::move(m));
+    TransitionLocked(t, v1::TASK_STATUS_DISPATCHED, "");
+  }
+}
+
+void TaskRegistry::RemoveLocked(const std::string& task_id) {
+  auto it = tasks_.find(task_id);
+  if (it == tasks_.end()) return;
+  TaskEntry& t = *it->second;
+  Dequeue(t);
+  active_.erase(&t);
+  by_seq_.erase(t.seq);
+  if (IsFinal(t.task.status())) --final_count_;
+  if (!t.task.idempotency_key().empty()) idempotency_.erase(t.task.idempotency_key());
+  if (absl::Status s = store_.DeleteTask(task_id); !s.ok()) {
+    spdlog::error("store_delete_failed task_id={} status=\"{}\"", task_id, s.ToString());
+  }
+  EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.task.agent_id());
+  tasks_.erase(it);
+}
+
+// ---------------------------------------------------------------- client API
+
+absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request) {
+  TASKGRID_RETURN_IF_ERROR(ValidateTaskSpec(request.spec()));
+  TASKGRID_RETURN_IF_ERROR(ValidateId("idempotency_key", request.idempotency_key(), false));
+  absl::MutexLock lock(&mu_);
+  v1::SubmitResponse response;
+  if (!request.idempotency_key().empty()) {
+    if (auto it = idempotency_.find(request.idempotency_key()); it != idempotency_.end()) {
+      *response.mutable_task() = SnapshotLocked(*tasks_.at(it->second));
+      response.set_existing(true);
+      response.set_cursor(events_.last_cursor());
+      return response;
+    }
+  }
+  const v1::TaskSpec& spec = request.spec();
+  if (!spec.agent_id().empty() && !agents_.contains(spec.agent_id())) {
+    return absl::NotFoundError(
+        absl::StrCat("spec.agent_id: no agent \"", spec.agent_id(), "\" has ever connected"));
+  }
+  const absl::Time now = clock_.Now();
+  auto entry = std::make_unique<TaskEntry>();
+  TaskEntry& t = *entry;
+  t.out[0] = OutputBuffer(options_.output_cap_bytes);
+  t.out[1] = OutputBuffer(options_.output_cap_bytes);
+  t.seq = next_seq_++;
+  t.created = now;
+  t.timeout = spec.has_timeout() ? FromProto(spec.timeout()) : options_.default_task_timeout;
+  t.kill_grace = spec.has_kill_grace() ? FromProto(spec.kill_grace()) : options_.default_kill_grace;
+  t.queue_deadline = now + (spec.has_queue_timeout() ? FromProto(spec.queue_timeout()) : t.timeout);
+  std::string id = NewTaskIdLocked();
+  while (tasks_.contains(id)) id = NewTaskIdLocked();
+  t.task.set_task_id(id);
+  *t.task.mutable_spec() = spec;
+  if (t.task.spec().type().empty()) t.task.mutable_spec()->set_type("shell");
+  t.task.mutable_spec()->set_priority(PriorityOf(spec));
+  *t.task.mutable_spec()->mutable_timeout() = ToProto(t.timeout);
+  *t.task.mutable_spec()->mutable_kill_grace() = ToProto(t.kill_grace);
+  t.task.set_status(v1::TASK_STATUS_PENDING);
+  *t.task.mutable_created_at() = ToProto(now);
+  *t.task.mutable_updated_at() = ToProto(now);
+  t.task.set_idempotency_key(request.idempotency_key());
+  if (!request.idempotency_key().empty()) idempotency_[request.idempotency_key()] = id;
+  by_seq_[t.seq] = &t;
+  tasks_[id] = std::move(entry);
+  if (metrics_) metrics_->tasks_submitted.Increment();
+  PersistLocked(t);
+  response.set_cursor(EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, ""));
+  spdlog::debug("task_submitted task_id={} priority={}", id, PriorityName(PriorityOf(spec)));
+  Enqueue(t);
+  DispatchLocked();
+  if (t.queued) TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
+  *response.mutable_task() = SnapshotLocked(t);
+  return response;
+}
+
+absl::StatusOr<v1::Task> TaskRegistry::Get(const std::string& task_id) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
+  absl::MutexLock lock(&mu_);
+  const TaskEntry* t = FindLocked(task_id);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
+  return SnapshotLocked(*t);
+}
+
+absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& request) {
+  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ", request.page_size()));
+  }
+  uint64_t before = UINT64_MAX;
+  if (!request.page_token().empty()) {
+    TASKGRID_ASSIGN_OR_RETURN(before, DecodePageToken(request.page_token()));
+  }
+  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  const bool has_after = request.has_created_after();
+  const bool has_before = request.has_created_before();
+  const absl::Time after_t = FromProto(request.created_after());
+  const absl::Time before_t = FromProto(request.created_before());
+  auto matches = [&](const TaskEntry& t) {
+    const v1::Task& task = t.task;
+    if (request.status_size() > 0 &&
+        std::find(request.status().begin(), request.status().end(), task.status()) ==
+            request.status().end()) {
+      return false;
+    }
+    if (request.priority_size() > 0 &&
+        std::find(request.priority().begin(), request.priority().end(),
+                  task.spec().priority()) == request.priority().end()) {
+      return false;
+    }
+    if (request.type_size() > 0 && std::find(request.type().begin(), request.type().end(),
+                                             task.spec().type()) == request.type().end()) {
+      return false;
+    }
+    for (const auto& tag : request.tags()) {
+      if (std::find(task.spec().tags().begin(), task.spec().tags().end(), tag) ==
+          task.spec().tags().end()) {
+        return false;
+      }
+    }
+    if (!request.agent_id().empty() && task.agent_id() != request.agent_id() &&
+        task.spec().agent_id() != request.agent_id()) {
+      return false;
+    }
+    if (!SelectorMatches(request.selector(), task.spec().selector())) return false;
+    if (has_after && t.created < after_t) return false;
+    if (has_before && t.created >= before_t) return false;
+    return true;
+  };
+  absl::MutexLock lock(&mu_);
+  v1::ListResponse response;
+  int total = 0;
+  bool more = false;
+  uint64_t last_seq = 0;
+  for (auto it = by_seq_.rbegin(); it != by_seq_.rend(); ++it) {
+    if (!matches(*it->second)) continue;
+    ++total;
+    if (it->first >= before) continue;
+    if (response.tasks_size() < page_size) {
+      *response.add_tasks() = SnapshotLocked(*it->second);
+      last_seq = it->first;
+    } else {
+      more = true;
+    }
+  }
+  if (more) response.set_next_page_token(EncodePageToken(last_seq));
+  response.set_total(total);
+  return response;
+}
+
+absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id, const std::string& reason) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
+  absl::MutexLock lock(&mu_);
+  TaskEntry* t = FindLocked(task_id);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
+  if (IsFinal(t->task.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
+  }
+  const std::string why = reason.empty() ? "cancelled by client" : reason;
+  const bool on_agent = t->task.status() == v1::TASK_STATUS_DISPATCHED ||
+                        t->task.status() == v1::TASK_STATUS_RUNNING;
+  TransitionLocked(*t, v1::TASK_STATUS_CANCELLED, why);
+  if (on_agent) SendCancelLocked(*t, why);
+  return SnapshotLocked(*t);
+}
+
+absl::Status TaskRegistry::Delete(const std::string& task_id) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
+  absl::MutexLock lock(&mu_);
+  TaskEntry* t = FindLocked(task_id);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
+  if (!IsFinal(t->task.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", task_id, " is ", StatusName(t->task.status()), "; cancel it before deleting"));
+  }
+  RemoveLocked(task_id);
+  return absl::OkStatus();
+}
+
+v1::StatsResponse TaskRegistry::Stats() {
+  absl::MutexLock lock(&mu_);
+  v1::StatsResponse s;
+  for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
+    (*s.mutable_by_status())[StatusName(static_cast<v1::TaskStatus>(st))] = 0;
+  }
+  for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
+    (*s.mutable_by_priority())[PriorityName(static_cast<v1::Priority>(p))] = 0;
+  }
+  std::vector<double> durations;
+  int64_t finals = 0, succeeded = 0;
+  double sum = 0;
+  for (const auto& [id, t] : tasks_) {
+    const v1::Task& task = t->task;
+    ++(*s.mutable_by_status())[StatusName(task.status())];
+    ++(*s.mutable_by_priority())[PriorityName(task.spec().priority())];
+    ++(*s.mutable_by_type())[task.spec().type()];
+    if (!IsFinal(task.status())) continue;
+    ++finals;
+    if (task.status() == v1::TASK_STATUS_SUCCEEDED) ++succeeded;
+    if (task.has_started_at()) {
+      const double d =
+          absl::ToDoubleSeconds(FromProto(task.finished_at()) - FromProto(task.started_at()));
+      durations.push_back(d);
+      sum += d;
+    }
+  }
+  s.set_total(static_cast<int64_t>(tasks_.size()));
+  s.set_success_rate(finals == 0 ? 0 : static_cast<double>(succeeded) / finals);
+  if (!durations.empty()) {
+    std::sort(durations.begin(), durations.end());
+    auto pct = [&](double p) {
+      return durations[std::min(durations.size() - 1,
+                                static_cast<size_t>(p * static_cast<double>(durations.size())))];
+    };
+    s.set_avg_execution_seconds(sum / static_cast<double>(durations.size()));
+    s.set_p50_execution_seconds(pct(0.50));
+    s.set_p99_execution_seconds(pct(0.99));
+  }
+  return s;
+}
+
+absl::StatusOr<v1::GetOutputResponse> TaskRegistry::GetOutput(const v1::GetOutputRequest& request) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", request.task_id(), true));
+  if (request.stream() != v1::OUTPUT_STREAM_STDOUT && request.stream() != v1::OUTPUT_STREAM_STDERR) {
+    return absl::InvalidArgumentError("stream: must be OUTPUT_STREAM_STDOUT or OUTPUT_STREAM_STDERR");
+  }
+  if (request.offset() < 0) return absl::InvalidArgumentError("offset: must not be negative");
+  if (request.limit() < 0) return absl::InvalidArgumentError("limit: must not be negative");
+  const int64_t limit = request.limit() == 0 ? kDefaultOutputRead
+                                              : std::min(request.limit(), kMaxOutputRead);
+  absl::MutexLock lock(&mu_);
+  const TaskEntry* t = FindLocked(request.task_id());
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", request.task_id()));
+  const OutputBuffer& buf = t->out[StreamIndex(request.stream())];
+  if (request.offset() > buf.total()) {
+    return absl::OutOfRangeError(absl::StrCat("offset: ", request.offset(),
+                                              " is past the end of the stream (", buf.total(), ")"));
+  }
+  OutputBuffer::Slice slice = buf.Read(request.offset(), limit);
+  v1::GetOutputResponse response;
+  response.set_offset(slice.offset);
+  response.set_data(std::move(slice.data));
+  response.set_total_bytes(buf.total());
+  response.set_dropped_bytes(buf.dropped());
+  response.set_complete(IsFinal(t->task.status()));
+  return response;
+}
+
+v1::ListAgentsResponse TaskRegistry::ListAgents() {
+  absl::MutexLock lock(&mu_);
+  v1::ListAgentsResponse response;
+  for (const auto& [id, a] : agents_) {
+    v1::Agent* out = response.add_agents();
+    *out = a.info;
+    out->set_running_tasks(static_cast<uint32_t>(a.assigned.size()));
+    out->set_connected(a.link != nullptr);
+    *out->mutable_last_heartbeat() = ToProto(a.last_seen);
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------- agent API
+
+absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("hello.agent_id", hello.agent_id(), true));
+  if (hello.slots() == 0 || hello.slots() > 4096) {
+    return absl::InvalidArgumentError("hello.slots: must be 1 to 4096");
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  AgentEntry& a = agents_[hello.agent_id()];
+  if (a.link != nullptr) {
+    a.link->Close(absl::AbortedError("replaced by a newer connection of the same agent"));
+  }
+  a.link = std::move(link);
+  a.online = true;
+  a.last_seen = now;
+  a.info.set_agent_id(hello.agent_id());
+  *a.info.mutable_labels() = hello.labels();
+  a.info.set_slots(hello.slots());
+  a.info.set_version(hello.version());
+  a.info.set_hostname(hello.hostname());
+  *a.info.mutable_connected_since() = ToProto(now);
+  if (metrics_) metrics_->agent_connects.Increment();
+
+  // Reconcile: keep what both sides agree is running; kill what the agent
+  // holds that is final or unknown here; what only we think runs is lost.
+  v1::CoordinatorMessage welcome;
+  v1::Welcome* w = welcome.mutable_welcome();
+  *w->mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
+  absl::flat_hash_set<std::string> held;
+  for (const v1::HeldTask& h : hello.held_tasks()) {
+    v1::Resume* r = w->add_resume();
+    r->set_task_id(h.task_id());
+    r->set_attempt(h.attempt());
+    TaskEntry* t = FindLocked(h.task_id());
+    const bool ours = t != nullptr && t->task.agent_id() == hello.agent_id() &&
+                      t->task.attempt() == h.attempt();
+    if (!ours || (IsFinal(t->task.status()) && !h.finished())) {
+      r->set_keep(false);
+      continue;
+    }
+    r->set_keep(true);
+    r->set_stdout_offset(t->out[0].total());
+    r->set_stderr_offset(t->out[1].total());
+    held.insert(h.task_id());
+    a.assigned.insert(h.task_id());
+  }
+  std::vector<std::string> gone;
+  for (const std::string& id : a.assigned) {
+    if (!held.contains(id)) gone.push_back(id);
+  }
+  a.link->Send(std::move(welcome));
+  for (const std::string& id : gone) {
+    a.assigned.erase(id);
+    TaskEntry* t = FindLocked(id);
+    if (t != nullptr && !IsFinal(t->task.status())) {
+      TransitionLocked(*t, v1::TASK_STATUS_LOST,
+                       absl::StrCat("agent ", hello.agent_id(), " reconnected without the task"));
+    }
+  }
+  int connected = 0;
+  for (const auto& [id, other] : agents_) connected += other.link != nullptr;
+  if (metrics_) metrics_->connected_agents.Set(connected);
+  spdlog::info("agent_connected agent_id={} slots={} held_tasks={} version={}", hello.agent_id(),
+               hello.slots(), hello.held_tasks_size(), hello.version());
+  EmitLocked(v1::EVENT_TYPE_AGENT_CONNECTED, nullptr, hello.agent_id());
+  DispatchLocked();
+  return absl::OkStatus();
+}
+
+void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLink* link) {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end() || it->second.link.get() != link) return;  // Already replaced.
+  it->second.link = nullptr;
+  int connected = 0;
+  for (const auto& [id, other] : agents_) connected += other.link != nullptr;
+  if (metrics_) metrics_->connected_agents.Set(connected);
+  spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id,
+               it->second.assigned.size());
+  EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
+}
+
+void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLink* link,
+                                      const v1::AgentMessage& message) {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end() || it->second.link.get() != link) return;
+  AgentEntry& a = it->second;
+  a.last_seen = clock_.Now();
+  switch (message.msg_case()) {
+    case v1::AgentMessage::kStarted: {
+      const v1::Started& m = message.started();
+      TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
+      if (t == nullptr || t->task.status() != v1::TASK_STATUS_DISPATCHED) return;
+      *t->task.mutable_started_at() = ToProto(a.last_seen);
+      t->task.set_pid(m.pid());
+      if (metrics_) {
+        metrics_->start_latency_seconds.Observe(absl::ToDoubleSeconds(a.last_seen - t->created));
+      }
+      TransitionLocked(*t, v1::TASK_STATUS_RUNNING, "");
+      return;
+    }
+    case v1::AgentMessage::kOutput:
+      ApplyOutputLocked(a, message.output());
+      return;
+    case v1::AgentMessage::kProgress: {
+      const v1::ProgressReport& m = message.progress();
+      TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
+      if (t == nullptr || IsFinal(t->task.status())) return;
+      t->task.set_progress(std::clamp(m.progress().percent(), 0, 100));
+      t->task.set_progress_message(m.progress().message());
+      PersistLocked(*t);
+      EmitLocked(v1::EVENT_TYPE_TASK_PROGRESS, t, agent_id);
+      return;
+    }
+    case v1::AgentMessage::kFinished:
+      ApplyFinishedLocked(a, message.finished());
+      DispatchLocked();
+      return;
+    case v1::AgentMessage::kHeartbeat: {
+      const v1::Heartbeat& h = message.heartbeat();
+      a.info.set_load1(h.load1());
+      a.info.set_memory_total_bytes(h.memory_total_bytes());
+      a.info.set_memory_available_bytes(h.memory_available_bytes());
+      return;
+    }
+    default:
+      spdlog::warn("agent_message_unexpected agent_id={} case={}", agent_id,
+                   static_cast<int>(message.msg_case()));
+  }
+}
+
+void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
+  const v1::OutputChunk& chunk = m.chunk();
+  const int64_t end = chunk.offset() + static_cast<int64_t>(chunk.data().size());
+  v1::CoordinatorMessage ack;
+  v1::Ack* ack_msg = ack.mutable_ack();
+  ack_msg->set_task_id(m.task_id());
+  ack_msg->set_attempt(m.attempt());
+  TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
+  if (t == nullptr || (chunk.stream() != v1::OUTPUT_STREAM_STDOUT &&
+                       chunk.stream() != v1::OUTPUT_STREAM_STDERR)) {
+    // Acknowledge everything so the agent frees what nobody will read.
+    ack_msg->set_stdout_offset(INT64_MAX);
+    ack_msg->set_stderr_offset(INT64_MAX);
+    a.link->Send(std::move(ack));
+    return;
+  }
+  OutputBuffer& buf = t->out[StreamIndex(chunk.stream())];
+  if (chunk.offset() > buf.total()) {
+    // A gap means the agent lost bytes we never acknowledged; this cannot
+    // happen on an ordered stream, so refuse rather than store a hole.
+    spdlog::error("output_gap task_id={} expected={} got={}", m.task_id(), buf.total(),
+                  chunk.offset());
+  } else if (end > buf.total()) {
+    const absl::string_view fresh =
+        absl::string_view(chunk.data()).substr(static_cast<size_t>(buf.total() - chunk.offset()));
+    v1::TaskEvent e;
+    e.set_type(v1::EVENT_TYPE_TASK_LOG);
+    *e.mutable_time() = ToProto(a.last_seen);
+    e.set_task_id(m.task_id());
+    e.set_agent_id(a.info.agent_id());
+    e.mutable_output()->set_stream(chunk.stream());
+    e.mutable_output()->set_offset(buf.total());
+    e.mutable_output()->set_data(fresh.data(), fresh.size());
+    if (absl::Status s = store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh); !s.ok()) {
+      spdlog::error("store_output_failed task_id={} status=\"{}\"", m.task_id(), s.ToString());
+    }
+    buf.Append(fresh);
+    if (metrics_) {
+      metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
+      metrics_->events.Increment();
+    }
+    events_.Append(std::move(e));
+  }
+  ack_msg->set_stdout_offset(t->out[0].total());
+  ack_msg->set_stderr_offset(t->out[1].total());
+  a.link->Send(std::move(ack));
+}
+
+void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
+  v1::CoordinatorMessage ack;
+  ack.mutable_ack()->set_task_id(m.task_id());
+  ack.mutable_ack()->set_attempt(m.attempt());
+  ack.mutable_ack()->set_finished(true);
+  TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
+  a.assigned.erase(m.task_id());
+  if (t != nullptr) {
+    ack.mutable_ack()->set_stdout_offset(t->out[0].total());
+    ack.mutable_ack()->set_stderr_offset(t->out[1].total());
+    if (!t->task.has_exit()) *t->task.mutable_exit() = m.exit();
+    if (!IsFinal(t->task.status())) {
+      const v1::ExitInfo& e = m.exit();
+      if (!t->task.has_started_at()) *t->task.mutable_started_at() = ToProto(a.last_seen);
+      if (e.exit_code() == 0 && e.signal() == 0 && e.error().empty()) {
+        TransitionLocked(*t, v1::TASK_STATUS_SUCCEEDED, "exit code 0");
+      } else {
+        TransitionLocked(*t, v1::TASK_STATUS_FAILED,
+                         !e.error().empty() ? e.error()
+                         : e.signal() != 0  ? absl::StrCat("killed by signal ", e.signal())
+                                            : absl::StrCat("exit code ", e.exit_code()));
+      }
+    } else {
+      PersistLocked(*t);
+    }
+  }
+  a.link->Send(std::move(ack));
+}
+
+// ---------------------------------------------------------------- timers
+
+void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) {
+  a.online = false;
+  a.offline_since = clock_.Now();
+  if (a.link != nullptr) {
+    a.link->Close(absl::DeadlineExceededError(reason));
+    a.link = nullptr;
+    EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, a.info.agent_id());
+  }
+  spdlog::warn("agent_offline agent_id={} lost_tasks={} reason=\"{}\"", a.info.agent_id(),
+               a.assigned.size(), reason);
+  for (const std::string& id : a.assigned) {
+    TaskEntry* t = FindLocked(id);
+    if (t != nullptr && !IsFinal(t->task.status())) TransitionLocked(*t, v1::TASK_STATUS_LOST, reason);
+  }
+  a.assigned.clear();
+}
+
+void TaskRegistry::Tick() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    TaskEntry& t = *it->second;
+    ++it;
+    if (now >= t.queue_deadline) {
+      TransitionLocked(t, v1::TASK_STATUS_TIMED_OUT,
+                       absl::StrCat("not started within ", absl::FormatDuration(now - t.created),
+                                    " (queue timeout): ", WaitingReasonLocked(t)));
+    }
+  }
+  std::vector<TaskEntry*> overdue;
+  for (TaskEntry* t : active_) {
+    if (now >= t->run_deadline) overdue.push_back(t);
+  }
+  for (TaskEntry* t : overdue) {
+    const std::string why = absl::StrCat("exceeded its timeout of ", absl::FormatDuration(t->timeout));
+    TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT, why);
+    SendCancelLocked(*t, why);
+  }
+  for (auto& [id, a] : agents_) {
+    if (a.online && now - a.last_seen >= options_.heartbeat_ttl) {
+      AgentOfflineLocked(a, absl::StrCat("agent ", id, " silent for ",
+                                         absl::FormatDuration(now - a.last_seen)));
+    }
+  }
+  for (auto it = agents_.begin(); it != agents_.end();) {
+    // Forget agents long gone, so the directory stays bounded.
+    if (!it->second.online && it->second.link == nullptr &&
+        now - it->second.offline_since >= options_.retention) {
+      it = agents_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!finished_order_.empty() &&
+         (now - finished_order_.front().first >= options_.retention ||
+          final_count_ > options_.max_retained_tasks)) {
+    const std::string id = std::move(finished_order_.front().second);
+    finished_order_.pop_front();
+    const TaskEntry* t = FindLocked(id);
+    if (t != nullptr && IsFinal(t->task.status())) RemoveLocked(id);
+  }
+  if (!overdue.empty() || !queue_.empty()) DispatchLocked();
+}
+
+}  // namespace taskgrid

@@ -1,0 +1,175 @@
+// The task registry: the single owner of task and agent state. It validates
+// and accepts tasks, schedules them onto agents (priority, FIFO, targeting,
+// free slots), applies every agent report under attempt fencing, enforces
+// queue and run timeouts and the agents' heartbeat TTL, keeps capped output
+// and stats, and journals each change to the TaskStore and the EventLog.
+#ifndef TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
+#define TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "services/common/clock.h"
+#include "services/coordinator/coordinator_metrics.h"
+#include "services/coordinator/event_log.h"
+#include "services/coordinator/output_buffer.h"
+#include "services/coordinator/task_store.h"
+#include "taskgrid/v1/agent.pb.h"
+#include "taskgrid/v1/task_service.pb.h"
+
+namespace taskgrid {
+
+struct RegistryOptions {
+  // Run timeout of tasks that do not set spec.timeout.
+  absl::Duration default_task_timeout = absl::Minutes(10);
+  // SIGTERM-to-SIGKILL grace of tasks that do not set spec.kill_grace.
+  absl::Duration default_kill_grace = absl::Seconds(10);
+  // How often agents send heartbeats.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  // An agent silent this long is offline and its unfinished tasks are lost.
+  absl::Duration heartbeat_ttl = absl::Seconds(15);
+  // Final tasks are removed this long after they finished.
+  absl::Duration retention = absl::Hours(24);
+  // At most this many final tasks are kept; the oldest go first.
+  size_t max_retained_tasks = 100'000;
+  // Output kept per task and stream (head and tail halves beyond it).
+  int64_t output_cap_bytes = 4 << 20;
+
+  // Returns kInvalidArgument naming the first bad field.
+  absl::Status Validate() const;
+};
+
+// The coordinator's handle on one agent's open stream. Implemented by the
+// agent stream reactor; thread-safe; calls never block.
+class AgentLink {
+ public:
+  virtual ~AgentLink() = default;
+  // Queues a message; dropped once the stream is ending.
+  virtual void Send(v1::CoordinatorMessage message) = 0;
+  // Ends the stream with `status` after queued messages are written.
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+bool IsFinal(v1::TaskStatus status);
+
+// Thread-safe: one mutex guards all state; no call blocks on I/O (the store
+// batches, links queue). Owned by the coordinator; the clock, store, log and
+// metrics must outlive it.
+class TaskRegistry {
+ public:
+  TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events,
+               CoordinatorMetrics* metrics, RegistryOptions options);
+
+  // ---- Client API (TaskService); see task_service.proto for each contract.
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Task> Get(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Task> Cancel(const std::string& task_id, const std::string& reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Delete(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
+  v1::StatsResponse Stats() ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::GetOutputResponse> GetOutput(const v1::GetOutputRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  v1::ListAgentsResponse ListAgents() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ---- Agent API (AgentService.Connect).
+  // Registers the agent behind `link` (replacing and closing an older link of
+  // the same id), reconciles the tasks it holds, sends Welcome and dispatches.
+  // kInvalidArgument for a bad hello.
+  absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The stream behind `link` ended. Tasks stay assigned until the TTL.
+  void AgentDisconnected(const std::string& agent_id, const AgentLink* link)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies one report. Messages from a replaced link, for another agent's
+  // task, or carrying a stale attempt are dropped (and counted).
+  void HandleAgentMessage(const std::string& agent_id, const AgentLink* link,
+                          const v1::AgentMessage& message) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ---- Timers: production calls this every 100 ms; tests advance the clock.
+  // Times out overdue queued and running tasks, takes agents silent past the
+  // TTL offline (their unfinished tasks become lost), applies retention.
+  void Tick() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const RegistryOptions& options() const { return options_; }
+
+ private:
+  struct TaskEntry {
+    v1::Task task;
+    OutputBuffer out[2];  // stdout, stderr
+    uint64_t seq = 0;     // Submission order.
+    absl::Time created;
+    absl::Time queue_deadline;
+    absl::Time run_deadline;
+    absl::Duration timeout;
+    absl::Duration kill_grace;
+    bool queued = false;  // In queue_.
+  };
+  struct AgentEntry {
+    v1::Agent info;
+    std::shared_ptr<AgentLink> link;  // Null while disconnected.
+    absl::Time last_seen;
+    bool online = false;  // Connected, or disconnected but within the TTL.
+    absl::Time offline_since;
+    absl::flat_hash_set<std::string> assigned;  // Tasks holding a slot.
+  };
+  using QueueKey = std::pair<int, uint64_t>;  // (-priority, seq)
+
+  TaskEntry* FindLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The task if `agent` runs `attempt` of it; counts a stale message if not.
+  TaskEntry* FenceLocked(const AgentEntry& agent, const std::string& task_id, uint32_t attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string WaitingReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Enqueue(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Dequeue(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves `t` to `status`, journals it and emits the events.
+  void TransitionLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendCancelLocked(TaskEntry& t, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AgentOfflineLocked(AgentEntry& a, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyOutputLocked(AgentEntry& a, const v1::Output& output) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyFinishedLocked(AgentEntry& a, const v1::Finished& finished)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t EmitLocked(v1::EventType type, const TaskEntry* t, const std::string& agent_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewTaskIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Clock& clock_;
+  TaskStore& store_;
+  EventLog& events_;
+  CoordinatorMetrics* const metrics_;
+  const RegistryOptions options_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<TaskEntry>> tasks_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, TaskEntry*> by_seq_ ABSL_GUARDED_BY(mu_);
+  std::map<QueueKey, TaskEntry*> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.
+  std::deque<std::pair<absl::Time, std::string>> finished_order_ ABSL_GUARDED_BY(mu_);
+  size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_

@@ -1,0 +1,202 @@
+#include "services/coordinator/task_service.h"
+
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "services/common/status_util.h"
+
+namespace taskgrid {
+namespace {
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result,
+                                T* response) {
+  if (result.ok()) *response = std::move(*result);
+  return Reply(ctx, result.status());
+}
+
+// Streams events after a cursor: it keeps only its cursor and reads the next
+// matching event from the shared log when the previous write completes, so a
+// slow client costs no memory and, once behind the ring, is told to resync.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::TaskEvent>,
+                           public EventLog::Listener {
+ public:
+  WatchReactor(EventLog& log, const v1::WatchRequest& request)
+      : log_(log), request_(request) {
+    cursor_ = request.has_after_cursor() ? request.after_cursor() : log.last_cursor();
+  }
+
+  void Begin(std::shared_ptr<WatchReactor> self) ABSL_LOCKS_EXCLUDED(mu_) {
+    self_ = self;
+    log_.AddListener(std::move(self));
+    absl::MutexLock lock(&mu_);
+    PumpLocked();
+  }
+
+  void OnAppended() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    PumpLocked();
+  }
+
+ private:
+  bool Matches(const v1::TaskEvent& e) const {
+    if (!request_.task_id().empty() && e.task_id() != request_.task_id()) return false;
+    if (!request_.agent_id().empty() && e.agent_id() != request_.agent_id()) return false;
+    if (request_.types_size() > 0 &&
+        std::find(request_.types().begin(), request_.types().end(), e.type()) ==
+            request_.types().end()) {
+      return false;
+    }
+    return true;
+  }
+
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (write_in_flight_ || done_) return;
+    if (log_.Next(cursor_, [this](const v1::TaskEvent& e) { return Matches(e); }, event_)) {
+      write_in_flight_ = true;
+      StartWrite(&event_);
+    }
+  }
+
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (pending_finish_) {
+      pending_finish_ = false;
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    if (!ok) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    PumpLocked();
+  }
+
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (done_) return;
+    done_ = true;
+    if (!write_in_flight_) Finish(s);
+    else pending_finish_ = true;
+  }
+
+  void OnDone() override {
+    log_.RemoveListener(this);
+    self_.reset();  // May delete this.
+  }
+
+  EventLog& log_;
+  const v1::WatchRequest request_;
+  std::shared_ptr<WatchReactor> self_;
+  absl::Mutex mu_;
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_);
+  v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);  // In flight while write_in_flight_.
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool pending_finish_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+absl::Status TaskServiceImpl::Authorize(grpc::CallbackServerContext* ctx, Scope scope) const {
+  if (keys_.empty()) return absl::OkStatus();
+  const auto& md = ctx->client_metadata();
+  std::string key;
+  if (auto it = md.find("x-api-key"); it != md.end()) {
+    key.assign(it->second.data(), it->second.size());
+  } else if (auto it = md.find("authorization"); it != md.end()) {
+    absl::string_view v(it->second.data(), it->second.size());
+    if (absl::StartsWithIgnoreCase(v, "bearer ")) key = std::string(v.substr(7));
+  }
+  return keys_.Check(key, scope);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* ctx,
+                                                  const v1::SubmitRequest* req,
+                                                  v1::SubmitResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.Submit(*req), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::Get(grpc::CallbackServerContext* ctx,
+                                               const v1::GetRequest* req, v1::Task* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.Get(req->task_id()), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::List(grpc::CallbackServerContext* ctx,
+                                                const v1::ListRequest* req,
+                                                v1::ListResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.List(*req), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
+                                                  const v1::CancelRequest* req, v1::Task* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.Cancel(req->task_id(), req->reason()), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* ctx,
+                                                  const v1::DeleteRequest* req,
+                                                  v1::DeleteResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.Delete(req->task_id()));
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ctx,
+                                                 const v1::StatsRequest* req,
+                                                 v1::StatsResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  *resp = registry_.Stats();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::GetOutput(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetOutputRequest* req,
+                                                     v1::GetOutputResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  return Reply(ctx, registry_.GetOutput(*req), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
+                                                      const v1::ListAgentsRequest* req,
+                                                      v1::ListAgentsResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  *resp = registry_.ListAgents();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::TaskEvent>* TaskServiceImpl::Watch(grpc::CallbackServerContext* ctx,
+                                                                const v1::WatchRequest* req) {
+  absl::Status s = Authorize(ctx, Scope::kRead);
+  for (int type : req->types()) {
+    if (s.ok() && (!v1::EventType_IsValid(type) || type == v1::EVENT_TYPE_UNSPECIFIED)) {
+      s = absl::InvalidArgumentError("types: unknown event type " + std::to_string(type));
+    }
+  }
+  if (!s.ok()) {
+    class Rejected final : public grpc::ServerWriteReactor<v1::TaskEvent> {
+     public:
+      explicit Rejected(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Rejected(s);
+  }
+  auto reactor = std::make_shared<WatchReactor>(events_, *req);
+  reactor->Begin(reactor);
+  return reactor.get();
+}
+
+}  // namespace taskgrid

@@ -1,0 +1,52 @@
+// TaskService over gRPC: authorizes each call by its API key's scope, then
+// delegates to the registry. Watch streams the event log from a cursor.
+#ifndef TASKGRID_SERVICES_COORDINATOR_TASK_SERVICE_H_
+#define TASKGRID_SERVICES_COORDINATOR_TASK_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "services/common/auth.h"
+#include "services/coordinator/event_log.h"
+#include "services/coordinator/task_registry.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
+
+namespace taskgrid {
+
+// Thread-safe; owned by the coordinator, outlived by the registry and log.
+class TaskServiceImpl final : public v1::TaskService::CallbackService {
+ public:
+  TaskServiceImpl(TaskRegistry& registry, EventLog& events, ApiKeys keys)
+      : registry_(registry), events_(events), keys_(std::move(keys)) {}
+
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
+                                   v1::SubmitResponse* resp) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
+                                v1::Task* resp) override;
+  grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const v1::ListRequest* req,
+                                 v1::ListResponse* resp) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx, const v1::CancelRequest* req,
+                                   v1::Task* resp) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx, const v1::DeleteRequest* req,
+                                   v1::DeleteResponse* resp) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* req,
+                                  v1::StatsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetOutput(grpc::CallbackServerContext* ctx,
+                                      const v1::GetOutputRequest* req,
+                                      v1::GetOutputResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
+                                       const v1::ListAgentsRequest* req,
+                                       v1::ListAgentsResponse* resp) override;
+  grpc::ServerWriteReactor<v1::TaskEvent>* Watch(grpc::CallbackServerContext* ctx,
+                                                 const v1::WatchRequest* req) override;
+
+ private:
+  absl::Status Authorize(grpc::CallbackServerContext* ctx, Scope scope) const;
+
+  TaskRegistry& registry_;
+  EventLog& events_;
+  const ApiKeys keys_;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_TASK_SERVICE_H_
