@@ -1,0 +1,468 @@
+#include "services/agent/agent.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/proto_time.h"
+#include "services/common/version.h"
+
+namespace taskgrid {
+namespace {
+
+int Index(StdStream s) { return s == StdStream::kStderr ? 1 : 0; }
+
+std::string HostName() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+std::vector<std::string> BaseEnvironment() {
+  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  for (const char* name : {"HOME", "USER", "LOGNAME", "LANG"}) {
+    if (const char* v = std::getenv(name)) env.push_back(absl::StrCat(name, "=", v));
+  }
+  return env;
+}
+
+void ReadMemInfo(int64_t& total, int64_t& available) {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemTotal:") total = kb * 1024;
+    if (key == "MemAvailable:") available = kb * 1024;
+  }
+}
+
+}  // namespace
+
+absl::Status AgentOptions::Validate() const {
+  if (coordinator_address.empty()) return absl::InvalidArgumentError("coordinator: is required");
+  if (agent_id.empty()) return absl::InvalidArgumentError("agent_id: is required");
+  if (slots > 4096) return absl::InvalidArgumentError("slots: at most 4096");
+  if (output_window_bytes < 64 << 10) {
+    return absl::InvalidArgumentError("output_window_bytes: at least 65536");
+  }
+  if (reconnect_min <= absl::ZeroDuration() || reconnect_max < reconnect_min) {
+    return absl::InvalidArgumentError("reconnect_min/reconnect_max: need 0 < min <= max");
+  }
+  return absl::OkStatus();
+}
+
+Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics)
+    : options_([&] {
+        if (options.slots == 0) options.slots = std::max(1u, std::thread::hardware_concurrency());
+        return options;
+      }()),
+      runner_(runner),
+      metrics_(metrics),
+      rng_(std::random_device{}()) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Our own backoff governs reconnects; keep gRPC's short.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(8 << 20);
+  channel_ = grpc::CreateCustomChannel(options_.coordinator_address,
+                                       grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::AgentService::NewStub(channel_);
+}
+
+Agent::~Agent() { Stop(); }
+
+void Agent::Start() {
+  thread_ = std::thread([this] { RunLoop(); });
+}
+
+bool Agent::connected() const {
+  absl::MutexLock lock(&mu_);
+  return welcomed_;
+}
+
+size_t Agent::held_tasks() const {
+  absl::MutexLock lock(&mu_);
+  return executions_.size();
+}
+
+void Agent::DropConnectionForTesting() {
+  std::shared_ptr<CoordinatorLink> link;
+  {
+    absl::MutexLock lock(&mu_);
+    link = link_;
+  }
+  if (link) link->Cancel();
+}
+
+v1::AgentMessage Agent::HelloLocked() {
+  v1::AgentMessage m;
+  v1::Hello* h = m.mutable_hello();
+  h->set_agent_id(options_.agent_id);
+  h->set_token(options_.token);
+  h->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  h->set_slots(options_.slots);
+  h->set_version(kVersion);
+  h->set_hostname(HostName());
+  for (const auto& [id, e] : executions_) {
+    if (e->forget) continue;
+    v1::HeldTask* held = h->add_held_tasks();
+    held->set_task_id(id);
+    held->set_attempt(e->attempt);
+    held->set_stdout_resend_from(e->unacked[0].empty() ? e->produced[0] : e->unacked[0].front().offset);
+    held->set_stderr_resend_from(e->unacked[1].empty() ? e->produced[1] : e->unacked[1].front().offset);
+    held->set_finished(e->exited);
+  }
+  return m;
+}
+
+void Agent::RunLoop() {
+  int failures = 0;
+  std::shared_ptr<CoordinatorLink> retired;  // Kept until its OnDone surely returned.
+  for (bool first = true;; first = false) {
+    v1::AgentMessage hello;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      hello = HelloLocked();
+      link_done_ = false;
+      welcomed_ = false;
+    }
+    if (!first && metrics_) metrics_->reconnects.Increment();
+    auto link = CoordinatorLink::Open(
+        *stub_, hello, [this](CoordinatorLink* l, const v1::CoordinatorMessage& m) { OnMessage(l, m); },
+        [this](CoordinatorLink* l, const grpc::Status& s) { OnLinkDone(l, s); });
+    bool was_welcomed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      link_ = link;
+      for (;;) {
+        const bool woke = mu_.AwaitWithTimeout(absl::Condition(&link_done_), heartbeat_interval_);
+        was_welcomed |= welcomed_;
+        // Processes the coordinator no longer wants are destroyed here, off
+        // their own callback thread.
+        std::vector<std::unique_ptr<RunningProcess>> dead;
+        for (auto it = executions_.begin(); it != executions_.end();) {
+          auto cur = it++;
+          if (cur->second->forget && cur->second->exited) {
+            dead.push_back(std::move(cur->second->process));
+            executions_.erase(cur);
+          }
+        }
+        if (!dead.empty()) {
+          mu_.Unlock();
+          dead.clear();
+          mu_.Lock();
+        }
+        if (woke) break;
+        if (welcomed_) {
+          mu_.Unlock();
+          SendHeartbeat();
+          mu_.Lock();
+        }
+      }
+      link_.reset();
+    }
+    retired = std::move(link);
+    failures = was_welcomed ? 0 : failures + 1;
+    const absl::Duration cap = std::min(options_.reconnect_max,
+                                        options_.reconnect_min * (1 << std::min(failures, 16)));
+    absl::Duration wait;
+    {
+      absl::MutexLock lock(&mu_);
+      // Full jitter keeps a fleet from reconnecting in lockstep.
+      wait = cap * std::uniform_real_distribution<double>(0.5, 1.0)(rng_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    }
+  }
+}
+
+void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (link != link_.get()) return;
+  if (welcomed_ || !status.ok()) {
+    spdlog::warn("coordinator_stream_ended agent_id={} code={} message=\"{}\"", options_.agent_id,
+                 static_cast<int>(status.error_code()), status.error_message());
+  }
+  link_done_ = true;
+  welcomed_ = false;
+  if (metrics_) metrics_->connected.Set(0);
+}
+
+void Agent::SendLocked(v1::AgentMessage m) {
+  if (welcomed_ && link_) link_->Send(std::move(m));
+}
+
+void Agent::OnMessage(CoordinatorLink* link, const v1::CoordinatorMessage& m) {
+  std::vector<std::unique_ptr<RunningProcess>> dead;  // Destroyed after unlocking.
+  absl::MutexLock lock(&mu_);
+  if (link != link_.get()) return;
+  switch (m.msg_case()) {
+    case v1::CoordinatorMessage::kWelcome:
+      HandleWelcomeLocked(m.welcome());
+      break;
+    case v1::CoordinatorMessage::kAssign:
+      HandleAssignLocked(m.assign());
+      break;
+    case v1::CoordinatorMessage::kCancel: {
+      auto it = executions_.find(m.cancel().task_id());
+      if (it != executions_.end() && it->second->attempt == m.cancel().attempt() &&
+          it->second->process) {
+        spdlog::info("task_terminating task_id={} reason=\"{}\"", m.cancel().task_id(),
+                     m.cancel().reason());
+        it->second->process->Terminate(FromProto(m.cancel().grace()));
+      }
+      break;
+    }
+    case v1::CoordinatorMessage::kAck:
+      HandleAckLocked(m.ack(), dead);
+      break;
+    default:
+      break;
+  }
+  mu_.Unlock();
+  dead.clear();
+  mu_.Lock();
+}
+
+void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
+  welcomed_ = true;
+  if (metrics_) metrics_->connected.Set(1);
+  if (w.has_heartbeat_interval() && FromProto(w.heartbeat_interval()) > absl::ZeroDuration()) {
+    heartbeat_interval_ = FromProto(w.heartbeat_interval());
+  }
+  spdlog::info("coordinator_connected agent_id={} resumed_tasks={}", options_.agent_id,
+               w.resume_size());
+  for (const v1::Resume& r : w.resume()) {
+    auto it = executions_.find(r.task_id());
+    if (it == executions_.end() || it->second->attempt != r.attempt()) continue;
+    Execution& e = *it->second;
+    if (!r.keep()) {
+      e.forget = true;
+      if (!e.exited && e.process) e.process->Terminate(options_.shutdown_grace);
+      continue;
+    }
+    v1::Ack ack;
+    ack.set_task_id(r.task_id());
+    ack.set_attempt(r.attempt());
+    ack.set_stdout_offset(r.stdout_offset());
+    ack.set_stderr_offset(r.stderr_offset());
+    std::vector<std::unique_ptr<RunningProcess>> unused;
+    HandleAckLocked(ack, unused);
+    ResendLocked(e);
+  }
+}
+
+void Agent::ResendLocked(Execution& e) {
+  for (int i = 0; i < 2; ++i) {
+    for (const Chunk& c : e.unacked[i]) {
+      v1::AgentMessage m;
+      v1::Output* out = m.mutable_output();
+      out->set_task_id(e.task_id);
+      out->set_attempt(e.attempt);
+      out->mutable_chunk()->set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT : v1::OUTPUT_STREAM_STDERR);
+      out->mutable_chunk()->set_offset(c.offset);
+      out->mutable_chunk()->set_data(c.data);
+      SendLocked(std::move(m));
+    }
+  }
+  if (e.exited) {
+    v1::AgentMessage m;
+    *m.mutable_finished() = e.finished;
+    SendLocked(std::move(m));
+  }
+}
+
+void Agent::HandleAssignLocked(const v1::Assign& a) {
+  if (stopping_ || executions_.contains(a.task_id())) return;
+  auto owned = std::make_unique<Execution>();
+  Execution& e = *owned;
+  e.task_id = a.task_id();
+  e.attempt = a.attempt();
+  e.finished.set_task_id(a.task_id());
+  e.finished.set_attempt(a.attempt());
+  executions_[a.task_id()] = std::move(owned);
+
+  const v1::ShellSpec& shell = a.spec().shell();
+  ProcessSpec spec;
+  if (shell.argv_size() > 0) {
+    spec.argv.assign(shell.argv().begin(), shell.argv().end());
+  } else {
+    spec.argv = {"/bin/sh", "-c", shell.command()};
+  }
+  spec.env = BaseEnvironment();
+  spec.env.push_back("TASKGRID_TASK_ID=" + a.task_id());
+  spec.env.push_back("TASKGRID_AGENT_ID=" + options_.agent_id);
+  for (const auto& [k, v] : shell.env()) spec.env.push_back(absl::StrCat(k, "=", v));
+  spec.cwd = shell.cwd();
+  spec.stdin_data = shell.stdin();
+
+  const std::string id = a.task_id();
+  auto process = runner_.Start(
+      spec, [this, id](StdStream s, absl::string_view d) { OnOutput(id, s, d); },
+      [this, id](const ProcessExit& x) { OnExit(id, x); });
+  if (!process.ok()) {
+    spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, process.status().ToString());
+    if (metrics_) metrics_->spawn_failures.Increment();
+    e.exited = true;
+    e.finished.mutable_exit()->set_exit_code(127);
+    e.finished.mutable_exit()->set_error(std::string(process.status().message()));
+    v1::AgentMessage m;
+    *m.mutable_finished() = e.finished;
+    SendLocked(std::move(m));
+    return;
+  }
+  e.process = std::move(*process);
+  if (metrics_) {
+    metrics_->tasks_started.Increment();
+    metrics_->running_tasks.Increment();
+  }
+  v1::AgentMessage m;
+  m.mutable_started()->set_task_id(id);
+  m.mutable_started()->set_attempt(a.attempt());
+  m.mutable_started()->set_pid(e.process->pid());
+  SendLocked(std::move(m));
+  UpdatePauseLocked(e);
+}
+
+void Agent::HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<RunningProcess>>& dead) {
+  auto it = executions_.find(a.task_id());
+  if (it == executions_.end() || it->second->attempt != a.attempt()) return;
+  Execution& e = *it->second;
+  const int64_t acked[2] = {a.stdout_offset(), a.stderr_offset()};
+  for (int i = 0; i < 2; ++i) {
+    auto& q = e.unacked[i];
+    while (!q.empty() && q.front().offset + static_cast<int64_t>(q.front().data.size()) <= acked[i]) {
+      e.unacked_bytes[i] -= static_cast<int64_t>(q.front().data.size());
+      q.pop_front();
+    }
+    if (!q.empty() && q.front().offset < acked[i]) {  // Partly acknowledged.
+      const int64_t n = acked[i] - q.front().offset;
+      q.front().data.erase(0, static_cast<size_t>(n));
+      q.front().offset = acked[i];
+      e.unacked_bytes[i] -= n;
+    }
+  }
+  UpdatePauseLocked(e);
+  if (a.finished() && e.exited) {
+    dead.push_back(std::move(e.process));
+    executions_.erase(it);
+  }
+}
+
+void Agent::UpdatePauseLocked(Execution& e) {
+  if (!e.process) return;
+  const int64_t most = std::max(e.unacked_bytes[0], e.unacked_bytes[1]);
+  if (!e.paused && most >= options_.output_window_bytes) {
+    e.paused = true;
+    if (metrics_) metrics_->paused.Increment();
+    e.process->SetOutputPaused(true);
+  } else if (e.paused && most < options_.output_window_bytes / 2) {
+    e.paused = false;
+    e.process->SetOutputPaused(false);
+  }
+}
+
+void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_view data) {
+  absl::MutexLock lock(&mu_);
+  auto it = executions_.find(task_id);
+  if (it == executions_.end()) return;
+  Execution& e = *it->second;
+  const int i = Index(stream);
+  const int64_t offset = e.produced[i];
+  e.produced[i] += static_cast<int64_t>(data.size());
+  e.unacked_bytes[i] += static_cast<int64_t>(data.size());
+  e.unacked[i].push_back(Chunk{offset, std::string(data)});
+  if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
+  if (!e.forget) {
+    v1::AgentMessage m;
+    v1::Output* out = m.mutable_output();
+    out->set_task_id(task_id);
+    out->set_attempt(e.attempt);
+    out->mutable_chunk()->set_stream(static_cast<v1::OutputStream>(stream));
+    out->mutable_chunk()->set_offset(offset);
+    out->mutable_chunk()->set_data(data.data(), data.size());
+    SendLocked(std::move(m));
+  }
+  UpdatePauseLocked(e);
+}
+
+void Agent::OnExit(const std::string& task_id, const ProcessExit& x) {
+  absl::MutexLock lock(&mu_);
+  auto it = executions_.find(task_id);
+  if (it == executions_.end()) return;
+  Execution& e = *it->second;
+  e.exited = true;
+  if (metrics_) metrics_->running_tasks.Decrement();
+  v1::ExitInfo* exit = e.finished.mutable_exit();
+  exit->set_exit_code(x.exit_code);
+  exit->set_signal(x.signal);
+  *exit->mutable_cpu_time() = ToProto(x.cpu_time);
+  exit->set_max_rss_bytes(x.max_rss_bytes);
+  if (x.survivors > 0) {
+    exit->set_error(absl::StrCat(x.survivors, " process(es) of the task survived SIGKILL"));
+  } else if (stopping_ && x.signal != 0) {
+    exit->set_error("killed because the agent was stopping");
+  }
+  e.finished.set_stdout_bytes(e.produced[0]);
+  e.finished.set_stderr_bytes(e.produced[1]);
+  spdlog::debug("task_exited task_id={} exit_code={} signal={}", task_id, x.exit_code, x.signal);
+  if (!e.forget) {
+    v1::AgentMessage m;
+    *m.mutable_finished() = e.finished;
+    SendLocked(std::move(m));
+  }
+}
+
+void Agent::SendHeartbeat() {
+  v1::AgentMessage m;
+  v1::Heartbeat* h = m.mutable_heartbeat();
+  double load[1] = {0};
+  if (getloadavg(load, 1) == 1) h->set_load1(load[0]);
+  int64_t total = 0, available = 0;
+  ReadMemInfo(total, available);
+  h->set_memory_total_bytes(total);
+  h->set_memory_available_bytes(available);
+  absl::MutexLock lock(&mu_);
+  *h->mutable_time() = ToProto(absl::Now());
+  h->set_running_tasks(static_cast<uint32_t>(executions_.size()));
+  SendLocked(std::move(m));
+}
+
+void Agent::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    for (auto& [id, e] : executions_) {
+      if (!e->exited && e->process) e->process->Terminate(options_.shutdown_grace);
+    }
+    // Give the coordinator the exits (and let it acknowledge them).
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const auto& [id, e] : executions_) {
+        if (!e->exited || (welcomed_ && !e->forget)) return false;
+      }
+      return true;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&settled, &decltype(settled)::operator()), options_.shutdown_grace + absl::Seconds(3));
+  }
+  DropConnectionForTesting();
+  if (thread_.joinable()) thread_.join();
+  absl::flat_hash_map<std::string, std::unique_ptr<Execution>> leftovers;
+  {
+    absl::MutexLock lock(&mu_);
+    leftovers.swap(executions_);
+  }
+  leftovers.clear();  // Kills and reaps anything that ignored the grace.
+  spdlog::info("agent_stopped agent_id={}", options_.agent_id);
+}
+
+}  // namespace taskgrid

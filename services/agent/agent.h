@@ -1,0 +1,128 @@
+// The agent: dials the coordinator, announces itself and what it still holds,
+// runs assigned tasks through a ProcessRunner, streams their output by byte
+// offset with a bounded window of unacknowledged bytes, reports exits,
+// heartbeats, and reconnects with jittered exponential backoff.
+#ifndef TASKGRID_SERVICES_AGENT_AGENT_H_
+#define TASKGRID_SERVICES_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "services/agent/agent_metrics.h"
+#include "services/agent/coordinator_link.h"
+#include "services/agent/process_runner.h"
+#include "taskgrid/v1/agent.grpc.pb.h"
+
+namespace taskgrid {
+
+struct AgentOptions {
+  // Coordinator's gRPC address.
+  std::string coordinator_address = "127.0.0.1:7000";
+  // Unique id of this agent; defaults to the hostname in main.
+  std::string agent_id;
+  // Shared secret the coordinator expects.
+  std::string token;
+  // Labels for selectors (e.g. env=staging, role=web).
+  std::map<std::string, std::string> labels;
+  // Concurrent tasks; 0 means the number of CPUs.
+  uint32_t slots = 0;
+  // Unacknowledged output held per task stream; when reached, the agent stops
+  // reading the pipe and the process blocks on its next write.
+  int64_t output_window_bytes = 4 << 20;
+  // Reconnect backoff: starts at min, doubles up to max, with full jitter.
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(10);
+  // On Stop(), tasks get this long between SIGTERM and SIGKILL.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+
+  // kInvalidArgument naming the first bad field.
+  absl::Status Validate() const;
+};
+
+// Thread-safe. Owns its connection thread and every running process; the
+// runner and metrics must outlive it. Destroying it stops it.
+class Agent {
+ public:
+  Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics);
+  ~Agent();
+
+  // Starts the connection loop in the background.
+  void Start();
+  // Terminates every task (SIGTERM, then SIGKILL after shutdown_grace),
+  // reports what it can, closes the stream and joins. Idempotent.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // True while a stream is open and welcomed.
+  bool connected() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Tasks with a live process or an unacknowledged report.
+  size_t held_tasks() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Test hook: drops the current stream as a network failure would.
+  void DropConnectionForTesting() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Chunk {
+    int64_t offset;
+    std::string data;
+  };
+  struct Execution {
+    std::string task_id;
+    uint32_t attempt = 0;
+    std::unique_ptr<RunningProcess> process;
+    int64_t produced[2] = {0, 0};        // Next offset per stream.
+    std::deque<Chunk> unacked[2];        // Retained for resend.
+    int64_t unacked_bytes[2] = {0, 0};
+    bool paused = false;
+    bool exited = false;
+    bool forget = false;                 // Coordinator no longer wants it.
+    v1::Finished finished;               // Valid once exited.
+  };
+
+  void RunLoop();
+  v1::AgentMessage HelloLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnMessage(CoordinatorLink* link, const v1::CoordinatorMessage& m) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnLinkDone(CoordinatorLink* link, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  void HandleWelcomeLocked(const v1::Welcome& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleAssignLocked(const v1::Assign& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<RunningProcess>>& dead)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnOutput(const std::string& task_id, StdStream stream, absl::string_view data)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnExit(const std::string& task_id, const ProcessExit& exit) ABSL_LOCKS_EXCLUDED(mu_);
+  // Sends on the welcomed link, if any.
+  void SendLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResendLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdatePauseLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendHeartbeat() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const AgentOptions options_;
+  ProcessRunner& runner_;
+  AgentMetrics* const metrics_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+  std::thread thread_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Execution>> executions_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<CoordinatorLink> link_ ABSL_GUARDED_BY(mu_);
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  bool link_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_AGENT_AGENT_H_

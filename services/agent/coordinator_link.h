@@ -1,0 +1,60 @@
+// The agent's end of AgentService.Connect: a client bidi reactor for one
+// connection attempt. Writes go through one outbox; reads are handed to a
+// handler; when the stream ends the handler is told once.
+#ifndef TASKGRID_SERVICES_AGENT_COORDINATOR_LINK_H_
+#define TASKGRID_SERVICES_AGENT_COORDINATOR_LINK_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/synchronization/mutex.h"
+#include "taskgrid/v1/agent.grpc.pb.h"
+
+namespace taskgrid {
+
+// One stream. Thread-safe. Created by Open(); the caller keeps the
+// shared_ptr until `on_done` has run, and must not destroy it from inside
+// `on_message`.
+class CoordinatorLink final
+    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::CoordinatorMessage> {
+ public:
+  using MessageHandler = std::function<void(CoordinatorLink* link, const v1::CoordinatorMessage&)>;
+  using DoneHandler = std::function<void(CoordinatorLink* link, const grpc::Status& status)>;
+
+  // Starts the call with `hello` as its first message.
+  static std::shared_ptr<CoordinatorLink> Open(v1::AgentService::Stub& stub,
+                                               const v1::AgentMessage& hello,
+                                               MessageHandler on_message, DoneHandler on_done);
+
+  // Queues a message; returns false (and drops it) once the stream is ending.
+  bool Send(v1::AgentMessage message) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the stream (the coordinator sees a cancelled call).
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  CoordinatorLink(MessageHandler on_message, DoneHandler on_done)
+      : on_message_(std::move(on_message)), on_done_(std::move(on_done)) {}
+
+  void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone(const grpc::Status& status) override;
+  void StopWritingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const MessageHandler on_message_;
+  const DoneHandler on_done_;
+  grpc::ClientContext context_;
+  v1::CoordinatorMessage in_;
+
+  absl::Mutex mu_;
+  std::deque<v1::AgentMessage> outbox_ ABSL_GUARDED_BY(mu_);  // front() is in flight
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_AGENT_COORDINATOR_LINK_H_

@@ -1,0 +1,94 @@
+// taskgrid-agent: parses flags, starts an Agent with the POSIX process
+// runner, serves metrics, stops cleanly on SIGINT or SIGTERM.
+#include <csignal>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "services/agent/agent.h"
+#include "services/agent/posix_process_runner.h"
+#include "services/common/logging.h"
+#include "services/common/metrics_server.h"
+
+ABSL_FLAG(std::string, coordinator, "", "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+ABSL_FLAG(std::string, agent_id, "", "Agent id (default: the hostname).");
+ABSL_FLAG(std::string, token, "", "Agent token (default TASKGRID_AGENT_TOKEN).");
+ABSL_FLAG(std::string, labels, "", "Labels as k=v,k=v.");
+ABSL_FLAG(int32_t, slots, 0, "Concurrent tasks (0: number of CPUs).");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9101", "Prometheus /metrics address (empty: off).");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5), "SIGTERM-to-SIGKILL grace for tasks on stop.");
+ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("taskgrid agent: runs tasks assigned by the coordinator.");
+  absl::ParseCommandLine(argc, argv);
+  if (auto s = taskgrid::InitLogging("agent", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto env = [](const char* name, const char* fallback) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : fallback);
+  };
+  taskgrid::AgentOptions options;
+  options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
+  if (options.coordinator_address.empty()) options.coordinator_address = env("TASKGRID_COORDINATOR", "127.0.0.1:7000");
+  options.agent_id = absl::GetFlag(FLAGS_agent_id);
+  if (options.agent_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    options.agent_id = host;
+  }
+  options.token = absl::GetFlag(FLAGS_token);
+  if (options.token.empty()) options.token = env("TASKGRID_AGENT_TOKEN", "");
+  for (absl::string_view kv : absl::StrSplit(absl::GetFlag(FLAGS_labels), ',', absl::SkipWhitespace())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (p.first.empty()) {
+      std::fprintf(stderr, "taskgrid-agent: labels: \"%s\" is not k=v\n", std::string(kv).c_str());
+      return 2;
+    }
+    options.labels[p.first] = p.second;
+  }
+  if (absl::GetFlag(FLAGS_slots) < 0) {
+    std::fprintf(stderr, "taskgrid-agent: slots: must not be negative\n");
+    return 2;
+  }
+  options.slots = static_cast<uint32_t>(absl::GetFlag(FLAGS_slots));
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  if (auto s = options.Validate(); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  taskgrid::AgentMetrics metrics(*registry);
+  std::unique_ptr<taskgrid::MetricsServer> metrics_server;
+  if (!absl::GetFlag(FLAGS_metrics_address).empty()) {
+    auto m = taskgrid::MetricsServer::Start(absl::GetFlag(FLAGS_metrics_address), "agent", registry);
+    if (!m.ok()) {
+      std::fprintf(stderr, "taskgrid-agent: %s\n", m.status().ToString().c_str());
+      return 1;
+    }
+    metrics_server = std::move(*m);
+  }
+  taskgrid::PosixProcessRunner runner;
+  taskgrid::Agent agent(options, runner, &metrics);
+  agent.Start();
+  spdlog::info("agent_started agent_id={} coordinator={} slots={}", options.agent_id,
+               options.coordinator_address, options.slots);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("agent_stopping signal={}", sig);
+  agent.Stop();
+  return 0;
+}

@@ -1,0 +1,614 @@
+#include "services/cli/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "services/cli/args.h"
+#include "services/common/proto_time.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
+
+namespace taskgrid::cli {
+namespace {
+
+const char kUsage[] = R"(usage: taskgrid COMMAND [flags]
+
+Commands:
+  run [flags] -- CMD [ARGS...]   Run a command and stream its output; exits with its code.
+      --agent ID | --selector k=v,...   where to run (default: any agent)
+      --priority low|medium|high|critical   --timeout 30s   --queue-timeout 1m
+      --env K=V (repeatable)   --cwd DIR   --type T   --tag T (repeatable)
+      --idempotency-key K   --detach (print the task id and return)
+      One word after -- runs through /bin/sh -c; several run as argv.
+  get ID                      Show a task.
+  list [--status s,s] [--agent ID] [--type T] [--tag T] [--priority p,p] [--limit N] [--page-token T]
+  cancel ID [--reason TEXT]   Cancel a task (kills its process tree).
+  delete ID                   Delete a finished task and its output.
+  logs ID [--follow]          Print a task's output (stdout to stdout, stderr to stderr).
+  watch [--task ID] [--agent ID] [--types a,b] [--after CURSOR]   Stream events.
+  agents                      List agents.
+  stats                       Task statistics.
+
+Global flags: --coordinator ADDR (or TASKGRID_COORDINATOR, default 127.0.0.1:7000)
+              --api-key KEY (or TASKGRID_API_KEY)   --output text|json
+Exit codes of run: the task's own; 128+N when killed by signal N; 124 timed out;
+130 cancelled; 125 lost or a taskgrid error; 2 usage error.
+)";
+
+struct Context {
+  std::unique_ptr<v1::TaskService::Stub> stub;
+  std::string api_key;
+  bool json = false;
+
+  std::unique_ptr<grpc::ClientContext> Call(absl::Duration timeout = absl::Seconds(30)) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!api_key.empty()) ctx->AddMetadata("x-api-key", api_key);
+    if (timeout != absl::InfiniteDuration()) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return ctx;
+  }
+};
+
+int Fail(const std::string& what) {
+  std::cerr << "taskgrid: " << what << "\n";
+  return kExitError;
+}
+
+int Fail(const grpc::Status& s) {
+  return Fail(s.error_code() == grpc::StatusCode::UNAVAILABLE
+                  ? "coordinator unavailable: " + s.error_message()
+                  : s.error_message());
+}
+
+int Usage(const std::string& what) {
+  std::cerr << "taskgrid: " << what << "\n(taskgrid help for usage)\n";
+  return kExitUsage;
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = false;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string Lower(const std::string& enum_name, size_t prefix) {
+  return absl::AsciiStrToLower(enum_name.substr(prefix));
+}
+std::string StatusName(v1::TaskStatus s) { return Lower(v1::TaskStatus_Name(s), 12); }
+std::string PriorityName(v1::Priority p) { return Lower(v1::Priority_Name(p), 9); }
+
+absl::StatusOr<v1::TaskStatus> ParseStatus(absl::string_view s) {
+  v1::TaskStatus v;
+  if (v1::TaskStatus_Parse(absl::StrCat("TASK_STATUS_", absl::AsciiStrToUpper(s)), &v)) return v;
+  return absl::InvalidArgumentError(absl::StrCat("--status: unknown status \"", s, "\""));
+}
+
+absl::StatusOr<v1::Priority> ParsePriority(absl::string_view s) {
+  int n;
+  if (absl::SimpleAtoi(s, &n) && v1::Priority_IsValid(n)) return static_cast<v1::Priority>(n);
+  v1::Priority v;
+  if (v1::Priority_Parse(absl::StrCat("PRIORITY_", absl::AsciiStrToUpper(s)), &v)) return v;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--priority: \"", s, "\" is not low, medium, high, critical or 0-3"));
+}
+
+absl::StatusOr<google::protobuf::Duration> ParseDurationFlag(const std::string& flag,
+                                                             const std::string& value) {
+  absl::Duration d;
+  if (!absl::ParseDuration(value, &d)) {
+    int64_t secs;
+    if (!absl::SimpleAtoi(value, &secs)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": \"", value,
+                                                      "\" is not a duration (e.g. 30s, 5m, 1h)"));
+    }
+    d = absl::Seconds(secs);
+  }
+  return ToProto(d);
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(t), absl::LocalTimeZone());
+}
+
+void PrintTask(const v1::Task& t) {
+  std::cout << "task_id:     " << t.task_id() << "\n"
+            << "status:      " << StatusName(t.status());
+  if (!t.status_reason().empty()) std::cout << " (" << t.status_reason() << ")";
+  std::cout << "\n";
+  if (!t.waiting_reason().empty()) std::cout << "waiting:     " << t.waiting_reason() << "\n";
+  const v1::ShellSpec& sh = t.spec().shell();
+  std::cout << "command:     "
+            << (sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command()) << "\n"
+            << "type:        " << t.spec().type() << "\n"
+            << "priority:    " << PriorityName(t.spec().priority()) << "\n"
+            << "agent:       " << (t.agent_id().empty() ? "-" : t.agent_id()) << "\n"
+            << "attempt:     " << t.attempt() << "\n"
+            << "created:     " << FormatTime(t.created_at()) << "\n"
+            << "started:     " << FormatTime(t.started_at()) << "\n"
+            << "finished:    " << FormatTime(t.finished_at()) << "\n";
+  if (t.has_exit()) {
+    std::cout << "exit:        code " << t.exit().exit_code();
+    if (t.exit().signal()) std::cout << ", signal " << t.exit().signal();
+    std::cout << ", cpu " << absl::FormatDuration(FromProto(t.exit().cpu_time())) << ", max rss "
+              << t.exit().max_rss_bytes() / 1024 << " KiB\n";
+  }
+  if (t.progress() > 0) std::cout << "progress:    " << t.progress() << "% " << t.progress_message() << "\n";
+  std::cout << "output:      stdout " << t.stdout().total_bytes() << " B, stderr "
+            << t.stderr().total_bytes() << " B\n";
+}
+
+int ExitCodeOf(const v1::Task& t) {
+  switch (t.status()) {
+    case v1::TASK_STATUS_SUCCEEDED:
+      return 0;
+    case v1::TASK_STATUS_FAILED:
+      if (t.exit().signal() != 0) return 128 + t.exit().signal();
+      return t.exit().exit_code() != 0 ? t.exit().exit_code() : kExitError;
+    case v1::TASK_STATUS_TIMED_OUT:
+      return kExitTimedOut;
+    case v1::TASK_STATUS_CANCELLED:
+      return kExitCancelled;
+    default:
+      return kExitError;
+  }
+}
+
+bool IsFinal(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
+
+// Writes a task's output exactly once, whatever mix of live events,
+// replays and GetOutput reads delivers it.
+class OutputSink {
+ public:
+  OutputSink(const Context& ctx, std::string task_id) : ctx_(ctx), task_id_(std::move(task_id)) {}
+
+  void OnChunk(const v1::OutputChunk& c) {
+    const int i = c.stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
+    if (c.offset() > next_[i]) {
+      CatchUp(i, c.offset());  // A gap: fetch what the stream skipped.
+    }
+    const int64_t end = c.offset() + static_cast<int64_t>(c.data().size());
+    if (end <= next_[i] || c.offset() > next_[i]) return;
+    Write(i, absl::string_view(c.data()).substr(static_cast<size_t>(next_[i] - c.offset())));
+    next_[i] = end;
+  }
+
+  // Reads retained output up to `until` (or everything) for stream i.
+  void CatchUp(int i, int64_t until = INT64_MAX) {
+    while (next_[i] < until) {
+      v1::GetOutputRequest req;
+      req.set_task_id(task_id_);
+      req.set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT : v1::OUTPUT_STREAM_STDERR);
+      req.set_offset(next_[i]);
+      v1::GetOutputResponse resp;
+      if (!ctx_.stub->GetOutput(ctx_.Call().get(), req, &resp).ok()) return;
+      if (resp.offset() > next_[i]) {
+        Write(i, absl::StrFormat("\n[taskgrid: %d bytes of output dropped]\n", resp.offset() - next_[i]));
+        next_[i] = resp.offset();
+      }
+      if (resp.data().empty()) return;
+      Write(i, resp.data());
+      next_[i] += static_cast<int64_t>(resp.data().size());
+    }
+  }
+
+ private:
+  void Write(int i, absl::string_view data) {
+    FILE* f = i == 0 ? stdout : stderr;
+    fwrite(data.data(), 1, data.size(), f);
+    fflush(f);
+  }
+
+  const Context& ctx_;
+  const std::string task_id_;
+  int64_t next_[2] = {0, 0};
+};
+
+// Follows a task's events from `after` until it is final, writing output.
+// Returns the final task. Survives broken streams by resuming at the last
+// cursor seen.
+absl::StatusOr<v1::Task> Follow(const Context& ctx, const std::string& task_id, uint64_t after,
+                                bool show_progress) {
+  OutputSink sink(ctx, task_id);
+  v1::TaskStatus shown = v1::TASK_STATUS_UNSPECIFIED;
+  absl::Duration backoff = absl::Milliseconds(100);
+  for (;;) {
+    v1::WatchRequest req;
+    req.set_task_id(task_id);
+    req.set_after_cursor(after);
+    auto call = ctx.Call(absl::InfiniteDuration());
+    auto reader = ctx.stub->Watch(call.get(), req);
+    v1::TaskEvent e;
+    while (reader->Read(&e)) {
+      backoff = absl::Milliseconds(100);
+      after = e.cursor();
+      v1::Task task;
+      if (e.type() == v1::EVENT_TYPE_RESYNC) {
+        // Our cursor fell out of the coordinator's log: read state instead.
+        v1::GetRequest g;
+        g.set_task_id(task_id);
+        grpc::Status s = ctx.stub->Get(ctx.Call().get(), g, &task);
+        if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+        sink.CatchUp(0);
+        sink.CatchUp(1);
+      } else if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+        sink.OnChunk(e.output());
+        continue;
+      } else if (e.has_task()) {
+        task = e.task();
+      } else {
+        continue;
+      }
+      if (show_progress && task.status() != shown) {
+        shown = task.status();
+        std::string line = StatusName(shown);
+        if (shown == v1::TASK_STATUS_QUEUED) line += ": " + task.waiting_reason();
+        if (shown == v1::TASK_STATUS_DISPATCHED) line += " to " + task.agent_id();
+        if (IsFinal(shown) && !task.status_reason().empty()) line += ": " + task.status_reason();
+        std::cerr << "\033[2m[taskgrid " << task_id.substr(0, 8) << "] " << line << "\033[0m\n";
+      }
+      if (IsFinal(task.status())) {
+        call->TryCancel();
+        reader->Finish();
+        sink.CatchUp(0, task.stdout().total_bytes());
+        sink.CatchUp(1, task.stderr().total_bytes());
+        return task;
+      }
+    }
+    grpc::Status s = reader->Finish();
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::CANCELLED) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+// Cancels `task_id` on the first SIGINT/SIGTERM; exits at once on the second.
+class CancelOnSignal {
+ public:
+  CancelOnSignal(const Context& ctx, std::string task_id) {
+    thread_ = std::thread([&ctx, task_id] {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGINT);
+      sigaddset(&set, SIGTERM);
+      sigaddset(&set, SIGUSR1);
+      for (int count = 0;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGUSR1) return;  // Destructor: stop waiting.
+        if (++count > 1) _exit(kExitCancelled);
+        std::cerr << "\ntaskgrid: cancelling " << task_id << " (Ctrl-C again to detach)\n";
+        v1::CancelRequest req;
+        req.set_task_id(task_id);
+        req.set_reason("cancelled from the CLI");
+        v1::Task t;
+        (void)ctx.stub->Cancel(ctx.Call().get(), req, &t);
+      }
+    });
+  }
+  ~CancelOnSignal() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
+
+const std::set<std::string> kGlobalFlags = {"coordinator", "api-key", "output"};
+
+FlagSpec Spec(std::set<std::string> with_value, std::set<std::string> boolean = {}) {
+  with_value.insert(kGlobalFlags.begin(), kGlobalFlags.end());
+  return FlagSpec{std::move(with_value), std::move(boolean)};
+}
+
+int CmdRun(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.empty()) return Usage("run: give the command after --");
+  v1::SubmitRequest req;
+  v1::TaskSpec* spec = req.mutable_spec();
+  if (a.positional.size() == 1) {
+    spec->mutable_shell()->set_command(a.positional[0]);
+  } else {
+    for (const auto& p : a.positional) spec->mutable_shell()->add_argv(p);
+  }
+  spec->set_agent_id(a.Get("agent"));
+  for (absl::string_view kv : absl::StrSplit(a.Get("selector"), ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    if (p.first.empty() || kv.find('=') == absl::string_view::npos) {
+      return Usage(absl::StrCat("--selector: \"", kv, "\" is not k=v"));
+    }
+    (*spec->mutable_selector())[p.first] = p.second;
+  }
+  if (a.Has("priority")) {
+    auto p = ParsePriority(a.Get("priority"));
+    if (!p.ok()) return Usage(std::string(p.status().message()));
+    spec->set_priority(*p);
+  }
+  for (const char* flag : {"timeout", "queue-timeout"}) {
+    if (!a.Has(flag)) continue;
+    auto d = ParseDurationFlag(flag, a.Get(flag));
+    if (!d.ok()) return Usage(std::string(d.status().message()));
+    *(std::string(flag) == "timeout" ? spec->mutable_timeout() : spec->mutable_queue_timeout()) = *d;
+  }
+  if (a.flags.count("env")) {
+    for (const auto& kv : a.flags.at("env")) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) return Usage("--env: \"" + kv + "\" is not K=V");
+      (*spec->mutable_shell()->mutable_env())[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  if (a.flags.count("tag")) {
+    for (const auto& t : a.flags.at("tag")) spec->add_tags(t);
+  }
+  spec->mutable_shell()->set_cwd(a.Get("cwd"));
+  spec->set_type(a.Get("type"));
+  req.set_idempotency_key(a.Get("idempotency-key"));
+  if (!a.Has("detach") && !isatty(STDIN_FILENO)) {
+    // Forward piped stdin, like ssh does.
+    std::string in((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    spec->mutable_shell()->set_stdin(in);
+  }
+  v1::SubmitResponse resp;
+  grpc::Status s = ctx.stub->Submit(ctx.Call().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  const std::string id = resp.task().task_id();
+  if (a.Has("detach")) {
+    std::cout << (ctx.json ? Json(resp.task()) : id) << "\n";
+    return 0;
+  }
+  CancelOnSignal cancel(ctx, id);
+  auto final_task = Follow(ctx, id, resp.cursor(), !ctx.json && isatty(STDERR_FILENO));
+  if (!final_task.ok()) return Fail(std::string(final_task.status().message()));
+  if (ctx.json) std::cout << Json(*final_task) << "\n";
+  return ExitCodeOf(*final_task);
+}
+
+int CmdGet(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.size() != 1) return Usage("get: give one task id");
+  v1::GetRequest req;
+  req.set_task_id(a.positional[0]);
+  v1::Task t;
+  grpc::Status s = ctx.stub->Get(ctx.Call().get(), req, &t);
+  if (!s.ok()) return Fail(s);
+  if (ctx.json) {
+    std::cout << Json(t) << "\n";
+  } else {
+    PrintTask(t);
+  }
+  return 0;
+}
+
+int CmdList(Context& ctx, const ParsedArgs& a) {
+  v1::ListRequest req;
+  for (absl::string_view s : absl::StrSplit(a.Get("status"), ',', absl::SkipEmpty())) {
+    auto st = ParseStatus(s);
+    if (!st.ok()) return Usage(std::string(st.status().message()));
+    req.add_status(*st);
+  }
+  for (absl::string_view s : absl::StrSplit(a.Get("priority"), ',', absl::SkipEmpty())) {
+    auto p = ParsePriority(s);
+    if (!p.ok()) return Usage(std::string(p.status().message()));
+    req.add_priority(*p);
+  }
+  if (a.Has("type")) req.add_type(a.Get("type"));
+  if (a.flags.count("tag")) {
+    for (const auto& t : a.flags.at("tag")) req.add_tags(t);
+  }
+  req.set_agent_id(a.Get("agent"));
+  if (a.Has("limit")) {
+    int limit;
+    if (!absl::SimpleAtoi(a.Get("limit"), &limit)) return Usage("--limit: not a number");
+    req.set_page_size(limit);
+  }
+  req.set_page_token(a.Get("page-token"));
+  v1::ListResponse resp;
+  grpc::Status s = ctx.stub->List(ctx.Call().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (ctx.json) {
+    std::cout << Json(resp) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", "TASK ID", "STATUS",
+                               "PRIORITY", "AGENT", "CREATED", "COMMAND");
+  for (const auto& t : resp.tasks()) {
+    const auto& sh = t.spec().shell();
+    std::string cmd = sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command();
+    if (cmd.size() > 50) cmd = cmd.substr(0, 47) + "...";
+    std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", t.task_id(),
+                                 StatusName(t.status()), PriorityName(t.spec().priority()),
+                                 t.agent_id().empty() ? "-" : t.agent_id(),
+                                 FormatTime(t.created_at()).substr(0, 19), cmd);
+  }
+  std::cout << resp.tasks_size() << " of " << resp.total() << " tasks";
+  if (!resp.next_page_token().empty()) std::cout << " (next: --page-token " << resp.next_page_token() << ")";
+  std::cout << "\n";
+  return 0;
+}
+
+int CmdCancel(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.size() != 1) return Usage("cancel: give one task id");
+  v1::CancelRequest req;
+  req.set_task_id(a.positional[0]);
+  req.set_reason(a.Get("reason"));
+  v1::Task t;
+  grpc::Status s = ctx.stub->Cancel(ctx.Call().get(), req, &t);
+  if (!s.ok()) return Fail(s);
+  std::cout << (ctx.json ? Json(t) : "cancelled " + t.task_id()) << "\n";
+  return 0;
+}
+
+int CmdDelete(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.size() != 1) return Usage("delete: give one task id");
+  v1::DeleteRequest req;
+  req.set_task_id(a.positional[0]);
+  v1::DeleteResponse resp;
+  grpc::Status s = ctx.stub->Delete(ctx.Call().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  std::cout << (ctx.json ? "{}" : "deleted " + a.positional[0]) << "\n";
+  return 0;
+}
+
+int CmdLogs(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.size() != 1) return Usage("logs: give one task id");
+  const std::string& id = a.positional[0];
+  if (a.Has("follow")) {
+    // From cursor 0: replays what the log still holds, else resyncs.
+    auto t = Follow(ctx, id, 0, false);
+    return t.ok() ? 0 : Fail(std::string(t.status().message()));
+  }
+  v1::GetRequest g;
+  g.set_task_id(id);
+  v1::Task t;
+  grpc::Status s = ctx.stub->Get(ctx.Call().get(), g, &t);
+  if (!s.ok()) return Fail(s);
+  OutputSink sink(ctx, id);
+  sink.CatchUp(0, t.stdout().total_bytes());
+  sink.CatchUp(1, t.stderr().total_bytes());
+  return 0;
+}
+
+std::string DescribeEvent(const v1::TaskEvent& e) {
+  std::string type = Lower(v1::EventType_Name(e.type()), 11);
+  std::string line = absl::StrCat(e.cursor(), " ", FormatTime(e.time()), " ", type);
+  if (!e.task_id().empty()) absl::StrAppend(&line, " task=", e.task_id());
+  if (!e.agent_id().empty()) absl::StrAppend(&line, " agent=", e.agent_id());
+  if (e.has_task() && e.type() != v1::EVENT_TYPE_TASK_LOG) {
+    absl::StrAppend(&line, " status=", StatusName(e.task().status()));
+  }
+  if (e.has_output()) {
+    absl::StrAppend(&line, " ", e.output().stream() == v1::OUTPUT_STREAM_STDERR ? "stderr" : "stdout",
+                    " offset=", e.output().offset(), " bytes=", e.output().data().size());
+  }
+  if (e.has_progress()) absl::StrAppend(&line, " progress=", e.progress().percent());
+  return line;
+}
+
+int CmdWatch(Context& ctx, const ParsedArgs& a) {
+  v1::WatchRequest req;
+  req.set_task_id(a.Get("task"));
+  req.set_agent_id(a.Get("agent"));
+  for (absl::string_view t : absl::StrSplit(a.Get("types"), ',', absl::SkipEmpty())) {
+    v1::EventType type;
+    std::string name = absl::StrCat("EVENT_TYPE_", absl::AsciiStrToUpper(t));
+    absl::StrReplaceAll({{":", "_"}}, &name);
+    if (!v1::EventType_Parse(name, &type)) return Usage(absl::StrCat("--types: unknown type \"", t, "\""));
+    req.add_types(type);
+  }
+  if (a.Has("after")) {
+    uint64_t after;
+    if (!absl::SimpleAtoi(a.Get("after"), &after)) return Usage("--after: not a cursor");
+    req.set_after_cursor(after);
+  }
+  auto call = ctx.Call(absl::InfiniteDuration());
+  auto reader = ctx.stub->Watch(call.get(), req);
+  v1::TaskEvent e;
+  while (reader->Read(&e)) {
+    std::cout << (ctx.json ? Json(e) : DescribeEvent(e)) << std::endl;
+  }
+  grpc::Status s = reader->Finish();
+  return s.ok() ? 0 : Fail(s);
+}
+
+int CmdAgents(Context& ctx, const ParsedArgs& a) {
+  v1::ListAgentsResponse resp;
+  grpc::Status s = ctx.stub->ListAgents(ctx.Call().get(), v1::ListAgentsRequest(), &resp);
+  if (!s.ok()) return Fail(s);
+  if (ctx.json) {
+    std::cout << Json(resp) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-16s  %-9s  %-7s  %-6s  %-19s  %s\n", "AGENT", "STATE", "SLOTS",
+                               "LOAD", "LAST HEARTBEAT", "LABELS");
+  for (const auto& ag : resp.agents()) {
+    std::map<std::string, std::string> labels(ag.labels().begin(), ag.labels().end());
+    std::cout << absl::StrFormat("%-16s  %-9s  %3d/%-3d  %-6.2f  %-19s  %s\n", ag.agent_id(),
+                                 ag.connected() ? "connected" : "offline", ag.running_tasks(),
+                                 ag.slots(), ag.load1(), FormatTime(ag.last_heartbeat()).substr(0, 19),
+                                 absl::StrJoin(labels, ",", absl::PairFormatter("=")));
+  }
+  return 0;
+}
+
+int CmdStats(Context& ctx, const ParsedArgs& a) {
+  v1::StatsResponse resp;
+  grpc::Status s = ctx.stub->Stats(ctx.Call().get(), v1::StatsRequest(), &resp);
+  if (!s.ok()) return Fail(s);
+  if (ctx.json) {
+    std::cout << Json(resp) << "\n";
+    return 0;
+  }
+  std::cout << "total:        " << resp.total() << "\n"
+            << absl::StrFormat("success rate: %.1f%%\n", resp.success_rate() * 100)
+            << absl::StrFormat("execution:    mean %.3fs  p50 %.3fs  p99 %.3fs\n",
+                               resp.avg_execution_seconds(), resp.p50_execution_seconds(),
+                               resp.p99_execution_seconds());
+  std::map<std::string, int64_t> by_status(resp.by_status().begin(), resp.by_status().end());
+  std::cout << "by status:    " << absl::StrJoin(by_status, " ", absl::PairFormatter("=")) << "\n";
+  std::map<std::string, int64_t> by_priority(resp.by_priority().begin(), resp.by_priority().end());
+  std::cout << "by priority:  " << absl::StrJoin(by_priority, " ", absl::PairFormatter("=")) << "\n";
+  std::map<std::string, int64_t> by_type(resp.by_type().begin(), resp.by_type().end());
+  std::cout << "by type:      " << absl::StrJoin(by_type, " ", absl::PairFormatter("=")) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return args.empty() ? kExitUsage : 0;
+  }
+  struct Command {
+    FlagSpec spec;
+    int (*run)(Context&, const ParsedArgs&);
+  };
+  const std::map<std::string, Command> commands = {
+      {"run", {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd",
+                     "type", "tag", "idempotency-key"},
+                    {"detach"}),
+               CmdRun}},
+      {"get", {Spec({}), CmdGet}},
+      {"list", {Spec({"status", "priority", "type", "tag", "agent", "limit", "page-token"}), CmdList}},
+      {"cancel", {Spec({"reason"}), CmdCancel}},
+      {"delete", {Spec({}), CmdDelete}},
+      {"logs", {Spec({}, {"follow"}), CmdLogs}},
+      {"watch", {Spec({"task", "agent", "types", "after"}), CmdWatch}},
+      {"agents", {Spec({}), CmdAgents}},
+      {"stats", {Spec({}), CmdStats}},
+  };
+  auto it = commands.find(args[0]);
+  if (it == commands.end()) return Usage("unknown command \"" + args[0] + "\"");
+  auto parsed = ParseArgs(std::vector<std::string>(args.begin() + 1, args.end()), it->second.spec);
+  if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
+
+  Context ctx;
+  const char* env_addr = std::getenv("TASKGRID_COORDINATOR");
+  const char* env_key = std::getenv("TASKGRID_API_KEY");
+  const std::string address = parsed->Get("coordinator", env_addr ? env_addr : "127.0.0.1:7000");
+  ctx.api_key = parsed->Get("api-key", env_key ? env_key : "");
+  const std::string output = parsed->Get("output", "text");
+  if (output != "text" && output != "json") return Usage("--output: must be text or json");
+  ctx.json = output == "json";
+  ctx.stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  return it->second.run(ctx, *parsed);
+}
+
+}  // namespace taskgrid::cli

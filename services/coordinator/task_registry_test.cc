@@ -1,0 +1,442 @@
+#include "services/coordinator/task_registry.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "services/common/proto_time.h"
+#include "services/common/testing/fake_clock.h"
+#include "services/common/testing/test_util.h"
+#include "services/coordinator/memory_task_store.h"
+
+namespace taskgrid {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Records what the registry sends to one agent.
+class FakeLink : public AgentLink {
+ public:
+  void Send(v1::CoordinatorMessage m) override { sent.push_back(std::move(m)); }
+  void Close(const absl::Status& s) override { closed = s; }
+
+  std::vector<v1::Assign> Assigns() const {
+    std::vector<v1::Assign> out;
+    for (const auto& m : sent) if (m.has_assign()) out.push_back(m.assign());
+    return out;
+  }
+  std::vector<v1::Cancel> Cancels() const {
+    std::vector<v1::Cancel> out;
+    for (const auto& m : sent) if (m.has_cancel()) out.push_back(m.cancel());
+    return out;
+  }
+  std::vector<v1::CoordinatorMessage> sent;
+  absl::Status closed = absl::OkStatus();
+};
+
+class TaskRegistryTest : public ::testing::Test {
+ protected:
+  RegistryOptions Options() {
+    RegistryOptions o;
+    o.heartbeat_ttl = absl::Seconds(15);
+    return o;
+  }
+
+  std::shared_ptr<FakeLink> Connect(const std::string& id, uint32_t slots,
+                                    std::map<std::string, std::string> labels = {},
+                                    std::vector<v1::HeldTask> held = {}) {
+    auto link = std::make_shared<FakeLink>();
+    v1::Hello h;
+    h.set_agent_id(id);
+    h.set_slots(slots);
+    h.mutable_labels()->insert(labels.begin(), labels.end());
+    for (auto& t : held) *h.add_held_tasks() = t;
+    EXPECT_TRUE(registry_.AgentConnected(h, link).ok());
+    return link;
+  }
+
+  std::string Submit(v1::TaskSpec spec = {}) {
+    if (!spec.has_shell()) spec.mutable_shell()->set_command("true");
+    v1::SubmitRequest r;
+    *r.mutable_spec() = spec;
+    auto resp = registry_.Submit(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? resp->task().task_id() : "";
+  }
+
+  v1::TaskStatus StatusOf(const std::string& id) { return registry_.Get(id)->status(); }
+
+  void Report(const std::string& agent, FakeLink& link, v1::AgentMessage m) {
+    registry_.HandleAgentMessage(agent, &link, m);
+  }
+  void Started(const std::string& agent, FakeLink& link, const std::string& id, uint32_t attempt = 1) {
+    v1::AgentMessage m;
+    m.mutable_started()->set_task_id(id);
+    m.mutable_started()->set_attempt(attempt);
+    m.mutable_started()->set_pid(4242);
+    Report(agent, link, m);
+  }
+  void Output(const std::string& agent, FakeLink& link, const std::string& id, int64_t offset,
+              const std::string& data, uint32_t attempt = 1) {
+    v1::AgentMessage m;
+    m.mutable_output()->set_task_id(id);
+    m.mutable_output()->set_attempt(attempt);
+    m.mutable_output()->mutable_chunk()->set_stream(v1::OUTPUT_STREAM_STDOUT);
+    m.mutable_output()->mutable_chunk()->set_offset(offset);
+    m.mutable_output()->mutable_chunk()->set_data(data);
+    Report(agent, link, m);
+  }
+  void Finished(const std::string& agent, FakeLink& link, const std::string& id, int code,
+                int signal = 0, uint32_t attempt = 1) {
+    v1::AgentMessage m;
+    m.mutable_finished()->set_task_id(id);
+    m.mutable_finished()->set_attempt(attempt);
+    m.mutable_finished()->mutable_exit()->set_exit_code(code);
+    m.mutable_finished()->mutable_exit()->set_signal(signal);
+    Report(agent, link, m);
+  }
+  std::string StdoutOf(const std::string& id) {
+    v1::GetOutputRequest r;
+    r.set_task_id(id);
+    r.set_stream(v1::OUTPUT_STREAM_STDOUT);
+    return registry_.GetOutput(r)->data();
+  }
+
+  FakeClock clock_;
+  MemoryTaskStore store_;
+  EventLog events_;
+  TaskRegistry registry_{clock_, store_, events_, nullptr, Options()};
+};
+
+TEST_F(TaskRegistryTest, QueuesWithoutAgentsAndSaysWhy) {
+  const std::string id = Submit();
+  auto t = registry_.Get(id);
+  EXPECT_EQ(t->status(), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(t->waiting_reason(), HasSubstr("no agent"));
+  EXPECT_EQ(t->spec().priority(), v1::PRIORITY_MEDIUM);
+  EXPECT_EQ(store_.size(), 1u);
+}
+
+TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
+  auto link = Connect("a1", 1);
+  ASSERT_TRUE(link->sent[0].has_welcome());
+  const std::string id = Submit();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
+  ASSERT_EQ(link->Assigns().size(), 1u);
+  EXPECT_EQ(link->Assigns()[0].attempt(), 1u);
+  Started("a1", *link, id);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
+  EXPECT_EQ(registry_.Get(id)->pid(), 4242);
+  Output("a1", *link, id, 0, "hello ");
+  Output("a1", *link, id, 6, "world\n");
+  ASSERT_TRUE(link->sent.back().has_ack());
+  EXPECT_EQ(link->sent.back().ack().stdout_offset(), 12);
+  clock_.Advance(absl::Seconds(2));
+  Finished("a1", *link, id, 0);
+  auto t = registry_.Get(id);
+  EXPECT_EQ(t->status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(t->stdout().total_bytes(), 12);
+  EXPECT_EQ(StdoutOf(id), "hello world\n");
+  EXPECT_TRUE(link->sent.back().ack().finished());
+
+  std::vector<v1::TaskStatus> seen;
+  uint64_t after = 0;
+  v1::TaskEvent e;
+  while (events_.Next(after, [&](const v1::TaskEvent& ev) { return ev.task_id() == id; }, e)) {
+    if (e.type() == v1::EVENT_TYPE_TASK_STATUS || e.type() == v1::EVENT_TYPE_TASK_CREATED) {
+      seen.push_back(e.task().status());
+    }
+  }
+  EXPECT_THAT(seen, ElementsAre(v1::TASK_STATUS_PENDING, v1::TASK_STATUS_DISPATCHED,
+                                v1::TASK_STATUS_RUNNING, v1::TASK_STATUS_SUCCEEDED));
+  auto stats = registry_.Stats();
+  EXPECT_EQ(stats.by_status().at("succeeded"), 1);
+  EXPECT_DOUBLE_EQ(stats.success_rate(), 1.0);
+  EXPECT_DOUBLE_EQ(stats.p50_execution_seconds(), 2.0);
+}
+
+TEST_F(TaskRegistryTest, NonZeroExitAndSignalFail) {
+  auto link = Connect("a1", 2);
+  const std::string a = Submit(), b = Submit();
+  Started("a1", *link, a);
+  Started("a1", *link, b);
+  Finished("a1", *link, a, 3);
+  Finished("a1", *link, b, 0, 9);
+  EXPECT_EQ(registry_.Get(a)->status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(registry_.Get(a)->status_reason(), "exit code 3");
+  EXPECT_EQ(registry_.Get(b)->status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(registry_.Get(b)->status_reason(), "killed by signal 9");
+}
+
+TEST_F(TaskRegistryTest, FinalStatesAreFinal) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  ASSERT_TRUE(registry_.Cancel(id, "").ok());
+  ASSERT_EQ(link->Cancels().size(), 1u);
+  EXPECT_EQ(link->Cancels()[0].task_id(), id);
+  Finished("a1", *link, id, 0);  // A late report changes nothing.
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_CANCELLED);
+  EXPECT_THAT(registry_.Cancel(id, ""), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(registry_.Cancel("nope", ""), StatusIs(absl::StatusCode::kNotFound));
+  // The slot was released by the report.
+  const std::string next = Submit();
+  EXPECT_EQ(StatusOf(next), v1::TASK_STATUS_DISPATCHED);
+}
+
+TEST_F(TaskRegistryTest, StaleAttemptsAreRejected) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id, /*attempt=*/2);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
+  Output("a1", *link, id, 0, "ghost", /*attempt=*/7);
+  EXPECT_EQ(registry_.Get(id)->stdout().total_bytes(), 0);
+  Finished("a1", *link, id, 0, 0, /*attempt=*/3);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
+  // Messages through a link that is no longer the agent's are ignored too.
+  FakeLink stranger;
+  Started("a1", stranger, id);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
+}
+
+TEST_F(TaskRegistryTest, HigherPriorityFirstThenFifo) {
+  auto link = Connect("a1", 1);
+  const std::string blocker = Submit();
+  auto with_priority = [&](v1::Priority p) {
+    v1::TaskSpec s;
+    s.set_priority(p);
+    return Submit(s);
+  };
+  const std::string low = with_priority(v1::PRIORITY_LOW);
+  const std::string high1 = with_priority(v1::PRIORITY_HIGH);
+  const std::string high2 = with_priority(v1::PRIORITY_HIGH);
+  const std::string critical = with_priority(v1::PRIORITY_CRITICAL);
+  std::vector<std::string> order;
+  std::string running = blocker;
+  for (int i = 0; i < 4; ++i) {
+    Started("a1", *link, running);
+    Finished("a1", *link, running, 0);
+    running = link->Assigns().back().task_id();
+    order.push_back(running);
+  }
+  EXPECT_THAT(order, ElementsAre(critical, high1, high2, low));
+}
+
+TEST_F(TaskRegistryTest, RespectsSlotsAndTargets) {
+  auto web = Connect("web-1", 2, {{"role", "web"}});
+  auto db = Connect("db-1", 1, {{"role", "db"}});
+  v1::TaskSpec to_web;
+  (*to_web.mutable_selector())["role"] = "web";
+  const std::string a = Submit(to_web), b = Submit(to_web), c = Submit(to_web);
+  EXPECT_EQ(web->Assigns().size(), 2u);
+  EXPECT_TRUE(db->Assigns().empty());
+  EXPECT_EQ(StatusOf(c), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(registry_.Get(c)->waiting_reason(), HasSubstr("busy"));
+  v1::TaskSpec to_db;
+  to_db.set_agent_id("db-1");
+  const std::string d = Submit(to_db);
+  EXPECT_EQ(registry_.Get(d)->agent_id(), "db-1");
+  v1::TaskSpec unknown;
+  unknown.set_agent_id("nobody");
+  unknown.mutable_shell()->set_command("true");
+  v1::SubmitRequest r;
+  *r.mutable_spec() = unknown;
+  EXPECT_THAT(registry_.Submit(r), StatusIs(absl::StatusCode::kNotFound));
+  (void)a;
+  (void)b;
+}
+
+TEST_F(TaskRegistryTest, RunTimeoutExactlyAtTheDeadline) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec s;
+  s.mutable_timeout()->set_seconds(10);
+  const std::string id = Submit(s);
+  Started("a1", *link, id);
+  clock_.Advance(absl::Seconds(9));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
+  clock_.Advance(absl::Seconds(1));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_TIMED_OUT);
+  ASSERT_EQ(link->Cancels().size(), 1u);
+  EXPECT_THAT(link->Cancels()[0].reason(), HasSubstr("timeout"));
+}
+
+TEST_F(TaskRegistryTest, QueueTimeoutMeansItNeverRuns) {
+  v1::TaskSpec s;
+  s.mutable_queue_timeout()->set_seconds(5);
+  const std::string id = Submit(s);
+  clock_.Advance(absl::Seconds(5));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_TIMED_OUT);
+  EXPECT_THAT(registry_.Get(id)->status_reason(), HasSubstr("queue timeout"));
+  auto link = Connect("a1", 1);
+  EXPECT_TRUE(link->Assigns().empty());
+}
+
+TEST_F(TaskRegistryTest, SilentAgentLosesItsTasksAfterTheTtl) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  registry_.AgentDisconnected("a1", link.get());
+  clock_.Advance(absl::Seconds(14));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
+  clock_.Advance(absl::Seconds(1));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+  EXPECT_FALSE(registry_.ListAgents().agents(0).connected());
+}
+
+TEST_F(TaskRegistryTest, ConnectedButSilentAgentIsClosedToo) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  clock_.Advance(absl::Seconds(15));
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+  EXPECT_EQ(link->closed.code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(TaskRegistryTest, ReconnectKeepsTheTaskAndDeduplicatesOutput) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  Output("a1", *link, id, 0, "abc");
+  registry_.AgentDisconnected("a1", link.get());
+  clock_.Advance(absl::Seconds(5));
+  v1::HeldTask held;
+  held.set_task_id(id);
+  held.set_attempt(1);
+  auto link2 = Connect("a1", 1, {}, {held});
+  ASSERT_TRUE(link2->sent[0].has_welcome());
+  const v1::Resume& r = link2->sent[0].welcome().resume(0);
+  EXPECT_TRUE(r.keep());
+  EXPECT_EQ(r.stdout_offset(), 3);
+  Output("a1", *link2, id, 0, "abcdef");  // Resent from an older offset.
+  EXPECT_EQ(StdoutOf(id), "abcdef");
+  clock_.Advance(absl::Seconds(20));
+  v1::AgentMessage hb;
+  hb.mutable_heartbeat();
+  Report("a1", *link2, hb);
+  registry_.Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
+  Finished("a1", *link2, id, 0);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_SUCCEEDED);
+}
+
+TEST_F(TaskRegistryTest, ReconnectWithoutTheTaskMakesItLostAndKillsStrays) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  v1::HeldTask stray;
+  stray.set_task_id("not-ours");
+  stray.set_attempt(1);
+  auto link2 = Connect("a1", 1, {}, {stray});
+  EXPECT_EQ(link->closed.code(), absl::StatusCode::kAborted);  // Replaced.
+  EXPECT_FALSE(link2->sent[0].welcome().resume(0).keep());
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {
+  RegistryOptions o = Options();
+  o.output_cap_bytes = 1024;
+  TaskRegistry registry(clock_, store_, events_, nullptr, o);
+  auto link = std::make_shared<FakeLink>();
+  v1::Hello h;
+  h.set_agent_id("a1");
+  h.set_slots(1);
+  ASSERT_TRUE(registry.AgentConnected(h, link).ok());
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("yes");
+  const std::string id = registry.Submit(req)->task().task_id();
+  for (int i = 0; i < 10; ++i) {
+    v1::AgentMessage m;
+    m.mutable_output()->set_task_id(id);
+    m.mutable_output()->set_attempt(1);
+    m.mutable_output()->mutable_chunk()->set_stream(v1::OUTPUT_STREAM_STDOUT);
+    m.mutable_output()->mutable_chunk()->set_offset(i * 1000);
+    m.mutable_output()->mutable_chunk()->set_data(std::string(1000, static_cast<char>('0' + i)));
+    registry.HandleAgentMessage("a1", link.get(), m);
+  }
+  auto t = registry.Get(id);
+  EXPECT_EQ(t->stdout().total_bytes(), 10000);
+  EXPECT_EQ(t->stdout().dropped_bytes(), 10000 - 1024);
+  v1::GetOutputRequest r;
+  r.set_task_id(id);
+  r.set_stream(v1::OUTPUT_STREAM_STDOUT);
+  r.set_offset(600);
+  auto out = registry.GetOutput(r);
+  EXPECT_EQ(out->offset(), 10000 - 512);
+  EXPECT_EQ(out->data(), std::string(512, '9'));
+  r.set_offset(10001);
+  EXPECT_THAT(registry.GetOutput(r), StatusIs(absl::StatusCode::kOutOfRange));
+}
+
+TEST_F(TaskRegistryTest, DeleteOnlyFinalTasks) {
+  const std::string id = Submit();
+  EXPECT_THAT(registry_.Delete(id), StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_TRUE(registry_.Cancel(id, "").ok());
+  EXPECT_TRUE(registry_.Delete(id).ok());
+  EXPECT_THAT(registry_.Get(id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_.Delete(id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store_.size(), 0u);
+}
+
+TEST_F(TaskRegistryTest, RetentionRemovesFinishedTasksAfterTheirAge) {
+  const std::string id = Submit();
+  ASSERT_TRUE(registry_.Cancel(id, "").ok());
+  clock_.Advance(absl::Hours(23));
+  registry_.Tick();
+  EXPECT_TRUE(registry_.Get(id).ok());
+  clock_.Advance(absl::Hours(1));
+  registry_.Tick();
+  EXPECT_THAT(registry_.Get(id), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(TaskRegistryTest, IdempotencyKeyReturnsTheFirstTask) {
+  v1::SubmitRequest r;
+  r.mutable_spec()->mutable_shell()->set_command("true");
+  r.set_idempotency_key("deploy-42");
+  auto first = registry_.Submit(r);
+  auto second = registry_.Submit(r);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->task().task_id(), second->task().task_id());
+  EXPECT_TRUE(second->existing());
+  EXPECT_EQ(registry_.Stats().total(), 1);
+}
+
+TEST_F(TaskRegistryTest, ListFiltersAndPages) {
+  for (int i = 0; i < 5; ++i) {
+    v1::TaskSpec s;
+    s.set_type(i % 2 ? "build" : "deploy");
+    s.add_tags(i < 2 ? "urgent" : "later");
+    Submit(s);
+  }
+  v1::ListRequest r;
+  r.add_type("deploy");
+  EXPECT_EQ(registry_.List(r)->total(), 3);
+  r.Clear();
+  r.add_tags("urgent");
+  EXPECT_EQ(registry_.List(r)->tasks_size(), 2);
+  r.Clear();
+  r.set_page_size(2);
+  std::set<std::string> seen;
+  for (int page = 0; page < 3; ++page) {
+    auto resp = registry_.List(r);
+    ASSERT_TRUE(resp.ok());
+    for (const auto& t : resp->tasks()) seen.insert(t.task_id());
+    r.set_page_token(resp->next_page_token());
+    if (page == 2) {
+      EXPECT_TRUE(resp->next_page_token().empty());
+    }
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  r.set_page_token("!!garbage");
+  EXPECT_THAT(registry_.List(r), StatusIs(absl::StatusCode::kInvalidArgument));
+  r.Clear();
+  r.set_page_size(5000);
+  EXPECT_THAT(registry_.List(r), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace taskgrid

@@ -1,0 +1,86 @@
+#include "services/coordinator/task_validation.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "services/common/testing/test_util.h"
+
+namespace taskgrid {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::TaskSpec Valid() {
+  v1::TaskSpec s;
+  s.mutable_shell()->set_command("echo hi");
+  return s;
+}
+
+void ExpectInvalid(const v1::TaskSpec& s, const std::string& field) {
+  absl::Status st = ValidateTaskSpec(s);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr(field));
+}
+
+TEST(TaskValidationTest, AcceptsAPlainCommand) { EXPECT_TRUE(ValidateTaskSpec(Valid()).ok()); }
+
+TEST(TaskValidationTest, NamesTheBadField) {
+  v1::TaskSpec s = Valid();
+  s.mutable_shell()->set_command("   ");
+  ExpectInvalid(s, "spec.shell.command");
+
+  s = v1::TaskSpec();
+  ExpectInvalid(s, "spec.shell");
+
+  s = Valid();
+  s.mutable_shell()->add_argv("ls");
+  ExpectInvalid(s, "spec.shell");
+
+  s = Valid();
+  s.mutable_timeout()->set_seconds(-5);
+  ExpectInvalid(s, "spec.timeout");
+
+  s = Valid();
+  s.mutable_timeout()->set_seconds(0);
+  ExpectInvalid(s, "spec.timeout");
+
+  s = Valid();
+  s.mutable_timeout()->set_seconds(365LL * 86400);
+  ExpectInvalid(s, "spec.timeout");
+
+  s = Valid();
+  s.set_priority(static_cast<v1::Priority>(7));
+  ExpectInvalid(s, "spec.priority");
+
+  s = Valid();
+  s.mutable_shell()->set_command(std::string(kMaxCommandBytes + 1, 'x'));
+  ExpectInvalid(s, "spec.shell.command");
+
+  s = Valid();
+  (*s.mutable_shell()->mutable_env())["A=B"] = "1";
+  ExpectInvalid(s, "spec.shell.env");
+
+  s = Valid();
+  (*s.mutable_shell()->mutable_env())["BIG"] = std::string(kMaxEnvBytes, 'x');
+  ExpectInvalid(s, "spec.shell.env");
+
+  s = Valid();
+  s.mutable_shell()->set_stdin(std::string(kMaxStdinBytes + 1, 'x'));
+  ExpectInvalid(s, "spec.shell.stdin");
+
+  s = Valid();
+  s.set_agent_id("a1");
+  (*s.mutable_selector())["role"] = "web";
+  ExpectInvalid(s, "spec.selector");
+
+  s = Valid();
+  s.set_agent_id("has space");
+  ExpectInvalid(s, "spec.agent_id");
+
+  s = Valid();
+  for (int i = 0; i < 40; ++i) s.add_tags("t");
+  ExpectInvalid(s, "spec.tags");
+}
+
+}  // namespace
+}  // namespace taskgrid
