@@ -137,13 +137,17 @@ void Agent::RunLoop() {
       welcomed_ = false;
     }
     if (!first && metrics_) metrics_->reconnects.Increment();
-    auto link = CoordinatorLink::Open(
-        *stub_, hello, [this](CoordinatorLink* l, const v1::CoordinatorMessage& m) { OnMessage(l, m); },
+    auto link = CoordinatorLink::Create(
+        [this](CoordinatorLink* l, const v1::CoordinatorMessage& m) { OnMessage(l, m); },
         [this](CoordinatorLink* l, const grpc::Status& s) { OnLinkDone(l, s); });
+    {
+      absl::MutexLock lock(&mu_);
+      link_ = link;  // Before Start: the Welcome may arrive at once.
+    }
+    link->Start(*stub_, hello);
     bool was_welcomed = false;
     {
       absl::MutexLock lock(&mu_);
-      link_ = link;
       for (;;) {
         const bool woke = mu_.AwaitWithTimeout(absl::Condition(&link_done_), heartbeat_interval_);
         was_welcomed |= welcomed_;
@@ -188,7 +192,7 @@ void Agent::RunLoop() {
 void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   if (link != link_.get()) return;
-  if (welcomed_ || !status.ok()) {
+  if (!stopping_ && (welcomed_ || !status.ok())) {
     spdlog::warn("coordinator_stream_ended agent_id={} code={} message=\"{}\"", options_.agent_id,
                  static_cast<int>(status.error_code()), status.error_message());
   }

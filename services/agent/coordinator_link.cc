@@ -2,24 +2,25 @@
 
 namespace taskgrid {
 
-std::shared_ptr<CoordinatorLink> CoordinatorLink::Open(v1::AgentService::Stub& stub,
-                                                       const v1::AgentMessage& hello,
-                                                       MessageHandler on_message,
-                                                       DoneHandler on_done) {
-  std::shared_ptr<CoordinatorLink> link(new CoordinatorLink(std::move(on_message), std::move(on_done)));
-  stub.async()->Connect(&link->context_, link.get());
-  link->StartRead(&link->in_);
+std::shared_ptr<CoordinatorLink> CoordinatorLink::Create(MessageHandler on_message,
+                                                         DoneHandler on_done) {
+  return std::shared_ptr<CoordinatorLink>(
+      new CoordinatorLink(std::move(on_message), std::move(on_done)));
+}
+
+void CoordinatorLink::Start(v1::AgentService::Stub& stub, const v1::AgentMessage& hello) {
+  stub.async()->Connect(&context_, this);
+  StartRead(&in_);
   {
-    absl::MutexLock lock(&link->mu_);
-    link->outbox_.push_back(hello);
-    link->write_in_flight_ = true;
-    link->StartWrite(&link->outbox_.front());
+    absl::MutexLock lock(&mu_);
+    outbox_.push_back(hello);
+    write_in_flight_ = true;
+    StartWrite(&outbox_.front());
   }
   // Writes also start outside reactions (from process threads): the hold
   // keeps the call open until we stop writing.
-  link->AddHold();
-  link->StartCall();
-  return link;
+  AddHold();
+  StartCall();
 }
 
 bool CoordinatorLink::Send(v1::AgentMessage message) {

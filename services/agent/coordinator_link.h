@@ -15,19 +15,18 @@
 
 namespace taskgrid {
 
-// One stream. Thread-safe. Created by Open(); the caller keeps the
-// shared_ptr until `on_done` has run, and must not destroy it from inside
-// `on_message`.
+// One stream. Thread-safe. The caller keeps the shared_ptr until `on_done`
+// has run, and must not destroy it from inside `on_message`.
 class CoordinatorLink final
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::CoordinatorMessage> {
  public:
   using MessageHandler = std::function<void(CoordinatorLink* link, const v1::CoordinatorMessage&)>;
   using DoneHandler = std::function<void(CoordinatorLink* link, const grpc::Status& status)>;
 
-  // Starts the call with `hello` as its first message.
-  static std::shared_ptr<CoordinatorLink> Open(v1::AgentService::Stub& stub,
-                                               const v1::AgentMessage& hello,
-                                               MessageHandler on_message, DoneHandler on_done);
+  static std::shared_ptr<CoordinatorLink> Create(MessageHandler on_message, DoneHandler on_done);
+  // Starts the call with `hello` as its first message. Call once; handlers
+  // may run before it returns.
+  void Start(v1::AgentService::Stub& stub, const v1::AgentMessage& hello) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Queues a message; returns false (and drops it) once the stream is ending.
   bool Send(v1::AgentMessage message) ABSL_LOCKS_EXCLUDED(mu_);

@@ -2,6 +2,7 @@
 // or SIGTERM.
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -27,6 +28,8 @@ ABSL_FLAG(absl::Duration, retention, absl::Hours(24), "How long finished tasks a
 ABSL_FLAG(int64_t, max_retained_tasks, 100000, "Finished tasks kept at most.");
 ABSL_FLAG(int64_t, output_cap_bytes, 4 << 20, "Output kept per task stream (head and tail beyond).");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
+ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC and metrics ports here, one per line "
+          "(for scripts that start it on port 0).");
 
 namespace {
 
@@ -71,6 +74,12 @@ int main(int argc, char** argv) {
   if (!coordinator.ok()) {
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", coordinator.status().ToString().c_str());
     return 1;
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    // Written whole under a temporary name so readers never see half a file.
+    std::ofstream(path + ".tmp") << (*coordinator)->grpc_port() << "\n"
+                                 << (*coordinator)->metrics_port() << "\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
   }
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -1,0 +1,393 @@
+// Cross-service tests: a real coordinator (gRPC on 127.0.0.1, port 0), real
+// agents running real processes, a real client stub. Time-based behaviour
+// (timeouts, the heartbeat TTL) runs on a FakeClock the test advances.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "services/agent/agent.h"
+#include "services/agent/posix_process_runner.h"
+#include "services/common/testing/fake_clock.h"
+#include "services/common/testing/test_util.h"
+#include "services/coordinator/coordinator.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
+
+extern char** environ;
+
+namespace taskgrid {
+namespace {
+
+using ::testing::HasSubstr;
+
+bool ProcessGone(pid_t pid) {
+  if (kill(pid, 0) != 0) return true;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(stat, line);
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z';
+}
+
+// Collects a task's output from Watch events, checking offsets are
+// contiguous: nothing lost, nothing repeated.
+struct WatchedOutput {
+  std::string out[2];
+  bool contiguous = true;
+  v1::TaskStatus final_status = v1::TASK_STATUS_UNSPECIFIED;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CoordinatorOptions o;
+    o.grpc_address = "127.0.0.1:0";
+    o.metrics_address = "";
+    o.tick_interval = absl::ZeroDuration();  // The test ticks.
+    o.registry.heartbeat_ttl = absl::Seconds(15);
+    auto c = Coordinator::Start(o, clock_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_ = std::move(*c);
+    address_ = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
+    stub_ = v1::TaskService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    agents_.clear();
+    for (pid_t pid : agent_pids_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    coordinator_.reset();
+  }
+
+  Agent& StartAgent(const std::string& id, uint32_t slots = 4) {
+    AgentOptions o;
+    o.coordinator_address = address_;
+    o.agent_id = id;
+    o.slots = slots;
+    o.reconnect_min = absl::Milliseconds(20);
+    o.reconnect_max = absl::Milliseconds(200);
+    auto agent = std::make_unique<Agent>(o, runner_, nullptr);
+    agent->Start();
+    Agent& ref = *agent;
+    agents_.push_back(std::move(agent));
+    EXPECT_TRUE(WaitFor([&] { return ref.connected(); }));
+    return ref;
+  }
+
+  pid_t StartAgentProcess(const std::string& id) {
+    const std::string coordinator_flag = "--coordinator=" + address_;
+    const std::string id_flag = "--agent_id=" + id;
+    std::vector<const char*> argv = {TASKGRID_AGENT_BIN, coordinator_flag.c_str(), id_flag.c_str(),
+                                     "--metrics_address=", "--log_level=warn", nullptr};
+    pid_t pid = 0;
+    EXPECT_EQ(posix_spawn(&pid, TASKGRID_AGENT_BIN, nullptr, nullptr,
+                          const_cast<char* const*>(argv.data()), environ),
+              0);
+    agent_pids_.push_back(pid);
+    EXPECT_TRUE(WaitFor([&] { return AgentConnected(id); }));
+    return pid;
+  }
+
+  bool AgentConnected(const std::string& id) {
+    v1::ListAgentsResponse resp;
+    grpc::ClientContext ctx;
+    stub_->ListAgents(&ctx, v1::ListAgentsRequest(), &resp);
+    for (const auto& a : resp.agents()) {
+      if (a.agent_id() == id) return a.connected();
+    }
+    return false;
+  }
+
+  v1::SubmitResponse Submit(const std::string& command, absl::Duration timeout = absl::Minutes(5)) {
+    v1::SubmitRequest req;
+    req.mutable_spec()->mutable_shell()->set_command(command);
+    req.mutable_spec()->mutable_timeout()->set_seconds(absl::ToInt64Seconds(timeout));
+    v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->Submit(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  v1::Task Get(const std::string& id) {
+    v1::GetRequest req;
+    req.set_task_id(id);
+    v1::Task t;
+    grpc::ClientContext ctx;
+    stub_->Get(&ctx, req, &t);
+    return t;
+  }
+
+  bool WaitForStatus(const std::string& id, v1::TaskStatus status,
+                     absl::Duration timeout = absl::Seconds(20)) {
+    return WaitFor([&] { return Get(id).status() == status; }, timeout);
+  }
+
+  // Follows the task's events from `after` until it is final.
+  WatchedOutput Watch(const std::string& id, uint64_t after) {
+    WatchedOutput w;
+    v1::WatchRequest req;
+    req.set_task_id(id);
+    req.set_after_cursor(after);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto reader = stub_->Watch(&ctx, req);
+    v1::TaskEvent e;
+    while (reader->Read(&e)) {
+      if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+        const int i = e.output().stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
+        if (e.output().offset() != static_cast<int64_t>(w.out[i].size())) w.contiguous = false;
+        w.out[i] += e.output().data();
+      } else if (e.type() == v1::EVENT_TYPE_RESYNC) {
+        w.contiguous = false;
+      } else if (e.has_task() && IsFinal(e.task().status())) {
+        w.final_status = e.task().status();
+        ctx.TryCancel();
+      }
+    }
+    return w;
+  }
+
+  std::string OutputOf(const std::string& id) {
+    std::string all;
+    for (;;) {
+      v1::GetOutputRequest req;
+      req.set_task_id(id);
+      req.set_stream(v1::OUTPUT_STREAM_STDOUT);
+      req.set_offset(static_cast<int64_t>(all.size()));
+      v1::GetOutputResponse resp;
+      grpc::ClientContext ctx;
+      if (!stub_->GetOutput(&ctx, req, &resp).ok() || resp.data().empty()) return all;
+      all += resp.data();
+    }
+  }
+
+  FakeClock clock_;
+  PosixProcessRunner runner_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::string address_;
+  std::unique_ptr<v1::TaskService::Stub> stub_;
+  std::vector<std::unique_ptr<Agent>> agents_;
+  std::vector<pid_t> agent_pids_;
+};
+
+std::string Numbers(int n) {
+  std::string s;
+  for (int i = 1; i <= n; ++i) absl::StrAppend(&s, i, "\n");
+  return s;
+}
+
+TEST_F(ClusterTest, TenMegabytesArriveByteExactAndInOrder) {
+  StartAgent("a1");
+  // seq 1 1400000 prints about 10.2 MB.
+  auto resp = Submit("seq 1 1400000; echo done >&2");
+  WatchedOutput w = Watch(resp.task().task_id(), resp.cursor());
+  EXPECT_EQ(w.final_status, v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_TRUE(w.contiguous);
+  const std::string expected = Numbers(1400000);
+  ASSERT_GT(expected.size(), 10'000'000u);
+  EXPECT_EQ(w.out[0].size(), expected.size());
+  EXPECT_TRUE(w.out[0] == expected);
+  EXPECT_EQ(w.out[1], "done\n");
+  v1::Task t = Get(resp.task().task_id());
+  EXPECT_EQ(t.stdout().total_bytes(), static_cast<int64_t>(expected.size()));
+  EXPECT_GT(t.stdout().dropped_bytes(), 0);  // Beyond the 4 MiB retention cap.
+}
+
+TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
+  Agent& agent = StartAgent("a1");
+  auto resp = Submit("sleep 1000 & echo $!; sleep 1000 & echo $!; wait");
+  const std::string id = resp.task().task_id();
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string out = OutputOf(id);
+    return std::count(out.begin(), out.end(), '\n') == 2;
+  })) << "output so far: " << OutputOf(id) << " task: " << Get(id).DebugString();
+  std::vector<pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(OutputOf(id), '\n', absl::SkipEmpty())) {
+    int pid;
+    ASSERT_TRUE(absl::SimpleAtoi(line, &pid));
+    pids.push_back(pid);
+  }
+  const pid_t shell = static_cast<pid_t>(Get(id).pid());
+  ASSERT_GT(shell, 0);
+  v1::CancelRequest cancel;
+  cancel.set_task_id(id);
+  v1::Task after;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Cancel(&ctx, cancel, &after).ok());
+  EXPECT_EQ(after.status(), v1::TASK_STATUS_CANCELLED);
+  pids.push_back(shell);
+  for (pid_t pid : pids) {
+    EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); })) << "pid " << pid << " survived";
+  }
+  EXPECT_TRUE(WaitFor([&] { return agent.held_tasks() == 0; }));
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_CANCELLED);  // Still final.
+  EXPECT_EQ(Get(id).exit().signal(), SIGTERM);
+}
+
+TEST_F(ClusterTest, RunTimeoutKillsTheTask) {
+  Agent& agent = StartAgent("a1");
+  auto resp = Submit("exec sleep 1000", absl::Seconds(10));
+  const std::string id = resp.task().task_id();
+  ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
+  const pid_t pid = static_cast<pid_t>(Get(id).pid());
+  clock_.Advance(absl::Seconds(9));
+  coordinator_->registry().Tick();
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_RUNNING);
+  clock_.Advance(absl::Seconds(1));
+  coordinator_->registry().Tick();
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_TIMED_OUT);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); }));
+  EXPECT_TRUE(WaitFor([&] { return agent.held_tasks() == 0; }));
+}
+
+TEST_F(ClusterTest, QueueTimeoutNeverRunsLater) {
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("touch /tmp/taskgrid-must-not-run");
+  (*req.mutable_spec()->mutable_selector())["role"] = "gpu";
+  req.mutable_spec()->mutable_queue_timeout()->set_seconds(30);
+  v1::SubmitResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Submit(&ctx, req, &resp).ok());
+  const std::string id = resp.task().task_id();
+  EXPECT_THAT(Get(id).waiting_reason(), HasSubstr("role=gpu"));
+  clock_.Advance(absl::Seconds(30));
+  coordinator_->registry().Tick();
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_TIMED_OUT);
+  AgentOptions o;
+  StartAgent("gpu-1");
+  EXPECT_EQ(Get(id).attempt(), 0u);
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_TIMED_OUT);
+}
+
+TEST_F(ClusterTest, AgentKilledMidTaskMakesTheTaskLostWithinTheTtl) {
+  const pid_t agent = StartAgentProcess("doomed");
+  auto resp = Submit("exec sleep 1000");
+  const std::string id = resp.task().task_id();
+  ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
+  const pid_t child = static_cast<pid_t>(Get(id).pid());
+  kill(agent, SIGKILL);
+  waitpid(agent, nullptr, 0);
+  agent_pids_.clear();
+  ASSERT_TRUE(WaitFor([&] { return !AgentConnected("doomed"); }));
+  clock_.Advance(absl::Seconds(14));
+  coordinator_->registry().Tick();
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_RUNNING);
+  clock_.Advance(absl::Seconds(1));
+  coordinator_->registry().Tick();
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_LOST);
+  kill(-child, SIGKILL);  // The SIGKILLed agent could not clean up.
+}
+
+TEST_F(ClusterTest, ReconnectKeepsTheRunningTaskWithoutLosingOrRepeatingOutput) {
+  Agent& agent = StartAgent("a1");
+  auto resp = Submit("for i in $(seq 1 300); do echo line $i; sleep 0.005; done");
+  const std::string id = resp.task().task_id();
+  std::thread watcher_thread;
+  WatchedOutput w;
+  watcher_thread = std::thread([&] { w = Watch(id, resp.cursor()); });
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(OutputOf(id), "line 50\n"); }));
+  agent.DropConnectionForTesting();
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(OutputOf(id), "line 120\n"); }));
+  agent.DropConnectionForTesting();
+  watcher_thread.join();
+  EXPECT_EQ(w.final_status, v1::TASK_STATUS_SUCCEEDED);
+  std::string expected;
+  for (int i = 1; i <= 300; ++i) absl::StrAppend(&expected, "line ", i, "\n");
+  EXPECT_TRUE(w.contiguous);
+  EXPECT_EQ(w.out[0], expected);
+  EXPECT_EQ(OutputOf(id), expected);
+  EXPECT_EQ(Get(id).attempt(), 1u);
+}
+
+TEST_F(ClusterTest, BadInputGetsTheRightCodes) {
+  auto call = [&](const v1::SubmitRequest& req) {
+    v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    return stub_->Submit(&ctx, req, &resp);
+  };
+  v1::SubmitRequest req;
+  grpc::Status s = call(req);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("spec.shell"));
+  req.mutable_spec()->mutable_shell()->set_command("true");
+  req.mutable_spec()->set_agent_id("ghost");
+  EXPECT_EQ(call(req).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::GetRequest get;
+  get.set_task_id("nope");
+  v1::Task t;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->Get(&ctx, get, &t).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListRequest list;
+  list.set_page_token("%%%");
+  v1::ListResponse lr;
+  grpc::ClientContext ctx2;
+  EXPECT_EQ(stub_->List(&ctx2, list, &lr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Get("nope").task_id(), "");
+}
+
+TEST(CoordinatorSafetyTest, RefusesPublicAddressWithoutCredentials) {
+  CoordinatorOptions o;
+  o.grpc_address = "0.0.0.0:0";
+  o.metrics_address = "";
+  EXPECT_THAT(Coordinator::Start(o), StatusIs(absl::StatusCode::kFailedPrecondition));
+  o.insecure = true;
+  EXPECT_TRUE(Coordinator::Start(o).ok());
+}
+
+TEST(CoordinatorSafetyTest, KeysAndTokensAreEnforced) {
+  CoordinatorOptions o;
+  o.grpc_address = "127.0.0.1:0";
+  o.metrics_address = "";
+  o.api_keys = "reader:read,writer:submit";
+  o.agent_tokens = {"agent-secret"};
+  auto c = Coordinator::Start(o);
+  ASSERT_TRUE(c.ok());
+  const std::string address = absl::StrCat("127.0.0.1:", (*c)->grpc_port());
+  auto stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("true");
+  v1::SubmitResponse resp;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->Submit(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-api-key", "reader");
+    EXPECT_EQ(stub->Submit(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer writer");
+    EXPECT_TRUE(stub->Submit(&ctx, req, &resp).ok());
+  }
+  PosixProcessRunner runner;
+  AgentOptions ao;
+  ao.coordinator_address = address;
+  ao.agent_id = "intruder";
+  ao.token = "wrong";
+  Agent intruder(ao, runner, nullptr);
+  intruder.Start();
+  ao.agent_id = "friend";
+  ao.token = "agent-secret";
+  Agent friendly(ao, runner, nullptr);
+  friendly.Start();
+  EXPECT_TRUE(WaitFor([&] { return friendly.connected(); }));
+  EXPECT_FALSE(intruder.connected());
+}
+
+}  // namespace
+}  // namespace taskgrid
