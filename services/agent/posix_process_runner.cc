@@ -4,14 +4,15 @@
 //   1. running: poll the pidfd, the wake eventfd, the stdin pipe while data
 //      remains, stdout/stderr unless paused; the poll timeout is the SIGKILL
 //      deadline set by Terminate().
-//   2. main exited (pidfd readable): SIGKILL the group, then check /proc until
-//      no live member remains (or give up after a second and report
-//      survivors) while draining the pipes until end of file.
-//   3. reap the main process with wait4 and call on_exit.
+//   2. main exited (pidfd readable): reap it with wait4, then SIGKILL the
+//      group. ESRCH means the group is empty (the common case, no /proc scan);
+//      otherwise check /proc until no live member remains (or give up after a
+//      second and report survivors) while draining the pipes until EOF.
+//   3. call on_exit.
 //
-// The main process is reaped last on purpose: while it is an unreaped zombie
-// its pid, which is also the group id, cannot be reused, so every
-// kill(-pgid, ...) before that point can only hit our own group.
+// Reaping first is safe for the kill(-pgid) that follows: while any member of
+// the group lives, the kernel keeps its id reserved; when none does, the kill
+// fails with ESRCH unless the whole pid space wrapped in between.
 #include "services/agent/posix_process_runner.h"
 
 #include <dirent.h>
@@ -243,8 +244,8 @@ int PollTimeoutMs(absl::Time wake_at, absl::Time now) {
   if (wake_at <= now) return 0;
   // Rounding up keeps poll from returning just before the deadline and
   // spinning on zero timeouts.
-  const int64_t ms =
-      absl::ToInt64Milliseconds(absl::Ceil(wake_at - now, absl::Milliseconds(1)));
+  const int64_t ms = absl::ToInt64Milliseconds(
+      absl::Ceil(wake_at - now, absl::Milliseconds(1)));
   return static_cast<int>(std::min(ms, kMaxPollMs));
 }
 
@@ -347,6 +348,9 @@ class PosixRunningProcess final : public RunningProcess {
     absl::Time group_check_deadline = absl::InfiniteFuture();
     absl::Time next_group_check = absl::InfiniteFuture();
     absl::Duration orphan_budget = kOrphanDrainTimeout;
+    int status = 0;
+    rusage usage{};
+    bool reaped = false;
 
     while (true) {
       bool paused;
@@ -374,7 +378,8 @@ class PosixRunningProcess final : public RunningProcess {
           next_group_check = now + kGroupCheckInterval;
         }
       }
-      if (stopping) orphan_budget = std::min(orphan_budget, kStopOrphanDrainTimeout);
+      if (stopping)
+        orphan_budget = std::min(orphan_budget, kStopOrphanDrainTimeout);
       bool pipes_open = stdout_r_.valid() || stderr_r_.valid();
       if (main_exited && group_gone && pipes_open &&
           orphan_budget <= absl::ZeroDuration()) {
@@ -393,8 +398,10 @@ class PosixRunningProcess final : public RunningProcess {
       const int wake_i = add(wake_fd_, POLLIN);
       const int pid_i = main_exited ? -1 : add(pidfd_, POLLIN);
       const int in_i = stdin_w_.valid() ? add(stdin_w_, POLLOUT) : -1;
-      const int out_i = !paused && stdout_r_.valid() ? add(stdout_r_, POLLIN) : -1;
-      const int err_i = !paused && stderr_r_.valid() ? add(stderr_r_, POLLIN) : -1;
+      const int out_i =
+          !paused && stdout_r_.valid() ? add(stdout_r_, POLLIN) : -1;
+      const int err_i =
+          !paused && stderr_r_.valid() ? add(stderr_r_, POLLIN) : -1;
 
       absl::Time wake_at = absl::InfiniteFuture();
       if (!main_exited) {
@@ -429,11 +436,18 @@ class PosixRunningProcess final : public RunningProcess {
           kill_deadline_ = absl::InfiniteFuture();
         }
         main_exited = true;
-        // Whatever else runs in the group dies with the task. The main
-        // process is an unreaped zombie, so the pgid cannot have been reused.
-        kill(-pid_, SIGKILL);
-        group_check_deadline = after + kGroupCheckTimeout;
-        next_group_check = after;
+        pid_t r;
+        do {
+          r = wait4(pid_, &status, 0, &usage);
+        } while (r < 0 && errno == EINTR);
+        reaped = r == pid_;
+        // Whatever else runs in the group dies with the task.
+        if (kill(-pid_, SIGKILL) != 0 && errno == ESRCH) {
+          group_gone = true;
+        } else {
+          group_check_deadline = after + kGroupCheckTimeout;
+          next_group_check = after;
+        }
         stdin_w_.Reset();  // nobody is left to read it
       }
       if (in_i >= 0 && stdin_w_.valid() && fds[in_i].revents != 0) WriteStdin();
@@ -447,13 +461,7 @@ class PosixRunningProcess final : public RunningProcess {
 
     ProcessExit exit;
     exit.survivors = survivors;
-    int status = 0;
-    rusage usage{};
-    pid_t reaped;
-    do {
-      reaped = wait4(pid_, &status, 0, &usage);
-    } while (reaped < 0 && errno == EINTR);
-    if (reaped == pid_) {
+    if (reaped) {
       if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
       if (WIFSIGNALED(status)) exit.signal = WTERMSIG(status);
       exit.cpu_time = absl::DurationFromTimeval(usage.ru_utime) +
@@ -467,7 +475,7 @@ class PosixRunningProcess final : public RunningProcess {
     if (on_exit_) on_exit_(exit);
   }
 
-  const pid_t pid_;  // also the pgid and sid
+  const pid_t pid_;         // also the pgid and sid
   const UniqueFd wake_fd_;  // written by any thread, drained by the I/O thread
 
   // Owned by the I/O thread while it runs.
@@ -539,8 +547,10 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   sigemptyset(&empty_mask);
   sigfillset(&all_signals);
   int err = posix_spawn_file_actions_adddup2(&actions, stdin_r.get(), 0);
-  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stdout_w.get(), 1);
-  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stderr_w.get(), 2);
+  if (err == 0)
+    err = posix_spawn_file_actions_adddup2(&actions, stdout_w.get(), 1);
+  if (err == 0)
+    err = posix_spawn_file_actions_adddup2(&actions, stderr_w.get(), 2);
   if (err == 0 && !spec.cwd.empty()) {
     err = posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
   }
@@ -550,8 +560,9 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   if (err == 0) err = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 #endif
   if (err == 0) {
-    err = posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
+                                              POSIX_SPAWN_SETSIGMASK |
+                                              POSIX_SPAWN_SETSIGDEF);
   }
   if (err == 0) err = posix_spawnattr_setsigmask(&attr, &empty_mask);
   if (err == 0) err = posix_spawnattr_setsigdefault(&attr, &all_signals);
@@ -560,11 +571,13 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   // posix_spawn takes char* const[]; it does not write through them.
   std::vector<char*> argv;
   argv.reserve(spec.argv.size() + 1);
-  for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : spec.argv)
+    argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
   envp.reserve(spec.env.size() + 1);
-  for (const std::string& var : spec.env) envp.push_back(const_cast<char*>(var.c_str()));
+  for (const std::string& var : spec.env)
+    envp.push_back(const_cast<char*>(var.c_str()));
   envp.push_back(nullptr);
 
   // `program` contains a '/', so posix_spawnp does no PATH search of its own.
@@ -593,9 +606,9 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   fds.stdin_w = std::move(stdin_w);
   fds.stdout_r = std::move(stdout_r);
   fds.stderr_r = std::move(stderr_r);
-  return std::make_unique<PosixRunningProcess>(pid, std::move(fds), spec.stdin_data,
-                                               std::move(on_output),
-                                               std::move(on_exit));
+  return std::make_unique<PosixRunningProcess>(
+      pid, std::move(fds), spec.stdin_data, std::move(on_output),
+      std::move(on_exit));
 }
 
 }  // namespace taskgrid

@@ -4,6 +4,8 @@
 #include "services/agent/posix_process_runner.h"
 
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -15,9 +17,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -44,7 +43,8 @@ class Collector {
     return [this](StdStream stream, absl::string_view data) {
       absl::MutexLock lock(&mu_);
       if (exit_calls_ > 0) output_after_exit_ = true;
-      (stream == StdStream::kStdout ? out_ : err_).append(data.data(), data.size());
+      (stream == StdStream::kStdout ? out_ : err_)
+          .append(data.data(), data.size());
     };
   }
   ExitCallback OnExit() {
@@ -295,8 +295,7 @@ TEST_F(PosixProcessRunnerTest, LargeOutputArrivesInOrder) {
 
 TEST_F(PosixProcessRunnerTest, TerminateKillsTheWholeTree) {
   Collector c;
-  auto p = Start(
-      Shell("sleep 1000 & echo $!; sleep 1000 & echo $!; wait"), c);
+  auto p = Start(Shell("sleep 1000 & echo $!; sleep 1000 & echo $!; wait"), c);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(WaitFor([&] { return ParsePids(c.out()).size() == 2; }));
   const std::vector<int64_t> pids = ParsePids(c.out());
@@ -313,8 +312,8 @@ TEST_F(PosixProcessRunnerTest, TerminateKillsTheWholeTree) {
 
 TEST_F(PosixProcessRunnerTest, TerminateEscalatesToSigkill) {
   Collector c;
-  auto p = Start(
-      Shell("trap '' TERM; echo ready; while :; do sleep 0.05; done"), c);
+  auto p =
+      Start(Shell("trap '' TERM; echo ready; while :; do sleep 0.05; done"), c);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(WaitFor([&] { return c.out() == "ready\n"; }));
   const absl::Time start = absl::Now();
@@ -399,8 +398,7 @@ TEST_F(PosixProcessRunnerTest, ExitWaitsForResumeToDrain) {
 
 TEST_F(PosixProcessRunnerTest, ReportsResourceUsage) {
   Collector c;
-  auto p = Start(
-      Shell("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"), c);
+  auto p = Start(Shell("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"), c);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(c.WaitExit(absl::Seconds(30)));
   EXPECT_EQ(c.exit().exit_code, 0);

@@ -23,9 +23,8 @@ absl::Status CoordinatorOptions::Validate() const {
   return absl::OkStatus();
 }
 
-Coordinator::Coordinator(const CoordinatorOptions& options, const Clock& clock)
+Coordinator::Coordinator(const CoordinatorOptions& options)
     : options_(options),
-      clock_(clock),
       prometheus_(std::make_shared<prometheus::Registry>()),
       metrics_set_(*prometheus_),
       events_(options.events) {}
@@ -33,7 +32,7 @@ Coordinator::Coordinator(const CoordinatorOptions& options, const Clock& clock)
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options,
                                                                 const Clock& clock) {
   TASKGRID_RETURN_IF_ERROR(options.Validate());
-  std::unique_ptr<Coordinator> c(new Coordinator(options, clock));
+  std::unique_ptr<Coordinator> c(new Coordinator(options));
   c->registry_ = std::make_unique<TaskRegistry>(clock, c->store_, c->events_, &c->metrics_set_,
                                                 options.registry);
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,

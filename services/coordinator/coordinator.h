@@ -63,10 +63,9 @@ class Coordinator {
   void Shutdown();
 
  private:
-  Coordinator(const CoordinatorOptions& options, const Clock& clock);
+  explicit Coordinator(const CoordinatorOptions& options);
 
   const CoordinatorOptions options_;
-  const Clock& clock_;
   std::shared_ptr<prometheus::Registry> prometheus_;
   CoordinatorMetrics metrics_set_;
   EventLog events_;

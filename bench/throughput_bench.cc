@@ -1,0 +1,247 @@
+// End-to-end throughput and latency of one coordinator and one agent (the
+// real binaries on 127.0.0.1) running /bin/true, beside the machine's own
+// ceiling: how fast it can posix_spawn /bin/true with no taskgrid at all.
+// Prints one JSON object.
+//
+//   throughput_bench [--seconds=5] [--clients=32] [--slots=32] [--latency_tasks=300]
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
+
+ABSL_FLAG(double, seconds, 5, "Length of each throughput measurement.");
+ABSL_FLAG(int, clients, 32, "Concurrent submitting clients.");
+ABSL_FLAG(int, slots, 32, "Agent slots.");
+ABSL_FLAG(int, latency_tasks, 300, "Sequential tasks for the idle latency measurement.");
+
+extern char** environ;
+
+namespace taskgrid {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SpawnCeiling(double seconds, int threads) {
+  std::atomic<int64_t> count{0};
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> workers;
+  const auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      char arg0[] = "/bin/true";
+      char* argv[] = {arg0, nullptr};
+      while (Clock::now() < end) {
+        pid_t pid;
+        if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) continue;
+        waitpid(pid, nullptr, 0);
+        count.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return static_cast<double>(count.load()) /
+         std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// User + system CPU seconds a process has used so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
+  if (f.size() < 13) return 0;
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+pid_t Spawn(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+    std::fprintf(stderr, "cannot start %s\n", argv[0]);
+    std::exit(1);
+  }
+  return pid;
+}
+
+// Follows every task status event and lets clients wait for their task.
+class Tracker {
+ public:
+  void OnEvent(const v1::TaskEvent& e) {
+    const auto now = Clock::now();
+    absl::MutexLock lock(&mu_);
+    State& s = tasks_[e.task_id()];
+    if (e.task().status() == v1::TASK_STATUS_RUNNING && !s.started) {
+      s.started = true;
+      s.started_at = now;
+    }
+    if (e.task().status() >= v1::TASK_STATUS_SUCCEEDED) {
+      s.done = true;
+      s.succeeded = e.task().status() == v1::TASK_STATUS_SUCCEEDED;
+    }
+  }
+  // Waits until the task is final; returns the start time and success.
+  std::pair<Clock::time_point, bool> Wait(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return tasks_[id].done; };
+    mu_.AwaitWithTimeout(absl::Condition(&done, &decltype(done)::operator()), absl::Seconds(30));
+    auto s = tasks_[id];
+    tasks_.erase(id);
+    return {s.started_at, s.succeeded};
+  }
+
+ private:
+  struct State {
+    bool started = false, done = false, succeeded = false;
+    Clock::time_point started_at;
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, State> tasks_ ABSL_GUARDED_BY(mu_);
+};
+
+int Main() {
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const double ceiling = SpawnCeiling(seconds, cores);
+
+  char dir_template[] = "/tmp/taskgrid-bench-XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const pid_t coordinator = Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
+                                   "--metrics_address=", "--log_level=error",
+                                   "--port_file=" + dir + "/ports"});
+  int port = 0;
+  for (int i = 0; i < 200 && port == 0; ++i) {
+    std::ifstream(dir + "/ports") >> port;
+    if (port == 0) absl::SleepFor(absl::Milliseconds(25));
+  }
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
+                             "--metrics_address=", "--log_level=error",
+                             absl::StrCat("--slots=", absl::GetFlag(FLAGS_slots))});
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto stub = v1::TaskService::NewStub(channel);
+  for (int i = 0; i < 200; ++i) {
+    v1::ListAgentsResponse agents;
+    grpc::ClientContext ctx;
+    if (stub->ListAgents(&ctx, {}, &agents).ok() && agents.agents_size() == 1 &&
+        agents.agents(0).connected()) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+
+  Tracker tracker;
+  grpc::ClientContext watch_ctx;
+  v1::WatchRequest watch;
+  watch.add_types(v1::EVENT_TYPE_TASK_STATUS);
+  auto reader = stub->Watch(&watch_ctx, watch);
+  std::thread watcher([&] {
+    v1::TaskEvent e;
+    while (reader->Read(&e)) tracker.OnEvent(e);
+  });
+
+  v1::SubmitRequest request;
+  request.mutable_spec()->mutable_shell()->add_argv("/bin/true");
+  auto submit = [&](v1::TaskService::Stub& s) {
+    v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    if (!s.Submit(&ctx, request, &resp).ok()) return std::string();
+    return resp.task().task_id();
+  };
+
+  // Idle latency: one task at a time, submit to the agent's start report.
+  std::vector<double> latencies_ms;
+  for (int i = 0; i < absl::GetFlag(FLAGS_latency_tasks); ++i) {
+    const auto t0 = Clock::now();
+    const std::string id = submit(*stub);
+    auto [started, ok] = tracker.Wait(id);
+    if (ok) latencies_ms.push_back(std::chrono::duration<double, std::milli>(started - t0).count());
+  }
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double p) {
+    return latencies_ms.empty() ? 0.0
+                                : latencies_ms[std::min(latencies_ms.size() - 1,
+                                                        static_cast<size_t>(p * latencies_ms.size()))];
+  };
+
+  // Throughput: each client submits, waits for the end, repeats.
+  const double coordinator_cpu0 = CpuSeconds(coordinator), agent_cpu0 = CpuSeconds(agent);
+  const double self_cpu0 = CpuSeconds(getpid());
+  std::atomic<int64_t> completed{0}, failed{0};
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> clients;
+  const auto start = Clock::now();
+  for (int c = 0; c < absl::GetFlag(FLAGS_clients); ++c) {
+    clients.emplace_back([&] {
+      while (Clock::now() < end) {
+        const std::string id = submit(*stub);
+        if (id.empty() || !tracker.Wait(id).second) {
+          failed.fetch_add(1);
+        } else {
+          completed.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double throughput = static_cast<double>(completed.load()) / elapsed;
+  const double per_task_us = 1e6 / std::max<int64_t>(1, completed.load());
+  const double coordinator_us = (CpuSeconds(coordinator) - coordinator_cpu0) * per_task_us;
+  const double agent_us = (CpuSeconds(agent) - agent_cpu0) * per_task_us;
+  const double clients_us = (CpuSeconds(getpid()) - self_cpu0) * per_task_us;
+
+  watch_ctx.TryCancel();
+  watcher.join();
+  kill(agent, SIGTERM);
+  waitpid(agent, nullptr, 0);
+  kill(coordinator, SIGTERM);
+  waitpid(coordinator, nullptr, 0);
+  std::remove((dir + "/ports").c_str());
+  rmdir(dir.c_str());
+
+  std::printf(
+      "{\n  \"benchmark\": \"shell_true_end_to_end\",\n  \"cores\": %d,\n  \"clients\": %d,\n"
+      "  \"agent_slots\": %d,\n  \"seconds\": %.1f,\n"
+      "  \"ceiling_posix_spawn_per_second\": %.0f,\n  \"taskgrid_tasks_per_second\": %.0f,\n"
+      "  \"ratio_to_ceiling\": %.3f,\n  \"failed_tasks\": %lld,\n"
+      "  \"cpu_us_per_task\": {\"coordinator\": %.0f, \"agent_including_spawn\": %.0f, "
+      "\"clients\": %.0f},\n"
+      "  \"idle_submit_to_started_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f, \"n\": %zu}\n}\n",
+      cores, absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_slots), seconds, ceiling, throughput,
+      throughput / ceiling, static_cast<long long>(failed.load()), coordinator_us, agent_us,
+      clients_us, pct(0.5), pct(0.99),
+      latencies_ms.empty() ? 0.0 : latencies_ms.back(), latencies_ms.size());
+  return 0;
+}
+
+}  // namespace
+}  // namespace taskgrid
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return taskgrid::Main();
+}

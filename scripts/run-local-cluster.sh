@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs a local cluster: one coordinator
+# (in-memory store) and two agents on 127.0.0.1, then a sample task. Stops
+# everything on Ctrl-C. Ports: gRPC 7000, metrics 9100 (coordinator),
+# 9101-9102 (agents).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+"$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+bin=$root/build/services
+pids=()
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT INT TERM
+
+export TASKGRID_COORDINATOR=127.0.0.1:7000
+"$bin/coordinator/taskgrid-coordinator" --grpc_address=$TASKGRID_COORDINATOR & pids+=($!)
+"$bin/agent/taskgrid-agent" --agent_id=local-1 --labels=role=web --metrics_address=127.0.0.1:9101 & pids+=($!)
+"$bin/agent/taskgrid-agent" --agent_id=local-2 --labels=role=db --metrics_address=127.0.0.1:9102 & pids+=($!)
+for _ in $(seq 100); do
+  [ "$("$bin/cli/taskgrid" agents 2>/dev/null | grep -c connected)" -eq 2 ] && break
+  sleep 0.1
+done
+"$bin/cli/taskgrid" agents
+echo "+ taskgrid run --selector role=web -- 'echo hello from \$TASKGRID_AGENT_ID; uname -sr'"
+"$bin/cli/taskgrid" run --selector role=web -- 'echo hello from $TASKGRID_AGENT_ID; uname -sr' </dev/null
+cat <<MSG
+
+taskgrid is running. In another terminal:
+  export TASKGRID_COORDINATOR=$TASKGRID_COORDINATOR PATH=$bin/cli:\$PATH
+  taskgrid run -- 'for i in 1 2 3; do echo tick \$i; sleep 1; done'
+  taskgrid list; taskgrid stats; curl -s 127.0.0.1:9100/metrics | grep ^coordinator_
+Ctrl-C stops the cluster.
+MSG
+wait
