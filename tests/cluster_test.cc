@@ -1,6 +1,9 @@
 // Cross-service tests: a real coordinator (gRPC on 127.0.0.1, port 0), real
 // agents running real processes, a real client stub. Time-based behaviour
 // (timeouts, the heartbeat TTL) runs on a FakeClock the test advances.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -8,10 +11,6 @@
 #include <fstream>
 #include <map>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -59,7 +58,8 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
     address_ = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    stub_ = v1::TaskService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    stub_ =
+        v1::TaskService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -89,8 +89,9 @@ class ClusterTest : public ::testing::Test {
   pid_t StartAgentProcess(const std::string& id) {
     const std::string coordinator_flag = "--coordinator=" + address_;
     const std::string id_flag = "--agent_id=" + id;
-    std::vector<const char*> argv = {TASKGRID_AGENT_BIN, coordinator_flag.c_str(), id_flag.c_str(),
-                                     "--metrics_address=", "--log_level=warn", nullptr};
+    std::vector<const char*> argv = {
+        TASKGRID_AGENT_BIN,   coordinator_flag.c_str(), id_flag.c_str(),
+        "--metrics_address=", "--log_level=warn",       nullptr};
     pid_t pid = 0;
     EXPECT_EQ(posix_spawn(&pid, TASKGRID_AGENT_BIN, nullptr, nullptr,
                           const_cast<char* const*>(argv.data()), environ),
@@ -144,17 +145,19 @@ class ClusterTest : public ::testing::Test {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     auto reader = stub_->Watch(&ctx, req);
-    v1::TaskEvent e;
-    while (reader->Read(&e)) {
-      if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
-        const int i = e.output().stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
-        if (e.output().offset() != static_cast<int64_t>(w.out[i].size())) w.contiguous = false;
-        w.out[i] += e.output().data();
-      } else if (e.type() == v1::EVENT_TYPE_RESYNC) {
-        w.contiguous = false;
-      } else if (e.has_task() && IsFinal(e.task().status())) {
-        w.final_status = e.task().status();
-        ctx.TryCancel();
+    v1::WatchResponse batch;
+    while (reader->Read(&batch)) {
+      for (const v1::TaskEvent& e : batch.events()) {
+        if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+          const int i = e.output().stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
+          if (e.output().offset() != static_cast<int64_t>(w.out[i].size())) w.contiguous = false;
+          w.out[i] += e.output().data();
+        } else if (e.type() == v1::EVENT_TYPE_RESYNC) {
+          w.contiguous = false;
+        } else if (e.has_task() && IsFinal(e.task().status())) {
+          w.final_status = e.task().status();
+          ctx.TryCancel();
+        }
       }
     }
     return w;
@@ -213,7 +216,8 @@ TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
   ASSERT_TRUE(WaitFor([&] {
     const std::string out = OutputOf(id);
     return std::count(out.begin(), out.end(), '\n') == 2;
-  })) << "output so far: " << OutputOf(id) << " task: " << Get(id).DebugString();
+  })) << "output so far: "
+      << OutputOf(id) << " task: " << Get(id).DebugString();
   std::vector<pid_t> pids;
   for (absl::string_view line : absl::StrSplit(OutputOf(id), '\n', absl::SkipEmpty())) {
     int pid;
@@ -356,7 +360,8 @@ TEST(CoordinatorSafetyTest, KeysAndTokensAreEnforced) {
   auto c = Coordinator::Start(o);
   ASSERT_TRUE(c.ok());
   const std::string address = absl::StrCat("127.0.0.1:", (*c)->grpc_port());
-  auto stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   v1::SubmitRequest req;
   req.mutable_spec()->mutable_shell()->set_command("true");
   v1::SubmitResponse resp;

@@ -1,11 +1,10 @@
 #include "services/agent/agent.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/proto_time.h"
@@ -23,7 +22,8 @@ std::string HostName() {
 }
 
 std::vector<std::string> BaseEnvironment() {
-  std::vector<std::string> env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  std::vector<std::string> env = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   for (const char* name : {"HOME", "USER", "LOGNAME", "LANG"}) {
     if (const char* v = std::getenv(name)) env.push_back(absl::StrCat(name, "=", v));
   }
@@ -117,8 +117,10 @@ v1::AgentMessage Agent::HelloLocked() {
     v1::HeldTask* held = h->add_held_tasks();
     held->set_task_id(id);
     held->set_attempt(e->attempt);
-    held->set_stdout_resend_from(e->unacked[0].empty() ? e->produced[0] : e->unacked[0].front().offset);
-    held->set_stderr_resend_from(e->unacked[1].empty() ? e->produced[1] : e->unacked[1].front().offset);
+    held->set_stdout_resend_from(e->unacked[0].empty() ? e->produced[0]
+                                                       : e->unacked[0].front().offset);
+    held->set_stderr_resend_from(e->unacked[1].empty() ? e->produced[1]
+                                                       : e->unacked[1].front().offset);
     held->set_finished(e->exited);
   }
   return m;
@@ -177,8 +179,8 @@ void Agent::RunLoop() {
     }
     retired = std::move(link);
     failures = was_welcomed ? 0 : failures + 1;
-    const absl::Duration cap = std::min(options_.reconnect_max,
-                                        options_.reconnect_min * (1 << std::min(failures, 16)));
+    const absl::Duration cap =
+        std::min(options_.reconnect_max, options_.reconnect_min * (1 << std::min(failures, 16)));
     absl::Duration wait;
     {
       absl::MutexLock lock(&mu_);
@@ -272,7 +274,8 @@ void Agent::ResendLocked(Execution& e) {
       v1::Output* out = m.mutable_output();
       out->set_task_id(e.task_id);
       out->set_attempt(e.attempt);
-      out->mutable_chunk()->set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT : v1::OUTPUT_STREAM_STDERR);
+      out->mutable_chunk()->set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT
+                                              : v1::OUTPUT_STREAM_STDERR);
       out->mutable_chunk()->set_offset(c.offset);
       out->mutable_chunk()->set_data(c.data);
       SendLocked(std::move(m));
@@ -344,7 +347,8 @@ void Agent::HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<Runnin
   const int64_t acked[2] = {a.stdout_offset(), a.stderr_offset()};
   for (int i = 0; i < 2; ++i) {
     auto& q = e.unacked[i];
-    while (!q.empty() && q.front().offset + static_cast<int64_t>(q.front().data.size()) <= acked[i]) {
+    while (!q.empty() &&
+           q.front().offset + static_cast<int64_t>(q.front().data.size()) <= acked[i]) {
       e.unacked_bytes[i] -= static_cast<int64_t>(q.front().data.size());
       q.pop_front();
     }
@@ -456,7 +460,8 @@ void Agent::Stop() {
       }
       return true;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&settled, &decltype(settled)::operator()), options_.shutdown_grace + absl::Seconds(3));
+    mu_.AwaitWithTimeout(absl::Condition(&settled, &decltype(settled)::operator()),
+                         options_.shutdown_grace + absl::Seconds(3));
   }
   DropConnectionForTesting();
   if (thread_.joinable()) thread_.join();

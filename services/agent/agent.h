@@ -5,6 +5,8 @@
 #ifndef TASKGRID_SERVICES_AGENT_AGENT_H_
 #define TASKGRID_SERVICES_AGENT_AGENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -12,8 +14,6 @@
 #include <random>
 #include <string>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -80,13 +80,13 @@ class Agent {
     std::string task_id;
     uint32_t attempt = 0;
     std::unique_ptr<RunningProcess> process;
-    int64_t produced[2] = {0, 0};        // Next offset per stream.
-    std::deque<Chunk> unacked[2];        // Retained for resend.
+    int64_t produced[2] = {0, 0};  // Next offset per stream.
+    std::deque<Chunk> unacked[2];  // Retained for resend.
     int64_t unacked_bytes[2] = {0, 0};
     bool paused = false;
     bool exited = false;
-    bool forget = false;                 // Coordinator no longer wants it.
-    v1::Finished finished;               // Valid once exited.
+    bool forget = false;    // Coordinator no longer wants it.
+    v1::Finished finished;  // Valid once exited.
   };
 
   void RunLoop();

@@ -12,13 +12,13 @@ namespace taskgrid {
 struct AgentMetrics {
   explicit AgentMetrics(prometheus::Registry& registry);
 
-  prometheus::Counter& tasks_started;           // agent_tasks_started_total
-  prometheus::Counter& spawn_failures;          // agent_spawn_failures_total
-  prometheus::Gauge& running_tasks;             // agent_running_tasks
-  prometheus::Counter& output_bytes;            // agent_process_output_bytes_total
-  prometheus::Counter& reconnects;              // agent_stream_reconnects_total
-  prometheus::Gauge& connected;                 // agent_connected
-  prometheus::Counter& paused;                  // agent_output_paused_total
+  prometheus::Counter& tasks_started;   // agent_tasks_started_total
+  prometheus::Counter& spawn_failures;  // agent_spawn_failures_total
+  prometheus::Gauge& running_tasks;     // agent_running_tasks
+  prometheus::Counter& output_bytes;    // agent_process_output_bytes_total
+  prometheus::Counter& reconnects;      // agent_stream_reconnects_total
+  prometheus::Gauge& connected;         // agent_connected
+  prometheus::Counter& paused;          // agent_output_paused_total
 };
 
 }  // namespace taskgrid

@@ -13,9 +13,8 @@ void CoordinatorLink::Start(v1::AgentService::Stub& stub, const v1::AgentMessage
   StartRead(&in_);
   {
     absl::MutexLock lock(&mu_);
-    outbox_.push_back(hello);
-    write_in_flight_ = true;
-    StartWrite(&outbox_.front());
+    outbox_.Add(hello);
+    StartWrite(outbox_.StartNext());
   }
   // Writes also start outside reactions (from process threads): the hold
   // keeps the call open until we stop writing.
@@ -26,17 +25,14 @@ void CoordinatorLink::Start(v1::AgentService::Stub& stub, const v1::AgentMessage
 bool CoordinatorLink::Send(v1::AgentMessage message) {
   absl::MutexLock lock(&mu_);
   if (ending_) return false;
-  outbox_.push_back(std::move(message));
-  if (!write_in_flight_) {
-    write_in_flight_ = true;
-    StartWrite(&outbox_.front());
-  }
+  outbox_.Add(std::move(message));
+  if (const v1::AgentBatch* next = outbox_.StartNext()) StartWrite(next);
   return true;
 }
 
 void CoordinatorLink::StopWritingLocked() {
   ending_ = true;
-  if (!write_in_flight_ && !hold_released_) {
+  if (!outbox_.in_flight() && !hold_released_) {
     hold_released_ = true;
     RemoveHold();
   }
@@ -44,15 +40,14 @@ void CoordinatorLink::StopWritingLocked() {
 
 void CoordinatorLink::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
-  write_in_flight_ = false;
-  outbox_.pop_front();
+  outbox_.Done();
   if (!ok) ending_ = true;
-  if (!ending_ && !outbox_.empty()) {
-    write_in_flight_ = true;
-    StartWrite(&outbox_.front());
-    return;
+  if (ending_) {
+    outbox_.Clear();
+    StopWritingLocked();
+  } else if (const v1::AgentBatch* next = outbox_.StartNext()) {
+    StartWrite(next);
   }
-  if (ending_) StopWritingLocked();
 }
 
 void CoordinatorLink::OnReadDone(bool ok) {
@@ -61,7 +56,7 @@ void CoordinatorLink::OnReadDone(bool ok) {
     StopWritingLocked();
     return;
   }
-  on_message_(this, in_);
+  for (const v1::CoordinatorMessage& m : in_.messages()) on_message_(this, m);
   StartRead(&in_);
 }
 

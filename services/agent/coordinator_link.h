@@ -4,21 +4,20 @@
 #ifndef TASKGRID_SERVICES_AGENT_COORDINATOR_LINK_H_
 #define TASKGRID_SERVICES_AGENT_COORDINATOR_LINK_H_
 
-#include <deque>
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/synchronization/mutex.h"
+#include "services/common/batch_outbox.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
 namespace taskgrid {
 
 // One stream. Thread-safe. The caller keeps the shared_ptr until `on_done`
 // has run, and must not destroy it from inside `on_message`.
-class CoordinatorLink final
-    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::CoordinatorMessage> {
+class CoordinatorLink final : public grpc::ClientBidiReactor<v1::AgentBatch, v1::CoordinatorBatch> {
  public:
   using MessageHandler = std::function<void(CoordinatorLink* link, const v1::CoordinatorMessage&)>;
   using DoneHandler = std::function<void(CoordinatorLink* link, const grpc::Status& status)>;
@@ -45,11 +44,10 @@ class CoordinatorLink final
   const MessageHandler on_message_;
   const DoneHandler on_done_;
   grpc::ClientContext context_;
-  v1::CoordinatorMessage in_;
+  v1::CoordinatorBatch in_;
 
   absl::Mutex mu_;
-  std::deque<v1::AgentMessage> outbox_ ABSL_GUARDED_BY(mu_);  // front() is in flight
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  BatchOutbox<v1::AgentBatch> outbox_ ABSL_GUARDED_BY(mu_);
   bool ending_ ABSL_GUARDED_BY(mu_) = false;
   bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -169,8 +169,7 @@ absl::StatusOr<std::string> ResolveProgram(const ProcessSpec& spec) {
   for (absl::string_view dir : absl::StrSplit(path, ':')) {
     // An empty entry means the current directory; "./" keeps the result from
     // being searched again by posix_spawnp.
-    std::string candidate =
-        dir.empty() ? absl::StrCat("./", name) : absl::StrCat(dir, "/", name);
+    std::string candidate = dir.empty() ? absl::StrCat("./", name) : absl::StrCat(dir, "/", name);
     // Relative entries resolve in the child, i.e. after the chdir.
     const std::string probe = candidate[0] != '/' && !spec.cwd.empty()
                                   ? absl::StrCat(spec.cwd, "/", candidate)
@@ -180,24 +179,21 @@ absl::StatusOr<std::string> ResolveProgram(const ProcessSpec& spec) {
       if (errno == EACCES) saw_denied = true;
       continue;
     }
-    if (!S_ISREG(st.st_mode) ||
-        faccessat(AT_FDCWD, probe.c_str(), X_OK, AT_EACCESS) != 0) {
+    if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, probe.c_str(), X_OK, AT_EACCESS) != 0) {
       saw_denied = true;  // like execvp: keep looking, remember the EACCES
       continue;
     }
     return candidate;
   }
   if (saw_denied) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "program \"", name, "\" found in PATH=", path, " but not executable"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("program \"", name, "\" found in PATH=", path, " but not executable"));
   }
-  return absl::NotFoundError(
-      absl::StrCat("program \"", name, "\" not found in PATH=", path));
+  return absl::NotFoundError(absl::StrCat("program \"", name, "\" not found in PATH=", path));
 }
 
 absl::Status SpawnError(int err, const std::string& program) {
-  std::string message =
-      absl::StrCat("cannot start \"", program, "\": ", ErrnoText(err));
+  std::string message = absl::StrCat("cannot start \"", program, "\": ", ErrnoText(err));
   switch (err) {
     case ENOENT:
       return absl::NotFoundError(message);
@@ -244,8 +240,7 @@ int PollTimeoutMs(absl::Time wake_at, absl::Time now) {
   if (wake_at <= now) return 0;
   // Rounding up keeps poll from returning just before the deadline and
   // spinning on zero timeouts.
-  const int64_t ms = absl::ToInt64Milliseconds(
-      absl::Ceil(wake_at - now, absl::Milliseconds(1)));
+  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(wake_at - now, absl::Milliseconds(1)));
   return static_cast<int>(std::min(ms, kMaxPollMs));
 }
 
@@ -262,8 +257,8 @@ class PosixRunningProcess final : public RunningProcess {
     UniqueFd stderr_r;
   };
 
-  PosixRunningProcess(pid_t pid, Fds fds, std::string stdin_data,
-                      OutputCallback on_output, ExitCallback on_exit)
+  PosixRunningProcess(pid_t pid, Fds fds, std::string stdin_data, OutputCallback on_output,
+                      ExitCallback on_exit)
       : pid_(pid),
         wake_fd_(std::move(fds.wake)),
         pidfd_(std::move(fds.pidfd)),
@@ -320,8 +315,8 @@ class PosixRunningProcess final : public RunningProcess {
   // written or the reader is gone (EPIPE: the rest is dropped).
   void WriteStdin() {
     const size_t left = stdin_data_.size() - stdin_written_;
-    const ssize_t n = write(stdin_w_.get(), stdin_data_.data() + stdin_written_,
-                            std::min(left, kChunkBytes));
+    const ssize_t n =
+        write(stdin_w_.get(), stdin_data_.data() + stdin_written_, std::min(left, kChunkBytes));
     if (n > 0) {
       stdin_written_ += static_cast<size_t>(n);
       if (stdin_written_ == stdin_data_.size()) stdin_w_.Reset();
@@ -378,11 +373,9 @@ class PosixRunningProcess final : public RunningProcess {
           next_group_check = now + kGroupCheckInterval;
         }
       }
-      if (stopping)
-        orphan_budget = std::min(orphan_budget, kStopOrphanDrainTimeout);
+      if (stopping) orphan_budget = std::min(orphan_budget, kStopOrphanDrainTimeout);
       bool pipes_open = stdout_r_.valid() || stderr_r_.valid();
-      if (main_exited && group_gone && pipes_open &&
-          orphan_budget <= absl::ZeroDuration()) {
+      if (main_exited && group_gone && pipes_open && orphan_budget <= absl::ZeroDuration()) {
         stdout_r_.Reset();
         stderr_r_.Reset();
         pipes_open = false;
@@ -398,10 +391,8 @@ class PosixRunningProcess final : public RunningProcess {
       const int wake_i = add(wake_fd_, POLLIN);
       const int pid_i = main_exited ? -1 : add(pidfd_, POLLIN);
       const int in_i = stdin_w_.valid() ? add(stdin_w_, POLLOUT) : -1;
-      const int out_i =
-          !paused && stdout_r_.valid() ? add(stdout_r_, POLLIN) : -1;
-      const int err_i =
-          !paused && stderr_r_.valid() ? add(stderr_r_, POLLIN) : -1;
+      const int out_i = !paused && stdout_r_.valid() ? add(stdout_r_, POLLIN) : -1;
+      const int err_i = !paused && stderr_r_.valid() ? add(stderr_r_, POLLIN) : -1;
 
       absl::Time wake_at = absl::InfiniteFuture();
       if (!main_exited) {
@@ -464,8 +455,8 @@ class PosixRunningProcess final : public RunningProcess {
     if (reaped) {
       if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
       if (WIFSIGNALED(status)) exit.signal = WTERMSIG(status);
-      exit.cpu_time = absl::DurationFromTimeval(usage.ru_utime) +
-                      absl::DurationFromTimeval(usage.ru_stime);
+      exit.cpu_time =
+          absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
       exit.max_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
     } else {
       // Someone else reaped our child (SIGCHLD ignored or waitpid(-1) in the
@@ -504,12 +495,12 @@ class PosixRunningProcess final : public RunningProcess {
 PosixProcessRunner::PosixProcessRunner() {
   // A child that stops reading stdin must cost an EPIPE, not the agent's
   // life. Function-local static: done once, thread-safely.
-  [[maybe_unused]] static const bool sigpipe_ignored =
-      signal(SIGPIPE, SIG_IGN) != SIG_ERR;
+  [[maybe_unused]] static const bool sigpipe_ignored = signal(SIGPIPE, SIG_IGN) != SIG_ERR;
 }
 
-absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
-    const ProcessSpec& spec, OutputCallback on_output, ExitCallback on_exit) {
+absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const ProcessSpec& spec,
+                                                                          OutputCallback on_output,
+                                                                          ExitCallback on_exit) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("argv is empty");
   if (absl::Status s = CheckCwd(spec.cwd); !s.ok()) return s;
   absl::StatusOr<std::string> program = ResolveProgram(spec);
@@ -531,9 +522,7 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   if (int err = posix_spawn_file_actions_init(&actions); err != 0) {
     return ErrnoError("posix_spawn_file_actions_init", err);
   }
-  absl::Cleanup destroy_actions = [&actions] {
-    posix_spawn_file_actions_destroy(&actions);
-  };
+  absl::Cleanup destroy_actions = [&actions] { posix_spawn_file_actions_destroy(&actions); };
   posix_spawnattr_t attr;
   if (int err = posix_spawnattr_init(&attr); err != 0) {
     return ErrnoError("posix_spawnattr_init", err);
@@ -547,10 +536,8 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   sigemptyset(&empty_mask);
   sigfillset(&all_signals);
   int err = posix_spawn_file_actions_adddup2(&actions, stdin_r.get(), 0);
-  if (err == 0)
-    err = posix_spawn_file_actions_adddup2(&actions, stdout_w.get(), 1);
-  if (err == 0)
-    err = posix_spawn_file_actions_adddup2(&actions, stderr_w.get(), 2);
+  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stdout_w.get(), 1);
+  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stderr_w.get(), 2);
   if (err == 0 && !spec.cwd.empty()) {
     err = posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
   }
@@ -560,9 +547,8 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   if (err == 0) err = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 #endif
   if (err == 0) {
-    err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
-                                              POSIX_SPAWN_SETSIGMASK |
-                                              POSIX_SPAWN_SETSIGDEF);
+    err = posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   }
   if (err == 0) err = posix_spawnattr_setsigmask(&attr, &empty_mask);
   if (err == 0) err = posix_spawnattr_setsigdefault(&attr, &all_signals);
@@ -571,19 +557,16 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   // posix_spawn takes char* const[]; it does not write through them.
   std::vector<char*> argv;
   argv.reserve(spec.argv.size() + 1);
-  for (const std::string& arg : spec.argv)
-    argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   std::vector<char*> envp;
   envp.reserve(spec.env.size() + 1);
-  for (const std::string& var : spec.env)
-    envp.push_back(const_cast<char*>(var.c_str()));
+  for (const std::string& var : spec.env) envp.push_back(const_cast<char*>(var.c_str()));
   envp.push_back(nullptr);
 
   // `program` contains a '/', so posix_spawnp does no PATH search of its own.
   pid_t pid = 0;
-  err = posix_spawnp(&pid, program->c_str(), &actions, &attr, argv.data(),
-                     envp.data());
+  err = posix_spawnp(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
   if (err != 0) return SpawnError(err, spec.argv[0]);
   stdin_r.Reset();
   stdout_w.Reset();
@@ -606,9 +589,8 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(
   fds.stdin_w = std::move(stdin_w);
   fds.stdout_r = std::move(stdout_r);
   fds.stderr_r = std::move(stderr_r);
-  return std::make_unique<PosixRunningProcess>(
-      pid, std::move(fds), spec.stdin_data, std::move(on_output),
-      std::move(on_exit));
+  return std::make_unique<PosixRunningProcess>(pid, std::move(fds), spec.stdin_data,
+                                               std::move(on_output), std::move(on_exit));
 }
 
 }  // namespace taskgrid

@@ -49,9 +49,9 @@ class PosixProcessRunner final : public ProcessRunner {
   PosixProcessRunner(const PosixProcessRunner&) = delete;
   PosixProcessRunner& operator=(const PosixProcessRunner&) = delete;
 
-  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(
-      const ProcessSpec& spec, OutputCallback on_output,
-      ExitCallback on_exit) override;
+  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
+                                                        OutputCallback on_output,
+                                                        ExitCallback on_exit) override;
 };
 
 }  // namespace taskgrid

@@ -43,8 +43,7 @@ class Collector {
     return [this](StdStream stream, absl::string_view data) {
       absl::MutexLock lock(&mu_);
       if (exit_calls_ > 0) output_after_exit_ = true;
-      (stream == StdStream::kStdout ? out_ : err_)
-          .append(data.data(), data.size());
+      (stream == StdStream::kStdout ? out_ : err_).append(data.data(), data.size());
     };
   }
   ExitCallback OnExit() {
@@ -103,8 +102,7 @@ bool ProcessGone(int64_t pid) {
   std::string line;
   if (!std::getline(stat, line)) return true;
   const size_t paren = line.rfind(')');
-  return paren == std::string::npos || paren + 2 >= line.size() ||
-         line[paren + 2] == 'Z';
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z';
 }
 
 // Parses one pid per line.
@@ -132,18 +130,14 @@ class PosixProcessRunnerTest : public ::testing::Test {
     spec.env = {"PATH=/usr/bin:/bin"};
     return spec;
   }
-  static ProcessSpec Shell(const std::string& script) {
-    return Spec({"/bin/sh", "-c", script});
-  }
+  static ProcessSpec Shell(const std::string& script) { return Spec({"/bin/sh", "-c", script}); }
 
-  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
-                                                        Collector& c) {
+  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec, Collector& c) {
     return runner_.Start(spec, c.OnOutput(), c.OnExit());
   }
 
   // Writes an executable (or not) file into tmp_dir_.
-  std::string WriteFile(const std::string& name, const std::string& content,
-                        mode_t mode) {
+  std::string WriteFile(const std::string& name, const std::string& content, mode_t mode) {
     const std::string path = tmp_dir_ + "/" + name;
     std::ofstream(path) << content;
     chmod(path.c_str(), mode);
@@ -189,17 +183,14 @@ TEST_F(PosixProcessRunnerTest, SearchesTheChildsPathNotTheAgents) {
 
 TEST_F(PosixProcessRunnerTest, MissingProgramIsNotFound) {
   Collector c;
-  EXPECT_THAT(Start(Spec({"tg-no-such-program"}), c),
-              StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(Start(Spec({"/nonexistent/tg-prog"}), c),
-              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Start(Spec({"tg-no-such-program"}), c), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Start(Spec({"/nonexistent/tg-prog"}), c), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(PosixProcessRunnerTest, NonExecutableProgramIsPermissionDenied) {
   const std::string path = WriteFile("not_exec", "#!/bin/sh\n", 0644);
   Collector c;
-  EXPECT_THAT(Start(Spec({path}), c),
-              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(Start(Spec({path}), c), StatusIs(absl::StatusCode::kPermissionDenied));
   ProcessSpec spec = Spec({"not_exec"});
   spec.env = {absl::StrCat("PATH=", tmp_dir_)};
   EXPECT_THAT(Start(spec, c), StatusIs(absl::StatusCode::kPermissionDenied));
@@ -207,8 +198,7 @@ TEST_F(PosixProcessRunnerTest, NonExecutableProgramIsPermissionDenied) {
 
 TEST_F(PosixProcessRunnerTest, EmptyArgvIsInvalid) {
   Collector c;
-  EXPECT_THAT(Start(ProcessSpec{}, c),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Start(ProcessSpec{}, c), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(PosixProcessRunnerTest, BadCwdIsPermissionDenied) {
@@ -312,8 +302,7 @@ TEST_F(PosixProcessRunnerTest, TerminateKillsTheWholeTree) {
 
 TEST_F(PosixProcessRunnerTest, TerminateEscalatesToSigkill) {
   Collector c;
-  auto p =
-      Start(Shell("trap '' TERM; echo ready; while :; do sleep 0.05; done"), c);
+  auto p = Start(Shell("trap '' TERM; echo ready; while :; do sleep 0.05; done"), c);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(WaitFor([&] { return c.out() == "ready\n"; }));
   const absl::Time start = absl::Now();

@@ -71,8 +71,9 @@ class ProcessRunner {
   // of its group is killed, so a task never leaks processes.
   // Returns kNotFound when the program does not exist, kPermissionDenied when
   // it is not executable or `cwd` is not accessible, kInternal otherwise.
-  virtual absl::StatusOr<std::unique_ptr<RunningProcess>> Start(
-      const ProcessSpec& spec, OutputCallback on_output, ExitCallback on_exit) = 0;
+  virtual absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
+                                                                OutputCallback on_output,
+                                                                ExitCallback on_exit) = 0;
 };
 
 }  // namespace taskgrid

@@ -12,7 +12,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--") {
-      out.positional.insert(out.positional.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      out.positional.insert(out.positional.end(), args.begin() + static_cast<long>(i) + 1,
+                            args.end());
       break;
     }
     if (a.size() < 3 || a.rfind("--", 0) != 0) {

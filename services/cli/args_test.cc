@@ -10,8 +10,8 @@ using ::testing::ElementsAre;
 
 TEST(ParseArgsTest, FlagsValuesRepeatsAndDoubleDash) {
   FlagSpec spec{{"env", "timeout"}, {"detach"}};
-  auto p = ParseArgs({"--env", "A=1", "--env=B=2", "--timeout=30s", "--detach", "--", "ls", "--env"},
-                     spec);
+  auto p = ParseArgs(
+      {"--env", "A=1", "--env=B=2", "--timeout=30s", "--detach", "--", "ls", "--env"}, spec);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_THAT(p->flags["env"], ElementsAre("A=1", "B=2"));
   EXPECT_EQ(p->Get("timeout"), "30s");

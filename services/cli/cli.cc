@@ -1,5 +1,7 @@
 #include "services/cli/cli.h"
 
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -7,9 +9,6 @@
 #include <cstdio>
 #include <iostream>
 #include <thread>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -58,7 +57,8 @@ struct Context {
   std::unique_ptr<grpc::ClientContext> Call(absl::Duration timeout = absl::Seconds(30)) const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     if (!api_key.empty()) ctx->AddMetadata("x-api-key", api_key);
-    if (timeout != absl::InfiniteDuration()) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    if (timeout != absl::InfiniteDuration())
+      ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
     return ctx;
   }
 };
@@ -114,8 +114,8 @@ absl::StatusOr<google::protobuf::Duration> ParseDurationFlag(const std::string& 
   if (!absl::ParseDuration(value, &d)) {
     int64_t secs;
     if (!absl::SimpleAtoi(value, &secs)) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": \"", value,
-                                                      "\" is not a duration (e.g. 30s, 5m, 1h)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", value, "\" is not a duration (e.g. 30s, 5m, 1h)"));
     }
     d = absl::Seconds(secs);
   }
@@ -134,8 +134,8 @@ void PrintTask(const v1::Task& t) {
   std::cout << "\n";
   if (!t.waiting_reason().empty()) std::cout << "waiting:     " << t.waiting_reason() << "\n";
   const v1::ShellSpec& sh = t.spec().shell();
-  std::cout << "command:     "
-            << (sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command()) << "\n"
+  std::cout << "command:     " << (sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command())
+            << "\n"
             << "type:        " << t.spec().type() << "\n"
             << "priority:    " << PriorityName(t.spec().priority()) << "\n"
             << "agent:       " << (t.agent_id().empty() ? "-" : t.agent_id()) << "\n"
@@ -149,7 +149,8 @@ void PrintTask(const v1::Task& t) {
     std::cout << ", cpu " << absl::FormatDuration(FromProto(t.exit().cpu_time())) << ", max rss "
               << t.exit().max_rss_bytes() / 1024 << " KiB\n";
   }
-  if (t.progress() > 0) std::cout << "progress:    " << t.progress() << "% " << t.progress_message() << "\n";
+  if (t.progress() > 0)
+    std::cout << "progress:    " << t.progress() << "% " << t.progress_message() << "\n";
   std::cout << "output:      stdout " << t.stdout().total_bytes() << " B, stderr "
             << t.stderr().total_bytes() << " B\n";
 }
@@ -199,7 +200,8 @@ class OutputSink {
       v1::GetOutputResponse resp;
       if (!ctx_.stub->GetOutput(ctx_.Call().get(), req, &resp).ok()) return;
       if (resp.offset() > next_[i]) {
-        Write(i, absl::StrFormat("\n[taskgrid: %d bytes of output dropped]\n", resp.offset() - next_[i]));
+        Write(i, absl::StrFormat("\n[taskgrid: %d bytes of output dropped]\n",
+                                 resp.offset() - next_[i]));
         next_[i] = resp.offset();
       }
       if (resp.data().empty()) return;
@@ -234,45 +236,49 @@ absl::StatusOr<v1::Task> Follow(const Context& ctx, const std::string& task_id, 
     req.set_after_cursor(after);
     auto call = ctx.Call(absl::InfiniteDuration());
     auto reader = ctx.stub->Watch(call.get(), req);
-    v1::TaskEvent e;
-    while (reader->Read(&e)) {
-      backoff = absl::Milliseconds(100);
-      after = e.cursor();
-      v1::Task task;
-      if (e.type() == v1::EVENT_TYPE_RESYNC) {
-        // Our cursor fell out of the coordinator's log: read state instead.
-        v1::GetRequest g;
-        g.set_task_id(task_id);
-        grpc::Status s = ctx.stub->Get(ctx.Call().get(), g, &task);
-        if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-        sink.CatchUp(0);
-        sink.CatchUp(1);
-      } else if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
-        sink.OnChunk(e.output());
-        continue;
-      } else if (e.has_task()) {
-        task = e.task();
-      } else {
-        continue;
-      }
-      if (show_progress && task.status() != shown) {
-        shown = task.status();
-        std::string line = StatusName(shown);
-        if (shown == v1::TASK_STATUS_QUEUED) line += ": " + task.waiting_reason();
-        if (shown == v1::TASK_STATUS_DISPATCHED) line += " to " + task.agent_id();
-        if (IsFinal(shown) && !task.status_reason().empty()) line += ": " + task.status_reason();
-        std::cerr << "\033[2m[taskgrid " << task_id.substr(0, 8) << "] " << line << "\033[0m\n";
-      }
-      if (IsFinal(task.status())) {
-        call->TryCancel();
-        reader->Finish();
-        sink.CatchUp(0, task.stdout().total_bytes());
-        sink.CatchUp(1, task.stderr().total_bytes());
-        return task;
+    v1::WatchResponse batch;
+    while (reader->Read(&batch)) {
+      for (const v1::TaskEvent& e : batch.events()) {
+        backoff = absl::Milliseconds(100);
+        after = e.cursor();
+        v1::Task task;
+        if (e.type() == v1::EVENT_TYPE_RESYNC) {
+          // Our cursor fell out of the coordinator's log: read state instead.
+          v1::GetRequest g;
+          g.set_task_id(task_id);
+          grpc::Status s = ctx.stub->Get(ctx.Call().get(), g, &task);
+          if (!s.ok())
+            return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+          sink.CatchUp(0);
+          sink.CatchUp(1);
+        } else if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+          sink.OnChunk(e.output());
+          continue;
+        } else if (e.has_task()) {
+          task = e.task();
+        } else {
+          continue;
+        }
+        if (show_progress && task.status() != shown) {
+          shown = task.status();
+          std::string line = StatusName(shown);
+          if (shown == v1::TASK_STATUS_QUEUED) line += ": " + task.waiting_reason();
+          if (shown == v1::TASK_STATUS_DISPATCHED) line += " to " + task.agent_id();
+          if (IsFinal(shown) && !task.status_reason().empty()) line += ": " + task.status_reason();
+          std::cerr << "\033[2m[taskgrid " << task_id.substr(0, 8) << "] " << line << "\033[0m\n";
+        }
+        if (IsFinal(task.status())) {
+          call->TryCancel();
+          reader->Finish();
+          sink.CatchUp(0, task.stdout().total_bytes());
+          sink.CatchUp(1, task.stderr().total_bytes());
+          return task;
+        }
       }
     }
     grpc::Status s = reader->Finish();
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::CANCELLED) {
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::CANCELLED) {
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     }
     absl::SleepFor(backoff);
@@ -346,7 +352,8 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
     if (!a.Has(flag)) continue;
     auto d = ParseDurationFlag(flag, a.Get(flag));
     if (!d.ok()) return Usage(std::string(d.status().message()));
-    *(std::string(flag) == "timeout" ? spec->mutable_timeout() : spec->mutable_queue_timeout()) = *d;
+    *(std::string(flag) == "timeout" ? spec->mutable_timeout() : spec->mutable_queue_timeout()) =
+        *d;
   }
   if (a.flags.count("env")) {
     for (const auto& kv : a.flags.at("env")) {
@@ -438,7 +445,8 @@ int CmdList(Context& ctx, const ParsedArgs& a) {
                                  FormatTime(t.created_at()).substr(0, 19), cmd);
   }
   std::cout << resp.tasks_size() << " of " << resp.total() << " tasks";
-  if (!resp.next_page_token().empty()) std::cout << " (next: --page-token " << resp.next_page_token() << ")";
+  if (!resp.next_page_token().empty())
+    std::cout << " (next: --page-token " << resp.next_page_token() << ")";
   std::cout << "\n";
   return 0;
 }
@@ -494,7 +502,8 @@ std::string DescribeEvent(const v1::TaskEvent& e) {
     absl::StrAppend(&line, " status=", StatusName(e.task().status()));
   }
   if (e.has_output()) {
-    absl::StrAppend(&line, " ", e.output().stream() == v1::OUTPUT_STREAM_STDERR ? "stderr" : "stdout",
+    absl::StrAppend(&line, " ",
+                    e.output().stream() == v1::OUTPUT_STREAM_STDERR ? "stderr" : "stdout",
                     " offset=", e.output().offset(), " bytes=", e.output().data().size());
   }
   if (e.has_progress()) absl::StrAppend(&line, " progress=", e.progress().percent());
@@ -509,7 +518,8 @@ int CmdWatch(Context& ctx, const ParsedArgs& a) {
     v1::EventType type;
     std::string name = absl::StrCat("EVENT_TYPE_", absl::AsciiStrToUpper(t));
     absl::StrReplaceAll({{":", "_"}}, &name);
-    if (!v1::EventType_Parse(name, &type)) return Usage(absl::StrCat("--types: unknown type \"", t, "\""));
+    if (!v1::EventType_Parse(name, &type))
+      return Usage(absl::StrCat("--types: unknown type \"", t, "\""));
     req.add_types(type);
   }
   if (a.Has("after")) {
@@ -519,9 +529,12 @@ int CmdWatch(Context& ctx, const ParsedArgs& a) {
   }
   auto call = ctx.Call(absl::InfiniteDuration());
   auto reader = ctx.stub->Watch(call.get(), req);
-  v1::TaskEvent e;
-  while (reader->Read(&e)) {
-    std::cout << (ctx.json ? Json(e) : DescribeEvent(e)) << std::endl;
+  v1::WatchResponse batch;
+  while (reader->Read(&batch)) {
+    for (const v1::TaskEvent& e : batch.events()) {
+      std::cout << (ctx.json ? Json(e) : DescribeEvent(e)) << "\n";
+    }
+    std::cout.flush();
   }
   grpc::Status s = reader->Finish();
   return s.ok() ? 0 : Fail(s);
@@ -541,7 +554,8 @@ int CmdAgents(Context& ctx, const ParsedArgs& a) {
     std::map<std::string, std::string> labels(ag.labels().begin(), ag.labels().end());
     std::cout << absl::StrFormat("%-16s  %-9s  %3d/%-3d  %-6.2f  %-19s  %s\n", ag.agent_id(),
                                  ag.connected() ? "connected" : "offline", ag.running_tasks(),
-                                 ag.slots(), ag.load1(), FormatTime(ag.last_heartbeat()).substr(0, 19),
+                                 ag.slots(), ag.load1(),
+                                 FormatTime(ag.last_heartbeat()).substr(0, 19),
                                  absl::StrJoin(labels, ",", absl::PairFormatter("=")));
   }
   return 0;
@@ -563,7 +577,8 @@ int CmdStats(Context& ctx, const ParsedArgs& a) {
   std::map<std::string, int64_t> by_status(resp.by_status().begin(), resp.by_status().end());
   std::cout << "by status:    " << absl::StrJoin(by_status, " ", absl::PairFormatter("=")) << "\n";
   std::map<std::string, int64_t> by_priority(resp.by_priority().begin(), resp.by_priority().end());
-  std::cout << "by priority:  " << absl::StrJoin(by_priority, " ", absl::PairFormatter("=")) << "\n";
+  std::cout << "by priority:  " << absl::StrJoin(by_priority, " ", absl::PairFormatter("="))
+            << "\n";
   std::map<std::string, int64_t> by_type(resp.by_type().begin(), resp.by_type().end());
   std::cout << "by type:      " << absl::StrJoin(by_type, " ", absl::PairFormatter("=")) << "\n";
   return 0;
@@ -581,12 +596,14 @@ int RunCli(const std::vector<std::string>& args) {
     int (*run)(Context&, const ParsedArgs&);
   };
   const std::map<std::string, Command> commands = {
-      {"run", {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd",
-                     "type", "tag", "idempotency-key"},
-                    {"detach"}),
-               CmdRun}},
+      {"run",
+       {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd", "type",
+              "tag", "idempotency-key"},
+             {"detach"}),
+        CmdRun}},
       {"get", {Spec({}), CmdGet}},
-      {"list", {Spec({"status", "priority", "type", "tag", "agent", "limit", "page-token"}), CmdList}},
+      {"list",
+       {Spec({"status", "priority", "type", "tag", "agent", "limit", "page-token"}), CmdList}},
       {"cancel", {Spec({"reason"}), CmdCancel}},
       {"delete", {Spec({}), CmdDelete}},
       {"logs", {Spec({}, {"follow"}), CmdLogs}},
@@ -607,7 +624,8 @@ int RunCli(const std::vector<std::string>& args) {
   const std::string output = parsed->Get("output", "text");
   if (output != "text" && output != "json") return Usage("--output: must be text or json");
   ctx.json = output == "json";
-  ctx.stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  ctx.stub =
+      v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   return it->second.run(ctx, *parsed);
 }
 

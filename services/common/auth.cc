@@ -22,9 +22,8 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 bool IsLoopbackAddress(absl::string_view address) {
   absl::string_view host = address;
   if (absl::StartsWith(host, "[")) {
-    host = host.substr(1, host.find(']') == absl::string_view::npos
-                              ? absl::string_view::npos
-                              : host.find(']') - 1);
+    host = host.substr(1, host.find(']') == absl::string_view::npos ? absl::string_view::npos
+                                                                    : host.find(']') - 1);
     return host == "::1";
   }
   if (const size_t colon = host.rfind(':'); colon != absl::string_view::npos) {

@@ -1,8 +1,8 @@
 #include "services/common/metrics_server.h"
 
-#include <exception>
-
 #include <prometheus/gauge.h>
+
+#include <exception>
 
 #include "services/common/version.h"
 

@@ -3,11 +3,11 @@
 #ifndef TASKGRID_SERVICES_COMMON_METRICS_SERVER_H_
 #define TASKGRID_SERVICES_COMMON_METRICS_SERVER_H_
 
-#include <memory>
-#include <string>
-
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 

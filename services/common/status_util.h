@@ -23,11 +23,11 @@ inline absl::Status FromGrpcStatus(const grpc::Status& s) {
 #define TASKGRID_STATUS_CONCAT_INNER(a, b) a##b
 #define TASKGRID_STATUS_CONCAT(a, b) TASKGRID_STATUS_CONCAT_INNER(a, b)
 
-#define TASKGRID_RETURN_IF_ERROR(expr)           \
-  do {                                           \
+#define TASKGRID_RETURN_IF_ERROR(expr)                        \
+  do {                                                        \
     if (absl::Status _tg_status = (expr); !_tg_status.ok()) { \
-      return _tg_status;                         \
-    }                                            \
+      return _tg_status;                                      \
+    }                                                         \
   } while (0)
 
 #define TASKGRID_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
@@ -36,7 +36,6 @@ inline absl::Status FromGrpcStatus(const grpc::Status& s) {
   lhs = std::move(*tmp)
 
 #define TASKGRID_ASSIGN_OR_RETURN(lhs, expr) \
-  TASKGRID_ASSIGN_OR_RETURN_IMPL(            \
-      TASKGRID_STATUS_CONCAT(_tg_statusor_, __LINE__), lhs, expr)
+  TASKGRID_ASSIGN_OR_RETURN_IMPL(TASKGRID_STATUS_CONCAT(_tg_statusor_, __LINE__), lhs, expr)
 
 #endif  // TASKGRID_SERVICES_COMMON_STATUS_UTIL_H_

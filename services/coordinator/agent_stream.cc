@@ -16,7 +16,7 @@ AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentTokens& toke
 void AgentStream::Send(v1::CoordinatorMessage message) {
   absl::MutexLock lock(&mu_);
   if (finishing_) return;
-  outbox_.push_back(std::move(message));
+  outbox_.Add(std::move(message));
   MaybeWriteOrFinishLocked();
 }
 
@@ -29,10 +29,9 @@ void AgentStream::Close(const absl::Status& status) {
 }
 
 void AgentStream::MaybeWriteOrFinishLocked() {
-  if (write_in_flight_ || finished_) return;
-  if (!outbox_.empty()) {
-    write_in_flight_ = true;
-    StartWrite(&outbox_.front());
+  if (outbox_.in_flight() || finished_) return;
+  if (const v1::CoordinatorBatch* next = outbox_.StartNext()) {
+    StartWrite(next);
   } else if (finishing_) {
     finished_ = true;
     Finish(finish_status_);
@@ -41,10 +40,9 @@ void AgentStream::MaybeWriteOrFinishLocked() {
 
 void AgentStream::OnWriteDone(bool ok) {
   absl::MutexLock lock(&mu_);
-  write_in_flight_ = false;
-  outbox_.pop_front();
+  outbox_.Done();
   if (!ok) {  // The peer is gone: nothing else will be written.
-    outbox_.clear();
+    outbox_.Clear();
     finishing_ = true;
   }
   MaybeWriteOrFinishLocked();
@@ -55,27 +53,35 @@ void AgentStream::OnReadDone(bool ok) {
     Close(absl::OkStatus());
     return;
   }
-  if (agent_id_.empty()) {
-    absl::Status s;
-    if (in_.msg_case() != v1::AgentMessage::kHello) {
-      s = absl::InvalidArgumentError("the first message must be hello");
-    } else if (s = tokens_.Check(in_.hello().token()); s.ok()) {
-      s = registry_.AgentConnected(in_.hello(), self_);
-    }
-    if (!s.ok()) {
-      spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
-                   in_.has_hello() ? in_.hello().agent_id() : "", s.ToString());
-      Close(s);
-      return;
-    }
-    agent_id_ = in_.hello().agent_id();
-  } else if (in_.msg_case() == v1::AgentMessage::kHello) {
-    Close(absl::InvalidArgumentError("hello sent twice"));
-    return;
-  } else {
-    registry_.HandleAgentMessage(agent_id_, this, in_);
+  for (const v1::AgentMessage& message : in_.messages()) {
+    if (!Handle(message)) return;
   }
   StartRead(&in_);
+}
+
+bool AgentStream::Handle(const v1::AgentMessage& message) {
+  if (!agent_id_.empty()) {
+    if (message.msg_case() == v1::AgentMessage::kHello) {
+      Close(absl::InvalidArgumentError("hello sent twice"));
+      return false;
+    }
+    registry_.HandleAgentMessage(agent_id_, this, message);
+    return true;
+  }
+  absl::Status s;
+  if (message.msg_case() != v1::AgentMessage::kHello) {
+    s = absl::InvalidArgumentError("the first message must be hello");
+  } else if (s = tokens_.Check(message.hello().token()); s.ok()) {
+    s = registry_.AgentConnected(message.hello(), self_);
+  }
+  if (!s.ok()) {
+    spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
+                 message.has_hello() ? message.hello().agent_id() : "", s.ToString());
+    Close(s);
+    return false;
+  }
+  agent_id_ = message.hello().agent_id();
+  return true;
 }
 
 void AgentStream::OnDone() {
@@ -83,7 +89,7 @@ void AgentStream::OnDone() {
   self_.reset();  // May delete this; nothing may follow.
 }
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* AgentServiceImpl::Connect(
+grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
   return AgentStream::Create(registry_, tokens_);
 }

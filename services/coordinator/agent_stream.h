@@ -4,14 +4,14 @@
 #ifndef TASKGRID_SERVICES_COORDINATOR_AGENT_STREAM_H_
 #define TASKGRID_SERVICES_COORDINATOR_AGENT_STREAM_H_
 
-#include <deque>
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/synchronization/mutex.h"
 #include "services/common/auth.h"
+#include "services/common/batch_outbox.h"
 #include "services/coordinator/task_registry.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
@@ -19,9 +19,8 @@ namespace taskgrid {
 
 // One agent's stream. Thread-safe: Send and Close may come from any thread.
 // Owns itself (self_) until gRPC calls OnDone; the registry holds copies.
-class AgentStream final
-    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>,
-      public AgentLink {
+class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>,
+                          public AgentLink {
  public:
   // Creates the reactor for one call and starts reading.
   static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens);
@@ -36,17 +35,18 @@ class AgentStream final
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
   void OnDone() override;
+  // Handles one message; false when the stream must end.
+  bool Handle(const v1::AgentMessage& message);
   void MaybeWriteOrFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TaskRegistry& registry_;
   const AgentTokens& tokens_;
   std::shared_ptr<AgentStream> self_;
-  v1::AgentMessage in_;      // Only touched by the read chain.
-  std::string agent_id_;     // Set by the first read; then constant.
+  v1::AgentBatch in_;     // Only touched by the read chain.
+  std::string agent_id_;  // Set by the first read; then constant.
 
   absl::Mutex mu_;
-  std::deque<v1::CoordinatorMessage> outbox_ ABSL_GUARDED_BY(mu_);  // front() is in flight
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  BatchOutbox<v1::CoordinatorBatch> outbox_ ABSL_GUARDED_BY(mu_);
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
@@ -58,7 +58,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens)
       : registry_(registry), tokens_(std::move(tokens)) {}
 
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* Connect(
+  grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:

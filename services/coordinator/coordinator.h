@@ -5,13 +5,13 @@
 #ifndef TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
 #define TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
 
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <prometheus/registry.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"

@@ -94,7 +94,8 @@ prometheus::Counter& CoordinatorMetrics::finished(v1::TaskStatus status) {
 }
 
 prometheus::Gauge& CoordinatorMetrics::queue_depth(v1::Priority priority) {
-  return queued.Add({{"priority", Lower(v1::Priority_Name(priority).substr(sizeof("PRIORITY_") - 1))}});
+  return queued.Add(
+      {{"priority", Lower(v1::Priority_Name(priority).substr(sizeof("PRIORITY_") - 1))}});
 }
 
 }  // namespace taskgrid

@@ -19,18 +19,18 @@ struct CoordinatorMetrics {
   prometheus::Counter& finished(v1::TaskStatus status);
   prometheus::Gauge& queue_depth(v1::Priority priority);
 
-  prometheus::Counter& tasks_submitted;            // coordinator_tasks_submitted_total
+  prometheus::Counter& tasks_submitted;                     // coordinator_tasks_submitted_total
   prometheus::Family<prometheus::Counter>& tasks_finished;  // {outcome}
-  prometheus::Family<prometheus::Gauge>& queued;   // coordinator_queued_tasks{priority}
-  prometheus::Gauge& running_tasks;                // coordinator_running_tasks
-  prometheus::Gauge& connected_agents;             // coordinator_connected_agents
-  prometheus::Histogram& dispatch_latency_seconds; // submit -> dispatched
-  prometheus::Histogram& start_latency_seconds;    // submit -> started
-  prometheus::Histogram& task_duration_seconds;    // started -> finished
-  prometheus::Counter& output_bytes;               // coordinator_output_bytes_total
-  prometheus::Counter& agent_connects;             // coordinator_agent_connects_total
-  prometheus::Counter& stale_messages;             // coordinator_stale_agent_messages_total
-  prometheus::Counter& events;                     // coordinator_events_total
+  prometheus::Family<prometheus::Gauge>& queued;            // coordinator_queued_tasks{priority}
+  prometheus::Gauge& running_tasks;                         // coordinator_running_tasks
+  prometheus::Gauge& connected_agents;                      // coordinator_connected_agents
+  prometheus::Histogram& dispatch_latency_seconds;          // submit -> dispatched
+  prometheus::Histogram& start_latency_seconds;             // submit -> started
+  prometheus::Histogram& task_duration_seconds;             // started -> finished
+  prometheus::Counter& output_bytes;                        // coordinator_output_bytes_total
+  prometheus::Counter& agent_connects;                      // coordinator_agent_connects_total
+  prometheus::Counter& stale_messages;  // coordinator_stale_agent_messages_total
+  prometheus::Counter& events;          // coordinator_events_total
 };
 
 }  // namespace taskgrid

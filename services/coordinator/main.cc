@@ -1,34 +1,43 @@
 // taskgrid-coordinator: parses flags, starts a Coordinator, waits for SIGINT
 // or SIGTERM.
+#include <spdlog/spdlog.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/logging.h"
 #include "services/coordinator/coordinator.h"
 
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:7000", "Address for clients and agents.");
-ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9100", "Prometheus /metrics address (empty: off).");
-ABSL_FLAG(std::string, api_keys, "", "Client API keys, KEY:SCOPE,... (scope read|submit|admin). "
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9100",
+          "Prometheus /metrics address (empty: off).");
+ABSL_FLAG(std::string, api_keys, "",
+          "Client API keys, KEY:SCOPE,... (scope read|submit|admin). "
           "Default from TASKGRID_API_KEYS.");
-ABSL_FLAG(std::string, agent_tokens, "", "Comma-separated agent tokens. Default from "
+ABSL_FLAG(std::string, agent_tokens, "",
+          "Comma-separated agent tokens. Default from "
           "TASKGRID_AGENT_TOKENS.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
-ABSL_FLAG(absl::Duration, default_task_timeout, absl::Minutes(10), "Run timeout when a task sets none.");
-ABSL_FLAG(absl::Duration, kill_grace, absl::Seconds(10), "SIGTERM to SIGKILL grace when a task sets none.");
+ABSL_FLAG(absl::Duration, default_task_timeout, absl::Minutes(10),
+          "Run timeout when a task sets none.");
+ABSL_FLAG(absl::Duration, kill_grace, absl::Seconds(10),
+          "SIGTERM to SIGKILL grace when a task sets none.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5), "Agent heartbeat interval.");
-ABSL_FLAG(absl::Duration, heartbeat_ttl, absl::Seconds(15), "Agent silence after which its tasks are lost.");
+ABSL_FLAG(absl::Duration, heartbeat_ttl, absl::Seconds(15),
+          "Agent silence after which its tasks are lost.");
 ABSL_FLAG(absl::Duration, retention, absl::Hours(24), "How long finished tasks are kept.");
 ABSL_FLAG(int64_t, max_retained_tasks, 100000, "Finished tasks kept at most.");
-ABSL_FLAG(int64_t, output_cap_bytes, 4 << 20, "Output kept per task stream (head and tail beyond).");
+ABSL_FLAG(int64_t, output_cap_bytes, 4 << 20,
+          "Output kept per task stream (head and tail beyond).");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
-ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC and metrics ports here, one per line "
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound gRPC and metrics ports here, one per line "
           "(for scripts that start it on port 0).");
 
 namespace {
@@ -44,6 +53,9 @@ std::string FlagOrEnv(const std::string& flag, const char* env) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("taskgrid coordinator: owns the task registry and every timeout.");
   absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil tracks every lock for deadlock cycles, a graph lookup per
+  // acquisition; lock order is checked by the Clang thread-safety build.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (auto s = taskgrid::InitLogging("coordinator", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -59,15 +71,17 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.api_keys = FlagOrEnv(absl::GetFlag(FLAGS_api_keys), "TASKGRID_API_KEYS");
-  options.agent_tokens = absl::StrSplit(FlagOrEnv(absl::GetFlag(FLAGS_agent_tokens), "TASKGRID_AGENT_TOKENS"),
-                                        ',', absl::SkipWhitespace());
+  options.agent_tokens =
+      absl::StrSplit(FlagOrEnv(absl::GetFlag(FLAGS_agent_tokens), "TASKGRID_AGENT_TOKENS"), ',',
+                     absl::SkipWhitespace());
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.registry.default_task_timeout = absl::GetFlag(FLAGS_default_task_timeout);
   options.registry.default_kill_grace = absl::GetFlag(FLAGS_kill_grace);
   options.registry.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.registry.heartbeat_ttl = absl::GetFlag(FLAGS_heartbeat_ttl);
   options.registry.retention = absl::GetFlag(FLAGS_retention);
-  options.registry.max_retained_tasks = static_cast<size_t>(absl::GetFlag(FLAGS_max_retained_tasks));
+  options.registry.max_retained_tasks =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_retained_tasks));
   options.registry.output_cap_bytes = absl::GetFlag(FLAGS_output_cap_bytes);
 
   auto coordinator = taskgrid::Coordinator::Start(options);

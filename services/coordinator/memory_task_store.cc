@@ -22,7 +22,8 @@ absl::Status MemoryTaskStore::AppendOutput(const std::string& task_id, v1::Outpu
   int64_t& end = it->second.output_end[stream];
   if (offset != end) {
     return absl::InvalidArgumentError("offset: output is not contiguous (expected " +
-                                      std::to_string(end) + ", got " + std::to_string(offset) + ")");
+                                      std::to_string(end) + ", got " + std::to_string(offset) +
+                                      ")");
   }
   end += static_cast<int64_t>(data.size());
   return absl::OkStatus();

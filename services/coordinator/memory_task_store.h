@@ -16,9 +16,8 @@ class MemoryTaskStore final : public TaskStore {
   absl::Status PutTask(const v1::Task& task) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status DeleteTask(const std::string& task_id) override ABSL_LOCKS_EXCLUDED(mu_);
   // Checks contiguity; the bytes themselves live in the registry.
-  absl::Status AppendOutput(const std::string& task_id, v1::OutputStream stream,
-                            int64_t offset, absl::string_view data) override
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status AppendOutput(const std::string& task_id, v1::OutputStream stream, int64_t offset,
+                            absl::string_view data) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::vector<v1::Task>> LoadTasks() override ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);

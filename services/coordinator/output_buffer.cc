@@ -38,7 +38,8 @@ OutputBuffer::Slice OutputBuffer::Read(int64_t offset, int64_t limit) const {
   }
   const int64_t start = offset - TailStart();
   const int64_t n = std::min(limit, static_cast<int64_t>(TailSize()) - start);
-  if (n > 0) out.data.append(tail_, tail_skip_ + static_cast<size_t>(start), static_cast<size_t>(n));
+  if (n > 0)
+    out.data.append(tail_, tail_skip_ + static_cast<size_t>(start), static_cast<size_t>(n));
   return out;
 }
 

@@ -1,9 +1,9 @@
 #include "services/coordinator/task_registry.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -153,7 +153,8 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
       *e.mutable_task() = SnapshotLocked(*t);
       // Stdin can be large and is not news to anyone watching.
-      if (e.task().spec().has_shell()) e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
+      if (e.task().spec().has_shell())
+        e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
     }
   }
   if (metrics_) metrics_->events.Increment();
@@ -247,8 +248,9 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     ++matching;
     if (a.link != nullptr) ++connected;
   }
-  const std::string what =
-      spec.selector().empty() ? "agent" : absl::StrCat("agent matching ", FormatSelector(spec.selector()));
+  const std::string what = spec.selector().empty()
+                               ? "agent"
+                               : absl::StrCat("agent matching ", FormatSelector(spec.selector()));
   if (matching == 0) return absl::StrCat("no ", what, " has registered");
   if (connected == 0) return absl::StrCat("no ", what, " is connected");
   return absl::StrCat("all ", connected, " connected ", what, "s are busy");
@@ -282,7 +284,8 @@ void TaskRegistry::DispatchLocked() {
     t.task.clear_waiting_reason();
     *t.task.mutable_dispatched_at() = ToProto(now);
     t.run_deadline = now + t.timeout;
-    if (metrics_) metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
+    if (metrics_)
+      metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
     v1::CoordinatorMessage m;
     v1::Assign* assign = m.mutable_assign();
     assign->set_task_id(t.task.task_id());
@@ -390,14 +393,13 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
   const absl::Time before_t = FromProto(request.created_before());
   auto matches = [&](const TaskEntry& t) {
     const v1::Task& task = t.task;
-    if (request.status_size() > 0 &&
-        std::find(request.status().begin(), request.status().end(), task.status()) ==
-            request.status().end()) {
+    if (request.status_size() > 0 && std::find(request.status().begin(), request.status().end(),
+                                               task.status()) == request.status().end()) {
       return false;
     }
     if (request.priority_size() > 0 &&
-        std::find(request.priority().begin(), request.priority().end(),
-                  task.spec().priority()) == request.priority().end()) {
+        std::find(request.priority().begin(), request.priority().end(), task.spec().priority()) ==
+            request.priority().end()) {
       return false;
     }
     if (request.type_size() > 0 && std::find(request.type().begin(), request.type().end(),
@@ -440,7 +442,8 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
   return response;
 }
 
-absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id, const std::string& reason) {
+absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
+                                              const std::string& reason) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
   absl::MutexLock lock(&mu_);
   TaskEntry* t = FindLocked(task_id);
@@ -450,8 +453,8 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id, const 
         absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
   }
   const std::string why = reason.empty() ? "cancelled by client" : reason;
-  const bool on_agent = t->task.status() == v1::TASK_STATUS_DISPATCHED ||
-                        t->task.status() == v1::TASK_STATUS_RUNNING;
+  const bool on_agent =
+      t->task.status() == v1::TASK_STATUS_DISPATCHED || t->task.status() == v1::TASK_STATUS_RUNNING;
   TransitionLocked(*t, v1::TASK_STATUS_CANCELLED, why);
   if (on_agent) SendCancelLocked(*t, why);
   return SnapshotLocked(*t);
@@ -514,20 +517,23 @@ v1::StatsResponse TaskRegistry::Stats() {
 
 absl::StatusOr<v1::GetOutputResponse> TaskRegistry::GetOutput(const v1::GetOutputRequest& request) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", request.task_id(), true));
-  if (request.stream() != v1::OUTPUT_STREAM_STDOUT && request.stream() != v1::OUTPUT_STREAM_STDERR) {
-    return absl::InvalidArgumentError("stream: must be OUTPUT_STREAM_STDOUT or OUTPUT_STREAM_STDERR");
+  if (request.stream() != v1::OUTPUT_STREAM_STDOUT &&
+      request.stream() != v1::OUTPUT_STREAM_STDERR) {
+    return absl::InvalidArgumentError(
+        "stream: must be OUTPUT_STREAM_STDOUT or OUTPUT_STREAM_STDERR");
   }
   if (request.offset() < 0) return absl::InvalidArgumentError("offset: must not be negative");
   if (request.limit() < 0) return absl::InvalidArgumentError("limit: must not be negative");
-  const int64_t limit = request.limit() == 0 ? kDefaultOutputRead
-                                              : std::min(request.limit(), kMaxOutputRead);
+  const int64_t limit =
+      request.limit() == 0 ? kDefaultOutputRead : std::min(request.limit(), kMaxOutputRead);
   absl::MutexLock lock(&mu_);
   const TaskEntry* t = FindLocked(request.task_id());
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", request.task_id()));
+  if (t == nullptr)
+    return absl::NotFoundError(absl::StrCat("task_id: no task ", request.task_id()));
   const OutputBuffer& buf = t->out[StreamIndex(request.stream())];
   if (request.offset() > buf.total()) {
-    return absl::OutOfRangeError(absl::StrCat("offset: ", request.offset(),
-                                              " is past the end of the stream (", buf.total(), ")"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "offset: ", request.offset(), " is past the end of the stream (", buf.total(), ")"));
   }
   OutputBuffer::Slice slice = buf.Read(request.offset(), limit);
   v1::GetOutputResponse response;
@@ -587,8 +593,8 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
     r->set_task_id(h.task_id());
     r->set_attempt(h.attempt());
     TaskEntry* t = FindLocked(h.task_id());
-    const bool ours = t != nullptr && t->task.agent_id() == hello.agent_id() &&
-                      t->task.attempt() == h.attempt();
+    const bool ours =
+        t != nullptr && t->task.agent_id() == hello.agent_id() && t->task.attempt() == h.attempt();
     if (!ours || (IsFinal(t->task.status()) && !h.finished())) {
       r->set_keep(false);
       continue;
@@ -693,8 +699,8 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
   ack_msg->set_task_id(m.task_id());
   ack_msg->set_attempt(m.attempt());
   TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
-  if (t == nullptr || (chunk.stream() != v1::OUTPUT_STREAM_STDOUT &&
-                       chunk.stream() != v1::OUTPUT_STREAM_STDERR)) {
+  if (t == nullptr ||
+      (chunk.stream() != v1::OUTPUT_STREAM_STDOUT && chunk.stream() != v1::OUTPUT_STREAM_STDERR)) {
     // Acknowledge everything so the agent frees what nobody will read.
     ack_msg->set_stdout_offset(INT64_MAX);
     ack_msg->set_stderr_offset(INT64_MAX);
@@ -718,7 +724,8 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     e.mutable_output()->set_stream(chunk.stream());
     e.mutable_output()->set_offset(buf.total());
     e.mutable_output()->set_data(fresh.data(), fresh.size());
-    if (absl::Status s = store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh); !s.ok()) {
+    if (absl::Status s = store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh);
+        !s.ok()) {
       spdlog::error("store_output_failed task_id={} status=\"{}\"", m.task_id(), s.ToString());
     }
     buf.Append(fresh);
@@ -776,7 +783,8 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
                a.assigned.size(), reason);
   for (const std::string& id : a.assigned) {
     TaskEntry* t = FindLocked(id);
-    if (t != nullptr && !IsFinal(t->task.status())) TransitionLocked(*t, v1::TASK_STATUS_LOST, reason);
+    if (t != nullptr && !IsFinal(t->task.status()))
+      TransitionLocked(*t, v1::TASK_STATUS_LOST, reason);
   }
   a.assigned.clear();
 }
@@ -798,14 +806,15 @@ void TaskRegistry::Tick() {
     if (now >= t->run_deadline) overdue.push_back(t);
   }
   for (TaskEntry* t : overdue) {
-    const std::string why = absl::StrCat("exceeded its timeout of ", absl::FormatDuration(t->timeout));
+    const std::string why =
+        absl::StrCat("exceeded its timeout of ", absl::FormatDuration(t->timeout));
     TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT, why);
     SendCancelLocked(*t, why);
   }
   for (auto& [id, a] : agents_) {
     if (a.online && now - a.last_seen >= options_.heartbeat_ttl) {
-      AgentOfflineLocked(a, absl::StrCat("agent ", id, " silent for ",
-                                         absl::FormatDuration(now - a.last_seen)));
+      AgentOfflineLocked(
+          a, absl::StrCat("agent ", id, " silent for ", absl::FormatDuration(now - a.last_seen)));
     }
   }
   for (auto it = agents_.begin(); it != agents_.end();) {
@@ -817,9 +826,8 @@ void TaskRegistry::Tick() {
       ++it;
     }
   }
-  while (!finished_order_.empty() &&
-         (now - finished_order_.front().first >= options_.retention ||
-          final_count_ > options_.max_retained_tasks)) {
+  while (!finished_order_.empty() && (now - finished_order_.front().first >= options_.retention ||
+                                      final_count_ > options_.max_retained_tasks)) {
     const std::string id = std::move(finished_order_.front().second);
     finished_order_.pop_front();
     const TaskEntry* t = FindLocked(id);

@@ -67,8 +67,8 @@ bool IsFinal(v1::TaskStatus status);
 // metrics must outlive it.
 class TaskRegistry {
  public:
-  TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events,
-               CoordinatorMetrics* metrics, RegistryOptions options);
+  TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events, CoordinatorMetrics* metrics,
+               RegistryOptions options);
 
   // ---- Client API (TaskService); see task_service.proto for each contract.
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request)
@@ -141,8 +141,10 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendCancelLocked(TaskEntry& t, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AgentOfflineLocked(AgentEntry& a, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyOutputLocked(AgentEntry& a, const v1::Output& output) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AgentOfflineLocked(AgentEntry& a, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyOutputLocked(AgentEntry& a, const v1::Output& output)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyFinishedLocked(AgentEntry& a, const v1::Finished& finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t EmitLocked(v1::EventType type, const TaskEntry* t, const std::string& agent_id)

@@ -22,12 +22,14 @@ class FakeLink : public AgentLink {
 
   std::vector<v1::Assign> Assigns() const {
     std::vector<v1::Assign> out;
-    for (const auto& m : sent) if (m.has_assign()) out.push_back(m.assign());
+    for (const auto& m : sent)
+      if (m.has_assign()) out.push_back(m.assign());
     return out;
   }
   std::vector<v1::Cancel> Cancels() const {
     std::vector<v1::Cancel> out;
-    for (const auto& m : sent) if (m.has_cancel()) out.push_back(m.cancel());
+    for (const auto& m : sent)
+      if (m.has_cancel()) out.push_back(m.cancel());
     return out;
   }
   std::vector<v1::CoordinatorMessage> sent;
@@ -69,7 +71,8 @@ class TaskRegistryTest : public ::testing::Test {
   void Report(const std::string& agent, FakeLink& link, v1::AgentMessage m) {
     registry_.HandleAgentMessage(agent, &link, m);
   }
-  void Started(const std::string& agent, FakeLink& link, const std::string& id, uint32_t attempt = 1) {
+  void Started(const std::string& agent, FakeLink& link, const std::string& id,
+               uint32_t attempt = 1) {
     v1::AgentMessage m;
     m.mutable_started()->set_task_id(id);
     m.mutable_started()->set_attempt(attempt);
@@ -142,7 +145,8 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   std::vector<v1::TaskStatus> seen;
   uint64_t after = 0;
   v1::TaskEvent e;
-  while (events_.Next(after, [&](const v1::TaskEvent& ev) { return ev.task_id() == id; }, e)) {
+  while (events_.Next(
+      after, [&](const v1::TaskEvent& ev) { return ev.task_id() == id; }, e)) {
     if (e.type() == v1::EVENT_TYPE_TASK_STATUS || e.type() == v1::EVENT_TYPE_TASK_CREATED) {
       seen.push_back(e.task().status());
     }

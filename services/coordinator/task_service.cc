@@ -24,11 +24,10 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr
 // Streams events after a cursor: it keeps only its cursor and reads the next
 // matching event from the shared log when the previous write completes, so a
 // slow client costs no memory and, once behind the ring, is told to resync.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::TaskEvent>,
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
                            public EventLog::Listener {
  public:
-  WatchReactor(EventLog& log, const v1::WatchRequest& request)
-      : log_(log), request_(request) {
+  WatchReactor(EventLog& log, const v1::WatchRequest& request) : log_(log), request_(request) {
     cursor_ = request.has_after_cursor() ? request.after_cursor() : log.last_cursor();
   }
 
@@ -48,20 +47,27 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::TaskEvent>,
   bool Matches(const v1::TaskEvent& e) const {
     if (!request_.task_id().empty() && e.task_id() != request_.task_id()) return false;
     if (!request_.agent_id().empty() && e.agent_id() != request_.agent_id()) return false;
-    if (request_.types_size() > 0 &&
-        std::find(request_.types().begin(), request_.types().end(), e.type()) ==
-            request_.types().end()) {
+    if (request_.types_size() > 0 && std::find(request_.types().begin(), request_.types().end(),
+                                               e.type()) == request_.types().end()) {
       return false;
     }
     return true;
   }
 
+  // Sends what is available, up to a batch, when no write is in flight.
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_in_flight_ || done_) return;
-    if (log_.Next(cursor_, [this](const v1::TaskEvent& e) { return Matches(e); }, event_)) {
-      write_in_flight_ = true;
-      StartWrite(&event_);
+    response_.Clear();
+    size_t bytes = 0;
+    auto match = [this](const v1::TaskEvent& e) { return Matches(e); };
+    while (response_.events_size() < kMaxBatchEvents && bytes < kMaxBatchBytes &&
+           log_.Next(cursor_, match, *response_.add_events())) {
+      bytes += response_.events(response_.events_size() - 1).ByteSizeLong();
     }
+    response_.mutable_events()->RemoveLast();  // The slot Next did not fill.
+    if (response_.events_size() == 0) return;
+    write_in_flight_ = true;
+    StartWrite(&response_);
   }
 
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
@@ -87,8 +93,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::TaskEvent>,
   void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (done_) return;
     done_ = true;
-    if (!write_in_flight_) Finish(s);
-    else pending_finish_ = true;
+    if (!write_in_flight_)
+      Finish(s);
+    else
+      pending_finish_ = true;
   }
 
   void OnDone() override {
@@ -96,12 +104,15 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::TaskEvent>,
     self_.reset();  // May delete this.
   }
 
+  static constexpr int kMaxBatchEvents = 256;
+  static constexpr size_t kMaxBatchBytes = 1 << 20;
+
   EventLog& log_;
   const v1::WatchRequest request_;
   std::shared_ptr<WatchReactor> self_;
   absl::Mutex mu_;
   uint64_t cursor_ ABSL_GUARDED_BY(mu_);
-  v1::TaskEvent event_ ABSL_GUARDED_BY(mu_);  // In flight while write_in_flight_.
+  v1::WatchResponse response_ ABSL_GUARDED_BY(mu_);  // In flight while write_in_flight_.
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool pending_finish_ ABSL_GUARDED_BY(mu_) = false;
@@ -178,8 +189,8 @@ grpc::ServerUnaryReactor* TaskServiceImpl::ListAgents(grpc::CallbackServerContex
   return Reply(ctx, absl::OkStatus());
 }
 
-grpc::ServerWriteReactor<v1::TaskEvent>* TaskServiceImpl::Watch(grpc::CallbackServerContext* ctx,
-                                                                const v1::WatchRequest* req) {
+grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(
+    grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
   absl::Status s = Authorize(ctx, Scope::kRead);
   for (int type : req->types()) {
     if (s.ok() && (!v1::EventType_IsValid(type) || type == v1::EVENT_TYPE_UNSPECIFIED)) {
@@ -187,7 +198,7 @@ grpc::ServerWriteReactor<v1::TaskEvent>* TaskServiceImpl::Watch(grpc::CallbackSe
     }
   }
   if (!s.ok()) {
-    class Rejected final : public grpc::ServerWriteReactor<v1::TaskEvent> {
+    class Rejected final : public grpc::ServerWriteReactor<v1::WatchResponse> {
      public:
       explicit Rejected(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
       void OnDone() override { delete this; }

@@ -36,8 +36,8 @@ class TaskServiceImpl final : public v1::TaskService::CallbackService {
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const v1::ListAgentsRequest* req,
                                        v1::ListAgentsResponse* resp) override;
-  grpc::ServerWriteReactor<v1::TaskEvent>* Watch(grpc::CallbackServerContext* ctx,
-                                                 const v1::WatchRequest* req) override;
+  grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
+                                                     const v1::WatchRequest* req) override;
 
  private:
   absl::Status Authorize(grpc::CallbackServerContext* ctx, Scope scope) const;

@@ -19,9 +19,9 @@ absl::Status ValidateDuration(absl::string_view field, const google::protobuf::D
   }
   const absl::Duration v = FromProto(d);
   if (v < min || v > max) {
-    return Invalid(field, absl::StrCat("must be between ", absl::FormatDuration(min), " and ",
-                                       absl::FormatDuration(max), ", got ",
-                                       absl::FormatDuration(v)));
+    return Invalid(field,
+                   absl::StrCat("must be between ", absl::FormatDuration(min), " and ",
+                                absl::FormatDuration(max), ", got ", absl::FormatDuration(v)));
   }
   return absl::OkStatus();
 }
@@ -32,7 +32,8 @@ bool HasNul(absl::string_view s) { return s.find('\0') != absl::string_view::npo
 
 absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required) {
   if (id.empty()) return required ? Invalid(field, "is required") : absl::OkStatus();
-  if (id.size() > kMaxIdBytes) return Invalid(field, absl::StrCat("longer than ", kMaxIdBytes, " bytes"));
+  if (id.size() > kMaxIdBytes)
+    return Invalid(field, absl::StrCat("longer than ", kMaxIdBytes, " bytes"));
   for (char c : id) {
     if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
       return Invalid(field, "must not contain spaces or control characters");
@@ -46,10 +47,12 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     return Invalid("spec.type", absl::StrCat("longer than ", kMaxTypeBytes, " bytes"));
   }
   if (spec.description().size() > kMaxDescriptionBytes) {
-    return Invalid("spec.description", absl::StrCat("longer than ", kMaxDescriptionBytes, " bytes"));
+    return Invalid("spec.description",
+                   absl::StrCat("longer than ", kMaxDescriptionBytes, " bytes"));
   }
   if (spec.has_priority() && !v1::Priority_IsValid(spec.priority())) {
-    return Invalid("spec.priority", absl::StrCat("must be 0 (low) to 3 (critical), got ", spec.priority()));
+    return Invalid("spec.priority",
+                   absl::StrCat("must be 0 (low) to 3 (critical), got ", spec.priority()));
   }
   if (spec.tags_size() > static_cast<int>(kMaxTags)) {
     return Invalid("spec.tags", absl::StrCat("at most ", kMaxTags, " tags"));
@@ -72,16 +75,16 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     }
   }
   if (spec.has_timeout()) {
-    TASKGRID_RETURN_IF_ERROR(
-        ValidateDuration("spec.timeout", spec.timeout(), absl::Milliseconds(1), absl::Hours(24 * 30)));
+    TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.timeout", spec.timeout(), absl::Milliseconds(1),
+                                              absl::Hours(24 * 30)));
   }
   if (spec.has_queue_timeout()) {
     TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.queue_timeout", spec.queue_timeout(),
                                               absl::Milliseconds(1), absl::Hours(24 * 30)));
   }
   if (spec.has_kill_grace()) {
-    TASKGRID_RETURN_IF_ERROR(
-        ValidateDuration("spec.kill_grace", spec.kill_grace(), absl::ZeroDuration(), absl::Hours(1)));
+    TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.kill_grace", spec.kill_grace(),
+                                              absl::ZeroDuration(), absl::Hours(1)));
   }
   if (!spec.has_shell()) return Invalid("spec.shell", "is required (the command to run)");
   const v1::ShellSpec& shell = spec.shell();

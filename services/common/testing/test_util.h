@@ -3,9 +3,9 @@
 #ifndef TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 #define TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 
-#include <functional>
-
 #include <gmock/gmock.h>
+
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,8 +26,7 @@ MATCHER_P(StatusIs, code, "has status code " + testing::PrintToString(code)) {
 }
 
 // Polls `cond` until it holds or `timeout` passes; returns its last value.
-inline bool WaitFor(const std::function<bool()>& cond,
-                    absl::Duration timeout = absl::Seconds(10)) {
+inline bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(10)) {
   const absl::Time deadline = absl::Now() + timeout;
   while (!cond()) {
     if (absl::Now() > deadline) return false;
