@@ -316,6 +316,36 @@ TEST_F(ClusterTest, ReconnectKeepsTheRunningTaskWithoutLosingOrRepeatingOutput) 
   EXPECT_EQ(Get(id).attempt(), 1u);
 }
 
+TEST_F(ClusterTest, ProgressLinesReportProgress) {
+  StartAgent("a1");
+  auto resp = Submit(
+      "echo '::progress 40 compiling'; printf '::prog'; printf 'ress 75 linking\\n'; echo done");
+  const std::string id = resp.task().task_id();
+  std::vector<std::pair<int, std::string>> seen;
+  v1::WatchRequest req;
+  req.set_task_id(id);
+  req.set_after_cursor(resp.cursor());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = stub_->Watch(&ctx, req);
+  v1::WatchResponse batch;
+  bool final = false;
+  while (!final && reader->Read(&batch)) {
+    for (const v1::TaskEvent& e : batch.events()) {
+      if (e.type() == v1::EVENT_TYPE_TASK_PROGRESS) {
+        EXPECT_EQ(e.progress().percent(), e.task().progress());
+        seen.emplace_back(e.progress().percent(), e.progress().message());
+      }
+      final |= e.has_task() && IsFinal(e.task().status());
+    }
+  }
+  ctx.TryCancel();
+  EXPECT_THAT(
+      seen, ::testing::ElementsAre(std::make_pair(40, "compiling"), std::make_pair(75, "linking")));
+  EXPECT_EQ(Get(id).progress(), 75);
+  EXPECT_THAT(OutputOf(id), HasSubstr("::progress 40 compiling\n"));  // Output is untouched.
+}
+
 TEST_F(ClusterTest, BadInputGetsTheRightCodes) {
   auto call = [&](const v1::SubmitRequest& req) {
     v1::SubmitResponse resp;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/proto_time.h"
 #include "services/common/version.h"
@@ -390,6 +391,7 @@ void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_
   e.unacked_bytes[i] += static_cast<int64_t>(data.size());
   e.unacked[i].push_back(Chunk{offset, std::string(data)});
   if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
+  if (stream == StdStream::kStdout) ScanProgressLocked(e, data);
   if (!e.forget) {
     v1::AgentMessage m;
     v1::Output* out = m.mutable_output();
@@ -401,6 +403,41 @@ void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_
     SendLocked(std::move(m));
   }
   UpdatePauseLocked(e);
+}
+
+void Agent::ScanProgressLocked(Execution& e, absl::string_view data) {
+  constexpr absl::string_view kMarker = "::progress ";
+  constexpr size_t kMaxLine = 512;
+  while (!data.empty()) {
+    const size_t nl = data.find('\n');
+    const absl::string_view piece = data.substr(0, nl);
+    if (e.line_is_candidate) {
+      e.stdout_line.append(piece.data(), std::min(piece.size(), kMaxLine));
+      const size_t n = std::min(e.stdout_line.size(), kMarker.size());
+      e.line_is_candidate = e.stdout_line.size() <= kMaxLine &&
+                            absl::string_view(e.stdout_line).substr(0, n) == kMarker.substr(0, n);
+    }
+    if (nl == absl::string_view::npos) return;
+    int percent = 0;
+    if (e.line_is_candidate && e.stdout_line.size() > kMarker.size()) {
+      absl::string_view rest = absl::string_view(e.stdout_line).substr(kMarker.size());
+      const size_t space = rest.find(' ');
+      if (absl::SimpleAtoi(rest.substr(0, space), &percent) && percent >= 0 && percent <= 100) {
+        v1::AgentMessage m;
+        v1::ProgressReport* p = m.mutable_progress();
+        p->set_task_id(e.task_id);
+        p->set_attempt(e.attempt);
+        p->mutable_progress()->set_percent(percent);
+        if (space != absl::string_view::npos) {
+          p->mutable_progress()->set_message(std::string(rest.substr(space + 1)));
+        }
+        SendLocked(std::move(m));
+      }
+    }
+    e.stdout_line.clear();
+    e.line_is_candidate = true;
+    data.remove_prefix(nl + 1);
+  }
 }
 
 void Agent::OnExit(const std::string& task_id, const ProcessExit& x) {

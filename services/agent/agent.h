@@ -87,6 +87,9 @@ class Agent {
     bool exited = false;
     bool forget = false;    // Coordinator no longer wants it.
     v1::Finished finished;  // Valid once exited.
+    // The current stdout line, kept while it may be a "::progress" line.
+    std::string stdout_line;
+    bool line_is_candidate = true;
   };
 
   void RunLoop();
@@ -100,6 +103,8 @@ class Agent {
   void OnOutput(const std::string& task_id, StdStream stream, absl::string_view data)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnExit(const std::string& task_id, const ProcessExit& exit) ABSL_LOCKS_EXCLUDED(mu_);
+  // Finds "::progress PERCENT [MESSAGE]" lines in stdout and reports them.
+  void ScanProgressLocked(Execution& e, absl::string_view data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends on the welcomed link, if any.
   void SendLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResendLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -156,6 +156,10 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
       if (e.task().spec().has_shell())
         e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
     }
+    if (type == v1::EVENT_TYPE_TASK_PROGRESS) {
+      e.mutable_progress()->set_percent(t->task.progress());
+      e.mutable_progress()->set_message(t->task.progress_message());
+    }
   }
   if (metrics_) metrics_->events.Increment();
   return events_.Append(std::move(e));
