@@ -209,6 +209,18 @@ TEST_F(ClusterTest, TenMegabytesArriveByteExactAndInOrder) {
   EXPECT_GT(t.stdout().dropped_bytes(), 0);  // Beyond the 4 MiB retention cap.
 }
 
+TEST_F(ClusterTest, ReplayFromACursorIsByteExact) {
+  StartAgent("a1");
+  // All events are in the log before the watch starts, so replies fill
+  // whole batches (1 MiB) back to back.
+  auto resp = Submit("seq 1 400000");
+  ASSERT_TRUE(WaitForStatus(resp.task().task_id(), v1::TASK_STATUS_SUCCEEDED));
+  WatchedOutput w = Watch(resp.task().task_id(), resp.cursor());
+  EXPECT_TRUE(w.contiguous);
+  EXPECT_TRUE(w.out[0] == Numbers(400000));
+  EXPECT_EQ(w.final_status, v1::TASK_STATUS_SUCCEEDED);
+}
+
 TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
   Agent& agent = StartAgent("a1");
   auto resp = Submit("sleep 1000 & echo $!; sleep 1000 & echo $!; wait");

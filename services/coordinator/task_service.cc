@@ -60,11 +60,14 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
     response_.Clear();
     size_t bytes = 0;
     auto match = [this](const v1::TaskEvent& e) { return Matches(e); };
-    while (response_.events_size() < kMaxBatchEvents && bytes < kMaxBatchBytes &&
-           log_.Next(cursor_, match, *response_.add_events())) {
-      bytes += response_.events(response_.events_size() - 1).ByteSizeLong();
+    while (response_.events_size() < kMaxBatchEvents && bytes < kMaxBatchBytes) {
+      v1::TaskEvent* slot = response_.add_events();
+      if (!log_.Next(cursor_, match, *slot)) {
+        response_.mutable_events()->RemoveLast();
+        break;
+      }
+      bytes += slot->ByteSizeLong();
     }
-    response_.mutable_events()->RemoveLast();  // The slot Next did not fill.
     if (response_.events_size() == 0) return;
     write_in_flight_ = true;
     StartWrite(&response_);
