@@ -20,6 +20,7 @@
 #include "services/common/testing/fake_clock.h"
 #include "services/common/testing/test_util.h"
 #include "services/coordinator/coordinator.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 extern char** environ;
@@ -356,6 +357,33 @@ TEST_F(ClusterTest, ProgressLinesReportProgress) {
       seen, ::testing::ElementsAre(std::make_pair(40, "compiling"), std::make_pair(75, "linking")));
   EXPECT_EQ(Get(id).progress(), 75);
   EXPECT_THAT(OutputOf(id), HasSubstr("::progress 40 compiling\n"));  // Output is untouched.
+}
+
+TEST_F(ClusterTest, StoppedAgentKillsItsTasksAndReportsThem) {
+  const pid_t agent = StartAgentProcess("leaving");
+  auto resp = Submit("exec sleep 1000");
+  const std::string id = resp.task().task_id();
+  ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
+  const pid_t child = static_cast<pid_t>(Get(id).pid());
+  kill(agent, SIGTERM);
+  int status = 0;
+  waitpid(agent, &status, 0);
+  agent_pids_.clear();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(ProcessGone(child));
+  v1::Task t = Get(id);
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_FAILED);
+  EXPECT_THAT(t.status_reason(), HasSubstr("agent was stopping"));
+}
+
+TEST_F(ClusterTest, ServesGrpcHealth) {
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 TEST_F(ClusterTest, BadInputGetsTheRightCodes) {
