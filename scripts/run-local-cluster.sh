@@ -14,6 +14,7 @@ trap stop EXIT INT TERM
 
 export TASKGRID_COORDINATOR=127.0.0.1:7000
 "$bin/coordinator/taskgrid-coordinator" --grpc_address=$TASKGRID_COORDINATOR & pids+=($!)
+for _ in $(seq 100); do "$bin/cli/taskgrid" agents >/dev/null 2>&1 && break; sleep 0.1; done
 "$bin/agent/taskgrid-agent" --agent_id=local-1 --labels=role=web --metrics_address=127.0.0.1:9101 & pids+=($!)
 "$bin/agent/taskgrid-agent" --agent_id=local-2 --labels=role=db --metrics_address=127.0.0.1:9102 & pids+=($!)
 for _ in $(seq 100); do

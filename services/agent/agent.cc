@@ -82,6 +82,8 @@ Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics)
 Agent::~Agent() { Stop(); }
 
 void Agent::Start() {
+  spdlog::info("agent_started agent_id={} coordinator={} slots={}", options_.agent_id,
+               options_.coordinator_address, options_.slots);
   thread_ = std::thread([this] { RunLoop(); });
 }
 
@@ -180,6 +182,9 @@ void Agent::RunLoop() {
     }
     retired = std::move(link);
     failures = was_welcomed ? 0 : failures + 1;
+    if (failures == 1 || failures % 20 == 0) {
+      spdlog::info("coordinator_unreachable agent_id={} attempts={}", options_.agent_id, failures);
+    }
     const absl::Duration cap =
         std::min(options_.reconnect_max, options_.reconnect_min * (1 << std::min(failures, 16)));
     absl::Duration wait;
@@ -195,7 +200,7 @@ void Agent::RunLoop() {
 void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   if (link != link_.get()) return;
-  if (!stopping_ && (welcomed_ || !status.ok())) {
+  if (!stopping_ && welcomed_) {
     spdlog::warn("coordinator_stream_ended agent_id={} code={} message=\"{}\"", options_.agent_id,
                  static_cast<int>(status.error_code()), status.error_message());
   }

@@ -94,8 +94,6 @@ int main(int argc, char** argv) {
   taskgrid::PosixProcessRunner runner;
   taskgrid::Agent agent(options, runner, &metrics);
   agent.Start();
-  spdlog::info("agent_started agent_id={} coordinator={} slots={}", options.agent_id,
-               options.coordinator_address, options.slots);
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("agent_stopping signal={}", sig);
