@@ -147,7 +147,8 @@ void Agent::RunLoop() {
         [this](CoordinatorLink* l, const grpc::Status& s) { OnLinkDone(l, s); });
     {
       absl::MutexLock lock(&mu_);
-      link_ = link;  // Before Start: the Welcome may arrive at once.
+      if (stopping_) return;  // Stop() cancels only a link it can see.
+      link_ = link;           // Before Start: the Welcome may arrive at once.
     }
     link->Start(*stub_, hello);
     bool was_welcomed = false;
@@ -258,7 +259,14 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
     if (it == executions_.end() || it->second->attempt != r.attempt()) continue;
     Execution& e = *it->second;
     if (!r.keep()) {
+      // Nobody will acknowledge its output: drop it and keep the pipes
+      // flowing, or a paused process could never exit.
       e.forget = true;
+      for (int i = 0; i < 2; ++i) {
+        e.unacked[i].clear();
+        e.unacked_bytes[i] = 0;
+      }
+      UpdatePauseLocked(e);
       if (!e.exited && e.process) e.process->Terminate(options_.shutdown_grace);
       continue;
     }
@@ -274,6 +282,13 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
 }
 
 void Agent::ResendLocked(Execution& e) {
+  if (e.process) {  // The first Started may have died with the old stream.
+    v1::AgentMessage m;
+    m.mutable_started()->set_task_id(e.task_id);
+    m.mutable_started()->set_attempt(e.attempt);
+    m.mutable_started()->set_pid(e.process->pid());
+    SendLocked(std::move(m));
+  }
   for (int i = 0; i < 2; ++i) {
     for (const Chunk& c : e.unacked[i]) {
       v1::AgentMessage m;
@@ -295,7 +310,16 @@ void Agent::ResendLocked(Execution& e) {
 }
 
 void Agent::HandleAssignLocked(const v1::Assign& a) {
-  if (stopping_ || executions_.contains(a.task_id())) return;
+  if (executions_.contains(a.task_id())) return;
+  if (stopping_) {  // Refuse at once so the slot frees and the task fails honestly.
+    v1::AgentMessage m;
+    m.mutable_finished()->set_task_id(a.task_id());
+    m.mutable_finished()->set_attempt(a.attempt());
+    m.mutable_finished()->mutable_exit()->set_exit_code(127);
+    m.mutable_finished()->mutable_exit()->set_error("the agent is stopping");
+    SendLocked(std::move(m));
+    return;
+  }
   auto owned = std::make_unique<Execution>();
   Execution& e = *owned;
   e.task_id = a.task_id();
@@ -393,20 +417,19 @@ void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_
   const int i = Index(stream);
   const int64_t offset = e.produced[i];
   e.produced[i] += static_cast<int64_t>(data.size());
+  if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
+  if (e.forget) return;  // Being killed; nobody wants its output.
   e.unacked_bytes[i] += static_cast<int64_t>(data.size());
   e.unacked[i].push_back(Chunk{offset, std::string(data)});
-  if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
   if (stream == StdStream::kStdout) ScanProgressLocked(e, data);
-  if (!e.forget) {
-    v1::AgentMessage m;
-    v1::Output* out = m.mutable_output();
-    out->set_task_id(task_id);
-    out->set_attempt(e.attempt);
-    out->mutable_chunk()->set_stream(static_cast<v1::OutputStream>(stream));
-    out->mutable_chunk()->set_offset(offset);
-    out->mutable_chunk()->set_data(data.data(), data.size());
-    SendLocked(std::move(m));
-  }
+  v1::AgentMessage m;
+  v1::Output* out = m.mutable_output();
+  out->set_task_id(task_id);
+  out->set_attempt(e.attempt);
+  out->mutable_chunk()->set_stream(static_cast<v1::OutputStream>(stream));
+  out->mutable_chunk()->set_offset(offset);
+  out->mutable_chunk()->set_data(data.data(), data.size());
+  SendLocked(std::move(m));
   UpdatePauseLocked(e);
 }
 
