@@ -2,18 +2,16 @@
 // runner, serves metrics, stops cleanly on SIGINT or SIGTERM.
 #include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <cstdio>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
-#include "services/common/logging.h"
 #include "services/common/metrics_server.h"
+#include "services/common/service_process.h"
 
 ABSL_FLAG(std::string, coordinator, "",
           "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
@@ -30,18 +28,10 @@ ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("taskgrid agent: runs tasks assigned by the coordinator.");
   absl::ParseCommandLine(argc, argv);
-  // Debian's Abseil tracks every lock for deadlock cycles, a graph lookup per
-  // acquisition; lock order is checked by the Clang thread-safety build.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (auto s = taskgrid::InitLogging("agent", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+  if (auto s = taskgrid::InitServiceProcess("agent", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto env = [](const char* name, const char* fallback) {
     const char* v = std::getenv(name);
@@ -94,8 +84,7 @@ int main(int argc, char** argv) {
   taskgrid::PosixProcessRunner runner;
   taskgrid::Agent agent(options, runner, &metrics);
   agent.Start();
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const int sig = taskgrid::WaitForStopSignal();
   spdlog::info("agent_stopping signal={}", sig);
   agent.Stop();
   return 0;

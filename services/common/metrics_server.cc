@@ -1,12 +1,26 @@
 #include "services/common/metrics_server.h"
 
-#include <prometheus/gauge.h>
-
 #include <exception>
 
 #include "services/common/version.h"
 
 namespace taskgrid {
+
+prometheus::Counter& AddCounter(prometheus::Registry& r, const std::string& name,
+                                const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Gauge& AddGauge(prometheus::Registry& r, const std::string& name,
+                            const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Histogram& AddHistogram(prometheus::Registry& r, const std::string& name,
+                                    const std::string& help,
+                                    const prometheus::Histogram::BucketBoundaries& buckets) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, buckets);
+}
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& address, const std::string& service,

@@ -1,6 +1,7 @@
 #include "services/coordinator/coordinator_metrics.h"
 
 #include "absl/strings/ascii.h"
+#include "services/common/metrics_server.h"
 
 namespace taskgrid {
 namespace {
@@ -22,11 +23,8 @@ std::string Lower(absl::string_view s) { return absl::AsciiStrToLower(s); }
 }  // namespace
 
 CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
-    : tasks_submitted(prometheus::BuildCounter()
-                          .Name("coordinator_tasks_submitted_total")
-                          .Help("Tasks accepted by Submit.")
-                          .Register(r)
-                          .Add({})),
+    : tasks_submitted(
+          AddCounter(r, "coordinator_tasks_submitted_total", "Tasks accepted by Submit.")),
       tasks_finished(prometheus::BuildCounter()
                          .Name("coordinator_tasks_finished_total")
                          .Help("Tasks that reached a final state, by outcome.")
@@ -35,51 +33,22 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
                  .Name("coordinator_queued_tasks")
                  .Help("Tasks waiting for an agent, by priority.")
                  .Register(r)),
-      running_tasks(prometheus::BuildGauge()
-                        .Name("coordinator_running_tasks")
-                        .Help("Tasks dispatched or running.")
-                        .Register(r)
-                        .Add({})),
-      connected_agents(prometheus::BuildGauge()
-                           .Name("coordinator_connected_agents")
-                           .Help("Agents with an open stream.")
-                           .Register(r)
-                           .Add({})),
-      dispatch_latency_seconds(prometheus::BuildHistogram()
-                                   .Name("coordinator_dispatch_latency_seconds")
-                                   .Help("Time from submit to dispatch.")
-                                   .Register(r)
-                                   .Add({}, LatencyBuckets())),
-      start_latency_seconds(prometheus::BuildHistogram()
-                                .Name("coordinator_start_latency_seconds")
-                                .Help("Time from submit to the agent's start report.")
-                                .Register(r)
-                                .Add({}, LatencyBuckets())),
-      task_duration_seconds(prometheus::BuildHistogram()
-                                .Name("coordinator_task_duration_seconds")
-                                .Help("Time from start to the final state.")
-                                .Register(r)
-                                .Add({}, DurationBuckets())),
-      output_bytes(prometheus::BuildCounter()
-                       .Name("coordinator_output_bytes_total")
-                       .Help("Task output bytes received from agents.")
-                       .Register(r)
-                       .Add({})),
-      agent_connects(prometheus::BuildCounter()
-                         .Name("coordinator_agent_connects_total")
-                         .Help("Agent streams accepted (reconnects included).")
-                         .Register(r)
-                         .Add({})),
-      stale_messages(prometheus::BuildCounter()
-                         .Name("coordinator_stale_agent_messages_total")
-                         .Help("Agent messages rejected for a stale attempt or a final task.")
-                         .Register(r)
-                         .Add({})),
-      events(prometheus::BuildCounter()
-                 .Name("coordinator_events_total")
-                 .Help("Events appended to the event log.")
-                 .Register(r)
-                 .Add({})) {
+      running_tasks(AddGauge(r, "coordinator_running_tasks", "Tasks dispatched or running.")),
+      connected_agents(AddGauge(r, "coordinator_connected_agents", "Agents with an open stream.")),
+      dispatch_latency_seconds(AddHistogram(r, "coordinator_dispatch_latency_seconds",
+                                            "Time from submit to dispatch.", LatencyBuckets())),
+      start_latency_seconds(AddHistogram(r, "coordinator_start_latency_seconds",
+                                         "Time from submit to the agent's start report.",
+                                         LatencyBuckets())),
+      task_duration_seconds(AddHistogram(r, "coordinator_task_duration_seconds",
+                                         "Time from start to the final state.", DurationBuckets())),
+      output_bytes(AddCounter(r, "coordinator_output_bytes_total",
+                              "Task output bytes received from agents.")),
+      agent_connects(AddCounter(r, "coordinator_agent_connects_total",
+                                "Agent streams accepted (reconnects included).")),
+      stale_messages(AddCounter(r, "coordinator_stale_agent_messages_total",
+                                "Agent messages rejected for a stale attempt or a final task.")),
+      events(AddCounter(r, "coordinator_events_total", "Events appended to the event log.")) {
   for (int s = v1::TASK_STATUS_SUCCEEDED; s <= v1::TASK_STATUS_LOST; ++s) {
     finished(static_cast<v1::TaskStatus>(s));  // Export zeros from the start.
   }

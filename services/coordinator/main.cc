@@ -2,7 +2,6 @@
 // or SIGTERM.
 #include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -10,8 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
-#include "services/common/logging.h"
+#include "services/common/service_process.h"
 #include "services/coordinator/coordinator.h"
 
 ABSL_FLAG(std::string, grpc_address, "127.0.0.1:7000", "Address for clients and agents.");
@@ -53,19 +51,11 @@ std::string FlagOrEnv(const std::string& flag, const char* env) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("taskgrid coordinator: owns the task registry and every timeout.");
   absl::ParseCommandLine(argc, argv);
-  // Debian's Abseil tracks every lock for deadlock cycles, a graph lookup per
-  // acquisition; lock order is checked by the Clang thread-safety build.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (auto s = taskgrid::InitLogging("coordinator", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+  if (auto s = taskgrid::InitServiceProcess("coordinator", absl::GetFlag(FLAGS_log_level));
+      !s.ok()) {
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  // Block the stop signals before gRPC starts threads, then wait for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   taskgrid::CoordinatorOptions options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
@@ -95,8 +85,7 @@ int main(int argc, char** argv) {
                                  << (*coordinator)->metrics_port() << "\n";
     std::rename((path + ".tmp").c_str(), path.c_str());
   }
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  const int sig = taskgrid::WaitForStopSignal();
   spdlog::info("coordinator_stopping signal={}", sig);
   (*coordinator)->Shutdown();
   return 0;

@@ -1,0 +1,35 @@
+#include "services/common/service_process.h"
+
+#include <signal.h>
+
+#include "absl/synchronization/mutex.h"
+#include "services/common/logging.h"
+
+namespace taskgrid {
+namespace {
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+absl::Status InitServiceProcess(const std::string& service, const std::string& log_level) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  const sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return InitLogging(service, log_level);
+}
+
+int WaitForStopSignal() {
+  const sigset_t set = StopSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace taskgrid

@@ -1,0 +1,24 @@
+// Process-wide setup shared by the service binaries' main(): logging, Abseil's
+// lock bookkeeping, and SIGINT/SIGTERM taken synchronously by the main thread.
+#ifndef TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
+#define TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace taskgrid {
+
+// Installs the `service` logger at `log_level`, turns off Abseil's per-lock
+// deadlock graph (lock order is checked by the Clang thread-safety build
+// instead) and blocks SIGINT and SIGTERM in this thread and every thread
+// started after it. Call first in main(), before any thread exists.
+// Returns kInvalidArgument for an unknown level.
+absl::Status InitServiceProcess(const std::string& service, const std::string& log_level);
+
+// Blocks until SIGINT or SIGTERM arrives; returns its number.
+int WaitForStopSignal();
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
