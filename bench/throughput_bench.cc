@@ -170,7 +170,7 @@ int Main() {
     v1::SubmitResponse resp;
     grpc::ClientContext ctx;
     if (!s.Submit(&ctx, request, &resp).ok()) return std::string();
-    return resp.task().task_id();
+    return resp.task().id();
   };
 
   // Idle latency: one task at a time, submit to the agent's start report.

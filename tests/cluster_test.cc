@@ -197,7 +197,7 @@ TEST_F(ClusterTest, TenMegabytesArriveByteExactAndInOrder) {
   StartAgent("a1");
   // seq 1 1400000 prints about 10.2 MB.
   auto resp = Submit("seq 1 1400000; echo done >&2");
-  WatchedOutput w = Watch(resp.task().task_id(), resp.cursor());
+  WatchedOutput w = Watch(resp.task().id(), resp.cursor());
   EXPECT_EQ(w.final_status, v1::TASK_STATUS_SUCCEEDED);
   EXPECT_TRUE(w.contiguous);
   const std::string expected = Numbers(1400000);
@@ -205,7 +205,7 @@ TEST_F(ClusterTest, TenMegabytesArriveByteExactAndInOrder) {
   EXPECT_EQ(w.out[0].size(), expected.size());
   EXPECT_TRUE(w.out[0] == expected);
   EXPECT_EQ(w.out[1], "done\n");
-  v1::Task t = Get(resp.task().task_id());
+  v1::Task t = Get(resp.task().id());
   EXPECT_EQ(t.stdout().total_bytes(), static_cast<int64_t>(expected.size()));
   EXPECT_GT(t.stdout().dropped_bytes(), 0);  // Beyond the 4 MiB retention cap.
 }
@@ -215,8 +215,8 @@ TEST_F(ClusterTest, ReplayFromACursorIsByteExact) {
   // All events are in the log before the watch starts, so replies fill
   // whole batches (1 MiB) back to back.
   auto resp = Submit("seq 1 400000");
-  ASSERT_TRUE(WaitForStatus(resp.task().task_id(), v1::TASK_STATUS_SUCCEEDED));
-  WatchedOutput w = Watch(resp.task().task_id(), resp.cursor());
+  ASSERT_TRUE(WaitForStatus(resp.task().id(), v1::TASK_STATUS_SUCCEEDED));
+  WatchedOutput w = Watch(resp.task().id(), resp.cursor());
   EXPECT_TRUE(w.contiguous);
   EXPECT_TRUE(w.out[0] == Numbers(400000));
   EXPECT_EQ(w.final_status, v1::TASK_STATUS_SUCCEEDED);
@@ -225,7 +225,7 @@ TEST_F(ClusterTest, ReplayFromACursorIsByteExact) {
 TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
   Agent& agent = StartAgent("a1");
   auto resp = Submit("sleep 1000 & echo $!; sleep 1000 & echo $!; wait");
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   ASSERT_TRUE(WaitFor([&] {
     const std::string out = OutputOf(id);
     return std::count(out.begin(), out.end(), '\n') == 2;
@@ -257,7 +257,7 @@ TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
 TEST_F(ClusterTest, RunTimeoutKillsTheTask) {
   Agent& agent = StartAgent("a1");
   auto resp = Submit("exec sleep 1000", absl::Seconds(10));
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
   const pid_t pid = static_cast<pid_t>(Get(id).pid());
   clock_.Advance(absl::Seconds(9));
@@ -278,7 +278,7 @@ TEST_F(ClusterTest, QueueTimeoutNeverRunsLater) {
   v1::SubmitResponse resp;
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub_->Submit(&ctx, req, &resp).ok());
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   EXPECT_THAT(Get(id).waiting_reason(), HasSubstr("role=gpu"));
   clock_.Advance(absl::Seconds(30));
   coordinator_->registry().Tick();
@@ -292,7 +292,7 @@ TEST_F(ClusterTest, QueueTimeoutNeverRunsLater) {
 TEST_F(ClusterTest, AgentKilledMidTaskMakesTheTaskLostWithinTheTtl) {
   const pid_t agent = StartAgentProcess("doomed");
   auto resp = Submit("exec sleep 1000");
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
   const pid_t child = static_cast<pid_t>(Get(id).pid());
   kill(agent, SIGKILL);
@@ -311,7 +311,7 @@ TEST_F(ClusterTest, AgentKilledMidTaskMakesTheTaskLostWithinTheTtl) {
 TEST_F(ClusterTest, ReconnectKeepsTheRunningTaskWithoutLosingOrRepeatingOutput) {
   Agent& agent = StartAgent("a1");
   auto resp = Submit("for i in $(seq 1 300); do echo line $i; sleep 0.005; done");
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   std::thread watcher_thread;
   WatchedOutput w;
   watcher_thread = std::thread([&] { w = Watch(id, resp.cursor()); });
@@ -333,7 +333,7 @@ TEST_F(ClusterTest, ProgressLinesReportProgress) {
   StartAgent("a1");
   auto resp = Submit(
       "echo '::progress 40 compiling'; printf '::prog'; printf 'ress 75 linking\\n'; echo done");
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   std::vector<std::pair<int, std::string>> seen;
   v1::WatchRequest req;
   req.set_task_id(id);
@@ -362,7 +362,7 @@ TEST_F(ClusterTest, ProgressLinesReportProgress) {
 TEST_F(ClusterTest, StoppedAgentKillsItsTasksAndReportsThem) {
   const pid_t agent = StartAgentProcess("leaving");
   auto resp = Submit("exec sleep 1000");
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   ASSERT_TRUE(WaitForStatus(id, v1::TASK_STATUS_RUNNING));
   const pid_t child = static_cast<pid_t>(Get(id).pid());
   kill(agent, SIGTERM);
@@ -409,7 +409,7 @@ TEST_F(ClusterTest, BadInputGetsTheRightCodes) {
   v1::ListResponse lr;
   grpc::ClientContext ctx2;
   EXPECT_EQ(stub_->List(&ctx2, list, &lr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Get("nope").task_id(), "");
+  EXPECT_EQ(Get("nope").id(), "");
 }
 
 TEST(CoordinatorSafetyTest, RefusesPublicAddressWithoutCredentials) {

@@ -128,7 +128,7 @@ std::string FormatTime(const google::protobuf::Timestamp& t) {
 }
 
 void PrintTask(const v1::Task& t) {
-  std::cout << "task_id:     " << t.task_id() << "\n"
+  std::cout << "id:          " << t.id() << "\n"
             << "status:      " << StatusName(t.status());
   if (!t.status_reason().empty()) std::cout << " (" << t.status_reason() << ")";
   std::cout << "\n";
@@ -376,7 +376,7 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
   v1::SubmitResponse resp;
   grpc::Status s = ctx.stub->Submit(ctx.Call().get(), req, &resp);
   if (!s.ok()) return Fail(s);
-  const std::string id = resp.task().task_id();
+  const std::string id = resp.task().id();
   if (a.Has("detach")) {
     std::cout << (ctx.json ? Json(resp.task()) : id) << "\n";
     return 0;
@@ -439,7 +439,7 @@ int CmdList(Context& ctx, const ParsedArgs& a) {
     const auto& sh = t.spec().shell();
     std::string cmd = sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command();
     if (cmd.size() > 50) cmd = cmd.substr(0, 47) + "...";
-    std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", t.task_id(),
+    std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", t.id(),
                                  StatusName(t.status()), PriorityName(t.spec().priority()),
                                  t.agent_id().empty() ? "-" : t.agent_id(),
                                  FormatTime(t.created_at()).substr(0, 19), cmd);
@@ -459,7 +459,7 @@ int CmdCancel(Context& ctx, const ParsedArgs& a) {
   v1::Task t;
   grpc::Status s = ctx.stub->Cancel(ctx.Call().get(), req, &t);
   if (!s.ok()) return Fail(s);
-  std::cout << (ctx.json ? Json(t) : "cancelled " + t.task_id()) << "\n";
+  std::cout << (ctx.json ? Json(t) : "cancelled " + t.id()) << "\n";
   return 0;
 }
 
@@ -572,8 +572,8 @@ int CmdStats(Context& ctx, const ParsedArgs& a) {
   std::cout << "total:        " << resp.total() << "\n"
             << absl::StrFormat("success rate: %.1f%%\n", resp.success_rate() * 100)
             << absl::StrFormat("execution:    mean %.3fs  p50 %.3fs  p99 %.3fs\n",
-                               resp.avg_execution_seconds(), resp.p50_execution_seconds(),
-                               resp.p99_execution_seconds());
+                               resp.avg_execution_time(), resp.p50_execution_time(),
+                               resp.p99_execution_time());
   std::map<std::string, int64_t> by_status(resp.by_status().begin(), resp.by_status().end());
   std::cout << "by status:    " << absl::StrJoin(by_status, " ", absl::PairFormatter("=")) << "\n";
   std::map<std::string, int64_t> by_priority(resp.by_priority().begin(), resp.by_priority().end());

@@ -4,7 +4,7 @@ namespace taskgrid {
 
 absl::Status MemoryTaskStore::PutTask(const v1::Task& task) {
   absl::MutexLock lock(&mu_);
-  tasks_[task.task_id()].task = task;
+  tasks_[task.id()].task = task;
   return absl::OkStatus();
 }
 

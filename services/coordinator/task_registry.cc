@@ -138,7 +138,7 @@ v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
 
 void TaskRegistry::PersistLocked(const TaskEntry& t) {
   if (absl::Status s = store_.PutTask(t.task); !s.ok()) {
-    spdlog::error("store_write_failed task_id={} status=\"{}\"", t.task.task_id(), s.ToString());
+    spdlog::error("store_write_failed task_id={} status=\"{}\"", t.task.id(), s.ToString());
   }
 }
 
@@ -149,7 +149,7 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
   *e.mutable_time() = ToProto(clock_.Now());
   e.set_agent_id(agent_id);
   if (t != nullptr) {
-    e.set_task_id(t->task.task_id());
+    e.set_task_id(t->task.id());
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
       *e.mutable_task() = SnapshotLocked(*t);
       // Stdin can be large and is not news to anyone watching.
@@ -194,7 +194,7 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     t.task.set_status_reason(reason);
     t.task.set_pid(0);
     *t.task.mutable_finished_at() = ToProto(now);
-    finished_order_.emplace_back(now, t.task.task_id());
+    finished_order_.emplace_back(now, t.task.id());
     ++final_count_;
     if (metrics_) {
       metrics_->finished(status).Increment();
@@ -203,10 +203,10 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
             absl::ToDoubleSeconds(now - FromProto(t.task.started_at())));
       }
     }
-    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.task.task_id(),
+    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.task.id(),
                  StatusName(status), t.task.agent_id(), reason);
   } else {
-    spdlog::debug("task_status task_id={} from={} to={}", t.task.task_id(), StatusName(from),
+    spdlog::debug("task_status task_id={} from={} to={}", t.task.id(), StatusName(from),
                   StatusName(status));
   }
   if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
@@ -222,7 +222,7 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
   if (it == agents_.end() || it->second.link == nullptr) return;  // Reconciled on reconnect.
   v1::CoordinatorMessage m;
   v1::Cancel* c = m.mutable_cancel();
-  c->set_task_id(t.task.task_id());
+  c->set_task_id(t.task.id());
   c->set_attempt(t.task.attempt());
   c->set_reason(reason);
   *c->mutable_grace() = ToProto(t.kill_grace);
@@ -282,7 +282,7 @@ void TaskRegistry::DispatchLocked() {
     if (best == nullptr) continue;
     Dequeue(t);
     --free_slots;
-    best->assigned.insert(t.task.task_id());
+    best->assigned.insert(t.task.id());
     t.task.set_agent_id(best->info.agent_id());
     t.task.set_attempt(t.task.attempt() + 1);
     t.task.clear_waiting_reason();
@@ -292,7 +292,7 @@ void TaskRegistry::DispatchLocked() {
       metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
     v1::CoordinatorMessage m;
     v1::Assign* assign = m.mutable_assign();
-    assign->set_task_id(t.task.task_id());
+    assign->set_task_id(t.task.id());
     assign->set_attempt(t.task.attempt());
     *assign->mutable_spec() = t.task.spec();
     *assign->mutable_deadline() = ToProto(t.run_deadline);
@@ -349,7 +349,7 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
   t.queue_deadline = now + (spec.has_queue_timeout() ? FromProto(spec.queue_timeout()) : t.timeout);
   std::string id = NewTaskIdLocked();
   while (tasks_.contains(id)) id = NewTaskIdLocked();
-  t.task.set_task_id(id);
+  t.task.set_id(id);
   *t.task.mutable_spec() = spec;
   if (t.task.spec().type().empty()) t.task.mutable_spec()->set_type("shell");
   t.task.mutable_spec()->set_priority(PriorityOf(spec));
@@ -512,9 +512,9 @@ v1::StatsResponse TaskRegistry::Stats() {
       return durations[std::min(durations.size() - 1,
                                 static_cast<size_t>(p * static_cast<double>(durations.size())))];
     };
-    s.set_avg_execution_seconds(sum / static_cast<double>(durations.size()));
-    s.set_p50_execution_seconds(pct(0.50));
-    s.set_p99_execution_seconds(pct(0.99));
+    s.set_avg_execution_time(sum / static_cast<double>(durations.size()));
+    s.set_p50_execution_time(pct(0.50));
+    s.set_p99_execution_time(pct(0.99));
   }
   return s;
 }

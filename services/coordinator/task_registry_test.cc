@@ -63,7 +63,7 @@ class TaskRegistryTest : public ::testing::Test {
     *r.mutable_spec() = spec;
     auto resp = registry_.Submit(r);
     EXPECT_TRUE(resp.ok()) << resp.status();
-    return resp.ok() ? resp->task().task_id() : "";
+    return resp.ok() ? resp->task().id() : "";
   }
 
   v1::TaskStatus StatusOf(const std::string& id) { return registry_.Get(id)->status(); }
@@ -156,7 +156,7 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   auto stats = registry_.Stats();
   EXPECT_EQ(stats.by_status().at("succeeded"), 1);
   EXPECT_DOUBLE_EQ(stats.success_rate(), 1.0);
-  EXPECT_DOUBLE_EQ(stats.p50_execution_seconds(), 2.0);
+  EXPECT_DOUBLE_EQ(stats.p50_execution_time(), 2.0);
 }
 
 TEST_F(TaskRegistryTest, NonZeroExitAndSignalFail) {
@@ -352,7 +352,7 @@ TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {
   ASSERT_TRUE(registry.AgentConnected(h, link).ok());
   v1::SubmitRequest req;
   req.mutable_spec()->mutable_shell()->set_command("yes");
-  const std::string id = registry.Submit(req)->task().task_id();
+  const std::string id = registry.Submit(req)->task().id();
   for (int i = 0; i < 10; ++i) {
     v1::AgentMessage m;
     m.mutable_output()->set_task_id(id);
@@ -404,7 +404,7 @@ TEST_F(TaskRegistryTest, IdempotencyKeyReturnsTheFirstTask) {
   auto first = registry_.Submit(r);
   auto second = registry_.Submit(r);
   ASSERT_TRUE(first.ok() && second.ok());
-  EXPECT_EQ(first->task().task_id(), second->task().task_id());
+  EXPECT_EQ(first->task().id(), second->task().id());
   EXPECT_TRUE(second->existing());
   EXPECT_EQ(registry_.Stats().total(), 1);
 }
@@ -428,7 +428,7 @@ TEST_F(TaskRegistryTest, ListFiltersAndPages) {
   for (int page = 0; page < 3; ++page) {
     auto resp = registry_.List(r);
     ASSERT_TRUE(resp.ok());
-    for (const auto& t : resp->tasks()) seen.insert(t.task_id());
+    for (const auto& t : resp->tasks()) seen.insert(t.id());
     r.set_page_token(resp->next_page_token());
     if (page == 2) {
       EXPECT_TRUE(resp->next_page_token().empty());

@@ -1,0 +1,402 @@
+// The only translation unit that includes Beast (it is slow to compile).
+#include "services/gateway/http_server.h"
+
+#include <atomic>
+#include <deque>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+
+namespace taskgrid::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string PercentDecode(absl::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1 + 0) {
+      int v = 0;
+      if (absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
+        out.push_back(static_cast<char>(v));
+        i += 2;
+      } else {
+        out.push_back(s[i]);
+      }
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+  return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(d));
+}
+
+class Server;
+
+// One TCP connection: reads requests one at a time (HTTP/1.1 keep-alive) and
+// writes each response, or turns into an event stream until it ends. All
+// socket work runs on the connection's strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Server& server);
+  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); }); }
+  void Close();  // Any thread.
+
+  // Responder and EventStreamWriter implementation details.
+  void SendResponse(HttpResponse response);
+  void BeginStream(Headers headers);
+  bool Enqueue(std::string data);
+  void SetOnClose(std::function<void()> cb) {
+    absl::MutexLock lock(&mu_);
+    on_close_ = std::move(cb);
+  }
+  bool stream_closed() const { return stream_closed_.load(); }
+
+ private:
+  void Read();
+  void OnRead(beast::error_code ec);
+  void Write(std::shared_ptr<http::response<http::string_body>> res);
+  void WriteNextFrame();
+  void Heartbeat();
+  void WatchPeer();
+  void EndStream();
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Server& server_;
+  bool keep_alive_ = false;
+
+  // Event stream state, on the strand except the atomics.
+  bool streaming_ = false;
+  std::deque<std::string> frames_;
+  bool writing_ = false;
+  std::atomic<bool> stream_closed_{false};
+  std::atomic<size_t> queued_bytes_{0};
+  asio::steady_timer heartbeat_;
+  char peer_byte_ = 0;
+  absl::Mutex mu_;
+  std::function<void()> on_close_ ABSL_GUARDED_BY(mu_);
+};
+
+class ResponderImpl final : public Responder, public EventStreamWriter {
+ public:
+  explicit ResponderImpl(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+  void Reply(HttpResponse response) override { session_->SendResponse(std::move(response)); }
+  std::shared_ptr<EventStreamWriter> StartEventStream(Headers headers) override {
+    session_->BeginStream(std::move(headers));
+    return std::shared_ptr<EventStreamWriter>(session_, this);  // Shares ownership.
+  }
+  bool Write(std::string data) override { return session_->Enqueue(std::move(data)); }
+  void Close() override { session_->Close(); }
+  bool closed() const override { return session_->stream_closed(); }
+  void OnClose(std::function<void()> callback) override { session_->SetOnClose(std::move(callback)); }
+
+ private:
+  std::shared_ptr<Session> session_;
+};
+
+class Server final : public HttpServer {
+ public:
+  Server(const HttpServerOptions& options, Handler handler)
+      : options_(options), handler_(std::move(handler)), acceptor_(ioc_) {}
+
+  absl::Status Listen() {
+    const size_t colon = options_.address.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(options_.address.substr(colon + 1), &port)) {
+      return absl::InvalidArgumentError("http_address: want host:port, got " + options_.address);
+    }
+    std::string host = options_.address.substr(0, colon);
+    if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (host == "localhost") host = "127.0.0.1";
+    beast::error_code ec;
+    const auto ip = asio::ip::make_address(host, ec);
+    if (ec) return absl::InvalidArgumentError("http_address: bad host " + host);
+    const tcp::endpoint endpoint(ip, static_cast<uint16_t>(port));
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return absl::UnavailableError("http_address " + options_.address + ": " + ec.message());
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    thread_ = std::thread([this] { ioc_.run(); });
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+  size_t open_streams() const override { return open_streams_.load(); }
+
+  void Shutdown() override {
+    if (shut_down_.exchange(true)) return;
+    asio::post(ioc_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    std::vector<std::shared_ptr<Session>> sessions;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& weak : sessions_) {
+        if (auto s = weak.lock()) sessions.push_back(std::move(s));
+      }
+    }
+    for (auto& s : sessions) s->Close();
+    sessions.clear();
+    // Give closing handshakes a moment, then stop whatever is left.
+    auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(500));
+    timer->async_wait([this, timer](beast::error_code) { ioc_.stop(); });
+    if (thread_.joinable()) thread_.join();
+  }
+
+  ~Server() override { Shutdown(); }
+
+  const HttpServerOptions& options() const { return options_; }
+  const Handler& handler() const { return handler_; }
+  void Forget(Session* s) {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+      if (it->expired() || it->lock().get() == s) {
+        sessions_.erase(it);
+        return;
+      }
+    }
+  }
+  std::atomic<size_t> open_streams_{0};
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec != asio::error::operation_aborted) spdlog::warn("http_accept_failed error=\"{}\"", ec.message());
+        if (!acceptor_.is_open()) return;
+      } else {
+        auto session = std::make_shared<Session>(std::move(socket), *this);
+        {
+          absl::MutexLock lock(&mu_);
+          // Drop entries of finished sessions now and then.
+          if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
+            std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+          }
+          sessions_.push_back(session);
+        }
+        session->Run();
+      }
+      Accept();
+    });
+  }
+
+  const HttpServerOptions options_;
+  const Handler handler_;
+  asio::io_context ioc_{1};
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<bool> shut_down_{false};
+  absl::Mutex mu_;
+  std::vector<std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+Session::Session(tcp::socket socket, Server& server)
+    : stream_(std::move(socket)), server_(server), heartbeat_(stream_.get_executor()) {}
+
+void Session::Close() {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->streaming_) {
+      self->EndStream();
+    } else {
+      beast::error_code ec;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+      self->stream_.close();
+    }
+  });
+}
+
+void Session::Read() {
+  parser_.emplace();
+  parser_->body_limit(server_.options().max_body_bytes);
+  parser_->header_limit(static_cast<uint32_t>(server_.options().max_header_bytes));
+  stream_.expires_after(ToChrono(server_.options().idle_timeout));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void Session::OnRead(beast::error_code ec) {
+  if (ec == http::error::body_limit || ec == http::error::header_limit) {
+    HttpResponse r;
+    r.status = ec == http::error::body_limit ? 413 : 431;
+    r.body = absl::StrCat(R"({"error":{"code":")", r.status == 413 ? "payload_too_large" : "headers_too_large",
+                          R"(","message":"request )", r.status == 413 ? "body" : "headers",
+                          R"( larger than the limit","field":""}})");
+    keep_alive_ = false;
+    SendResponse(std::move(r));
+    return;
+  }
+  if (ec) {
+    stream_.close();
+    server_.Forget(this);
+    return;
+  }
+  stream_.expires_never();
+  http::request<http::string_body> msg = parser_->release();
+  keep_alive_ = msg.keep_alive();
+  HttpRequest req;
+  req.method = std::string(msg.method_string());
+  const std::string target(msg.target());
+  const size_t q = target.find('?');
+  req.path = PercentDecode(target.substr(0, q));
+  if (q != std::string::npos) {
+    for (absl::string_view kv : absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
+      const size_t eq = kv.find('=');
+      req.query[PercentDecode(kv.substr(0, eq))] =
+          eq == absl::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1));
+    }
+  }
+  for (const auto& field : msg) {
+    req.headers[absl::AsciiStrToLower(std::string(field.name_string()))] = std::string(field.value());
+  }
+  req.body = std::move(msg.body());
+  server_.handler()(std::move(req), std::make_shared<ResponderImpl>(shared_from_this()));
+}
+
+void Session::SendResponse(HttpResponse response) {
+  asio::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response)] {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(response.status), 11);
+    res->set(http::field::server, "taskgrid-gateway");
+    res->set(http::field::content_type, response.content_type);
+    for (const auto& [k, v] : response.headers) res->set(k, v);
+    res->keep_alive(self->keep_alive_);
+    res->body() = response.body;
+    res->prepare_payload();
+    self->Write(std::move(res));
+  });
+}
+
+void Session::Write(std::shared_ptr<http::response<http::string_body>> res) {
+  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+    if (ec || !self->keep_alive_) {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      self->stream_.close();
+      self->server_.Forget(self.get());
+      return;
+    }
+    self->Read();
+  });
+}
+
+void Session::BeginStream(Headers headers) {
+  std::string head =
+      "HTTP/1.1 200 OK\r\nServer: taskgrid-gateway\r\nContent-Type: text/event-stream\r\n"
+      "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
+  for (const auto& [k, v] : headers) absl::StrAppend(&head, k, ": ", v, "\r\n");
+  head += "\r\n";
+  queued_bytes_ += head.size();
+  asio::post(stream_.get_executor(), [self = shared_from_this(), head = std::move(head)]() mutable {
+    self->streaming_ = true;
+    ++self->server_.open_streams_;
+    self->frames_.push_front(std::move(head));
+    self->WriteNextFrame();
+    self->WatchPeer();
+    self->Heartbeat();
+  });
+}
+
+bool Session::Enqueue(std::string data) {
+  if (stream_closed_.load()) return false;
+  if (queued_bytes_.load() + data.size() > server_.options().max_stream_queue_bytes) {
+    spdlog::info("sse_client_too_slow queued_bytes={}", queued_bytes_.load());
+    Close();
+    return false;
+  }
+  queued_bytes_ += data.size();
+  asio::post(stream_.get_executor(), [self = shared_from_this(), data = std::move(data)]() mutable {
+    if (self->stream_closed_.load()) return;
+    self->frames_.push_back(std::move(data));
+    self->WriteNextFrame();
+  });
+  return true;
+}
+
+void Session::WriteNextFrame() {
+  if (writing_ || frames_.empty() || stream_closed_.load() || !streaming_) return;
+  writing_ = true;
+  asio::async_write(stream_.socket(), asio::buffer(frames_.front()),
+                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+                      self->writing_ = false;
+                      self->queued_bytes_ -= self->frames_.front().size();
+                      self->frames_.pop_front();
+                      if (ec) {
+                        self->EndStream();
+                        return;
+                      }
+                      self->WriteNextFrame();
+                    });
+}
+
+void Session::Heartbeat() {
+  heartbeat_.expires_after(ToChrono(server_.options().heartbeat_interval));
+  heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->stream_closed_.load()) return;
+    self->Enqueue(":\n\n");
+    self->Heartbeat();
+  });
+}
+
+void Session::WatchPeer() {
+  // A browser never sends on an event stream; any read completion means it
+  // went away.
+  stream_.socket().async_read_some(asio::buffer(&peer_byte_, 1),
+                                   [self = shared_from_this()](beast::error_code, size_t) {
+                                     self->EndStream();
+                                   });
+}
+
+void Session::EndStream() {
+  if (stream_closed_.exchange(true)) return;
+  --server_.open_streams_;
+  heartbeat_.cancel();
+  // Let queued frames that are already writing finish; drop the rest.
+  beast::error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+  std::function<void()> cb;
+  {
+    absl::MutexLock lock(&mu_);
+    cb = std::move(on_close_);
+    on_close_ = nullptr;
+  }
+  if (cb) cb();
+  server_.Forget(this);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                               Handler handler) {
+  auto server = std::make_unique<Server>(options, std::move(handler));
+  if (absl::Status s = server->Listen(); !s.ok()) return s;
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace taskgrid::gateway

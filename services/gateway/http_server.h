@@ -1,0 +1,101 @@
+// A small asynchronous HTTP/1.1 server (Boost.Beast, kept inside
+// http_server.cc): keep-alive requests answered from any thread, and
+// text/event-stream responses fed frame by frame through a bounded queue. One
+// I/O thread holds thousands of connections.
+#ifndef TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
+#define TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace taskgrid::gateway {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;                         // "GET"
+  std::string path;                           // Without the query string.
+  std::map<std::string, std::string> query;   // Percent-decoded.
+  std::map<std::string, std::string> headers; // Lower-case names.
+  std::string body;
+
+  std::string Header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+  std::string Query(const std::string& name) const {
+    auto it = query.find(name);
+    return it == query.end() ? "" : it->second;
+  }
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  Headers headers;
+};
+
+// The body of an open text/event-stream response. Thread-safe.
+class EventStreamWriter {
+ public:
+  virtual ~EventStreamWriter() = default;
+  // Queues bytes. Returns false once the stream is closed; a client whose
+  // queue would pass the server's bound is closed instead (it is too slow).
+  virtual bool Write(std::string data) = 0;
+  virtual void Close() = 0;
+  virtual bool closed() const = 0;
+  // Runs once, on the server's thread, when the stream ends for any reason.
+  // Set it before the first Write.
+  virtual void OnClose(std::function<void()> callback) = 0;
+};
+
+// Answers one request. Thread-safe; call exactly one of Reply or
+// StartEventStream, from any thread, once.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void Reply(HttpResponse response) = 0;
+  virtual std::shared_ptr<EventStreamWriter> StartEventStream(Headers headers) = 0;
+};
+
+using Handler = std::function<void(HttpRequest request, std::shared_ptr<Responder> responder)>;
+
+struct HttpServerOptions {
+  // host:port; port 0 picks a free one.
+  std::string address = "127.0.0.1:8080";
+  size_t max_body_bytes = 1 << 20;
+  size_t max_header_bytes = 16 << 10;
+  // Bytes queued per event stream before the client counts as too slow.
+  size_t max_stream_queue_bytes = 1 << 20;
+  // Comment frames keep idle streams (and proxies) alive.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Idle keep-alive connections are closed after this.
+  absl::Duration idle_timeout = absl::Seconds(60);
+};
+
+// Owns the listener, the I/O thread and every connection. Thread-safe.
+class HttpServer {
+ public:
+  // kInvalidArgument for a malformed address, kUnavailable when it cannot
+  // be bound.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                           Handler handler);
+  virtual ~HttpServer() = default;
+  virtual int port() const = 0;
+  // Stops accepting, closes every connection and stream, joins the thread.
+  virtual void Shutdown() = 0;
+  // Open event streams now.
+  virtual size_t open_streams() const = 0;
+};
+
+}  // namespace taskgrid::gateway
+
+#endif  // TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
