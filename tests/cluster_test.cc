@@ -15,12 +15,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
 #include "services/common/testing/fake_clock.h"
 #include "services/common/testing/test_util.h"
 #include "services/coordinator/coordinator.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 extern char** environ;

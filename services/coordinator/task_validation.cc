@@ -86,6 +86,9 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.kill_grace", spec.kill_grace(),
                                               absl::ZeroDuration(), absl::Hours(1)));
   }
+  if (spec.context().ByteSizeLong() > kMaxContextBytes) {
+    return Invalid("spec.context", absl::StrCat("larger than ", kMaxContextBytes, " bytes"));
+  }
   if (!spec.has_shell()) return Invalid("spec.shell", "is required (the command to run)");
   const v1::ShellSpec& shell = spec.shell();
   if (shell.argv_size() > 0 && !shell.command().empty()) {

@@ -18,6 +18,7 @@ inline constexpr size_t kMaxTypeBytes = 128;
 inline constexpr size_t kMaxDescriptionBytes = 4096;
 inline constexpr size_t kMaxSelectorEntries = 32;
 inline constexpr size_t kMaxIdBytes = 256;
+inline constexpr size_t kMaxContextBytes = 16 << 10;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);

@@ -1,14 +1,15 @@
 // The only translation unit that includes Beast (it is slow to compile).
 #include "services/gateway/http_server.h"
 
-#include <atomic>
-#include <deque>
-#include <thread>
+#include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
+#include <deque>
+#include <optional>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -31,7 +32,7 @@ std::string PercentDecode(absl::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1 + 0) {
+    } else if (s[i] == '%' && i + 2 < s.size()) {
       int v = 0;
       if (absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
         out.push_back(static_cast<char>(v));
@@ -58,7 +59,9 @@ class Server;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Server& server);
-  void Run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); }); }
+  void Run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
+  }
   void Close();  // Any thread.
 
   // Responder and EventStreamWriter implementation details.
@@ -66,10 +69,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void BeginStream(Headers headers);
   bool Enqueue(std::string data);
   void SetOnClose(std::function<void()> cb) {
-    absl::MutexLock lock(&mu_);
-    on_close_ = std::move(cb);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stream_closed_.load()) {
+        on_close_ = std::move(cb);
+        return;
+      }
+    }
+    cb();  // Already over.
   }
   bool stream_closed() const { return stream_closed_.load(); }
+  size_t queued_bytes() const { return queued_bytes_.load(); }
+  void WhenDrained(size_t low_water, std::function<void()> cb);
 
  private:
   void Read();
@@ -77,6 +88,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Write(std::shared_ptr<http::response<http::string_body>> res);
   void WriteNextFrame();
   void Heartbeat();
+  void CheckStall();
+  void HangUp(const char* reason);
+  void RunDrainedCallback();
   void WatchPeer();
   void EndStream();
 
@@ -88,28 +102,42 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Event stream state, on the strand except the atomics.
   bool streaming_ = false;
+  bool hang_up_ = false;  // Close once the queue drains.
+  std::atomic<bool> hanging_up_{false};
   std::deque<std::string> frames_;
   bool writing_ = false;
   std::atomic<bool> stream_closed_{false};
   std::atomic<size_t> queued_bytes_{0};
   asio::steady_timer heartbeat_;
+  asio::steady_timer stall_timer_;
+  std::chrono::steady_clock::time_point last_progress_;
+  size_t drain_low_water_ = 0;
+  std::function<void()> on_drained_;
   char peer_byte_ = 0;
   absl::Mutex mu_;
   std::function<void()> on_close_ ABSL_GUARDED_BY(mu_);
 };
 
-class ResponderImpl final : public Responder, public EventStreamWriter {
+class ResponderImpl final : public Responder,
+                            public EventStreamWriter,
+                            public std::enable_shared_from_this<ResponderImpl> {
  public:
   explicit ResponderImpl(std::shared_ptr<Session> session) : session_(std::move(session)) {}
   void Reply(HttpResponse response) override { session_->SendResponse(std::move(response)); }
   std::shared_ptr<EventStreamWriter> StartEventStream(Headers headers) override {
     session_->BeginStream(std::move(headers));
-    return std::shared_ptr<EventStreamWriter>(session_, this);  // Shares ownership.
+    return shared_from_this();
   }
   bool Write(std::string data) override { return session_->Enqueue(std::move(data)); }
   void Close() override { session_->Close(); }
   bool closed() const override { return session_->stream_closed(); }
-  void OnClose(std::function<void()> callback) override { session_->SetOnClose(std::move(callback)); }
+  size_t queued_bytes() const override { return session_->queued_bytes(); }
+  void WhenDrained(size_t low_water, std::function<void()> callback) override {
+    session_->WhenDrained(low_water, std::move(callback));
+  }
+  void OnClose(std::function<void()> callback) override {
+    session_->SetOnClose(std::move(callback));
+  }
 
  private:
   std::shared_ptr<Session> session_;
@@ -123,7 +151,8 @@ class Server final : public HttpServer {
   absl::Status Listen() {
     const size_t colon = options_.address.rfind(':');
     int port = 0;
-    if (colon == std::string::npos || !absl::SimpleAtoi(options_.address.substr(colon + 1), &port)) {
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(options_.address.substr(colon + 1), &port)) {
       return absl::InvalidArgumentError("http_address: want host:port, got " + options_.address);
     }
     std::string host = options_.address.substr(0, colon);
@@ -163,7 +192,7 @@ class Server final : public HttpServer {
     for (auto& s : sessions) s->Close();
     sessions.clear();
     // Give closing handshakes a moment, then stop whatever is left.
-    auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(500));
+    auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(100));
     timer->async_wait([this, timer](beast::error_code) { ioc_.stop(); });
     if (thread_.joinable()) thread_.join();
   }
@@ -182,27 +211,31 @@ class Server final : public HttpServer {
     }
   }
   std::atomic<size_t> open_streams_{0};
+  std::atomic<size_t> slow_clients_{0};
+  size_t slow_clients() const override { return slow_clients_.load(); }
 
  private:
   void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec != asio::error::operation_aborted) spdlog::warn("http_accept_failed error=\"{}\"", ec.message());
-        if (!acceptor_.is_open()) return;
-      } else {
-        auto session = std::make_shared<Session>(std::move(socket), *this);
-        {
-          absl::MutexLock lock(&mu_);
-          // Drop entries of finished sessions now and then.
-          if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
-            std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+    acceptor_.async_accept(
+        asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+          if (ec) {
+            if (ec != asio::error::operation_aborted)
+              spdlog::warn("http_accept_failed error=\"{}\"", ec.message());
+            if (!acceptor_.is_open()) return;
+          } else {
+            auto session = std::make_shared<Session>(std::move(socket), *this);
+            {
+              absl::MutexLock lock(&mu_);
+              // Drop entries of finished sessions now and then.
+              if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
+                std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+              }
+              sessions_.push_back(session);
+            }
+            session->Run();
           }
-          sessions_.push_back(session);
-        }
-        session->Run();
-      }
-      Accept();
-    });
+          Accept();
+        });
   }
 
   const HttpServerOptions options_;
@@ -217,7 +250,10 @@ class Server final : public HttpServer {
 };
 
 Session::Session(tcp::socket socket, Server& server)
-    : stream_(std::move(socket)), server_(server), heartbeat_(stream_.get_executor()) {}
+    : stream_(std::move(socket)),
+      server_(server),
+      heartbeat_(stream_.get_executor()),
+      stall_timer_(stream_.get_executor()) {}
 
 void Session::Close() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
@@ -244,7 +280,8 @@ void Session::OnRead(beast::error_code ec) {
   if (ec == http::error::body_limit || ec == http::error::header_limit) {
     HttpResponse r;
     r.status = ec == http::error::body_limit ? 413 : 431;
-    r.body = absl::StrCat(R"({"error":{"code":")", r.status == 413 ? "payload_too_large" : "headers_too_large",
+    r.body = absl::StrCat(R"({"error":{"code":")",
+                          r.status == 413 ? "payload_too_large" : "headers_too_large",
                           R"(","message":"request )", r.status == 413 ? "body" : "headers",
                           R"( larger than the limit","field":""}})");
     keep_alive_ = false;
@@ -272,7 +309,8 @@ void Session::OnRead(beast::error_code ec) {
     }
   }
   for (const auto& field : msg) {
-    req.headers[absl::AsciiStrToLower(std::string(field.name_string()))] = std::string(field.value());
+    req.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
+        std::string(field.value());
   }
   req.body = std::move(msg.body());
   server_.handler()(std::move(req), std::make_shared<ResponderImpl>(shared_from_this()));
@@ -316,17 +354,20 @@ void Session::BeginStream(Headers headers) {
     self->streaming_ = true;
     ++self->server_.open_streams_;
     self->frames_.push_front(std::move(head));
+    self->last_progress_ = std::chrono::steady_clock::now();
     self->WriteNextFrame();
     self->WatchPeer();
     self->Heartbeat();
+    self->CheckStall();
   });
 }
 
 bool Session::Enqueue(std::string data) {
-  if (stream_closed_.load()) return false;
+  if (stream_closed_.load() || hanging_up_.load()) return false;
   if (queued_bytes_.load() + data.size() > server_.options().max_stream_queue_bytes) {
-    spdlog::info("sse_client_too_slow queued_bytes={}", queued_bytes_.load());
-    Close();
+    hanging_up_ = true;
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this()] { self->HangUp("queue limit reached"); });
     return false;
   }
   queued_bytes_ += data.size();
@@ -339,7 +380,11 @@ bool Session::Enqueue(std::string data) {
 }
 
 void Session::WriteNextFrame() {
-  if (writing_ || frames_.empty() || stream_closed_.load() || !streaming_) return;
+  if (writing_ || stream_closed_.load() || !streaming_) return;
+  if (frames_.empty()) {
+    if (hang_up_) EndStream();
+    return;
+  }
   writing_ = true;
   asio::async_write(stream_.socket(), asio::buffer(frames_.front()),
                     [self = shared_from_this()](beast::error_code ec, size_t n) {
@@ -350,6 +395,8 @@ void Session::WriteNextFrame() {
                         self->EndStream();
                         return;
                       }
+                      self->last_progress_ = std::chrono::steady_clock::now();
+                      self->RunDrainedCallback();
                       self->WriteNextFrame();
                     });
 }
@@ -363,20 +410,68 @@ void Session::Heartbeat() {
   });
 }
 
+void Session::WhenDrained(size_t low_water, std::function<void()> cb) {
+  asio::post(stream_.get_executor(), [self = shared_from_this(), low_water, cb = std::move(cb)] {
+    self->drain_low_water_ = low_water;
+    self->on_drained_ = std::move(cb);
+    self->RunDrainedCallback();
+  });
+}
+
+void Session::RunDrainedCallback() {
+  if (on_drained_ && (queued_bytes_.load() <= drain_low_water_ || stream_closed_.load())) {
+    auto cb = std::move(on_drained_);
+    on_drained_ = nullptr;
+    cb();
+  }
+}
+
+void Session::CheckStall() {
+  const auto timeout = ToChrono(server_.options().stall_timeout);
+  stall_timer_.expires_after(timeout / 4);
+  stall_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+    if (ec || self->stream_closed_.load()) return;
+    if (!self->frames_.empty() &&
+        std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
+      self->HangUp("stalled");
+      return;
+    }
+    self->CheckStall();
+  });
+}
+
+void Session::HangUp(const char* reason) {
+  if (stream_closed_.load() || hang_up_) return;
+  spdlog::info("sse_client_too_slow reason={} queued_bytes={}", reason, queued_bytes_.load());
+  ++server_.slow_clients_;
+  if (server_.options().on_slow_client) server_.options().on_slow_client();
+  hanging_up_ = true;
+  hang_up_ = true;
+  if (writing_) {  // The socket is full: the client takes nothing, so no hint can reach it.
+    EndStream();
+    return;
+  }
+  // Drop what it has not taken, tell it to resync, then hang up.
+  queued_bytes_ = 0;
+  frames_.clear();
+  frames_.push_back("event: resync\ndata: {\"reason\":\"client too slow\"}\n\n");
+  queued_bytes_ += frames_.back().size();
+  WriteNextFrame();
+}
+
 void Session::WatchPeer() {
   // A browser never sends on an event stream; any read completion means it
   // went away.
-  stream_.socket().async_read_some(asio::buffer(&peer_byte_, 1),
-                                   [self = shared_from_this()](beast::error_code, size_t) {
-                                     self->EndStream();
-                                   });
+  stream_.socket().async_read_some(
+      asio::buffer(&peer_byte_, 1),
+      [self = shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
 }
 
 void Session::EndStream() {
   if (stream_closed_.exchange(true)) return;
   --server_.open_streams_;
   heartbeat_.cancel();
-  // Let queued frames that are already writing finish; drop the rest.
+  stall_timer_.cancel();
   beast::error_code ec;
   stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);
@@ -387,13 +482,14 @@ void Session::EndStream() {
     on_close_ = nullptr;
   }
   if (cb) cb();
+  RunDrainedCallback();
   server_.Forget(this);
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
-                                                               Handler handler) {
+                                                              Handler handler) {
   auto server = std::make_unique<Server>(options, std::move(handler));
   if (absl::Status s = server->Listen(); !s.ok()) return s;
   return std::unique_ptr<HttpServer>(std::move(server));

@@ -20,10 +20,10 @@ namespace taskgrid::gateway {
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
-  std::string method;                         // "GET"
-  std::string path;                           // Without the query string.
-  std::map<std::string, std::string> query;   // Percent-decoded.
-  std::map<std::string, std::string> headers; // Lower-case names.
+  std::string method;                          // "GET"
+  std::string path;                            // Without the query string.
+  std::map<std::string, std::string> query;    // Percent-decoded.
+  std::map<std::string, std::string> headers;  // Lower-case names.
   std::string body;
 
   std::string Header(const std::string& name) const {
@@ -52,9 +52,15 @@ class EventStreamWriter {
   virtual bool Write(std::string data) = 0;
   virtual void Close() = 0;
   virtual bool closed() const = 0;
-  // Runs once, on the server's thread, when the stream ends for any reason.
-  // Set it before the first Write.
+  // Runs once, on the server's thread, when the stream ends for any reason
+  // (at once if it already has).
   virtual void OnClose(std::function<void()> callback) = 0;
+  // Bytes written to the stream that the client has not taken yet.
+  virtual size_t queued_bytes() const = 0;
+  // Runs once, on the server's thread, when queued bytes fall to
+  // `low_water` or below (at once if they are). Lets a producer pause
+  // instead of queueing without bound.
+  virtual void WhenDrained(size_t low_water, std::function<void()> callback) = 0;
 };
 
 // Answers one request. Thread-safe; call exactly one of Reply or
@@ -73,10 +79,15 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1:8080";
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
-  // Bytes queued per event stream before the client counts as too slow.
-  size_t max_stream_queue_bytes = 1 << 20;
+  // Hard bound on bytes queued per event stream; a client past it is cut off.
+  size_t max_stream_queue_bytes = 4 << 20;
+  // A stream client that takes nothing for this long while bytes wait is cut
+  // off with a resync hint.
+  absl::Duration stall_timeout = absl::Seconds(30);
   // Comment frames keep idle streams (and proxies) alive.
   absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Called (on the server's thread) each time a stream client is cut off.
+  std::function<void()> on_slow_client;
   // Idle keep-alive connections are closed after this.
   absl::Duration idle_timeout = absl::Seconds(60);
 };
@@ -94,6 +105,8 @@ class HttpServer {
   virtual void Shutdown() = 0;
   // Open event streams now.
   virtual size_t open_streams() const = 0;
+  // Event streams cut off because the client did not keep up.
+  virtual size_t slow_clients() const = 0;
 };
 
 }  // namespace taskgrid::gateway

@@ -1,0 +1,133 @@
+#include "services/gateway/event_stream.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "services/common/proto_time.h"
+#include "services/gateway/json.h"
+
+namespace taskgrid::gateway {
+namespace {
+
+bool IsFinal(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
+
+// data: lines may not contain raw newlines; proto JSON never does.
+std::string Frame(uint64_t id, absl::string_view event, absl::string_view data) {
+  return absl::StrCat("id: ", id, "\nevent: ", event, "\ndata: ", data, "\n\n");
+}
+
+// nodelink's documented response frame.
+std::string NodelinkFrame(const v1::TaskEvent& e, int64_t sequence) {
+  std::string status = "SUCCESS", output, type = "stdout";
+  bool final = false;
+  int exit_code = 0;
+  if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+    output = e.output().data();
+    if (e.output().stream() == v1::OUTPUT_STREAM_STDERR) type = "stderr";
+  } else {
+    final = true;
+    type = "exit";
+    exit_code =
+        e.task().exit().signal() ? 128 + e.task().exit().signal() : e.task().exit().exit_code();
+    if (e.task().status() != v1::TASK_STATUS_SUCCEEDED) {
+      status = absl::AsciiStrToUpper(NodelinkStatus(e.task().status()));
+      output = e.task().status_reason();
+    }
+  }
+  const int64_t ms = absl::ToUnixMillis(FromProto(e.time()));
+  const std::string data = absl::StrCat(
+      R"({"event_response":{"event_ref":)", JsonString(e.task_id()), R"(,"status":)",
+      JsonString(status), R"(,"result":{"data":{"output":)", JsonString(output), R"(,"type":)",
+      JsonString(type), R"(,"timestamp":)", ms, R"(,"sequence":)", sequence, R"(,"is_final":)",
+      final ? "true" : "false", R"(,"exit_code":)", exit_code, "}}}}");
+  return Frame(e.cursor(), "response", data);
+}
+
+}  // namespace
+
+std::string SseEventName(v1::EventType type) {
+  if (type == v1::EVENT_TYPE_RESYNC) return "resync";
+  // EVENT_TYPE_TASK_STATUS -> task:status; EVENT_TYPE_AGENT_CONNECTED -> agent:connected.
+  std::string name =
+      absl::AsciiStrToLower(v1::EventType_Name(type).substr(sizeof("EVENT_TYPE_") - 1));
+  const size_t underscore = name.find('_');
+  if (underscore != std::string::npos) name[underscore] = ':';
+  return name;
+}
+
+void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
+                        const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
+                        StreamFormat format, std::vector<std::string> initial,
+                        GatewayMetrics& metrics) {
+  auto stream = std::shared_ptr<EventStream>(new EventStream(writer, format, metrics));
+  stream->self_ = stream;
+  stream->request_ = watch;
+  if (!api_key.empty()) stream->context_.AddMetadata("x-api-key", api_key);
+  for (auto& frame : initial) writer->Write(std::move(frame));
+  writer->Write("retry: 2000\n\n");
+  metrics.sse_clients.Increment();
+  // The client leaving ends the Watch; the weak pointer tolerates the Watch
+  // having ended first.
+  std::weak_ptr<EventStream> weak = stream;
+  writer->OnClose([weak] {
+    if (auto s = weak.lock()) s->context_.TryCancel();
+  });
+  stub.async()->Watch(&stream->context_, &stream->request_, stream.get());
+  stream->StartRead(&stream->batch_);
+  stream->StartCall();
+}
+
+bool EventStream::Deliver(const v1::TaskEvent& e) {
+  std::string frame;
+  bool last = false;
+  if (format_ == StreamFormat::kNodelink) {
+    const bool final_status = e.type() == v1::EVENT_TYPE_TASK_STATUS && IsFinal(e.task().status());
+    if (e.type() != v1::EVENT_TYPE_TASK_LOG && !final_status) return true;
+    frame = NodelinkFrame(e, ++sequence_);
+    last = final_status;
+  } else {
+    frame = Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+  }
+  if (!writer_->Write(std::move(frame))) {
+    metrics_.events_dropped.Increment();
+    return false;
+  }
+  metrics_.events_delivered.Increment();
+  return !last;
+}
+
+void EventStream::OnReadDone(bool ok) {
+  if (!ok) return;  // OnDone follows.
+  for (const v1::TaskEvent& e : batch_.events()) {
+    if (!Deliver(e)) {
+      writer_->Close();
+      context_.TryCancel();
+      return;
+    }
+  }
+  if (writer_->queued_bytes() <= kHighWaterBytes) {
+    StartRead(&batch_);
+    return;
+  }
+  // Backpressure: stop reading the Watch (the coordinator keeps only our
+  // cursor) until the client has taken most of what is queued. The hold
+  // keeps the call open while no read is outstanding.
+  AddHold();
+  writer_->WhenDrained(kLowWaterBytes, [self = self_] {
+    if (self->writer_->closed()) self->context_.TryCancel();
+    self->StartRead(&self->batch_);
+    self->RemoveHold();
+  });
+}
+
+void EventStream::OnDone(const grpc::Status& status) {
+  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED && !writer_->closed()) {
+    const HttpResponse error = ErrorResponse(status);
+    writer_->Write(absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
+  }
+  writer_->Close();
+  metrics_.sse_clients.Decrement();
+  self_.reset();  // May delete this.
+}
+
+}  // namespace taskgrid::gateway

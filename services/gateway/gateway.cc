@@ -1,0 +1,479 @@
+#include "services/gateway/gateway.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <spdlog/spdlog.h>
+
+#include <functional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "services/common/auth.h"
+#include "services/common/proto_time.h"
+#include "services/gateway/event_stream.h"
+#include "services/gateway/json.h"
+
+namespace taskgrid::gateway {
+namespace {
+
+constexpr absl::Duration kCallTimeout = absl::Seconds(10);
+
+// The caller's key, forwarded so the coordinator decides what it may do.
+std::string ApiKeyOf(const HttpRequest& req) {
+  if (std::string key = req.Header("x-api-key"); !key.empty()) return key;
+  const std::string auth = req.Header("authorization");
+  if (absl::StartsWithIgnoreCase(auth, "bearer ")) return auth.substr(7);
+  return "";
+}
+
+// One unary call to the coordinator: owns the request, response and context
+// until the callback has run.
+template <typename Req, typename Resp>
+struct Call {
+  grpc::ClientContext context;
+  Req request;
+  Resp response;
+};
+
+template <typename Req, typename Resp, typename Invoke, typename Done>
+void CallCoordinator(const HttpRequest& http, Req request, Invoke invoke, Done done) {
+  auto call = std::make_shared<Call<Req, Resp>>();
+  call->request = std::move(request);
+  if (std::string key = ApiKeyOf(http); !key.empty()) call->context.AddMetadata("x-api-key", key);
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
+  invoke(&call->context, &call->request, &call->response,
+         [call, done = std::move(done)](grpc::Status s) { done(s, call->response); });
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  return absl::StrSplit(s, ',', absl::SkipWhitespace());
+}
+
+std::string Segment(const std::vector<std::string>& parts, size_t i) {
+  return i < parts.size() ? parts[i] : "";
+}
+
+}  // namespace
+
+absl::Status GatewayOptions::Validate() const {
+  if (coordinator_address.empty()) return absl::InvalidArgumentError("coordinator: is required");
+  if (!insecure && !IsLoopbackAddress(http_address)) {
+    return absl::FailedPreconditionError(
+        "http_address " + http_address +
+        " is not loopback: put the gateway behind TLS and keys, or pass --insecure");
+  }
+  return absl::OkStatus();
+}
+
+Gateway::Gateway(const GatewayOptions& options)
+    : options_(options),
+      registry_(std::make_shared<prometheus::Registry>()),
+      metrics_(*registry_) {}
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::unique_ptr<Gateway> g(new Gateway(options));
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetMaxReceiveMessageSize(8 << 20);
+  g->channel_ = grpc::CreateCustomChannel(options.coordinator_address,
+                                          grpc::InsecureChannelCredentials(), args);
+  g->stub_ = v1::TaskService::NewStub(g->channel_);
+  HttpServerOptions http = options.http;
+  http.address = options.http_address;
+  http.on_slow_client = [self = g.get()] { self->metrics_.slow_client_disconnects.Increment(); };
+  Gateway* self = g.get();
+  auto server = HttpServer::Start(http, [self](HttpRequest req, std::shared_ptr<Responder> r) {
+    self->Handle(std::move(req), std::move(r));
+  });
+  if (!server.ok()) return server.status();
+  g->http_ = std::move(*server);
+  if (!options.metrics_address.empty()) {
+    auto m = MetricsServer::Start(options.metrics_address, "gateway", g->registry_);
+    if (!m.ok()) return m.status();
+    g->metrics_server_ = std::move(*m);
+  }
+  spdlog::info("gateway_started http_port={} coordinator={}", g->http_port(),
+               options.coordinator_address);
+  return g;
+}
+
+Gateway::~Gateway() { Shutdown(); }
+
+void Gateway::Shutdown() {
+  if (http_) http_->Shutdown();
+}
+
+void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
+  const absl::Time start = absl::Now();
+  // Every reply goes through here so metrics see the route pattern.
+  auto reply = [this, responder, start](const std::string& route, HttpResponse r) {
+    metrics_.Observe(route, r.status, absl::ToDoubleSeconds(absl::Now() - start));
+    responder->Reply(std::move(r));
+  };
+  auto& async = *stub_->async();
+  const std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+  const std::string& m = req.method;
+  const std::string p0 = Segment(parts, 0), p1 = Segment(parts, 1), p2 = Segment(parts, 2),
+                    p3 = Segment(parts, 3);
+
+  auto proto_reply = [reply](std::string route, int ok_status) {
+    return [reply, route, ok_status](const grpc::Status& s, const google::protobuf::Message& resp) {
+      reply(route, s.ok() ? JsonResponse(ok_status, ToJson(resp)) : ErrorResponse(s));
+    };
+  };
+  auto needs_json = [&](const std::string& route) {
+    const std::string type = req.Header("content-type");
+    if (!absl::StartsWith(absl::AsciiStrToLower(type), "application/json")) {
+      reply(route, ErrorResponse(415, "unsupported_media_type",
+                                 "send the body as Content-Type: application/json"));
+      return false;
+    }
+    return true;
+  };
+  auto get_task = [&](const std::string& id, auto done) {
+    v1::GetRequest g;
+    g.set_task_id(id);
+    CallCoordinator<v1::GetRequest, v1::Task>(
+        req, g, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
+        std::move(done));
+  };
+  auto start_stream = [this, req, responder, reply](const std::string& route,
+                                                    v1::WatchRequest watch, StreamFormat format,
+                                                    std::vector<std::string> initial) {
+    if (const std::string last = req.Header("last-event-id"); !last.empty()) {
+      uint64_t cursor = 0;
+      if (!absl::SimpleAtoi(last, &cursor)) {
+        reply(route, ErrorResponse(400, "invalid_argument", "Last-Event-ID: not a cursor",
+                                   "Last-Event-ID"));
+        return;
+      }
+      watch.set_after_cursor(cursor);
+      initial.clear();  // The client has the state; it resumes after its cursor.
+    }
+    metrics_.Observe(route, 200, 0);
+    auto writer = responder->StartEventStream({{"Access-Control-Allow-Origin", "*"}});
+    EventStream::Start(*stub_, watch, ApiKeyOf(req), std::move(writer), format, std::move(initial),
+                       metrics_);
+  };
+
+  // ---------------------------------------------------------------- health
+  if (m == "GET" && req.path == "/health") {
+    return reply("/health", JsonResponse(200, R"({"status":"ok"})"));
+  }
+  if (m == "GET" && req.path == "/ready") {
+    return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
+        req, v1::StatsRequest(),
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
+        [reply](const grpc::Status& s, const v1::StatsResponse&) {
+          // Any answer (even "unauthenticated") means the coordinator is there.
+          const bool up = s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+                          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
+          reply("/ready", up ? JsonResponse(200, R"({"status":"ready"})")
+                             : ErrorResponse(503, "unavailable", "coordinator unreachable"));
+        });
+  }
+
+  // ---------------------------------------------------------------- /api
+  if (p0 == "api" && p1 == "tasks") {
+    const std::string& id = p2;
+    if (parts.size() == 2 && m == "POST") {
+      if (!needs_json("/api/tasks")) return;
+      v1::SubmitRequest submit;
+      if (absl::Status s = FromJson(req.body, submit.mutable_spec()); !s.ok()) {
+        return reply("/api/tasks", ErrorResponse(400, "invalid_argument", s.message(), "body"));
+      }
+      submit.set_idempotency_key(req.Header("idempotency-key"));
+      return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
+          req, submit, [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
+          [reply](const grpc::Status& s, const v1::SubmitResponse& resp) {
+            if (!s.ok()) return reply("/api/tasks", ErrorResponse(s));
+            HttpResponse r = JsonResponse(resp.existing() ? 200 : 201, ToJson(resp.task()));
+            r.headers.emplace_back("X-Taskgrid-Cursor", std::to_string(resp.cursor()));
+            r.headers.emplace_back("Location", "/api/tasks/" + resp.task().id());
+            reply("/api/tasks", std::move(r));
+          });
+    }
+    if ((parts.size() == 2 && m == "GET") || (id == "active" && parts.size() == 3 && m == "GET")) {
+      const std::string route = id == "active" ? "/api/tasks/active" : "/api/tasks";
+      v1::ListRequest list;
+      if (id == "active") {
+        for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
+                       v1::TASK_STATUS_RUNNING}) {
+          list.add_status(s);
+        }
+      }
+      for (const std::string& s : SplitList(req.Query("status"))) {
+        v1::TaskStatus st;
+        if (!v1::TaskStatus_Parse("TASK_STATUS_" + absl::AsciiStrToUpper(s), &st)) {
+          return reply(route, ErrorResponse(400, "invalid_argument",
+                                            "status: unknown status \"" + s + "\"", "status"));
+        }
+        list.add_status(st);
+      }
+      for (const std::string& s : SplitList(req.Query("priority"))) {
+        int p = -1;
+        if (!absl::SimpleAtoi(s, &p) || !v1::Priority_IsValid(p)) {
+          return reply(route,
+                       ErrorResponse(400, "invalid_argument",
+                                     "priority: must be 0 to 3, got \"" + s + "\"", "priority"));
+        }
+        list.add_priority(static_cast<v1::Priority>(p));
+      }
+      for (const std::string& t : SplitList(req.Query("type"))) list.add_type(t);
+      for (const std::string& t : SplitList(req.Query("tags"))) list.add_tags(t);
+      list.set_agent_id(req.Query("assignedTo"));
+      if (std::string ps = req.Query("pageSize"); !ps.empty()) {
+        int n = 0;
+        if (!absl::SimpleAtoi(ps, &n)) {
+          return reply(
+              route, ErrorResponse(400, "invalid_argument", "pageSize: not a number", "pageSize"));
+        }
+        list.set_page_size(n);
+      }
+      list.set_page_token(req.Query("pageToken"));
+      return CallCoordinator<v1::ListRequest, v1::ListResponse>(
+          req, list, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+          proto_reply(route, 200));
+    }
+    if (id == "stats" && parts.size() == 3 && m == "GET") {
+      return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
+          req, v1::StatsRequest(),
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
+          proto_reply("/api/tasks/stats", 200));
+    }
+    if (id == "cleanup" && parts.size() == 3 && m == "POST") {
+      return reply(
+          "/api/tasks/cleanup",
+          ErrorResponse(501, "unimplemented",
+                        "cleanup is automatic: finished tasks are removed after the "
+                        "coordinator's --retention; delete one with DELETE /api/tasks/{id}"));
+    }
+    if (parts.size() == 3 && m == "GET") {
+      return get_task(id, proto_reply("/api/tasks/{id}", 200));
+    }
+    if (parts.size() == 3 && m == "DELETE") {
+      v1::DeleteRequest del;
+      del.set_task_id(id);
+      return CallCoordinator<v1::DeleteRequest, v1::DeleteResponse>(
+          req, del, [&async](auto* c, auto* q, auto* r, auto cb) { async.Delete(c, q, r, cb); },
+          [reply](const grpc::Status& s, const v1::DeleteResponse&) {
+            reply("/api/tasks/{id}",
+                  s.ok() ? JsonResponse(200, R"({"message":"task deleted"})") : ErrorResponse(s));
+          });
+    }
+    if (parts.size() == 4 && p3 == "cancel" && m == "POST") {
+      v1::CancelRequest cancel;
+      cancel.set_task_id(id);
+      return CallCoordinator<v1::CancelRequest, v1::Task>(
+          req, cancel, [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
+          proto_reply("/api/tasks/{id}/cancel", 200));
+    }
+    if (parts.size() == 4 && (p3 == "status" || p3 == "progress") && m == "PATCH") {
+      return reply("/api/tasks/{id}/" + p3,
+                   ErrorResponse(405, "method_not_allowed",
+                                 p3 == "status" ? "status is owned by the coordinator; use POST "
+                                                  "/api/tasks/{id}/cancel to end a task"
+                                                : "progress comes from the task itself: print "
+                                                  "\"::progress PERCENT MESSAGE\" on stdout"));
+    }
+    if (parts.size() == 4 && p3 == "output" && m == "GET") {
+      v1::GetOutputRequest out;
+      out.set_task_id(id);
+      const std::string stream = req.Query("stream");
+      out.set_stream(stream == "stderr" ? v1::OUTPUT_STREAM_STDERR : v1::OUTPUT_STREAM_STDOUT);
+      if (!stream.empty() && stream != "stdout" && stream != "stderr") {
+        return reply("/api/tasks/{id}/output",
+                     ErrorResponse(400, "invalid_argument", "stream: stdout or stderr", "stream"));
+      }
+      int64_t n = 0;
+      if (!req.Query("offset").empty() && !absl::SimpleAtoi(req.Query("offset"), &n)) {
+        return reply("/api/tasks/{id}/output",
+                     ErrorResponse(400, "invalid_argument", "offset: not a number", "offset"));
+      }
+      out.set_offset(n);
+      return CallCoordinator<v1::GetOutputRequest, v1::GetOutputResponse>(
+          req, out, [&async](auto* c, auto* q, auto* r, auto cb) { async.GetOutput(c, q, r, cb); },
+          proto_reply("/api/tasks/{id}/output", 200));
+    }
+    if (parts.size() == 4 && p3 == "events" && m == "GET") {
+      // The task must exist (404 otherwise); its stream opens with its state
+      // and replays what the coordinator's log still holds.
+      return get_task(id, [start_stream, reply, id](const grpc::Status& s, const v1::Task& t) {
+        if (!s.ok()) return reply("/api/tasks/{id}/events", ErrorResponse(s));
+        v1::WatchRequest watch;
+        watch.set_task_id(id);
+        watch.set_after_cursor(0);
+        start_stream("/api/tasks/{id}/events", watch, StreamFormat::kTaskEvents,
+                     {absl::StrCat("event: initial_state\ndata: ", ToJson(t), "\n\n")});
+      });
+    }
+  }
+  if (m == "GET" && req.path == "/api/events") {
+    v1::WatchRequest watch;
+    watch.set_task_id(req.Query("task"));
+    watch.set_agent_id(req.Query("agent"));
+    for (const std::string& t : SplitList(req.Query("types"))) {
+      std::string name = absl::AsciiStrToUpper(t);
+      std::replace(name.begin(), name.end(), ':', '_');
+      v1::EventType type;
+      if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
+        return reply("/api/events",
+                     ErrorResponse(400, "invalid_argument",
+                                   "types: unknown event type \"" + t + "\"", "types"));
+      }
+      watch.add_types(type);
+    }
+    return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
+  }
+  if (m == "GET" && p0 == "api" && p1 == "agents" && parts.size() == 2) {
+    return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
+        req, v1::ListAgentsRequest(),
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
+        proto_reply("/api/agents", 200));
+  }
+  if (m == "GET" && p0 == "api" && p1 == "v1" && p2 == "tasks" &&
+      Segment(parts, 4) == "stream-info" && parts.size() == 5) {
+    return get_task(p3, [this, reply](const grpc::Status& s, const v1::Task& t) {
+      if (!s.ok()) return reply("/api/v1/tasks/{id}/stream-info", ErrorResponse(s));
+      reply("/api/v1/tasks/{id}/stream-info",
+            JsonResponse(200,
+                         absl::StrCat(R"({"task_id":)", JsonString(t.id()), R"(,"status":)",
+                                      JsonString(NodelinkStatus(t.status())), R"(,"stdout_bytes":)",
+                                      t.stdout().total_bytes(), R"(,"stderr_bytes":)",
+                                      t.stderr().total_bytes(), R"(,"dropped_bytes":)",
+                                      t.stdout().dropped_bytes() + t.stderr().dropped_bytes(),
+                                      R"(,"active_subscribers":)", http_->open_streams(), "}")));
+    });
+  }
+
+  // ---------------------------------------------------------------- nodelink
+  auto nodelink_task = [](const v1::Task& t) {
+    return absl::StrCat(R"({"task_id":)", JsonString(t.id()), R"(,"agent_id":)",
+                        JsonString(t.agent_id().empty() ? t.spec().agent_id() : t.agent_id()),
+                        R"(,"status":)", JsonString(NodelinkStatus(t.status())),
+                        R"(,"created_at":)", JsonString(Rfc3339(t.created_at())),
+                        R"(,"updated_at":)", JsonString(Rfc3339(t.updated_at())), "}");
+  };
+  if (p0 == "tasks" && (p1 == "shell" || p1 == "docker") && parts.size() == 2 && m == "POST") {
+    const std::string route = "/tasks/" + p1;
+    if (p1 == "docker") {
+      return reply(route, ErrorResponse(501, "unimplemented",
+                                        "container tasks are not available in this release"));
+    }
+    if (!needs_json(route)) return;
+    google::protobuf::Struct body;
+    if (absl::Status s = FromJson(req.body, &body); !s.ok()) {
+      return reply(route, ErrorResponse(400, "invalid_argument", s.message(), "body"));
+    }
+    v1::SubmitRequest submit;
+    v1::TaskSpec& spec = *submit.mutable_spec();
+    for (const auto& [key, value] : body.fields()) {
+      if (key == "agent_id" && value.has_string_value()) {
+        spec.set_agent_id(value.string_value());
+      } else if (key == "cmd" && value.has_string_value()) {
+        spec.mutable_shell()->set_command(value.string_value());
+      } else if (key == "timeout" && value.has_number_value() && value.number_value() > 0) {
+        spec.mutable_timeout()->set_seconds(static_cast<int64_t>(value.number_value()));
+      } else {
+        return reply(route, ErrorResponse(400, "invalid_argument",
+                                          key + ": unknown field or wrong type (agent_id and cmd "
+                                                "are strings, timeout is seconds > 0)",
+                                          key));
+      }
+    }
+    if (!spec.has_shell()) {
+      return reply(route, ErrorResponse(400, "invalid_argument", "cmd: is required", "cmd"));
+    }
+    if (!spec.has_timeout()) spec.mutable_timeout()->set_seconds(300);  // nodelink's default.
+    spec.set_type("shell");
+    return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
+        req, submit, [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
+        [reply, route](const grpc::Status& s, const v1::SubmitResponse& resp) {
+          if (!s.ok()) return reply(route, ErrorResponse(s));
+          const v1::Task& t = resp.task();
+          reply(route,
+                JsonResponse(200, absl::StrCat(R"({"task_id":)", JsonString(t.id()),
+                                               R"(,"agent_id":)", JsonString(t.spec().agent_id()),
+                                               R"(,"status":"pending","created_at":)",
+                                               JsonString(Rfc3339(t.created_at())), "}")));
+        });
+  }
+  if (p0 == "tasks" && parts.size() == 2 && m == "GET") {
+    return get_task(p1, [reply, nodelink_task](const grpc::Status& s, const v1::Task& t) {
+      if (!s.ok()) return reply("/tasks/{id}", ErrorResponse(s));
+      std::string body = nodelink_task(t);
+      body.pop_back();
+      absl::StrAppend(&body, R"(,"timeout":)",
+                      JsonString(absl::FormatDuration(FromProto(t.spec().timeout()))), "}");
+      reply("/tasks/{id}", JsonResponse(200, body));
+    });
+  }
+  if (p0 == "tasks" && parts.size() == 2 && m == "DELETE") {
+    v1::CancelRequest cancel;
+    cancel.set_task_id(p1);
+    return CallCoordinator<v1::CancelRequest, v1::Task>(
+        req, cancel, [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
+        [reply](const grpc::Status& s, const v1::Task&) {
+          if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+            // nodelink documents 400 for a task already in a final state.
+            return reply("/tasks/{id}",
+                         ErrorResponse(400, "failed_precondition", s.error_message()));
+          }
+          reply("/tasks/{id}",
+                s.ok() ? JsonResponse(200, R"({"message":"task cancelled"})") : ErrorResponse(s));
+        });
+  }
+  if ((p0 == "tasks" && parts.size() == 1 && m == "GET") ||
+      (p0 == "agents" && p2 == "tasks" && parts.size() == 3 && m == "GET")) {
+    const bool per_agent = p0 == "agents";
+    const std::string route = per_agent ? "/agents/{id}/tasks" : "/tasks";
+    v1::ListRequest list;
+    list.set_agent_id(per_agent ? p1 : "");
+    list.set_page_size(1000);
+    const std::string agent = p1;
+    return CallCoordinator<v1::ListRequest, v1::ListResponse>(
+        req, list, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+        [reply, route, per_agent, agent, nodelink_task](const grpc::Status& s,
+                                                        const v1::ListResponse& resp) {
+          if (!s.ok()) return reply(route, ErrorResponse(s));
+          std::string body = per_agent ? absl::StrCat(R"({"agent_id":)", JsonString(agent), ",")
+                                       : std::string("{");
+          body += R"("tasks":[)";
+          for (int i = 0; i < resp.tasks_size(); ++i) {
+            if (i) body += ",";
+            body += nodelink_task(resp.tasks(i));
+          }
+          body += "]}";
+          reply(route, JsonResponse(200, body));
+        });
+  }
+  if (p0 == "agents" && parts.size() == 1 && m == "GET") {
+    return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
+        req, v1::ListAgentsRequest(),
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
+        proto_reply("/agents", 200));
+  }
+  if (m == "GET" && req.path == "/stream") {
+    const std::string ref = req.Query("ref");
+    if (ref.empty()) {
+      return reply("/stream",
+                   ErrorResponse(400, "invalid_argument", "ref: the task id is required", "ref"));
+    }
+    return get_task(ref, [start_stream, reply, ref](const grpc::Status& s, const v1::Task&) {
+      if (!s.ok()) return reply("/stream", ErrorResponse(s));
+      v1::WatchRequest watch;
+      watch.set_task_id(ref);
+      watch.set_after_cursor(0);
+      start_stream("/stream", watch, StreamFormat::kNodelink, {});
+    });
+  }
+  reply("unmatched", ErrorResponse(404, "not_found", "no route for " + m + " " + req.path));
+}
+
+}  // namespace taskgrid::gateway

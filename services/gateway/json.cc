@@ -1,0 +1,169 @@
+#include "services/gateway/json.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "services/common/proto_time.h"
+
+namespace taskgrid::gateway {
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto s = google::protobuf::util::JsonStringToMessage(json, message, options);
+  if (s.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(std::string(s.message()));
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out += "\"";
+  return out;
+}
+
+HttpResponse JsonResponse(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse ErrorResponse(int status, absl::string_view code, absl::string_view message,
+                           absl::string_view field) {
+  std::string f(field);
+  if (f.empty()) {
+    // Coordinator messages read "field.path: reason".
+    const size_t colon = message.find(": ");
+    const absl::string_view head = message.substr(0, colon);
+    if (colon != absl::string_view::npos && head.find(' ') == absl::string_view::npos) {
+      f = std::string(head);
+    }
+  }
+  return JsonResponse(status,
+                      absl::StrCat(R"({"error":{"code":)", JsonString(code), R"(,"message":)",
+                                   JsonString(message), R"(,"field":)", JsonString(f), "}}"));
+}
+
+HttpResponse ErrorResponse(const grpc::Status& status) {
+  int http = 500;
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      http = 400;
+      break;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      http = 401;
+      break;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      http = 403;
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      http = 404;
+      break;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+      http = 409;
+      break;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      http = 429;
+      break;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      http = 501;
+      break;
+    case grpc::StatusCode::UNAVAILABLE:
+      http = 503;
+      break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      http = 504;
+      break;
+    default:
+      break;
+  }
+  static const char* const kCodes[] = {"ok",
+                                       "cancelled",
+                                       "unknown",
+                                       "invalid_argument",
+                                       "deadline_exceeded",
+                                       "not_found",
+                                       "already_exists",
+                                       "permission_denied",
+                                       "resource_exhausted",
+                                       "failed_precondition",
+                                       "aborted",
+                                       "out_of_range",
+                                       "unimplemented",
+                                       "internal",
+                                       "unavailable",
+                                       "data_loss",
+                                       "unauthenticated"};
+  const int code = static_cast<int>(status.error_code());
+  const std::string message = status.error_code() == grpc::StatusCode::UNAVAILABLE
+                                  ? "coordinator unavailable: " + status.error_message()
+                                  : status.error_message();
+  HttpResponse r = ErrorResponse(http, code >= 0 && code <= 16 ? kCodes[code] : "unknown", message);
+  if (http == 503) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+std::string NodelinkStatus(v1::TaskStatus status) {
+  switch (status) {
+    case v1::TASK_STATUS_DISPATCHED:
+      return "sent";
+    case v1::TASK_STATUS_RUNNING:
+      return "in_progress";
+    case v1::TASK_STATUS_SUCCEEDED:
+      return "completed";
+    case v1::TASK_STATUS_FAILED:
+    case v1::TASK_STATUS_LOST:
+      return "failed";
+    case v1::TASK_STATUS_TIMED_OUT:
+      return "timeout";
+    case v1::TASK_STATUS_CANCELLED:
+      return "cancelled";
+    default:
+      return "pending";
+  }
+}
+
+std::string Rfc3339(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProto(t), absl::UTCTimeZone());
+}
+
+}  // namespace taskgrid::gateway

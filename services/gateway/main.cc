@@ -1,0 +1,59 @@
+// taskgrid-gateway: parses flags, starts a Gateway, waits for SIGINT or
+// SIGTERM, then closes every stream.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "services/common/service_process.h"
+#include "services/gateway/gateway.h"
+
+ABSL_FLAG(std::string, http_address, "127.0.0.1:8080", "HTTP address for browsers and REST.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9103",
+          "Prometheus /metrics address (empty: off).");
+ABSL_FLAG(std::string, coordinator, "",
+          "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
+ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
+ABSL_FLAG(int64_t, max_stream_queue_bytes, 1 << 20,
+          "Bytes queued per event-stream client before it is cut off as too slow.");
+ABSL_FLAG(std::string, port_file, "", "Write the bound HTTP and metrics ports here, one per line.");
+ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("taskgrid gateway: REST and Server-Sent Events for browsers.");
+  absl::ParseCommandLine(argc, argv);
+  if (auto s = taskgrid::InitServiceProcess("gateway", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-gateway: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  taskgrid::gateway::GatewayOptions options;
+  options.http_address = absl::GetFlag(FLAGS_http_address);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
+  if (options.coordinator_address.empty()) {
+    const char* env = std::getenv("TASKGRID_COORDINATOR");
+    options.coordinator_address = env ? env : "127.0.0.1:7000";
+  }
+  options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.http.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
+  options.http.max_stream_queue_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_queue_bytes));
+  auto gateway = taskgrid::gateway::Gateway::Start(options);
+  if (!gateway.ok()) {
+    std::fprintf(stderr, "taskgrid-gateway: %s\n", gateway.status().ToString().c_str());
+    return 1;
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    std::ofstream(path + ".tmp") << (*gateway)->http_port() << "\n"
+                                 << (*gateway)->metrics_port() << "\n";
+    std::rename((path + ".tmp").c_str(), path.c_str());
+  }
+  const int sig = taskgrid::WaitForStopSignal();
+  spdlog::info("gateway_stopping signal={}", sig);
+  (*gateway)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,292 @@
+// The gateway against a real coordinator and agent on loopback, spoken to by
+// an independent HTTP client that parses the SSE wire format itself.
+#include "services/gateway/gateway.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/agent/agent.h"
+#include "services/agent/posix_process_runner.h"
+#include "services/common/testing/test_util.h"
+#include "services/coordinator/coordinator.h"
+#include "tests/http_test_client.h"
+
+namespace taskgrid {
+namespace {
+
+using ::testing::HasSubstr;
+using testing_http::Fetch;
+using testing_http::SseClient;
+using testing_http::SseEvent;
+
+std::string Numbers(int n) {
+  std::string s;
+  for (int i = 1; i <= n; ++i) absl::StrAppend(&s, i, "\n");
+  return s;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(""); }
+
+  void Start(const std::string& api_keys, absl::Duration stall = absl::Seconds(30)) {
+    gateway_.reset();
+    agent_.reset();
+    coordinator_.reset();
+    CoordinatorOptions co;
+    co.grpc_address = "127.0.0.1:0";
+    co.metrics_address = "";
+    co.api_keys = api_keys;
+    auto c = Coordinator::Start(co);
+    ASSERT_TRUE(c.ok()) << c.status();
+    coordinator_ = std::move(*c);
+    const std::string address = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
+    AgentOptions ao;
+    ao.coordinator_address = address;
+    ao.agent_id = "gw-agent";
+    ao.slots = 4;
+    agent_ = std::make_unique<Agent>(ao, runner_, nullptr);
+    agent_->Start();
+    ASSERT_TRUE(WaitFor([&] { return agent_->connected(); }));
+    gateway::GatewayOptions go;
+    go.http_address = "127.0.0.1:0";
+    go.metrics_address = "";
+    go.coordinator_address = address;
+    go.http.max_body_bytes = 64 << 10;
+    go.http.stall_timeout = stall;
+    auto g = gateway::Gateway::Start(go);
+    ASSERT_TRUE(g.ok()) << g.status();
+    gateway_ = std::move(*g);
+    port_ = gateway_->http_port();
+  }
+
+  void TearDown() override {
+    gateway_.reset();
+    agent_.reset();
+    coordinator_.reset();
+  }
+
+  // Creates a task through REST; returns its JSON.
+  v1::Task Create(const std::string& command) {
+    v1::Task t;
+    auto r = Fetch(port_, "POST", "/api/tasks",
+                   absl::StrCat(R"({"shell":{"command":)", "\"", absl::CEscape(command), "\"}}"));
+    EXPECT_EQ(r.status, 201) << r.body;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.body, &t).ok()) << r.body;
+    return t;
+  }
+
+  v1::Task GetTask(const std::string& id) {
+    v1::Task t;
+    auto r = Fetch(port_, "GET", "/api/tasks/" + id);
+    (void)google::protobuf::util::JsonStringToMessage(r.body, &t);
+    return t;
+  }
+
+  bool WaitForStatus(const std::string& id, v1::TaskStatus s) {
+    return WaitFor([&] { return GetTask(id).status() == s; });
+  }
+
+  PosixProcessRunner runner_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<Agent> agent_;
+  std::unique_ptr<gateway::Gateway> gateway_;
+  int port_ = 0;
+};
+
+TEST_F(GatewayTest, TaskLifecycleOverRest) {
+  auto r = Fetch(port_, "GET", "/health");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/ready").status, 200);
+
+  r = Fetch(port_, "POST", "/api/tasks",
+            R"({"type":"report","priority":2,"tags":["nightly"],"context":{"framework":"React"},)"
+            R"("shell":{"command":"echo hello"}})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_THAT(r.body, HasSubstr(R"("id":")"));
+  EXPECT_THAT(r.body, HasSubstr(R"("priority":"PRIORITY_HIGH")"));
+  v1::Task t;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.body, &t).ok());
+  EXPECT_EQ(r.headers["location"], "/api/tasks/" + t.id());
+  ASSERT_TRUE(WaitForStatus(t.id(), v1::TASK_STATUS_SUCCEEDED));
+
+  r = Fetch(port_, "GET", "/api/tasks?priority=2,3&type=report&tags=nightly&status=succeeded");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr(t.id()));
+  r = Fetch(port_, "GET", "/api/tasks?type=other");
+  EXPECT_THAT(r.body, Not(HasSubstr(t.id())));
+  r = Fetch(port_, "GET", "/api/tasks/stats");
+  EXPECT_THAT(r.body, HasSubstr(R"("successRate":1)"));
+  EXPECT_THAT(r.body, HasSubstr(R"("total":1)"));
+  r = Fetch(port_, "GET", "/api/tasks/" + t.id() + "/output?stream=stdout");
+  EXPECT_THAT(r.body, HasSubstr(absl::Base64Escape("hello\n")));
+
+  // Cancelling a final task: 409 on /api, 400 on nodelink's route.
+  EXPECT_EQ(Fetch(port_, "POST", "/api/tasks/" + t.id() + "/cancel").status, 409);
+  EXPECT_EQ(Fetch(port_, "DELETE", "/tasks/" + t.id()).status, 400);
+  EXPECT_EQ(Fetch(port_, "DELETE", "/api/tasks/" + t.id()).status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks/" + t.id()).status, 404);
+
+  v1::Task running = Create("sleep 30");
+  ASSERT_TRUE(WaitForStatus(running.id(), v1::TASK_STATUS_RUNNING));
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks/active").body.find(running.id()) != std::string::npos,
+            true);
+  r = Fetch(port_, "POST", "/api/tasks/" + running.id() + "/cancel");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr("TASK_STATUS_CANCELLED"));
+}
+
+TEST_F(GatewayTest, NodelinkRoutesSpeakNodelink) {
+  auto r = Fetch(port_, "POST", "/tasks/shell",
+                 R"({"agent_id":"gw-agent","cmd":"echo 'Hello World'","timeout":300})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr(R"("agent_id":"gw-agent","status":"pending","created_at":)"));
+  const size_t at = r.body.find(R"("task_id":")") + 11;
+  const std::string id = r.body.substr(at, r.body.find('"', at) - at);
+
+  // The stream ends after the final message.
+  SseClient stream(port_, "/stream?ref=" + id);
+  std::vector<SseEvent> events;
+  SseEvent e;
+  while (stream.Next(e)) events.push_back(e);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0].event, "response");
+  EXPECT_THAT(events[0].data, HasSubstr(R"("output":"Hello World\n","type":"stdout")"));
+  EXPECT_THAT(events.back().data, HasSubstr(R"("is_final":true,"exit_code":0)"));
+  EXPECT_THAT(events.back().data, HasSubstr(R"("status":"SUCCESS")"));
+
+  r = Fetch(port_, "GET", "/tasks/" + id);
+  EXPECT_THAT(r.body, HasSubstr(R"("status":"completed")"));
+  EXPECT_THAT(r.body, HasSubstr(R"("timeout":"5m")"));
+  EXPECT_THAT(Fetch(port_, "GET", "/tasks").body, HasSubstr(id));
+  r = Fetch(port_, "GET", "/agents/gw-agent/tasks");
+  EXPECT_THAT(r.body, HasSubstr(R"({"agent_id":"gw-agent","tasks":[)"));
+  EXPECT_THAT(r.body, HasSubstr(id));
+  EXPECT_THAT(Fetch(port_, "GET", "/agents").body, HasSubstr("gw-agent"));
+  EXPECT_EQ(Fetch(port_, "DELETE", "/tasks/no-such-task").status, 404);
+  EXPECT_EQ(
+      Fetch(port_, "POST", "/tasks/docker", R"({"agent_id":"gw-agent","operation":"run"})").status,
+      501);
+}
+
+TEST_F(GatewayTest, BadInputGetsClearErrors) {
+  auto r = Fetch(port_, "POST", "/api/tasks", "{not json");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr(R"("code":"invalid_argument")"));
+  r = Fetch(port_, "POST", "/api/tasks", R"({"shell":{"command":"true"},"colour":"red"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr("colour"));
+  r = Fetch(port_, "POST", "/api/tasks", R"({"shell":{"command":42}})");
+  EXPECT_EQ(r.status, 400);
+  r = Fetch(port_, "POST", "/api/tasks", R"({"shell":{"command":"  "}})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr(R"("field":"spec.shell.command")"));
+  r = Fetch(port_, "POST", "/api/tasks", R"({"shell":{"command":"true"},"agentId":"ghost"})");
+  EXPECT_EQ(r.status, 404);
+  r = Fetch(port_, "POST", "/api/tasks", "x=1", {{"Content-Type", "text/plain"}});
+  EXPECT_EQ(r.status, 415);
+  r = Fetch(port_, "POST", "/api/tasks", std::string(100 << 10, ' '));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks?pageToken=%%%").status, 400);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks?priority=9").status, 400);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks?status=sleeping").status, 400);
+  EXPECT_EQ(Fetch(port_, "GET", "/nope").status, 404);
+  EXPECT_EQ(Fetch(port_, "PATCH", "/api/tasks/x/status", "{}").status, 405);
+  EXPECT_EQ(Fetch(port_, "POST", "/tasks/shell", R"({"agent_id":"gw-agent"})").status, 400);
+  EXPECT_EQ(Fetch(port_, "POST", "/tasks/shell", R"({"cmd":"true","timeout":"soon"})").status, 400);
+  SseClient bad_cursor(port_, "/api/events", {{"Last-Event-ID", "yesterday"}});
+  EXPECT_EQ(bad_cursor.status(), 400);
+  SseClient unknown(port_, "/api/tasks/nope/events");
+  EXPECT_EQ(unknown.status(), 404);
+  // Still serving.
+  EXPECT_EQ(Fetch(port_, "GET", "/health").status, 200);
+}
+
+TEST_F(GatewayTest, KeysAreForwardedAndEnforcedByTheCoordinator) {
+  Start("reader:read,writer:submit");
+  const std::string body = R"({"shell":{"command":"true"}})";
+  EXPECT_EQ(Fetch(port_, "POST", "/api/tasks", body).status, 401);
+  EXPECT_EQ(Fetch(port_, "POST", "/api/tasks", body, {{"x-api-key", "reader"}}).status, 403);
+  EXPECT_EQ(Fetch(port_, "POST", "/api/tasks", body, {{"Authorization", "Bearer writer"}}).status,
+            201);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks", "", {{"x-api-key", "reader"}}).status, 200);
+}
+
+// Joins the stdout carried by task:log events, checking offsets line up.
+struct Collected {
+  std::string out;
+  std::string last_id;
+  bool contiguous = true;
+  bool final = false;
+};
+
+void Collect(SseClient& client, Collected& c, size_t stop_after_bytes) {
+  SseEvent e;
+  while (!c.final && c.out.size() < stop_after_bytes && client.Next(e)) {
+    if (!e.id.empty()) c.last_id = e.id;
+    v1::TaskEvent ev;
+    if (e.event == "initial_state") continue;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(e.data, &ev).ok()) << e.data;
+    if (e.event == "task:log" && ev.output().stream() == v1::OUTPUT_STREAM_STDOUT) {
+      if (ev.output().offset() != static_cast<int64_t>(c.out.size())) c.contiguous = false;
+      c.out += ev.output().data();
+    }
+    if (e.event == "resync") c.contiguous = false;
+    if (e.event == "task:status" && ev.task().status() >= v1::TASK_STATUS_SUCCEEDED) c.final = true;
+  }
+}
+
+TEST_F(GatewayTest, SseResumesWithLastEventIdByteExact) {
+  v1::Task t = Create("seq 1 750000");  // About 5 MB.
+  const std::string expected = Numbers(750000);
+  Collected c;
+  {
+    SseClient first(port_, "/api/tasks/" + t.id() + "/events");
+    ASSERT_EQ(first.status(), 200);
+    SseEvent initial;
+    ASSERT_TRUE(first.Next(initial));
+    EXPECT_EQ(initial.event, "initial_state");
+    Collect(first, c, expected.size() / 2);
+  }  // Disconnects halfway.
+  ASSERT_FALSE(c.final);
+  ASSERT_FALSE(c.last_id.empty());
+  SseClient second(port_, "/api/tasks/" + t.id() + "/events", {{"Last-Event-ID", c.last_id}});
+  ASSERT_EQ(second.status(), 200);
+  Collect(second, c, SIZE_MAX);
+  EXPECT_TRUE(c.final);
+  EXPECT_TRUE(c.contiguous);
+  EXPECT_EQ(c.out.size(), expected.size());
+  EXPECT_TRUE(c.out == expected);
+}
+
+TEST_F(GatewayTest, ClientThatNeverReadsIsCutOffWhileOthersKeepUp) {
+  Start("", /*stall=*/absl::Milliseconds(800));
+  SseClient stuck(port_, "/api/events");  // Never reads after the headers.
+  SseClient healthy(port_, "/api/events");
+  ASSERT_EQ(healthy.status(), 200);
+  // Plenty of events: output larger than the socket buffers can hide.
+  v1::Task t = Create("head -c 20000000 /dev/zero | tr '\\0' x");
+  Collected c;
+  SseEvent e;
+  bool saw_final = false;
+  while (!saw_final && healthy.Next(e, absl::Seconds(20))) {
+    if (e.event == "task:status") {
+      v1::TaskEvent ev;
+      ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(e.data, &ev).ok());
+      saw_final = ev.task().id() == t.id() && ev.task().status() == v1::TASK_STATUS_SUCCEEDED;
+    }
+  }
+  EXPECT_TRUE(saw_final);
+  // The stuck client was cut off; reading now drains its socket to the end.
+  EXPECT_TRUE(WaitFor([&] { return gateway_->http().slow_clients() >= 1; }, absl::Seconds(20)));
+  SseEvent ignored;
+  while (stuck.Next(ignored, absl::Seconds(5))) {
+  }
+  EXPECT_EQ(gateway_->http().open_streams(), 1u);  // Only the healthy one.
+}
+
+}  // namespace
+}  // namespace taskgrid
