@@ -442,6 +442,7 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
     }
   }
   if (more) response.set_next_page_token(EncodePageToken(last_seq));
+  response.set_cursor(events_.last_cursor());  // Consistent: events append under mu_.
   response.set_total(total);
   return response;
 }

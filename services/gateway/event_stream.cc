@@ -58,10 +58,11 @@ std::string SseEventName(v1::EventType type) {
 void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
                         const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
                         StreamFormat format, std::vector<std::string> initial,
-                        GatewayMetrics& metrics) {
+                        GatewayMetrics& metrics, std::function<void()> on_end) {
   auto stream = std::shared_ptr<EventStream>(new EventStream(writer, format, metrics));
   stream->self_ = stream;
   stream->request_ = watch;
+  stream->on_end_ = std::move(on_end);
   if (!api_key.empty()) stream->context_.AddMetadata("x-api-key", api_key);
   for (auto& frame : initial) writer->Write(std::move(frame));
   writer->Write("retry: 2000\n\n");
@@ -127,6 +128,7 @@ void EventStream::OnDone(const grpc::Status& status) {
   }
   writer_->Close();
   metrics_.sse_clients.Decrement();
+  if (on_end_) on_end_();
   self_.reset();  // May delete this.
 }
 

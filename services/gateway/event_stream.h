@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,10 +35,12 @@ std::string SseEventName(v1::EventType type);
 class EventStream final : public grpc::ClientReadReactor<v1::WatchResponse> {
  public:
   // Starts `watch` and writes its events to `writer`. Frames in `initial`
-  // are written first. `api_key` is forwarded to the coordinator.
+  // are written first. `api_key` is forwarded to the coordinator. `on_end`
+  // runs once when the stream is over.
   static void Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
                     const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
-                    StreamFormat format, std::vector<std::string> initial, GatewayMetrics& metrics);
+                    StreamFormat format, std::vector<std::string> initial, GatewayMetrics& metrics,
+                    std::function<void()> on_end);
 
  private:
   EventStream(std::shared_ptr<EventStreamWriter> writer, StreamFormat format,
@@ -59,6 +62,7 @@ class EventStream final : public grpc::ClientReadReactor<v1::WatchResponse> {
   const StreamFormat format_;
   GatewayMetrics& metrics_;
   std::shared_ptr<EventStream> self_;
+  std::function<void()> on_end_;
   int64_t sequence_ = 0;  // nodelink's per-stream message counter.
 };
 

@@ -15,6 +15,7 @@
 #include "services/common/proto_time.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/json.h"
+#include "services/gateway/web_assets.h"
 
 namespace taskgrid::gateway {
 namespace {
@@ -109,6 +110,12 @@ void Gateway::Shutdown() {
   if (http_) http_->Shutdown();
 }
 
+int Gateway::StreamsFor(const std::string& task_id) {
+  absl::MutexLock lock(&streams_mu_);
+  auto it = task_streams_.find(task_id);
+  return it == task_streams_.end() ? 0 : it->second;
+}
+
 void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   const absl::Time start = absl::Now();
   // Every reply goes through here so metrics see the route pattern.
@@ -158,9 +165,30 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     metrics_.Observe(route, 200, 0);
     auto writer = responder->StartEventStream({{"Access-Control-Allow-Origin", "*"}});
+    const std::string task = watch.task_id();
+    {
+      absl::MutexLock lock(&streams_mu_);
+      ++task_streams_[task];
+    }
     EventStream::Start(*stub_, watch, ApiKeyOf(req), std::move(writer), format, std::move(initial),
-                       metrics_);
+                       metrics_, [this, task] {
+                         absl::MutexLock lock(&streams_mu_);
+                         if (--task_streams_[task] == 0) task_streams_.erase(task);
+                       });
   };
+
+  // ---------------------------------------------------------------- static
+  if (m == "GET") {
+    const auto& assets = web::Assets();
+    auto it = assets.find(req.path == "/" ? "/index.html" : req.path);
+    if (it != assets.end()) {
+      HttpResponse r;
+      r.content_type = std::string(it->second.first);
+      r.body = std::string(it->second.second);
+      r.headers.emplace_back("Cache-Control", "no-cache");
+      return reply(req.path == "/" ? "/index.html" : req.path, std::move(r));
+    }
+  }
 
   // ---------------------------------------------------------------- health
   if (m == "GET" && req.path == "/health") {
@@ -329,7 +357,27 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       }
       watch.add_types(type);
     }
-    return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
+    if (!req.Header("last-event-id").empty()) {
+      return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
+    }
+    // A new client first gets the unfinished tasks, then every event after
+    // the cursor of that listing: nothing falls between the two.
+    v1::ListRequest active;
+    for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
+                   v1::TASK_STATUS_RUNNING}) {
+      active.add_status(s);
+    }
+    active.set_page_size(1000);
+    return CallCoordinator<v1::ListRequest, v1::ListResponse>(
+        req, active, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+        [start_stream, reply, watch](const grpc::Status& s, const v1::ListResponse& list) {
+          if (!s.ok()) return reply("/api/events", ErrorResponse(s));
+          v1::WatchRequest after = watch;
+          after.set_after_cursor(list.cursor());
+          start_stream("/api/events", after, StreamFormat::kTaskEvents,
+                       {absl::StrCat("id: ", list.cursor(),
+                                     "\nevent: initial_state\ndata: ", ToJson(list), "\n\n")});
+        });
   }
   if (m == "GET" && p0 == "api" && p1 == "agents" && parts.size() == 2) {
     return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
@@ -340,15 +388,20 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   if (m == "GET" && p0 == "api" && p1 == "v1" && p2 == "tasks" &&
       Segment(parts, 4) == "stream-info" && parts.size() == 5) {
     return get_task(p3, [this, reply](const grpc::Status& s, const v1::Task& t) {
-      if (!s.ok()) return reply("/api/v1/tasks/{id}/stream-info", ErrorResponse(s));
-      reply("/api/v1/tasks/{id}/stream-info",
-            JsonResponse(200,
-                         absl::StrCat(R"({"task_id":)", JsonString(t.id()), R"(,"status":)",
-                                      JsonString(NodelinkStatus(t.status())), R"(,"stdout_bytes":)",
-                                      t.stdout().total_bytes(), R"(,"stderr_bytes":)",
-                                      t.stderr().total_bytes(), R"(,"dropped_bytes":)",
-                                      t.stdout().dropped_bytes() + t.stderr().dropped_bytes(),
-                                      R"(,"active_subscribers":)", http_->open_streams(), "}")));
+      const std::string route = "/api/v1/tasks/{id}/stream-info";
+      if (!s.ok()) return reply(route, ErrorResponse(s));
+      const bool final = t.status() >= v1::TASK_STATUS_SUCCEEDED;
+      reply(route,
+            JsonResponse(
+                200,
+                absl::StrCat(R"({"thread_id":)", JsonString(t.id()), R"(,"stream_key":)",
+                             JsonString("taskgrid:task:" + t.id()), R"(,"stream_length":)",
+                             t.stdout().total_bytes() + t.stderr().total_bytes(),
+                             R"(,"stdout_bytes":)", t.stdout().total_bytes(), R"(,"stderr_bytes":)",
+                             t.stderr().total_bytes(), R"(,"dropped_bytes":)",
+                             t.stdout().dropped_bytes() + t.stderr().dropped_bytes(),
+                             R"(,"active_connections":)", StreamsFor(t.id()),
+                             R"(,"consumer_active":)", final ? "false" : "true", "}")));
     });
   }
 

@@ -12,7 +12,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/metrics_server.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
@@ -51,6 +53,8 @@ class Gateway {
  private:
   explicit Gateway(const GatewayOptions& options);
   void Handle(HttpRequest request, std::shared_ptr<Responder> responder);
+  // Open event streams of one task on this gateway.
+  int StreamsFor(const std::string& task_id) ABSL_LOCKS_EXCLUDED(streams_mu_);
 
   const GatewayOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -59,6 +63,8 @@ class Gateway {
   std::unique_ptr<v1::TaskService::Stub> stub_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<MetricsServer> metrics_server_;
+  absl::Mutex streams_mu_;
+  absl::flat_hash_map<std::string, int> task_streams_ ABSL_GUARDED_BY(streams_mu_);
 };
 
 }  // namespace taskgrid::gateway

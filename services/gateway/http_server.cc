@@ -258,7 +258,11 @@ Session::Session(tcp::socket socket, Server& server)
 void Session::Close() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
     if (self->streaming_) {
-      self->EndStream();
+      // Graceful: what is queued still goes out, then the stream ends (the
+      // stall check ends it if the client takes nothing).
+      self->hang_up_ = true;
+      self->hanging_up_ = true;
+      self->WriteNextFrame();
     } else {
       beast::error_code ec;
       self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -433,7 +437,11 @@ void Session::CheckStall() {
     if (ec || self->stream_closed_.load()) return;
     if (!self->frames_.empty() &&
         std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
-      self->HangUp("stalled");
+      if (self->hang_up_) {
+        self->EndStream();  // Already ending; the client will not take the rest.
+      } else {
+        self->HangUp("stalled");
+      }
       return;
     }
     self->CheckStall();
