@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs a local cluster: one coordinator
-# (in-memory store) and two agents on 127.0.0.1, then a sample task. Stops
-# everything on Ctrl-C. Ports: gRPC 7000, metrics 9100 (coordinator),
-# 9101-9102 (agents).
+# (in-memory store), two agents and the gateway on 127.0.0.1, then a sample
+# task. Stops everything on Ctrl-C. Ports: gRPC 7000, dashboard and REST
+# 8080, metrics 9100 (coordinator), 9101-9102 (agents), 9103 (gateway).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
@@ -17,6 +17,7 @@ export TASKGRID_COORDINATOR=127.0.0.1:7000
 for _ in $(seq 100); do "$bin/cli/taskgrid" agents >/dev/null 2>&1 && break; sleep 0.1; done
 "$bin/agent/taskgrid-agent" --agent_id=local-1 --labels=role=web --metrics_address=127.0.0.1:9101 & pids+=($!)
 "$bin/agent/taskgrid-agent" --agent_id=local-2 --labels=role=db --metrics_address=127.0.0.1:9102 & pids+=($!)
+"$bin/gateway/taskgrid-gateway" --http_address=127.0.0.1:8080 --metrics_address=127.0.0.1:9103 & pids+=($!)
 for _ in $(seq 100); do
   [ "$("$bin/cli/taskgrid" agents 2>/dev/null | grep -c connected)" -eq 2 ] && break
   sleep 0.1
@@ -26,10 +27,12 @@ echo "+ taskgrid run --selector role=web -- 'echo hello from \$TASKGRID_AGENT_ID
 "$bin/cli/taskgrid" run --selector role=web -- 'echo hello from $TASKGRID_AGENT_ID; uname -sr' </dev/null
 cat <<MSG
 
-taskgrid is running. In another terminal:
+taskgrid is running. Dashboard: http://127.0.0.1:8080/  In another terminal:
   export TASKGRID_COORDINATOR=$TASKGRID_COORDINATOR PATH=$bin/cli:\$PATH
   taskgrid run -- 'for i in 1 2 3; do echo tick \$i; sleep 1; done'
   taskgrid list; taskgrid stats; curl -s 127.0.0.1:9100/metrics | grep ^coordinator_
+  curl -s -XPOST 127.0.0.1:8080/api/tasks -H 'Content-Type: application/json' -d '{"shell":{"command":"uptime"}}'
+  curl -N 127.0.0.1:8080/api/events
 Ctrl-C stops the cluster.
 MSG
 wait
