@@ -13,6 +13,7 @@
 #include "services/common/testing/test_util.h"
 #include "services/coordinator/coordinator.h"
 #include "tests/http_test_client.h"
+#include "tests/websocket_test_client.h"
 
 namespace taskgrid {
 namespace {
@@ -286,6 +287,57 @@ TEST_F(GatewayTest, ClientThatNeverReadsIsCutOffWhileOthersKeepUp) {
   while (stuck.Next(ignored, absl::Seconds(5))) {
   }
   EXPECT_EQ(gateway_->http().open_streams(), 1u);  // Only the healthy one.
+}
+
+TEST_F(GatewayTest, RedisSreWebSocketSendsInitialStateThenUpdates) {
+  v1::Task t = Create("echo '::progress 50 halfway'; sleep 0.3; echo done");
+  testing_ws::Client ws(port_, "/api/v1/ws/tasks/" + t.id());
+  ASSERT_TRUE(ws.ok());
+  auto first = ws.Next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_THAT(*first, HasSubstr(R"("update_type":"initial_state","thread_id":")" + t.id()));
+  ws.Send(R"({"type":"ping"})");
+  bool pong = false, progress = false, completed = false;
+  std::string output;
+  while (!completed) {
+    auto m = ws.Next();
+    ASSERT_TRUE(m.has_value()) << "stream ended early";
+    pong |= *m == R"({"type":"pong"})";
+    progress |= absl::StrContains(*m, R"("update_type":"progress","progress":50)");
+    if (absl::StrContains(*m, R"("update_type":"output")")) output += *m;
+    completed = absl::StrContains(*m, R"("status":"completed")");
+  }
+  EXPECT_TRUE(pong);
+  EXPECT_TRUE(progress);
+  EXPECT_THAT(output, HasSubstr(R"(done\n)"));
+}
+
+TEST_F(GatewayTest, WebSocketForUnknownTaskClosesWith4004) {
+  testing_ws::Client ws(port_, "/api/v1/ws/tasks/no-such-task");
+  ASSERT_TRUE(ws.ok());
+  EXPECT_FALSE(ws.Next().has_value());
+  EXPECT_EQ(ws.close_code(), 4004);
+}
+
+TEST_F(GatewayTest, MonitoringWebSocketFiltersByTaskAndType) {
+  v1::Task other = Create("true");
+  testing_ws::Client ws(port_, "/ws/monitoring?event_types=task:status&task_id=WATCHED");
+  ASSERT_TRUE(ws.ok());
+  auto first = ws.Next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_THAT(*first, HasSubstr(R"("type":"stats_snapshot")"));
+  testing_ws::Client all(port_, "/ws/monitoring?event_types=task:status");
+  ASSERT_TRUE(all.ok());
+  ASSERT_TRUE(all.Next().has_value());  // Its snapshot.
+  v1::Task t = Create("true");
+  bool saw = false;
+  while (!saw) {
+    auto m = all.Next();
+    ASSERT_TRUE(m.has_value());
+    EXPECT_THAT(*m, HasSubstr(R"("type":"task:status")"));
+    saw = absl::StrContains(*m, t.id()) && absl::StrContains(*m, "TASK_STATUS_SUCCEEDED");
+  }
+  (void)other;
 }
 
 }  // namespace

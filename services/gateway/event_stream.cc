@@ -43,6 +43,32 @@ std::string NodelinkFrame(const v1::TaskEvent& e, int64_t sequence) {
   return Frame(e.cursor(), "response", data);
 }
 
+std::string RedisSreMessage(const v1::TaskEvent& e) {
+  const std::string head =
+      absl::StrCat(R"({"thread_id":)", JsonString(e.task_id()), R"(,"cursor":)", e.cursor(),
+                   R"(,"timestamp":)", JsonString(Rfc3339(e.time())));
+  switch (e.type()) {
+    case v1::EVENT_TYPE_TASK_STATUS: {
+      const std::string status = NodelinkStatus(e.task().status());
+      return absl::StrCat(head, R"(,"update_type":"status_change","status":)", JsonString(status),
+                          R"(,"message":)", JsonString("Status changed to " + status), "}");
+    }
+    case v1::EVENT_TYPE_TASK_PROGRESS:
+      return absl::StrCat(head, R"(,"update_type":"progress","progress":)", e.progress().percent(),
+                          R"(,"message":)", JsonString(e.progress().message()), "}");
+    case v1::EVENT_TYPE_TASK_LOG:
+      return absl::StrCat(
+          head, R"(,"update_type":"output","stream":)",
+          e.output().stream() == v1::OUTPUT_STREAM_STDERR ? R"("stderr")" : R"("stdout")",
+          R"(,"offset":)", e.output().offset(), R"(,"message":)", JsonString(e.output().data()),
+          "}");
+    case v1::EVENT_TYPE_RESYNC:
+      return absl::StrCat(head, R"(,"update_type":"resync"})");
+    default:
+      return "";
+  }
+}
+
 }  // namespace
 
 std::string SseEventName(v1::EventType type) {
@@ -65,7 +91,8 @@ void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& wat
   stream->on_end_ = std::move(on_end);
   if (!api_key.empty()) stream->context_.AddMetadata("x-api-key", api_key);
   for (auto& frame : initial) writer->Write(std::move(frame));
-  writer->Write("retry: 2000\n\n");
+  const bool sse = format == StreamFormat::kTaskEvents || format == StreamFormat::kNodelink;
+  if (sse) writer->Write("retry: 2000\n\n");
   metrics.sse_clients.Increment();
   // The client leaving ends the Watch; the weak pointer tolerates the Watch
   // having ended first.
@@ -81,13 +108,26 @@ void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& wat
 bool EventStream::Deliver(const v1::TaskEvent& e) {
   std::string frame;
   bool last = false;
-  if (format_ == StreamFormat::kNodelink) {
-    const bool final_status = e.type() == v1::EVENT_TYPE_TASK_STATUS && IsFinal(e.task().status());
-    if (e.type() != v1::EVENT_TYPE_TASK_LOG && !final_status) return true;
-    frame = NodelinkFrame(e, ++sequence_);
-    last = final_status;
-  } else {
-    frame = Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+  switch (format_) {
+    case StreamFormat::kNodelink: {
+      const bool final_status =
+          e.type() == v1::EVENT_TYPE_TASK_STATUS && IsFinal(e.task().status());
+      if (e.type() != v1::EVENT_TYPE_TASK_LOG && !final_status) return true;
+      frame = NodelinkFrame(e, ++sequence_);
+      last = final_status;
+      break;
+    }
+    case StreamFormat::kTaskEvents:
+      frame = Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+      break;
+    case StreamFormat::kWebSocketEvents:
+      frame = absl::StrCat(R"({"type":)", JsonString(SseEventName(e.type())), R"(,"cursor":)",
+                           e.cursor(), R"(,"event":)", ToJson(e), "}");
+      break;
+    case StreamFormat::kRedisSre:
+      frame = RedisSreMessage(e);
+      if (frame.empty()) return true;
+      break;
   }
   if (!writer_->Write(std::move(frame))) {
     metrics_.events_dropped.Increment();
@@ -122,7 +162,9 @@ void EventStream::OnReadDone(bool ok) {
 }
 
 void EventStream::OnDone(const grpc::Status& status) {
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED && !writer_->closed()) {
+  const bool sse = format_ == StreamFormat::kTaskEvents || format_ == StreamFormat::kNodelink;
+  if (sse && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED &&
+      !writer_->closed()) {
     const HttpResponse error = ErrorResponse(status);
     writer_->Write(absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
   }

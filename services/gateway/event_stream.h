@@ -25,6 +25,11 @@ enum class StreamFormat {
   // nodelink's `event: response` frames for one task's output, ending after
   // the final one.
   kNodelink,
+  // WebSocket text messages {"type": "task:status", "cursor", "event"}.
+  kWebSocketEvents,
+  // Redis SRE's WebSocket messages for one task: {"update_type":
+  // "status_change" | "progress" | "output", "thread_id", ...}.
+  kRedisSre,
 };
 
 // The SSE name of an event type ("task:status", "agent:connected", ...).

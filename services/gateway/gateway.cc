@@ -177,6 +177,82 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
                        });
   };
 
+  // ---------------------------------------------------------------- WebSocket
+  if (req.websocket) {
+    // Messages from the client: {"type":"ping"} is answered with a pong.
+    auto serve = [this, req](std::shared_ptr<WebSocketConnection> ws, v1::WatchRequest watch,
+                             StreamFormat format, std::vector<std::string> initial) {
+      std::weak_ptr<WebSocketConnection> weak = ws;
+      ws->OnMessage([weak](std::string text) {
+        auto conn = weak.lock();
+        if (!conn) return;
+        google::protobuf::Struct msg;
+        if (FromJson(text, &msg).ok() && msg.fields().count("type") &&
+            msg.fields().at("type").string_value() == "ping") {
+          conn->Write(R"({"type":"pong"})");
+        }
+      });
+      if (const std::string after = req.Query("after"); !after.empty()) {
+        uint64_t cursor = 0;
+        if (!absl::SimpleAtoi(after, &cursor)) return ws->CloseWith(4400, "after: not a cursor");
+        watch.set_after_cursor(cursor);
+        initial.clear();
+      }
+      metrics_.Observe(
+          req.path.rfind("/ws/monitoring", 0) == 0 ? "/ws/monitoring" : "/api/v1/ws/tasks/{id}",
+          101, 0);
+      EventStream::Start(*stub_, watch, ApiKeyOf(req), ws, format, std::move(initial), metrics_,
+                         nullptr);
+    };
+    if (p0 == "api" && p1 == "v1" && p2 == "ws" && p3 == "tasks" && parts.size() == 5) {
+      const std::string id = parts[4];
+      return get_task(id, [responder, serve, id](const grpc::Status& s, const v1::Task& t) {
+        auto ws = responder->AcceptWebSocket();
+        if (s.error_code() == grpc::StatusCode::NOT_FOUND)
+          return ws->CloseWith(4004, "task not found");
+        if (!s.ok()) return ws->CloseWith(4000 + ErrorResponse(s).status, s.error_message());
+        v1::WatchRequest watch;
+        watch.set_task_id(id);
+        watch.set_after_cursor(0);
+        serve(ws, watch, StreamFormat::kRedisSre,
+              {absl::StrCat(R"({"update_type":"initial_state","thread_id":)", JsonString(id),
+                            R"(,"status":)", JsonString(NodelinkStatus(t.status())), R"(,"task":)",
+                            ToJson(t), R"(,"timestamp":)", JsonString(Rfc3339(t.updated_at())),
+                            "}")});
+      });
+    }
+    if (req.path == "/ws/monitoring") {
+      v1::WatchRequest watch;
+      watch.set_task_id(req.Query("task_id"));
+      for (const std::string& t : SplitList(req.Query("event_types"))) {
+        std::string name = absl::AsciiStrToUpper(t);
+        std::replace(name.begin(), name.end(), ':', '_');
+        v1::EventType type;
+        if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
+          return reply("/ws/monitoring",
+                       ErrorResponse(400, "invalid_argument", "event_types: unknown \"" + t + "\"",
+                                     "event_types"));
+        }
+        watch.add_types(type);
+      }
+      const bool stats_only = req.Query("stats_only") == "true";
+      if (stats_only) {
+        watch.clear_types();
+        watch.add_types(v1::EVENT_TYPE_TASK_STATUS);
+      }
+      return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
+          req, v1::StatsRequest(),
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
+          [responder, serve, watch](const grpc::Status& s, const v1::StatsResponse& stats) {
+            auto ws = responder->AcceptWebSocket();
+            if (!s.ok()) return ws->CloseWith(4000 + ErrorResponse(s).status, s.error_message());
+            serve(ws, watch, StreamFormat::kWebSocketEvents,
+                  {absl::StrCat(R"({"type":"stats_snapshot","stats":)", ToJson(stats), "}")});
+          });
+    }
+    return reply("websocket", ErrorResponse(404, "not_found", "no WebSocket at " + req.path));
+  }
+
   // ---------------------------------------------------------------- static
   if (m == "GET") {
     const auto& assets = web::Assets();

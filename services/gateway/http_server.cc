@@ -7,6 +7,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -24,6 +25,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 std::string PercentDecode(absl::string_view s) {
@@ -53,16 +55,25 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
 
 class Server;
 
+// Anything the server must close on shutdown.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void Close() = 0;  // Any thread.
+};
+
 // One TCP connection: reads requests one at a time (HTTP/1.1 keep-alive) and
 // writes each response, or turns into an event stream until it ends. All
 // socket work runs on the connection's strand.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Server& server);
   void Run() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
   }
-  void Close();  // Any thread.
+  void Close() override;
+  // Hands the socket and the upgrade request to a WebSocket session.
+  std::shared_ptr<WebSocketConnection> Upgrade();
 
   // Responder and EventStreamWriter implementation details.
   void SendResponse(HttpResponse response);
@@ -97,6 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> upgrade_request_;  // Kept for the WebSocket handshake.
   Server& server_;
   bool keep_alive_ = false;
 
@@ -130,6 +142,7 @@ class ResponderImpl final : public Responder,
   }
   bool Write(std::string data) override { return session_->Enqueue(std::move(data)); }
   void Close() override { session_->Close(); }
+  std::shared_ptr<WebSocketConnection> AcceptWebSocket() override { return session_->Upgrade(); }
   bool closed() const override { return session_->stream_closed(); }
   size_t queued_bytes() const override { return session_->queued_bytes(); }
   void WhenDrained(size_t low_water, std::function<void()> callback) override {
@@ -182,7 +195,7 @@ class Server final : public HttpServer {
       beast::error_code ec;
       acceptor_.close(ec);
     });
-    std::vector<std::shared_ptr<Session>> sessions;
+    std::vector<std::shared_ptr<Connection>> sessions;
     {
       absl::MutexLock lock(&mu_);
       for (const auto& weak : sessions_) {
@@ -201,7 +214,15 @@ class Server final : public HttpServer {
 
   const HttpServerOptions& options() const { return options_; }
   const Handler& handler() const { return handler_; }
-  void Forget(Session* s) {
+  void Track(std::shared_ptr<Connection> c) {
+    absl::MutexLock lock(&mu_);
+    // Drop entries of finished connections now and then.
+    if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
+      std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+    }
+    sessions_.push_back(std::move(c));
+  }
+  void Forget(Connection* s) {
     absl::MutexLock lock(&mu_);
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
       if (it->expired() || it->lock().get() == s) {
@@ -246,7 +267,7 @@ class Server final : public HttpServer {
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
   absl::Mutex mu_;
-  std::vector<std::weak_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<Connection>> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 Session::Session(tcp::socket socket, Server& server)
@@ -301,6 +322,8 @@ void Session::OnRead(beast::error_code ec) {
   http::request<http::string_body> msg = parser_->release();
   keep_alive_ = msg.keep_alive();
   HttpRequest req;
+  req.websocket = websocket::is_upgrade(msg);
+  if (req.websocket) upgrade_request_ = msg;
   req.method = std::string(msg.method_string());
   const std::string target(msg.target());
   const size_t q = target.find('?');
@@ -492,6 +515,181 @@ void Session::EndStream() {
   if (cb) cb();
   RunDrainedCallback();
   server_.Forget(this);
+}
+
+// A WebSocket connection after the upgrade: one read loop, one write queue
+// (bounded like an event stream's), all on the connection's strand.
+class WsSession final : public Connection,
+                        public WebSocketConnection,
+                        public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(Server& server, asio::any_io_executor executor)
+      : server_(server), executor_(std::move(executor)), stall_timer_(executor_) {}
+
+  // On the strand: takes the socket and completes the handshake.
+  void Accept(beast::tcp_stream stream, http::request<http::string_body> request) {
+    ws_.emplace(std::move(stream));
+    ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "taskgrid-gateway"); }));
+    request_ = std::move(request);
+    ws_->async_accept(request_, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->End();
+      self->accepted_ = true;
+      ++self->server_.open_streams_;
+      self->counted_ = true;
+      self->last_progress_ = std::chrono::steady_clock::now();
+      self->Read();
+      self->WriteNext();
+      self->CheckStall();
+    });
+  }
+
+  bool Write(std::string data) override {
+    if (closed_.load() || closing_.load()) return false;
+    if (queued_bytes_.load() + data.size() > server_.options().max_stream_queue_bytes) {
+      CloseWith(1008, "client too slow; reconnect and resync");
+      ++server_.slow_clients_;
+      if (server_.options().on_slow_client) server_.options().on_slow_client();
+      return false;
+    }
+    queued_bytes_ += data.size();
+    asio::post(executor_, [self = shared_from_this(), data = std::move(data)]() mutable {
+      if (self->closed_.load()) return;
+      self->out_.push_back(std::move(data));
+      self->WriteNext();
+    });
+    return true;
+  }
+  void Close() override { CloseWith(1001, "going away"); }
+  bool closed() const override { return closed_.load(); }
+  size_t queued_bytes() const override { return queued_bytes_.load(); }
+  void OnClose(std::function<void()> callback) override {
+    asio::post(executor_, [self = shared_from_this(), callback = std::move(callback)] {
+      if (self->closed_.load()) return callback();
+      self->on_close_ = std::move(callback);
+    });
+  }
+  void WhenDrained(size_t low_water, std::function<void()> callback) override {
+    asio::post(executor_, [self = shared_from_this(), low_water, callback = std::move(callback)] {
+      self->low_water_ = low_water;
+      self->on_drained_ = std::move(callback);
+      self->RunDrained();
+    });
+  }
+  void OnMessage(std::function<void(std::string)> callback) override {
+    asio::post(executor_, [self = shared_from_this(), callback = std::move(callback)] {
+      self->on_message_ = std::move(callback);
+    });
+  }
+  void CloseWith(uint16_t code, std::string reason) override {
+    closing_ = true;
+    asio::post(executor_, [self = shared_from_this(), code, reason = std::move(reason)] {
+      if (self->close_code_ == 0) {
+        self->close_code_ = code;
+        self->close_reason_ = reason;
+      }
+      self->WriteNext();
+    });
+  }
+
+ private:
+  void Read() {
+    ws_->async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->End();
+      if (self->on_message_) self->on_message_(beast::buffers_to_string(self->in_.data()));
+      self->in_.consume(self->in_.size());
+      self->Read();
+    });
+  }
+
+  void WriteNext() {
+    if (!accepted_ || writing_ || closed_.load()) return;
+    if (out_.empty()) {
+      if (close_code_ != 0 && !close_sent_) {
+        close_sent_ = true;
+        ws_->async_close(
+            websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
+            [self = shared_from_this()](beast::error_code) { self->End(); });
+      }
+      return;
+    }
+    writing_ = true;
+    ws_->text(true);
+    ws_->async_write(asio::buffer(out_.front()),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->queued_bytes_ -= self->out_.front().size();
+                       self->out_.pop_front();
+                       if (ec) return self->End();
+                       self->last_progress_ = std::chrono::steady_clock::now();
+                       self->RunDrained();
+                       self->WriteNext();
+                     });
+  }
+
+  void CheckStall() {
+    const auto timeout = ToChrono(server_.options().stall_timeout);
+    stall_timer_.expires_after(timeout / 4);
+    stall_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+      if (ec || self->closed_.load()) return;
+      if (!self->out_.empty() &&
+          std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
+        ++self->server_.slow_clients_;
+        if (self->server_.options().on_slow_client) self->server_.options().on_slow_client();
+        return self->End();  // It takes nothing; a close frame would not get through either.
+      }
+      self->CheckStall();
+    });
+  }
+
+  void RunDrained() {
+    if (on_drained_ && (queued_bytes_.load() <= low_water_ || closed_.load())) {
+      auto cb = std::move(on_drained_);
+      on_drained_ = nullptr;
+      cb();
+    }
+  }
+
+  void End() {
+    if (closed_.exchange(true)) return;
+    if (counted_) --server_.open_streams_;
+    stall_timer_.cancel();
+    if (ws_) {
+      beast::error_code ec;
+      beast::get_lowest_layer(*ws_).socket().close(ec);
+    }
+    if (auto cb = std::move(on_close_)) cb();
+    RunDrained();
+    server_.Forget(this);
+  }
+
+  Server& server_;
+  asio::any_io_executor executor_;
+  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  http::request<http::string_body> request_;
+  beast::flat_buffer in_;
+  std::deque<std::string> out_;
+  bool accepted_ = false, writing_ = false, counted_ = false, close_sent_ = false;
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+  std::atomic<bool> closed_{false}, closing_{false};
+  std::atomic<size_t> queued_bytes_{0};
+  size_t low_water_ = 0;
+  std::function<void()> on_close_, on_drained_;
+  std::function<void(std::string)> on_message_;
+  asio::steady_timer stall_timer_;
+  std::chrono::steady_clock::time_point last_progress_;
+};
+
+std::shared_ptr<WebSocketConnection> Session::Upgrade() {
+  auto ws = std::make_shared<WsSession>(server_, stream_.get_executor());
+  server_.Track(ws);
+  asio::post(stream_.get_executor(), [self = shared_from_this(), ws] {
+    ws->Accept(std::move(self->stream_), std::move(self->upgrade_request_));
+    self->server_.Forget(self.get());
+  });
+  return ws;
 }
 
 }  // namespace

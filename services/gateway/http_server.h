@@ -25,6 +25,8 @@ struct HttpRequest {
   std::map<std::string, std::string> query;    // Percent-decoded.
   std::map<std::string, std::string> headers;  // Lower-case names.
   std::string body;
+  // A WebSocket upgrade request (answer with AcceptWebSocket or Reply).
+  bool websocket = false;
 
   std::string Header(const std::string& name) const {
     auto it = headers.find(name);
@@ -63,13 +65,25 @@ class EventStreamWriter {
   virtual void WhenDrained(size_t low_water, std::function<void()> callback) = 0;
 };
 
-// Answers one request. Thread-safe; call exactly one of Reply or
-// StartEventStream, from any thread, once.
+// An accepted WebSocket. Write sends one text message (same bounded queue,
+// backpressure and slow-client cutoff as an event stream). Thread-safe.
+class WebSocketConnection : public EventStreamWriter {
+ public:
+  // Runs on the server's thread for each text message from the client. Set
+  // it right after accepting.
+  virtual void OnMessage(std::function<void(std::string)> callback) = 0;
+  // Sends what is queued, then the close frame with `code` and `reason`.
+  virtual void CloseWith(uint16_t code, std::string reason) = 0;
+};
+
+// Answers one request. Thread-safe; call exactly one of Reply,
+// StartEventStream or (for request.websocket) AcceptWebSocket, once.
 class Responder {
  public:
   virtual ~Responder() = default;
   virtual void Reply(HttpResponse response) = 0;
   virtual std::shared_ptr<EventStreamWriter> StartEventStream(Headers headers) = 0;
+  virtual std::shared_ptr<WebSocketConnection> AcceptWebSocket() = 0;
 };
 
 using Handler = std::function<void(HttpRequest request, std::shared_ptr<Responder> responder)>;

@@ -1,0 +1,53 @@
+// A blocking WebSocket client for tests (Beast's client role; the gateway's
+// server side is separate code). Every read has a deadline.
+#ifndef TASKGRID_TESTS_WEBSOCKET_TEST_CLIENT_H_
+#define TASKGRID_TESTS_WEBSOCKET_TEST_CLIENT_H_
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <optional>
+#include <string>
+
+namespace taskgrid::testing_ws {
+
+class Client {
+ public:
+  // Connects and upgrades; ok() is false when the handshake fails.
+  Client(int port, const std::string& path) : ws_(ioc_) {
+    boost::beast::error_code ec;
+    auto& socket = boost::beast::get_lowest_layer(ws_);
+    socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+    socket.expires_after(std::chrono::seconds(10));
+    if (!ec) ws_.handshake("127.0.0.1", path, ec);
+    ok_ = !ec;
+  }
+  bool ok() const { return ok_; }
+
+  void Send(const std::string& text) {
+    boost::beast::error_code ec;
+    ws_.text(true);
+    ws_.write(boost::asio::buffer(text), ec);
+  }
+
+  // The next text message, or nothing when the connection closed or
+  // nothing came for 10 s. After a close, close_code() says why.
+  std::optional<std::string> Next() {
+    boost::beast::flat_buffer buf;
+    boost::beast::error_code ec;
+    boost::beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
+    ws_.read(buf, ec);
+    if (ec) return std::nullopt;
+    return boost::beast::buffers_to_string(buf.data());
+  }
+  int close_code() const { return static_cast<int>(ws_.reason().code); }
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  bool ok_ = false;
+};
+
+}  // namespace taskgrid::testing_ws
+
+#endif  // TASKGRID_TESTS_WEBSOCKET_TEST_CLIENT_H_
