@@ -33,7 +33,8 @@ class GatewayTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(""); }
 
-  void Start(const std::string& api_keys, absl::Duration stall = absl::Seconds(30)) {
+  void Start(const std::string& api_keys, absl::Duration stall = absl::Seconds(30),
+             std::function<void(gateway::GatewayOptions&)> tune = nullptr) {
     gateway_.reset();
     agent_.reset();
     coordinator_.reset();
@@ -58,6 +59,7 @@ class GatewayTest : public ::testing::Test {
     go.coordinator_address = address;
     go.http.max_body_bytes = 64 << 10;
     go.http.stall_timeout = stall;
+    if (tune) tune(go);
     auto g = gateway::Gateway::Start(go);
     ASSERT_TRUE(g.ok()) << g.status();
     gateway_ = std::move(*g);
@@ -287,6 +289,31 @@ TEST_F(GatewayTest, ClientThatNeverReadsIsCutOffWhileOthersKeepUp) {
   while (stuck.Next(ignored, absl::Seconds(5))) {
   }
   EXPECT_EQ(gateway_->http().open_streams(), 1u);  // Only the healthy one.
+}
+
+TEST_F(GatewayTest, EdgeLimitsRateCorsStreamsAndUrl) {
+  Start("", absl::Seconds(30), [](gateway::GatewayOptions& o) {
+    o.rate_limit = 1;
+    o.rate_burst = 2;
+    o.cors_origins = {"https://ops.example"};
+    o.max_streams_per_caller = 1;
+    o.max_url_bytes = 200;
+  });
+  auto r = Fetch(port_, "GET", "/api/agents", "", {{"Origin", "https://ops.example"}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://ops.example");
+  r = Fetch(port_, "GET", "/api/agents", "", {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/tasks?" + std::string(300, 'a')).status, 414);
+  r = Fetch(port_, "GET", "/api/agents");
+  EXPECT_EQ(r.status, 429);  // The burst of 2 is spent.
+  EXPECT_EQ(r.headers["retry-after"], "1");
+  EXPECT_EQ(Fetch(port_, "GET", "/health").status, 200);  // Never limited.
+  // Another caller (a key) has its own bucket; one stream per caller.
+  SseClient first(port_, "/api/events", {{"x-api-key", "k"}});
+  EXPECT_EQ(first.status(), 200);
+  SseClient second(port_, "/api/events", {{"x-api-key", "k"}});
+  EXPECT_EQ(second.status(), 429);
 }
 
 TEST_F(GatewayTest, RedisSreWebSocketSendsInitialStateThenUpdates) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "services/common/auth.h"
+#include "services/common/clock.h"
 #include "services/common/proto_time.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/json.h"
@@ -72,7 +73,8 @@ absl::Status GatewayOptions::Validate() const {
 Gateway::Gateway(const GatewayOptions& options)
     : options_(options),
       registry_(std::make_shared<prometheus::Registry>()),
-      metrics_(*registry_) {}
+      metrics_(*registry_),
+      limiter_(Clock::Real(), options.rate_limit, options.rate_burst) {}
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
@@ -116,13 +118,68 @@ int Gateway::StreamsFor(const std::string& task_id) {
   return it == task_streams_.end() ? 0 : it->second;
 }
 
+std::function<void()> Gateway::OpenStream(const std::string& caller, const std::string& task_id) {
+  absl::MutexLock lock(&streams_mu_);
+  int& open = caller_streams_[caller];
+  if (open >= options_.max_streams_per_caller) return nullptr;
+  ++open;
+  ++task_streams_[task_id];
+  return [this, caller, task_id] {
+    absl::MutexLock lock(&streams_mu_);
+    if (--caller_streams_[caller] == 0) caller_streams_.erase(caller);
+    if (--task_streams_[task_id] == 0) task_streams_.erase(task_id);
+  };
+}
+
+Headers Gateway::CorsHeaders(const std::string& origin) const {
+  if (origin.empty()) return {};
+  for (const std::string& allowed : options_.cors_origins) {
+    if (allowed == "*" || allowed == origin) {
+      return {{"Access-Control-Allow-Origin", origin}, {"Vary", "Origin"}};
+    }
+  }
+  return {};
+}
+
 void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   const absl::Time start = absl::Now();
   // Every reply goes through here so metrics see the route pattern.
-  auto reply = [this, responder, start](const std::string& route, HttpResponse r) {
+  const Headers cors = CorsHeaders(req.Header("origin"));
+  auto reply = [this, responder, start, cors](const std::string& route, HttpResponse r) {
     metrics_.Observe(route, r.status, absl::ToDoubleSeconds(absl::Now() - start));
+    r.headers.insert(r.headers.end(), cors.begin(), cors.end());
     responder->Reply(std::move(r));
   };
+  const std::string key = ApiKeyOf(req);
+  const std::string caller = key.empty() ? "ip:" + req.remote : "key:" + key;
+
+  // ---------------------------------------------------------------- edge policy
+  size_t url_bytes = req.path.size();
+  for (const auto& [k, v] : req.query) url_bytes += k.size() + v.size() + 2;
+  if (url_bytes > options_.max_url_bytes) {
+    return reply("rejected", ErrorResponse(414, "uri_too_long",
+                                           "URL longer than " +
+                                               std::to_string(options_.max_url_bytes) + " bytes"));
+  }
+  if (req.method == "OPTIONS") {  // CORS preflight.
+    HttpResponse r = JsonResponse(204, "");
+    if (!cors.empty()) {
+      r.headers = {{"Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"},
+                   {"Access-Control-Allow-Headers",
+                    "Content-Type, X-Api-Key, Authorization, Idempotency-Key, Last-Event-ID"},
+                   {"Access-Control-Max-Age", "600"}};
+    }
+    return reply("preflight", std::move(r));
+  }
+  if (req.path != "/health" && req.path != "/ready") {
+    if (const absl::Duration wait = limiter_.Take(caller); wait > absl::ZeroDuration()) {
+      HttpResponse r = ErrorResponse(429, "resource_exhausted",
+                                     "rate limit exceeded; retry after Retry-After seconds");
+      r.headers.emplace_back(
+          "Retry-After", std::to_string(absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1)))));
+      return reply("rate_limited", std::move(r));
+    }
+  }
   auto& async = *stub_->async();
   const std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
   const std::string& m = req.method;
@@ -150,9 +207,9 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
         req, g, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
         std::move(done));
   };
-  auto start_stream = [this, req, responder, reply](const std::string& route,
-                                                    v1::WatchRequest watch, StreamFormat format,
-                                                    std::vector<std::string> initial) {
+  auto start_stream = [this, req, responder, reply, caller, key, cors](
+                          const std::string& route, v1::WatchRequest watch, StreamFormat format,
+                          std::vector<std::string> initial) {
     if (const std::string last = req.Header("last-event-id"); !last.empty()) {
       uint64_t cursor = 0;
       if (!absl::SimpleAtoi(last, &cursor)) {
@@ -163,25 +220,24 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       watch.set_after_cursor(cursor);
       initial.clear();  // The client has the state; it resumes after its cursor.
     }
-    metrics_.Observe(route, 200, 0);
-    auto writer = responder->StartEventStream({{"Access-Control-Allow-Origin", "*"}});
-    const std::string task = watch.task_id();
-    {
-      absl::MutexLock lock(&streams_mu_);
-      ++task_streams_[task];
+    auto close_stream = OpenStream(caller, watch.task_id());
+    if (!close_stream) {
+      reply(route,
+            ErrorResponse(429, "resource_exhausted", "too many open streams for this caller"));
+      return;
     }
-    EventStream::Start(*stub_, watch, ApiKeyOf(req), std::move(writer), format, std::move(initial),
-                       metrics_, [this, task] {
-                         absl::MutexLock lock(&streams_mu_);
-                         if (--task_streams_[task] == 0) task_streams_.erase(task);
-                       });
+    metrics_.Observe(route, 200, 0);
+    auto writer = responder->StartEventStream(cors);
+    EventStream::Start(*stub_, watch, key, std::move(writer), format, std::move(initial), metrics_,
+                       std::move(close_stream));
   };
 
   // ---------------------------------------------------------------- WebSocket
   if (req.websocket) {
     // Messages from the client: {"type":"ping"} is answered with a pong.
-    auto serve = [this, req](std::shared_ptr<WebSocketConnection> ws, v1::WatchRequest watch,
-                             StreamFormat format, std::vector<std::string> initial) {
+    auto serve = [this, req, caller, key](std::shared_ptr<WebSocketConnection> ws,
+                                          v1::WatchRequest watch, StreamFormat format,
+                                          std::vector<std::string> initial) {
       std::weak_ptr<WebSocketConnection> weak = ws;
       ws->OnMessage([weak](std::string text) {
         auto conn = weak.lock();
@@ -201,8 +257,10 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       metrics_.Observe(
           req.path.rfind("/ws/monitoring", 0) == 0 ? "/ws/monitoring" : "/api/v1/ws/tasks/{id}",
           101, 0);
-      EventStream::Start(*stub_, watch, ApiKeyOf(req), ws, format, std::move(initial), metrics_,
-                         nullptr);
+      auto close_stream = OpenStream(caller, watch.task_id());
+      if (!close_stream) return ws->CloseWith(4429, "too many open streams for this caller");
+      EventStream::Start(*stub_, watch, key, ws, format, std::move(initial), metrics_,
+                         std::move(close_stream));
     };
     if (p0 == "api" && p1 == "v1" && p2 == "ws" && p3 == "tasks" && parts.size() == 5) {
       const std::string id = parts[4];

@@ -9,8 +9,10 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -18,6 +20,7 @@
 #include "services/common/metrics_server.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
+#include "services/gateway/rate_limiter.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 namespace taskgrid::gateway {
@@ -33,6 +36,18 @@ struct GatewayOptions {
   // key to the coordinator, which decides; a coordinator without keys would
   // otherwise be open to the network through us.
   bool insecure = false;
+  // Requests per second per caller (its API key, or its address without
+  // one), with bursts up to rate_burst; 0 disables. Beyond: 429 and
+  // Retry-After.
+  double rate_limit = 100;
+  double rate_burst = 200;
+  // Origins whose pages may call the gateway (CORS); "*" allows any. Empty:
+  // only the dashboard's own origin.
+  std::vector<std::string> cors_origins;
+  // Open event streams and WebSockets per caller (429 beyond).
+  int max_streams_per_caller = 64;
+  // Longest path plus query string (414 beyond).
+  size_t max_url_bytes = 8192;
   HttpServerOptions http;
 
   absl::Status Validate() const;
@@ -55,6 +70,12 @@ class Gateway {
   void Handle(HttpRequest request, std::shared_ptr<Responder> responder);
   // Open event streams of one task on this gateway.
   int StreamsFor(const std::string& task_id) ABSL_LOCKS_EXCLUDED(streams_mu_);
+  // Counts a new stream for `caller` and `task_id` unless the caller is at
+  // its limit; the returned callback (null when refused) uncounts it.
+  std::function<void()> OpenStream(const std::string& caller, const std::string& task_id)
+      ABSL_LOCKS_EXCLUDED(streams_mu_);
+  // CORS response headers for a request from `origin` (none if not allowed).
+  Headers CorsHeaders(const std::string& origin) const;
 
   const GatewayOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -65,6 +86,8 @@ class Gateway {
   std::unique_ptr<MetricsServer> metrics_server_;
   absl::Mutex streams_mu_;
   absl::flat_hash_map<std::string, int> task_streams_ ABSL_GUARDED_BY(streams_mu_);
+  absl::flat_hash_map<std::string, int> caller_streams_ ABSL_GUARDED_BY(streams_mu_);
+  RateLimiter limiter_;
 };
 
 }  // namespace taskgrid::gateway

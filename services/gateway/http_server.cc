@@ -323,6 +323,8 @@ void Session::OnRead(beast::error_code ec) {
   keep_alive_ = msg.keep_alive();
   HttpRequest req;
   req.websocket = websocket::is_upgrade(msg);
+  beast::error_code remote_ec;
+  req.remote = stream_.socket().remote_endpoint(remote_ec).address().to_string();
   if (req.websocket) upgrade_request_ = msg;
   req.method = std::string(msg.method_string());
   const std::string target(msg.target());

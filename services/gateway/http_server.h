@@ -27,6 +27,8 @@ struct HttpRequest {
   std::string body;
   // A WebSocket upgrade request (answer with AcceptWebSocket or Reply).
   bool websocket = false;
+  // The client's IP address.
+  std::string remote;
 
   std::string Header(const std::string& name) const {
     auto it = headers.find(name);

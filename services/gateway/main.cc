@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
 #include "services/common/service_process.h"
 #include "services/gateway/gateway.h"
 
@@ -20,6 +21,11 @@ ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
 ABSL_FLAG(int64_t, max_stream_queue_bytes, 1 << 20,
           "Bytes queued per event-stream client before it is cut off as too slow.");
+ABSL_FLAG(double, rate_limit, 100, "Requests per second per caller (API key or address); 0: off.");
+ABSL_FLAG(double, rate_burst, 200, "Burst allowed above the rate.");
+ABSL_FLAG(std::string, cors_origins, "",
+          "Comma-separated origins allowed to call from browsers (* for any).");
+ABSL_FLAG(int32_t, max_streams_per_caller, 64, "Open event streams and WebSockets per caller.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound HTTP and metrics ports here, one per line.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
@@ -39,6 +45,11 @@ int main(int argc, char** argv) {
     options.coordinator_address = env ? env : "127.0.0.1:7000";
   }
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.rate_limit = absl::GetFlag(FLAGS_rate_limit);
+  options.rate_burst = absl::GetFlag(FLAGS_rate_burst);
+  options.cors_origins =
+      absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipWhitespace());
+  options.max_streams_per_caller = absl::GetFlag(FLAGS_max_streams_per_caller);
   options.http.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   options.http.max_stream_queue_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_queue_bytes));
