@@ -586,7 +586,19 @@ int CmdStats(Context& ctx, const ParsedArgs& a) {
 
 }  // namespace
 
-int RunCli(const std::vector<std::string>& args) {
+int RunCli(const std::vector<std::string>& raw_args) {
+  // Global flags may also come before the command: move the command first.
+  std::vector<std::string> args = raw_args;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) {
+      std::rotate(args.begin(), args.begin() + static_cast<long>(i),
+                  args.begin() + static_cast<long>(i) + 1);
+      break;
+    }
+    const std::string name = a.substr(2, a.find('=') - 2);
+    if (a.find('=') == std::string::npos && kGlobalFlags.count(name)) ++i;  // Skip its value.
+  }
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     std::cout << kUsage;
     return args.empty() ? kExitUsage : 0;

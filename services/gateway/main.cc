@@ -19,7 +19,7 @@ ABSL_FLAG(std::string, coordinator, "",
           "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
-ABSL_FLAG(int64_t, max_stream_queue_bytes, 1 << 20,
+ABSL_FLAG(int64_t, max_stream_queue_bytes, 4 << 20,
           "Bytes queued per event-stream client before it is cut off as too slow.");
 ABSL_FLAG(double, rate_limit, 100, "Requests per second per caller (API key or address); 0: off.");
 ABSL_FLAG(double, rate_burst, 200, "Burst allowed above the rate.");

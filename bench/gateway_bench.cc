@@ -1,0 +1,295 @@
+// Gateway benchmarks against the real binaries on 127.0.0.1 (coordinator,
+// one agent, gateway). Prints one JSON object with three measurements:
+//  - fan_out: N SSE clients on /api/events while a task emits R output
+//    events per second: event-to-client latency p50/p99 (the event's
+//    coordinator timestamp to its arrival), events delivered, gateway RSS;
+//  - stream: one SSE client following a task that writes B bytes to stdout:
+//    delivered MB/s, beside the same machine's `head -c B /dev/zero | cat`
+//    pipe rate as the ceiling;
+//  - rest: GET /api/tasks/{id} under wrk beside the coordinator's own gRPC
+//    Get from a closed loop of the same number of connections.
+//
+//   gateway_bench [--clients=1000] [--events_per_second=1000] [--seconds=10]
+//                 [--stream_bytes=1073741824] [--connections=32]
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
+#include "tests/http_test_client.h"
+
+ABSL_FLAG(int, clients, 1000, "SSE clients for the fan-out measurement.");
+ABSL_FLAG(int, events_per_second, 1000, "Output events per second during fan-out.");
+ABSL_FLAG(double, seconds, 10, "Length of the fan-out and REST measurements.");
+ABSL_FLAG(int64_t, stream_bytes, int64_t{1} << 30, "Bytes the streaming task writes.");
+ABSL_FLAG(int, connections, 32, "Concurrent connections for the REST measurement.");
+
+extern char** environ;
+
+namespace taskgrid {
+namespace {
+
+using testing_http::Connect;
+using testing_http::ReadSome;
+using testing_http::Request;
+using testing_http::SendAll;
+
+pid_t Spawn(std::vector<std::string> args, const std::string& out = "") {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (!out.empty()) posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) {
+    std::fprintf(stderr, "cannot start %s\n", argv[0]);
+    std::exit(1);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int ReadPort(const std::string& file) {
+  int port = 0;
+  for (int i = 0; i < 400 && port == 0; ++i) {
+    std::ifstream(file) >> port;
+    if (port == 0) absl::SleepFor(absl::Milliseconds(25));
+  }
+  return port;
+}
+
+int64_t RssBytes(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string key;
+  int64_t kb = 0;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      in >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+std::string SubmitJson(int port, const std::string& command) {
+  auto r = testing_http::Fetch(port, "POST", "/api/tasks",
+                               absl::StrCat(R"({"shell":{"command":")", command, R"("}})"));
+  const size_t at = r.body.find(R"("id":")");
+  if (r.status != 201 || at == std::string::npos) {
+    std::fprintf(stderr, "submit failed: %d %s\n", r.status, r.body.c_str());
+    std::exit(1);
+  }
+  return r.body.substr(at + 6, 36);
+}
+
+// Reads SSE frames from many sockets in one thread; records, for each
+// task:log frame, now minus the event's coordinator time.
+struct FanOut {
+  std::vector<double> latencies_ms;
+  int64_t events = 0;
+  int open = 0;
+};
+
+FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway, int64_t& rss) {
+  FanOut result;
+  std::vector<int> fds;
+  std::vector<std::string> bufs(clients);
+  for (int i = 0; i < clients; ++i) {
+    const int fd = Connect(port);
+    if (fd < 0) continue;
+    SendAll(fd, Request("GET", "/api/events?types=task:log", "", {{"Accept", "text/event-stream"}}));
+    fds.push_back(fd);
+  }
+  result.open = static_cast<int>(fds.size());
+  absl::SleepFor(absl::Milliseconds(500));  // Let every stream open.
+  const int lines = static_cast<int>(rate * seconds);
+  SubmitJson(port, absl::StrCat("python3 -c 'import time,sys\\nfor i in range(", lines,
+                                "):\\n print(i, flush=True); time.sleep(", 1.0 / rate, ")'"));
+  const absl::Time end = absl::Now() + absl::Seconds(seconds + 3);
+  std::vector<pollfd> pfds;
+  for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
+  char chunk[65536];
+  while (absl::Now() < end) {
+    if (poll(pfds.data(), pfds.size(), 100) <= 0) continue;
+    const absl::Time now = absl::Now();
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (!(pfds[i].revents & POLLIN)) continue;
+      const ssize_t n = recv(pfds[i].fd, chunk, sizeof(chunk), 0);
+      if (n <= 0) continue;
+      std::string& buf = bufs[i];
+      buf.append(chunk, static_cast<size_t>(n));
+      size_t frame_end;
+      while ((frame_end = buf.find("\n\n")) != std::string::npos) {
+        const size_t t = buf.find(R"("time":")");
+        if (t < frame_end) {  // Only task:log frames are subscribed to.
+          absl::Time at;
+          std::string err;
+          if (absl::ParseTime(absl::RFC3339_full, buf.substr(t + 8, buf.find('"', t + 8) - t - 8),
+                              &at, &err)) {
+            result.latencies_ms.push_back(absl::ToDoubleMilliseconds(now - at));
+            ++result.events;
+          }
+        }
+        buf.erase(0, frame_end + 2);
+      }
+    }
+    rss = std::max(rss, RssBytes(gateway));
+  }
+  for (int fd : fds) close(fd);
+  return result;
+}
+
+double RunStream(int port, int64_t bytes, double& seconds_out, int64_t& received,
+                 int& resyncs) {
+  const std::string id = SubmitJson(port, absl::StrCat("head -c ", bytes, " /dev/zero"));
+  testing_http::SseClient client(port, "/api/tasks/" + id + "/events");
+  const auto start = std::chrono::steady_clock::now();
+  testing_http::SseEvent e;
+  while (client.Next(e, absl::Seconds(30))) {
+    if (e.event == "task:log") {
+      v1::TaskEvent ev;
+      if (google::protobuf::util::JsonStringToMessage(e.data, &ev).ok()) {
+        received += static_cast<int64_t>(ev.output().data().size());
+      }
+    }
+    if (e.event == "resync") ++resyncs;
+    if (e.event == "task:status" && e.data.find("TASK_STATUS_SUCCEEDED") != std::string::npos) break;
+  }
+  seconds_out = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(received) / 1e6 / seconds_out;
+}
+
+double PipeCeiling(int64_t bytes) {
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = Spawn({"/bin/sh", "-c", absl::StrCat("head -c ", bytes, " /dev/zero | cat")},
+                          "/dev/null");
+  waitpid(pid, nullptr, 0);
+  return static_cast<double>(bytes) / 1e6 /
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double GrpcGetRate(const std::string& address, const std::string& id, int connections,
+                   double seconds) {
+  auto stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::atomic<int64_t> done{0};
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < connections; ++i) {
+    threads.emplace_back([&] {
+      v1::GetRequest req;
+      req.set_task_id(id);
+      while (std::chrono::steady_clock::now() < end) {
+        grpc::ClientContext ctx;
+        v1::Task t;
+        if (stub->Get(&ctx, req, &t).ok()) ++done;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return static_cast<double>(done.load()) / seconds;
+}
+
+int Main() {
+  char tmpl[] = "/tmp/taskgrid-gwbench-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const pid_t coordinator =
+      Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0", "--metrics_address=",
+             "--log_level=error", "--port_file=" + dir + "/c"});
+  const std::string address = absl::StrCat("127.0.0.1:", ReadPort(dir + "/c"));
+  const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
+                             "--metrics_address=", "--log_level=error"});
+  const pid_t gateway =
+      Spawn({TASKGRID_GATEWAY_BIN, "--coordinator=" + address, "--http_address=127.0.0.1:0",
+             "--metrics_address=", "--log_level=error", "--rate_limit=0",
+             absl::StrCat("--max_streams_per_caller=", absl::GetFlag(FLAGS_clients) + 10),
+             "--port_file=" + dir + "/g"});
+  const int port = ReadPort(dir + "/g");
+  absl::SleepFor(absl::Milliseconds(500));
+
+  int64_t rss = 0;
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  FanOut fan = RunFanOut(port, absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_events_per_second),
+                         seconds, gateway, rss);
+  double stream_seconds = 0;
+  int64_t stream_received = 0;
+  int stream_resyncs = 0;
+  const int64_t bytes = absl::GetFlag(FLAGS_stream_bytes);
+  const double stream_mbps = RunStream(port, bytes, stream_seconds, stream_received, stream_resyncs);
+  const double pipe_mbps = PipeCeiling(bytes);
+
+  const std::string id = SubmitJson(port, "true");
+  const int conns = absl::GetFlag(FLAGS_connections);
+  Spawn({"wrk", "-t2", absl::StrCat("-c", conns), absl::StrCat("-d", static_cast<int>(seconds), "s"),
+         "--latency", absl::StrCat("http://127.0.0.1:", port, "/api/tasks/", id)},
+        dir + "/wrk.txt");
+  int status = 0;
+  wait(&status);
+  std::ifstream wrk_in(dir + "/wrk.txt");
+  std::string wrk((std::istreambuf_iterator<char>(wrk_in)), std::istreambuf_iterator<char>());
+  double rest_rps = 0;
+  std::string rest_p99 = "?";
+  for (absl::string_view line : absl::StrSplit(wrk, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() >= 2 && f[0] == "Requests/sec:") (void)absl::SimpleAtod(f[1], &rest_rps);
+    if (f.size() >= 2 && f[0] == "99%") rest_p99 = std::string(f[1]);
+  }
+  const double grpc_rps = GrpcGetRate(address, id, conns, seconds);
+
+  for (pid_t p : {gateway, agent, coordinator}) {
+    kill(p, SIGTERM);
+    waitpid(p, nullptr, 0);
+  }
+  std::printf(
+      "{\n  \"benchmark\": \"gateway\",\n  \"cores\": %u,\n"
+      "  \"fan_out\": {\"clients_open\": %d, \"events_per_second_target\": %d, "
+      "\"events_received\": %lld, \"latency_ms_p50\": %.2f, \"latency_ms_p99\": %.2f, "
+      "\"gateway_rss_bytes\": %lld},\n"
+      "  \"stream\": {\"bytes\": %lld, \"received\": %lld, \"resyncs\": %d, \"seconds\": %.2f, "
+      "\"mb_per_second\": %.1f, "
+      "\"ceiling_pipe_mb_per_second\": %.1f, \"ratio_to_ceiling\": %.3f},\n"
+      "  \"rest_get\": {\"connections\": %d, \"requests_per_second\": %.0f, \"p99\": \"%s\", "
+      "\"grpc_get_per_second\": %.0f, \"ratio_to_grpc\": %.3f}\n}\n",
+      std::thread::hardware_concurrency(), fan.open, absl::GetFlag(FLAGS_events_per_second),
+      static_cast<long long>(fan.events), Percentile(fan.latencies_ms, 0.5),
+      Percentile(fan.latencies_ms, 0.99), static_cast<long long>(rss),
+      static_cast<long long>(bytes), static_cast<long long>(stream_received), stream_resyncs,
+      stream_seconds, stream_mbps, pipe_mbps,
+      stream_mbps / pipe_mbps, conns, rest_rps, rest_p99.c_str(), grpc_rps,
+      grpc_rps > 0 ? rest_rps / grpc_rps : 0);
+  return 0;
+}
+
+}  // namespace
+}  // namespace taskgrid
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return taskgrid::Main();
+}
