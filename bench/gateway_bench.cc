@@ -12,6 +12,8 @@
 //   gateway_bench [--clients=1000] [--events_per_second=1000] [--seconds=10]
 //                 [--stream_bytes=1073741824] [--connections=32]
 #include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -24,9 +26,6 @@
 #include <fstream>
 #include <thread>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -60,7 +59,8 @@ pid_t Spawn(std::vector<std::string> args, const std::string& out = "") {
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  if (!out.empty()) posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (!out.empty())
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
   if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) {
     std::fprintf(stderr, "cannot start %s\n", argv[0]);
@@ -124,7 +124,8 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
   for (int i = 0; i < clients; ++i) {
     const int fd = Connect(port);
     if (fd < 0) continue;
-    SendAll(fd, Request("GET", "/api/events?types=task:log", "", {{"Accept", "text/event-stream"}}));
+    SendAll(fd,
+            Request("GET", "/api/events?types=task:log", "", {{"Accept", "text/event-stream"}}));
     fds.push_back(fd);
   }
   result.open = static_cast<int>(fds.size());
@@ -166,8 +167,7 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
   return result;
 }
 
-double RunStream(int port, int64_t bytes, double& seconds_out, int64_t& received,
-                 int& resyncs) {
+double RunStream(int port, int64_t bytes, double& seconds_out, int64_t& received, int& resyncs) {
   const std::string id = SubmitJson(port, absl::StrCat("head -c ", bytes, " /dev/zero"));
   testing_http::SseClient client(port, "/api/tasks/" + id + "/events");
   const auto start = std::chrono::steady_clock::now();
@@ -180,7 +180,8 @@ double RunStream(int port, int64_t bytes, double& seconds_out, int64_t& received
       }
     }
     if (e.event == "resync") ++resyncs;
-    if (e.event == "task:status" && e.data.find("TASK_STATUS_SUCCEEDED") != std::string::npos) break;
+    if (e.event == "task:status" && e.data.find("TASK_STATUS_SUCCEEDED") != std::string::npos)
+      break;
   }
   seconds_out = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return static_cast<double>(received) / 1e6 / seconds_out;
@@ -188,8 +189,8 @@ double RunStream(int port, int64_t bytes, double& seconds_out, int64_t& received
 
 double PipeCeiling(int64_t bytes) {
   const auto start = std::chrono::steady_clock::now();
-  const pid_t pid = Spawn({"/bin/sh", "-c", absl::StrCat("head -c ", bytes, " /dev/zero | cat")},
-                          "/dev/null");
+  const pid_t pid =
+      Spawn({"/bin/sh", "-c", absl::StrCat("head -c ", bytes, " /dev/zero | cat")}, "/dev/null");
   waitpid(pid, nullptr, 0);
   return static_cast<double>(bytes) / 1e6 /
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -197,7 +198,8 @@ double PipeCeiling(int64_t bytes) {
 
 double GrpcGetRate(const std::string& address, const std::string& id, int connections,
                    double seconds) {
-  auto stub = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   std::atomic<int64_t> done{0};
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   std::vector<std::thread> threads;
@@ -220,8 +222,8 @@ int Main() {
   char tmpl[] = "/tmp/taskgrid-gwbench-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const pid_t coordinator =
-      Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0", "--metrics_address=",
-             "--log_level=error", "--port_file=" + dir + "/c"});
+      Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
+             "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/c"});
   const std::string address = absl::StrCat("127.0.0.1:", ReadPort(dir + "/c"));
   const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
                              "--metrics_address=", "--log_level=error"});
@@ -241,14 +243,16 @@ int Main() {
   int64_t stream_received = 0;
   int stream_resyncs = 0;
   const int64_t bytes = absl::GetFlag(FLAGS_stream_bytes);
-  const double stream_mbps = RunStream(port, bytes, stream_seconds, stream_received, stream_resyncs);
+  const double stream_mbps =
+      RunStream(port, bytes, stream_seconds, stream_received, stream_resyncs);
   const double pipe_mbps = PipeCeiling(bytes);
 
   const std::string id = SubmitJson(port, "true");
   const int conns = absl::GetFlag(FLAGS_connections);
-  Spawn({"wrk", "-t2", absl::StrCat("-c", conns), absl::StrCat("-d", static_cast<int>(seconds), "s"),
-         "--latency", absl::StrCat("http://127.0.0.1:", port, "/api/tasks/", id)},
-        dir + "/wrk.txt");
+  Spawn(
+      {"wrk", "-t2", absl::StrCat("-c", conns), absl::StrCat("-d", static_cast<int>(seconds), "s"),
+       "--latency", absl::StrCat("http://127.0.0.1:", port, "/api/tasks/", id)},
+      dir + "/wrk.txt");
   int status = 0;
   wait(&status);
   std::ifstream wrk_in(dir + "/wrk.txt");
@@ -280,9 +284,8 @@ int Main() {
       static_cast<long long>(fan.events), Percentile(fan.latencies_ms, 0.5),
       Percentile(fan.latencies_ms, 0.99), static_cast<long long>(rss),
       static_cast<long long>(bytes), static_cast<long long>(stream_received), stream_resyncs,
-      stream_seconds, stream_mbps, pipe_mbps,
-      stream_mbps / pipe_mbps, conns, rest_rps, rest_p99.c_str(), grpc_rps,
-      grpc_rps > 0 ? rest_rps / grpc_rps : 0);
+      stream_seconds, stream_mbps, pipe_mbps, stream_mbps / pipe_mbps, conns, rest_rps,
+      rest_p99.c_str(), grpc_rps, grpc_rps > 0 ? rest_rps / grpc_rps : 0);
   return 0;
 }
 

@@ -81,6 +81,10 @@ std::string SseEventName(v1::EventType type) {
   return name;
 }
 
+std::string SseFrame(const v1::TaskEvent& e) {
+  return Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+}
+
 void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
                         const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
                         StreamFormat format, std::vector<std::string> initial,
@@ -118,7 +122,7 @@ bool EventStream::Deliver(const v1::TaskEvent& e) {
       break;
     }
     case StreamFormat::kTaskEvents:
-      frame = Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+      frame = SseFrame(e);
       break;
     case StreamFormat::kWebSocketEvents:
       frame = absl::StrCat(R"({"type":)", JsonString(SseEventName(e.type())), R"(,"cursor":)",

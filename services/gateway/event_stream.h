@@ -35,6 +35,9 @@ enum class StreamFormat {
 // The SSE name of an event type ("task:status", "agent:connected", ...).
 std::string SseEventName(v1::EventType type);
 
+// One event as an SSE frame: `id: CURSOR`, `event: NAME`, `data: JSON`.
+std::string SseFrame(const v1::TaskEvent& event);
+
 // Owns itself until the Watch ends; ends when the HTTP client goes away, is
 // too slow, or the coordinator closes the stream. Thread-safe.
 class EventStream final : public grpc::ClientReadReactor<v1::WatchResponse> {

@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
   g->channel_ = grpc::CreateCustomChannel(options.coordinator_address,
                                           grpc::InsecureChannelCredentials(), args);
   g->stub_ = v1::TaskService::NewStub(g->channel_);
+  g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_);
   HttpServerOptions http = options.http;
   http.address = options.http_address;
   http.on_slow_client = [self = g.get()] { self->metrics_.slow_client_disconnects.Increment(); };
@@ -110,6 +111,7 @@ Gateway::~Gateway() { Shutdown(); }
 
 void Gateway::Shutdown() {
   if (http_) http_->Shutdown();
+  if (hub_) hub_->Shutdown();
 }
 
 int Gateway::StreamsFor(const std::string& task_id) {
@@ -228,6 +230,13 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     metrics_.Observe(route, 200, 0);
     auto writer = responder->StartEventStream(cors);
+    if (route == "/api/events" && watch.has_after_cursor()) {
+      // Shared fan-out when the hub's ring covers the cursor.
+      for (auto& frame : initial) writer->Write(std::move(frame));
+      initial.clear();
+      writer->Write("retry: 2000\n\n");
+      if (hub_->Subscribe(writer, watch, watch.after_cursor(), close_stream)) return;
+    }
     EventStream::Start(*stub_, watch, key, std::move(writer), format, std::move(initial), metrics_,
                        std::move(close_stream));
   };

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/metrics_server.h"
+#include "services/gateway/event_hub.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/rate_limiter.h"
@@ -82,6 +83,7 @@ class Gateway {
   GatewayMetrics metrics_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
+  std::unique_ptr<EventHub> hub_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<MetricsServer> metrics_server_;
   absl::Mutex streams_mu_;

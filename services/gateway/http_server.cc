@@ -116,7 +116,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   bool streaming_ = false;
   bool hang_up_ = false;  // Close once the queue drains.
   std::atomic<bool> hanging_up_{false};
+  static constexpr size_t kMaxGather = 256;
   std::deque<std::string> frames_;
+  std::vector<asio::const_buffer> gather_;  // The frames in flight.
   bool writing_ = false;
   std::atomic<bool> stream_closed_{false};
   std::atomic<size_t> queued_bytes_{0};
@@ -414,12 +416,20 @@ void Session::WriteNextFrame() {
     if (hang_up_) EndStream();
     return;
   }
+  // One gathered write for everything queued (up to a bound): a busy stream
+  // costs one system call per batch, not per event.
   writing_ = true;
-  asio::async_write(stream_.socket(), asio::buffer(frames_.front()),
-                    [self = shared_from_this()](beast::error_code ec, size_t n) {
+  gather_.clear();
+  for (size_t i = 0; i < frames_.size() && i < kMaxGather; ++i) {
+    gather_.push_back(asio::buffer(frames_[i]));
+  }
+  asio::async_write(stream_.socket(), gather_,
+                    [self = shared_from_this(), n = gather_.size()](beast::error_code ec, size_t) {
                       self->writing_ = false;
-                      self->queued_bytes_ -= self->frames_.front().size();
-                      self->frames_.pop_front();
+                      for (size_t i = 0; i < n; ++i) {
+                        self->queued_bytes_ -= self->frames_.front().size();
+                        self->frames_.pop_front();
+                      }
                       if (ec) {
                         self->EndStream();
                         return;
