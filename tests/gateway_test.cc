@@ -265,6 +265,43 @@ TEST_F(GatewayTest, SseResumesWithLastEventIdByteExact) {
   EXPECT_TRUE(c.out == expected);
 }
 
+TEST_F(GatewayTest, AllEventsStreamOpensWithStateAndResumesExactly) {
+  v1::Task running = Create("sleep 30");
+  ASSERT_TRUE(WaitForStatus(running.id(), v1::TASK_STATUS_RUNNING));
+  std::string last_id;
+  {
+    SseClient first(port_, "/api/events?types=task:created,task:status");
+    SseEvent e;
+    ASSERT_TRUE(first.Next(e));
+    EXPECT_EQ(e.event, "initial_state");
+    EXPECT_THAT(e.data, HasSubstr(running.id()));  // The unfinished task is in the state.
+    last_id = e.id;
+    Create("true");
+    ASSERT_TRUE(first.Next(e));
+    EXPECT_EQ(e.event, "task:created");
+    last_id = e.id;
+  }
+  // Events while disconnected, then a resume from the last id seen.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Create("true").id());
+  SseClient second(port_, "/api/events?types=task:created", {{"Last-Event-ID", last_id}});
+  std::vector<std::string> created;
+  SseEvent e;
+  uint64_t previous = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(last_id, &previous));
+  while (created.size() < 3 && second.Next(e)) {
+    ASSERT_EQ(e.event, "task:created");
+    uint64_t cursor = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(e.id, &cursor));
+    EXPECT_GT(cursor, previous);  // In order, nothing repeated.
+    previous = cursor;
+    v1::TaskEvent ev;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(e.data, &ev).ok());
+    created.push_back(ev.task_id());
+  }
+  EXPECT_EQ(created, ids);
+}
+
 TEST_F(GatewayTest, ClientThatNeverReadsIsCutOffWhileOthersKeepUp) {
   Start("", /*stall=*/absl::Milliseconds(800));
   SseClient stuck(port_, "/api/events");  // Never reads after the headers.
