@@ -184,7 +184,7 @@ class Server final : public HttpServer {
     if (ec) return absl::UnavailableError("http_address " + options_.address + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     Accept();
-    thread_ = std::thread([this] { ioc_.run(); });
+    for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
     return absl::OkStatus();
   }
 
@@ -209,7 +209,9 @@ class Server final : public HttpServer {
     // Give closing handshakes a moment, then stop whatever is left.
     auto timer = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(100));
     timer->async_wait([this, timer](beast::error_code) { ioc_.stop(); });
-    if (thread_.joinable()) thread_.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
 
   ~Server() override { Shutdown(); }
@@ -263,9 +265,9 @@ class Server final : public HttpServer {
 
   const HttpServerOptions options_;
   const Handler handler_;
-  asio::io_context ioc_{1};
+  asio::io_context ioc_{options_.io_threads};
   tcp::acceptor acceptor_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
   absl::Mutex mu_;

@@ -1,7 +1,8 @@
 // A small asynchronous HTTP/1.1 server (Boost.Beast, kept inside
-// http_server.cc): keep-alive requests answered from any thread, and
-// text/event-stream responses fed frame by frame through a bounded queue. One
-// I/O thread holds thousands of connections.
+// http_server.cc): keep-alive requests answered from any thread,
+// text/event-stream responses and WebSockets fed through bounded queues. A
+// few I/O threads (each connection on its own strand) hold thousands of
+// connections.
 #ifndef TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
 #define TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
 
@@ -93,6 +94,8 @@ using Handler = std::function<void(HttpRequest request, std::shared_ptr<Responde
 struct HttpServerOptions {
   // host:port; port 0 picks a free one.
   std::string address = "127.0.0.1:8080";
+  // Threads running the event loop.
+  int io_threads = 2;
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
   // Hard bound on bytes queued per event stream; a client past it is cut off.
@@ -117,7 +120,7 @@ class HttpServer {
                                                            Handler handler);
   virtual ~HttpServer() = default;
   virtual int port() const = 0;
-  // Stops accepting, closes every connection and stream, joins the thread.
+  // Stops accepting, closes every connection and stream, joins the threads.
   virtual void Shutdown() = 0;
   // Open event streams now.
   virtual size_t open_streams() const = 0;
