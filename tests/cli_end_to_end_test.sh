@@ -4,14 +4,7 @@
 # errors. Usage: cli_end_to_end_test.sh COORDINATOR AGENT CLI
 set -uo pipefail
 coordinator=$1 agent=$2 cli=$3
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
 
 passed=0 failed=0
 check() {  # check NAME CONDITION...
@@ -19,14 +12,6 @@ check() {  # check NAME CONDITION...
   if "$@"; then passed=$((passed + 1)); echo "ok   $name"
   else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.05
-  done
-}
-
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
   --port_file="$dir/ports" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/ports" || { echo "coordinator did not start"; exit 1; }

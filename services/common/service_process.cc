@@ -2,6 +2,9 @@
 
 #include <signal.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "absl/synchronization/mutex.h"
 #include "services/common/logging.h"
 
@@ -30,6 +33,15 @@ int WaitForStopSignal() {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
+}
+
+void WritePortFile(const std::string& path, std::initializer_list<int> ports) {
+  if (path.empty()) return;
+  {
+    std::ofstream out(path + ".tmp");
+    for (int port : ports) out << port << "\n";
+  }
+  std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
 }  // namespace taskgrid

@@ -3,6 +3,7 @@
 #ifndef TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
 #define TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,6 +19,10 @@ absl::Status InitServiceProcess(const std::string& service, const std::string& l
 
 // Blocks until SIGINT or SIGTERM arrives; returns its number.
 int WaitForStopSignal();
+
+// Writes `ports`, one per line, to `path` (nothing when empty), for scripts
+// that start a service on port 0. The file appears whole or not at all.
+void WritePortFile(const std::string& path, std::initializer_list<int> ports);
 
 }  // namespace taskgrid
 

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -79,12 +78,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", coordinator.status().ToString().c_str());
     return 1;
   }
-  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    // Written whole under a temporary name so readers never see half a file.
-    std::ofstream(path + ".tmp") << (*coordinator)->grpc_port() << "\n"
-                                 << (*coordinator)->metrics_port() << "\n";
-    std::rename((path + ".tmp").c_str(), path.c_str());
-  }
+  taskgrid::WritePortFile(absl::GetFlag(FLAGS_port_file),
+                          {(*coordinator)->grpc_port(), (*coordinator)->metrics_port()});
   const int sig = taskgrid::WaitForStopSignal();
   spdlog::info("coordinator_stopping signal={}", sig);
   (*coordinator)->Shutdown();

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -58,11 +57,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", gateway.status().ToString().c_str());
     return 1;
   }
-  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    std::ofstream(path + ".tmp") << (*gateway)->http_port() << "\n"
-                                 << (*gateway)->metrics_port() << "\n";
-    std::rename((path + ".tmp").c_str(), path.c_str());
-  }
+  taskgrid::WritePortFile(absl::GetFlag(FLAGS_port_file),
+                          {(*gateway)->http_port(), (*gateway)->metrics_port()});
   const int sig = taskgrid::WaitForStopSignal();
   spdlog::info("gateway_stopping signal={}", sig);
   (*gateway)->Shutdown();

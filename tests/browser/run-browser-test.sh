@@ -5,23 +5,15 @@
 set -uo pipefail
 coordinator=$1 agent=$2 gateway=$3 artifacts=$4
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-wait_file() { for _ in $(seq 200); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
+source "$here/../lib.sh"
 
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --port_file="$dir/c" --log_level=warn & pids+=($!)
-wait_file "$dir/c" || { echo "coordinator did not start"; exit 1; }
+wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 address=127.0.0.1:$(sed -n 1p "$dir/c")
 "$agent" --coordinator="$address" --agent_id=browser-agent --metrics_address= --log_level=warn & pids+=($!)
 "$gateway" --coordinator="$address" --http_address=127.0.0.1:0 --metrics_address= \
   --port_file="$dir/g" --log_level=warn & pids+=($!)
-wait_file "$dir/g" || { echo "gateway did not start"; exit 1; }
+wait_for 10 test -s "$dir/g" || { echo "gateway did not start"; exit 1; }
 
 [ -d "$here/node_modules/playwright-core" ] ||
   (cd "$here" && npm install --no-audit --no-fund --silent) || { echo "npm install failed"; exit 1; }
