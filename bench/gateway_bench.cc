@@ -149,13 +149,14 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
       size_t frame_end;
       while ((frame_end = buf.find("\n\n")) != std::string::npos) {
         const size_t t = buf.find(R"("time":")");
-        if (t < frame_end) {  // Only task:log frames are subscribed to.
+        // Only task:log frames are subscribed to. Timestamps are parsed for
+        // one frame in 16 so the measuring client is not the bottleneck.
+        if (t < frame_end && (result.events++ % 16) == 0) {
           absl::Time at;
           std::string err;
           if (absl::ParseTime(absl::RFC3339_full, buf.substr(t + 8, buf.find('"', t + 8) - t - 8),
                               &at, &err)) {
             result.latencies_ms.push_back(absl::ToDoubleMilliseconds(now - at));
-            ++result.events;
           }
         }
         buf.erase(0, frame_end + 2);

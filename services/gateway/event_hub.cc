@@ -12,6 +12,8 @@ namespace {
 // ring, shared by all, holds the backlog.
 constexpr size_t kHighWaterBytes = 64 << 10;
 constexpr size_t kLowWaterBytes = 16 << 10;
+// How long a round waits for more events before serving clients.
+constexpr absl::Duration kRoundDelay = absl::Milliseconds(5);
 
 bool Matches(const v1::WatchRequest& f, v1::EventType type, const std::string& task,
              const std::string& agent) {
@@ -64,7 +66,9 @@ class EventHub::Feed final : public grpc::ClientReadReactor<v1::WatchResponse> {
 };
 
 EventHub::EventHub(v1::TaskService::Stub& stub, GatewayMetrics& metrics, size_t max_bytes)
-    : stub_(stub), metrics_(metrics), max_bytes_(max_bytes) {}
+    : stub_(stub), metrics_(metrics), max_bytes_(max_bytes) {
+  flusher_ = std::thread([this] { FlushLoop(); });
+}
 
 EventHub::~EventHub() { Shutdown(); }
 
@@ -107,7 +111,6 @@ bool EventHub::Subscribe(std::shared_ptr<EventStreamWriter> writer, const v1::Wa
 }
 
 void EventHub::OnEvents(const v1::WatchResponse& batch) {
-  std::vector<std::function<void()>> ended;
   {
     absl::MutexLock lock(&mu_);
     for (const v1::TaskEvent& e : batch.events()) {
@@ -129,19 +132,37 @@ void EventHub::OnEvents(const v1::WatchResponse& batch) {
         ++base_;
       }
     }
-    for (size_t i = 0; i < subscribers_.size(); ++i) PumpLocked(subscribers_[i]);
-    for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-      if ((*it)->done) {
-        ended.push_back(std::move((*it)->on_end));
-        it = subscribers_.erase(it);
-      } else {
-        ++it;
+    dirty_ = true;
+  }
+  wake_.Signal();
+}
+
+void EventHub::FlushLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      while (!dirty_ && !shut_down_) wake_.Wait(&mu_);
+      if (shut_down_) return;
+    }
+    absl::SleepFor(kRoundDelay);
+    std::vector<std::function<void()>> ended;
+    {
+      absl::MutexLock lock(&mu_);
+      dirty_ = false;
+      for (size_t i = 0; i < subscribers_.size(); ++i) PumpLocked(subscribers_[i]);
+      for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+        if ((*it)->done) {
+          ended.push_back(std::move((*it)->on_end));
+          it = subscribers_.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
-  }
-  for (auto& f : ended) {
-    metrics_.sse_clients.Decrement();
-    if (f) f();
+    for (auto& f : ended) {
+      metrics_.sse_clients.Decrement();
+      if (f) f();
+    }
   }
 }
 
@@ -231,6 +252,8 @@ void EventHub::Shutdown() {
     shut_down_ = true;
     feed = feed_;
   }
+  wake_.Signal();
+  if (flusher_.joinable()) flusher_.join();
   if (feed) {
     feed->Cancel();
     feed->WaitDone(absl::Seconds(5));

@@ -2,7 +2,9 @@
 // this gateway. Each event is formatted once into an SSE frame and kept in a
 // bounded ring; a client holds only its cursor and filter, so a thousand
 // clients cost a filter check and a queue append per event each, not a
-// thousand coordinator streams. A cursor the ring does not cover is left to a
+// thousand coordinator streams. Clients are served together every few
+// milliseconds, so a busy stream makes one write per client per round, not
+// one per event. A cursor the ring does not cover is left to a
 // dedicated coordinator Watch (the caller falls back).
 #ifndef TASKGRID_SERVICES_GATEWAY_EVENT_HUB_H_
 #define TASKGRID_SERVICES_GATEWAY_EVENT_HUB_H_
@@ -13,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -61,6 +64,9 @@ class EventHub {
   // coordinator cannot be reached.
   bool EnsureFeedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnEvents(const v1::WatchResponse& batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // Serves every subscriber whenever events arrived, after a short delay
+  // that lets more arrive.
+  void FlushLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void OnFeedEnded() ABSL_LOCKS_EXCLUDED(mu_);
   // Sends what `sub` may take now; pauses it when its queue is high.
   void PumpLocked(const std::shared_ptr<Subscriber>& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -81,6 +87,9 @@ class EventHub {
   std::deque<Entry> entries_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<Subscriber>> subscribers_ ABSL_GUARDED_BY(mu_);
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;  // Events arrived since the last round.
+  absl::CondVar wake_;
+  std::thread flusher_;
 };
 
 }  // namespace taskgrid::gateway
