@@ -82,7 +82,7 @@ std::string SseEventName(v1::EventType type) {
 }
 
 std::string SseFrame(const v1::TaskEvent& e) {
-  return Frame(e.cursor(), SseEventName(e.type()), ToJson(e));
+  return Frame(e.cursor(), SseEventName(e.type()), EventToJson(e));
 }
 
 void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
@@ -126,7 +126,7 @@ bool EventStream::Deliver(const v1::TaskEvent& e) {
       break;
     case StreamFormat::kWebSocketEvents:
       frame = absl::StrCat(R"({"type":)", JsonString(SseEventName(e.type())), R"(,"cursor":)",
-                           e.cursor(), R"(,"event":)", ToJson(e), "}");
+                           e.cursor(), R"(,"event":)", EventToJson(e), "}");
       break;
     case StreamFormat::kRedisSre:
       frame = RedisSreMessage(e);

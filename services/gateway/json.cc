@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -16,6 +17,20 @@ std::string ToJson(const google::protobuf::Message& message) {
   options.always_print_primitive_fields = true;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
   return out;
+}
+
+std::string EventToJson(const v1::TaskEvent& event) {
+  if (event.output().data().empty()) return ToJson(event);
+  v1::TaskEvent light = event;
+  std::string data;
+  light.mutable_output()->mutable_data()->swap(data);
+  std::string json = ToJson(light);
+  const std::string empty = R"("data":"")";
+  const size_t output = json.find(R"("output":{)");
+  const size_t at = output == std::string::npos ? output : json.find(empty, output);
+  if (at == std::string::npos) return ToJson(event);  // Unexpected layout: the slow way.
+  return absl::StrCat(json.substr(0, at), R"("data":")", absl::Base64Escape(data), R"(")",
+                      json.substr(at + empty.size()));
 }
 
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
