@@ -333,6 +333,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
   }
 
+  if (m == "GET" && req.path == "/favicon.ico") return reply("/favicon.ico", JsonResponse(204, ""));
+
   // ---------------------------------------------------------------- health
   if (m == "GET" && req.path == "/health") {
     return reply("/health", JsonResponse(200, R"({"status":"ok"})"));
