@@ -401,6 +401,8 @@ TEST_F(GatewayTest, MonitoringWebSocketFiltersByTaskAndType) {
     EXPECT_THAT(*m, HasSubstr(R"("type":"task:status")"));
     saw = absl::StrContains(*m, t.id()) && absl::StrContains(*m, "TASK_STATUS_SUCCEEDED");
   }
+  // The client filtered on another task id heard nothing of either task.
+  EXPECT_FALSE(ws.Next(std::chrono::milliseconds(300)).has_value());
   (void)other;
 }
 

@@ -31,13 +31,23 @@ class Client {
   }
 
   // The next text message, or nothing when the connection closed or
-  // nothing came for 10 s. After a close, close_code() says why.
-  std::optional<std::string> Next() {
+  // nothing came within `timeout` (which ends the connection). After a
+  // close, close_code() says why.
+  std::optional<std::string> Next(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    // A sync read would ignore the stream's timer: read asynchronously and
+    // run the loop for at most `timeout`.
     boost::beast::flat_buffer buf;
-    boost::beast::error_code ec;
-    boost::beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
-    ws_.read(buf, ec);
-    if (ec) return std::nullopt;
+    std::optional<boost::beast::error_code> result;
+    ws_.async_read(buf, [&](boost::beast::error_code ec, size_t) { result = ec; });
+    ioc_.restart();
+    ioc_.run_for(timeout);
+    if (!result) {
+      boost::beast::get_lowest_layer(ws_).cancel();
+      ioc_.restart();
+      ioc_.run();  // Lets the cancelled read finish.
+      return std::nullopt;
+    }
+    if (*result) return std::nullopt;
     return boost::beast::buffers_to_string(buf.data());
   }
   int close_code() const { return static_cast<int>(ws_.reason().code); }
