@@ -42,6 +42,7 @@ ABSL_FLAG(int, events_per_second, 1000, "Output events per second during fan-out
 ABSL_FLAG(double, seconds, 10, "Length of the fan-out and REST measurements.");
 ABSL_FLAG(int64_t, stream_bytes, int64_t{1} << 30, "Bytes the streaming task writes.");
 ABSL_FLAG(int, connections, 32, "Concurrent connections for the REST measurement.");
+ABSL_FLAG(int64_t, event_log_bytes, 64 << 20, "The coordinator's --event_log_bytes.");
 
 extern char** environ;
 
@@ -229,7 +230,8 @@ int Main() {
   const std::string dir = mkdtemp(tmpl);
   const pid_t coordinator =
       Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
-             "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/c"});
+             "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/c",
+             absl::StrCat("--event_log_bytes=", absl::GetFlag(FLAGS_event_log_bytes))});
   const std::string address = absl::StrCat("127.0.0.1:", ReadPort(dir + "/c"));
   const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
                              "--metrics_address=", "--log_level=error"});

@@ -32,6 +32,8 @@ ABSL_FLAG(absl::Duration, retention, absl::Hours(24), "How long finished tasks a
 ABSL_FLAG(int64_t, max_retained_tasks, 100000, "Finished tasks kept at most.");
 ABSL_FLAG(int64_t, output_cap_bytes, 4 << 20,
           "Output kept per task stream (head and tail beyond).");
+ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
+          "Event log kept for Watch resume (bytes); a watcher further behind gets RESYNC.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound gRPC and metrics ports here, one per line "
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   options.registry.max_retained_tasks =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_retained_tasks));
   options.registry.output_cap_bytes = absl::GetFlag(FLAGS_output_cap_bytes);
+  options.events.max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_event_log_bytes));
 
   auto coordinator = taskgrid::Coordinator::Start(options);
   if (!coordinator.ok()) {
