@@ -85,10 +85,10 @@ std::string SseFrame(const v1::TaskEvent& e) {
   return Frame(e.cursor(), SseEventName(e.type()), EventToJson(e));
 }
 
-void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
-                        const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
-                        StreamFormat format, std::vector<std::string> initial,
-                        GatewayMetrics& metrics, std::function<void()> on_end) {
+std::weak_ptr<EventStream> EventStream::Start(
+    v1::TaskService::Stub& stub, const v1::WatchRequest& watch, const std::string& api_key,
+    std::shared_ptr<EventStreamWriter> writer, StreamFormat format,
+    std::vector<std::string> initial, GatewayMetrics& metrics, std::function<void()> on_end) {
   auto stream = std::shared_ptr<EventStream>(new EventStream(writer, format, metrics));
   stream->self_ = stream;
   stream->request_ = watch;
@@ -107,6 +107,7 @@ void EventStream::Start(v1::TaskService::Stub& stub, const v1::WatchRequest& wat
   stub.async()->Watch(&stream->context_, &stream->request_, stream.get());
   stream->StartRead(&stream->batch_);
   stream->StartCall();
+  return stream;
 }
 
 bool EventStream::Deliver(const v1::TaskEvent& e) {

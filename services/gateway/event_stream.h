@@ -45,10 +45,14 @@ class EventStream final : public grpc::ClientReadReactor<v1::WatchResponse> {
   // Starts `watch` and writes its events to `writer`. Frames in `initial`
   // are written first. `api_key` is forwarded to the coordinator. `on_end`
   // runs once when the stream is over.
-  static void Start(v1::TaskService::Stub& stub, const v1::WatchRequest& watch,
-                    const std::string& api_key, std::shared_ptr<EventStreamWriter> writer,
-                    StreamFormat format, std::vector<std::string> initial, GatewayMetrics& metrics,
-                    std::function<void()> on_end);
+  static std::weak_ptr<EventStream> Start(v1::TaskService::Stub& stub,
+                                          const v1::WatchRequest& watch, const std::string& api_key,
+                                          std::shared_ptr<EventStreamWriter> writer,
+                                          StreamFormat format, std::vector<std::string> initial,
+                                          GatewayMetrics& metrics, std::function<void()> on_end);
+
+  // Ends the Watch (the stream then ends too). Any thread.
+  void Cancel() { context_.TryCancel(); }
 
  private:
   EventStream(std::shared_ptr<EventStreamWriter> writer, StreamFormat format,

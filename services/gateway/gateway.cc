@@ -40,14 +40,21 @@ struct Call {
   Resp response;
 };
 
+// `inflight` counts the call until its callback has run, so shutdown can wait
+// for it.
 template <typename Req, typename Resp, typename Invoke, typename Done>
-void CallCoordinator(const HttpRequest& http, Req request, Invoke invoke, Done done) {
+void CallCoordinator(std::atomic<int>& inflight, const HttpRequest& http, Req request,
+                     Invoke invoke, Done done) {
+  ++inflight;
   auto call = std::make_shared<Call<Req, Resp>>();
   call->request = std::move(request);
   if (std::string key = ApiKeyOf(http); !key.empty()) call->context.AddMetadata("x-api-key", key);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
   invoke(&call->context, &call->request, &call->response,
-         [call, done = std::move(done)](grpc::Status s) { done(s, call->response); });
+         [call, done = std::move(done), &inflight](grpc::Status s) {
+           done(s, call->response);
+           --inflight;
+         });
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -112,6 +119,34 @@ Gateway::~Gateway() { Shutdown(); }
 void Gateway::Shutdown() {
   if (http_) http_->Shutdown();
   if (hub_) hub_->Shutdown();
+  // Calls still in flight would answer into a server that is gone: cancel
+  // the streams and wait (bounded) for every callback to have run.
+  std::vector<std::weak_ptr<EventStream>> streams;
+  {
+    absl::MutexLock lock(&streams_mu_);
+    streams.swap(streams_);
+  }
+  for (auto& weak : streams) {
+    if (auto s = weak.lock()) s->Cancel();
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (inflight_.load() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+}
+
+std::function<void()> Gateway::CountStream(std::function<void()> on_end) {
+  ++inflight_;
+  return [this, on_end = std::move(on_end)] {
+    if (on_end) on_end();
+    --inflight_;
+  };
+}
+
+void Gateway::TrackStream(std::weak_ptr<EventStream> stream) {
+  absl::MutexLock lock(&streams_mu_);
+  if (streams_.size() >= 1024 && streams_.size() % 1024 == 0) {
+    std::erase_if(streams_, [](const auto& w) { return w.expired(); });
+  }
+  streams_.push_back(std::move(stream));
 }
 
 int Gateway::StreamsFor(const std::string& task_id) {
@@ -206,7 +241,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     v1::GetRequest g;
     g.set_task_id(id);
     CallCoordinator<v1::GetRequest, v1::Task>(
-        req, g, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
+        inflight_, req, g, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
         std::move(done));
   };
   auto start_stream = [this, req, responder, reply, caller, key, cors](
@@ -237,8 +272,9 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       writer->Write("retry: 2000\n\n");
       if (hub_->Subscribe(writer, watch, watch.after_cursor(), close_stream)) return;
     }
-    EventStream::Start(*stub_, watch, key, std::move(writer), format, std::move(initial), metrics_,
-                       std::move(close_stream));
+    TrackStream(EventStream::Start(*stub_, watch, key, std::move(writer), format,
+                                   std::move(initial), metrics_,
+                                   CountStream(std::move(close_stream))));
   };
 
   // ---------------------------------------------------------------- WebSocket
@@ -268,8 +304,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
           101, 0);
       auto close_stream = OpenStream(caller, watch.task_id());
       if (!close_stream) return ws->CloseWith(4429, "too many open streams for this caller");
-      EventStream::Start(*stub_, watch, key, ws, format, std::move(initial), metrics_,
-                         std::move(close_stream));
+      TrackStream(EventStream::Start(*stub_, watch, key, ws, format, std::move(initial), metrics_,
+                                     CountStream(std::move(close_stream))));
     };
     if (p0 == "api" && p1 == "v1" && p2 == "ws" && p3 == "tasks" && parts.size() == 5) {
       const std::string id = parts[4];
@@ -308,7 +344,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
         watch.add_types(v1::EVENT_TYPE_TASK_STATUS);
       }
       return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-          req, v1::StatsRequest(),
+          inflight_, req, v1::StatsRequest(),
           [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
           [responder, serve, watch](const grpc::Status& s, const v1::StatsResponse& stats) {
             auto ws = responder->AcceptWebSocket();
@@ -341,7 +377,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   }
   if (m == "GET" && req.path == "/ready") {
     return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-        req, v1::StatsRequest(),
+        inflight_, req, v1::StatsRequest(),
         [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
         [reply](const grpc::Status& s, const v1::StatsResponse&) {
           // Any answer (even "unauthenticated") means the coordinator is there.
@@ -363,7 +399,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       }
       submit.set_idempotency_key(req.Header("idempotency-key"));
       return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
-          req, submit, [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
+          inflight_, req, submit,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
           [reply](const grpc::Status& s, const v1::SubmitResponse& resp) {
             if (!s.ok()) return reply("/api/tasks", ErrorResponse(s));
             HttpResponse r = JsonResponse(resp.existing() ? 200 : 201, ToJson(resp.task()));
@@ -411,12 +448,13 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       }
       list.set_page_token(req.Query("pageToken"));
       return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-          req, list, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+          inflight_, req, list,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
           proto_reply(route, 200));
     }
     if (id == "stats" && parts.size() == 3 && m == "GET") {
       return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-          req, v1::StatsRequest(),
+          inflight_, req, v1::StatsRequest(),
           [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
           proto_reply("/api/tasks/stats", 200));
     }
@@ -434,7 +472,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       v1::DeleteRequest del;
       del.set_task_id(id);
       return CallCoordinator<v1::DeleteRequest, v1::DeleteResponse>(
-          req, del, [&async](auto* c, auto* q, auto* r, auto cb) { async.Delete(c, q, r, cb); },
+          inflight_, req, del,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.Delete(c, q, r, cb); },
           [reply](const grpc::Status& s, const v1::DeleteResponse&) {
             reply("/api/tasks/{id}",
                   s.ok() ? JsonResponse(200, R"({"message":"task deleted"})") : ErrorResponse(s));
@@ -444,7 +483,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       v1::CancelRequest cancel;
       cancel.set_task_id(id);
       return CallCoordinator<v1::CancelRequest, v1::Task>(
-          req, cancel, [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
+          inflight_, req, cancel,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
           proto_reply("/api/tasks/{id}/cancel", 200));
     }
     if (parts.size() == 4 && (p3 == "status" || p3 == "progress") && m == "PATCH") {
@@ -471,7 +511,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       }
       out.set_offset(n);
       return CallCoordinator<v1::GetOutputRequest, v1::GetOutputResponse>(
-          req, out, [&async](auto* c, auto* q, auto* r, auto cb) { async.GetOutput(c, q, r, cb); },
+          inflight_, req, out,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.GetOutput(c, q, r, cb); },
           proto_reply("/api/tasks/{id}/output", 200));
     }
     if (parts.size() == 4 && p3 == "events" && m == "GET") {
@@ -514,7 +555,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     active.set_page_size(1000);
     return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-        req, active, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+        inflight_, req, active,
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
         [start_stream, reply, watch](const grpc::Status& s, const v1::ListResponse& list) {
           if (!s.ok()) return reply("/api/events", ErrorResponse(s));
           v1::WatchRequest after = watch;
@@ -526,7 +568,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   }
   if (m == "GET" && p0 == "api" && p1 == "agents" && parts.size() == 2) {
     return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
-        req, v1::ListAgentsRequest(),
+        inflight_, req, v1::ListAgentsRequest(),
         [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
         proto_reply("/api/agents", 200));
   }
@@ -591,7 +633,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     if (!spec.has_timeout()) spec.mutable_timeout()->set_seconds(300);  // nodelink's default.
     spec.set_type("shell");
     return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
-        req, submit, [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
+        inflight_, req, submit,
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
         [reply, route](const grpc::Status& s, const v1::SubmitResponse& resp) {
           if (!s.ok()) return reply(route, ErrorResponse(s));
           const v1::Task& t = resp.task();
@@ -616,7 +659,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     v1::CancelRequest cancel;
     cancel.set_task_id(p1);
     return CallCoordinator<v1::CancelRequest, v1::Task>(
-        req, cancel, [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
+        inflight_, req, cancel,
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
         [reply](const grpc::Status& s, const v1::Task&) {
           if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
             // nodelink documents 400 for a task already in a final state.
@@ -636,7 +680,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     list.set_page_size(1000);
     const std::string agent = p1;
     return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-        req, list, [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
+        inflight_, req, list,
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
         [reply, route, per_agent, agent, nodelink_task](const grpc::Status& s,
                                                         const v1::ListResponse& resp) {
           if (!s.ok()) return reply(route, ErrorResponse(s));
@@ -653,7 +698,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   }
   if (p0 == "agents" && parts.size() == 1 && m == "GET") {
     return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
-        req, v1::ListAgentsRequest(),
+        inflight_, req, v1::ListAgentsRequest(),
         [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
         proto_reply("/agents", 200));
   }

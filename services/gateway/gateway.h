@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/metrics_server.h"
 #include "services/gateway/event_hub.h"
+#include "services/gateway/event_stream.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/rate_limiter.h"
@@ -77,6 +79,10 @@ class Gateway {
       ABSL_LOCKS_EXCLUDED(streams_mu_);
   // CORS response headers for a request from `origin` (none if not allowed).
   Headers CorsHeaders(const std::string& origin) const;
+  // Counts a stream as in flight until `on_end` has run.
+  std::function<void()> CountStream(std::function<void()> on_end);
+  // Remembers a stream so Shutdown can cancel it.
+  void TrackStream(std::weak_ptr<EventStream> stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
 
   const GatewayOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -89,6 +95,9 @@ class Gateway {
   absl::Mutex streams_mu_;
   absl::flat_hash_map<std::string, int> task_streams_ ABSL_GUARDED_BY(streams_mu_);
   absl::flat_hash_map<std::string, int> caller_streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::vector<std::weak_ptr<EventStream>> streams_ ABSL_GUARDED_BY(streams_mu_);
+  // Coordinator calls and streams whose callbacks have not finished.
+  std::atomic<int> inflight_{0};
   RateLimiter limiter_;
 };
 
