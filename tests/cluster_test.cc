@@ -283,7 +283,6 @@ TEST_F(ClusterTest, QueueTimeoutNeverRunsLater) {
   clock_.Advance(absl::Seconds(30));
   coordinator_->registry().Tick();
   EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_TIMED_OUT);
-  AgentOptions o;
   StartAgent("gpu-1");
   EXPECT_EQ(Get(id).attempt(), 0u);
   EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_TIMED_OUT);

@@ -61,6 +61,30 @@ std::vector<std::string> SplitList(const std::string& s) {
   return absl::StrSplit(s, ',', absl::SkipWhitespace());
 }
 
+// Adds the event names in `value` ("task:status,agent:connected") to
+// `watch`; kInvalidArgument naming `param` for an unknown one.
+absl::Status AddEventTypes(const std::string& param, const std::string& value,
+                           v1::WatchRequest& watch) {
+  for (const std::string& t : SplitList(value)) {
+    std::string name = absl::AsciiStrToUpper(t);
+    std::replace(name.begin(), name.end(), ':', '_');
+    v1::EventType type;
+    if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
+      return absl::InvalidArgumentError(param + ": unknown event type \"" + t + "\"");
+    }
+    watch.add_types(type);
+  }
+  return absl::OkStatus();
+}
+
+// Restricts `list` to tasks that have not finished.
+void OnlyUnfinished(v1::ListRequest& list) {
+  for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
+                 v1::TASK_STATUS_RUNNING}) {
+    list.add_status(s);
+  }
+}
+
 std::string Segment(const std::vector<std::string>& parts, size_t i) {
   return i < parts.size() ? parts[i] : "";
 }
@@ -327,16 +351,9 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     if (req.path == "/ws/monitoring") {
       v1::WatchRequest watch;
       watch.set_task_id(req.Query("task_id"));
-      for (const std::string& t : SplitList(req.Query("event_types"))) {
-        std::string name = absl::AsciiStrToUpper(t);
-        std::replace(name.begin(), name.end(), ':', '_');
-        v1::EventType type;
-        if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
-          return reply("/ws/monitoring",
-                       ErrorResponse(400, "invalid_argument", "event_types: unknown \"" + t + "\"",
-                                     "event_types"));
-        }
-        watch.add_types(type);
+      if (absl::Status s = AddEventTypes("event_types", req.Query("event_types"), watch); !s.ok()) {
+        return reply("/ws/monitoring",
+                     ErrorResponse(400, "invalid_argument", s.message(), "event_types"));
       }
       const bool stats_only = req.Query("stats_only") == "true";
       if (stats_only) {
@@ -412,12 +429,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     if ((parts.size() == 2 && m == "GET") || (id == "active" && parts.size() == 3 && m == "GET")) {
       const std::string route = id == "active" ? "/api/tasks/active" : "/api/tasks";
       v1::ListRequest list;
-      if (id == "active") {
-        for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
-                       v1::TASK_STATUS_RUNNING}) {
-          list.add_status(s);
-        }
-      }
+      if (id == "active") OnlyUnfinished(list);
       for (const std::string& s : SplitList(req.Query("status"))) {
         v1::TaskStatus st;
         if (!v1::TaskStatus_Parse("TASK_STATUS_" + absl::AsciiStrToUpper(s), &st)) {
@@ -532,16 +544,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     v1::WatchRequest watch;
     watch.set_task_id(req.Query("task"));
     watch.set_agent_id(req.Query("agent"));
-    for (const std::string& t : SplitList(req.Query("types"))) {
-      std::string name = absl::AsciiStrToUpper(t);
-      std::replace(name.begin(), name.end(), ':', '_');
-      v1::EventType type;
-      if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
-        return reply("/api/events",
-                     ErrorResponse(400, "invalid_argument",
-                                   "types: unknown event type \"" + t + "\"", "types"));
-      }
-      watch.add_types(type);
+    if (absl::Status s = AddEventTypes("types", req.Query("types"), watch); !s.ok()) {
+      return reply("/api/events", ErrorResponse(400, "invalid_argument", s.message(), "types"));
     }
     if (!req.Header("last-event-id").empty()) {
       return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
@@ -549,10 +553,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     // A new client first gets the unfinished tasks, then every event after
     // the cursor of that listing: nothing falls between the two.
     v1::ListRequest active;
-    for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
-                   v1::TASK_STATUS_RUNNING}) {
-      active.add_status(s);
-    }
+    OnlyUnfinished(active);
     active.set_page_size(1000);
     return CallCoordinator<v1::ListRequest, v1::ListResponse>(
         inflight_, req, active,
