@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs a local cluster: one coordinator
-# (in-memory store), two agents and the gateway on 127.0.0.1, then a sample
+# (SQLite store in ./taskgrid-data, so tasks survive a restart), two agents and the gateway on 127.0.0.1, then a sample
 # task. Stops everything on Ctrl-C. Ports: gRPC 7000, dashboard and REST
 # 8080, metrics 9100 (coordinator), 9101-9102 (agents), 9103 (gateway).
 set -euo pipefail
@@ -13,7 +13,8 @@ stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/
 trap stop EXIT INT TERM
 
 export TASKGRID_COORDINATOR=127.0.0.1:7000
-"$bin/coordinator/taskgrid-coordinator" --grpc_address=$TASKGRID_COORDINATOR & pids+=($!)
+"$bin/coordinator/taskgrid-coordinator" --grpc_address=$TASKGRID_COORDINATOR \
+  --data_dir="$root/taskgrid-data" & pids+=($!)
 for _ in $(seq 100); do "$bin/cli/taskgrid" agents >/dev/null 2>&1 && break; sleep 0.1; done
 "$bin/agent/taskgrid-agent" --agent_id=local-1 --labels=role=web --metrics_address=127.0.0.1:9101 & pids+=($!)
 "$bin/agent/taskgrid-agent" --agent_id=local-2 --labels=role=db --metrics_address=127.0.0.1:9102 & pids+=($!)

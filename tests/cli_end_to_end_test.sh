@@ -13,7 +13,7 @@ check() {  # check NAME CONDITION...
   else failed=$((failed + 1)); echo "FAIL $name"; fi
 }
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --port_file="$dir/ports" --log_level=warn & pids+=($!)
+  --data_dir="$dir/data" --port_file="$dir/ports" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/ports" || { echo "coordinator did not start"; exit 1; }
 grpc_port=$(sed -n 1p "$dir/ports"); metrics_port=$(sed -n 2p "$dir/ports")
 export TASKGRID_COORDINATOR=127.0.0.1:$grpc_port

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "services/common/status_util.h"
+#include "services/coordinator/store/open_task_store.h"
 
 namespace taskgrid {
 
@@ -33,8 +34,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
                                                                 const Clock& clock) {
   TASKGRID_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Coordinator> c(new Coordinator(options));
-  c->registry_ = std::make_unique<TaskRegistry>(clock, c->store_, c->events_, &c->metrics_set_,
+  const absl::Time load_start = absl::Now();
+  TASKGRID_ASSIGN_OR_RETURN(c->store_, OpenTaskStore(options.store, c->metrics_set_.store()));
+  TASKGRID_ASSIGN_OR_RETURN(StoredState state, c->store_->Load());
+  c->registry_ = std::make_unique<TaskRegistry>(clock, *c->store_, c->events_, &c->metrics_set_,
                                                 options.registry);
+  c->registry_->Recover(std::move(state));
+  const absl::Duration recovery = absl::Now() - load_start;
+  c->metrics_set_.recovery_seconds.Set(absl::ToDoubleSeconds(recovery));
+  spdlog::info("store_loaded store={} seconds={:.3f}", options.store,
+               absl::ToDoubleSeconds(recovery));
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,
                                                        *ApiKeys::Parse(options.api_keys));
   c->agent_service_ =

@@ -1,7 +1,8 @@
-// The coordinator process as an object: the registry, event log, store, gRPC
-// server (TaskService, AgentService, health, reflection), the 100 ms timer
-// and the metrics endpoint, wired from one Options struct. main() and the
-// integration tests both start it this way.
+// The coordinator process as an object: the store (loaded and replayed into
+// the registry first), registry, event log, gRPC server (TaskService,
+// AgentService, health, reflection), the 100 ms timer and the metrics
+// endpoint, wired from one Options struct. main() and the integration tests
+// both start it this way.
 #ifndef TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
 #define TASKGRID_SERVICES_COORDINATOR_COORDINATOR_H_
 
@@ -21,7 +22,7 @@
 #include "services/coordinator/agent_stream.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
-#include "services/coordinator/memory_task_store.h"
+#include "services/coordinator/store/task_store.h"
 #include "services/coordinator/task_registry.h"
 #include "services/coordinator/task_service.h"
 
@@ -38,6 +39,8 @@ struct CoordinatorOptions {
   std::vector<std::string> agent_tokens;
   // Allow a non-loopback address without keys and tokens.
   bool insecure = false;
+  // Where tasks are journaled: memory, sqlite:PATH (see OpenTaskStore).
+  std::string store = "memory";
   // How often timeouts and the heartbeat TTL are checked; zero disables the
   // timer (tests call registry().Tick() themselves).
   absl::Duration tick_interval = absl::Milliseconds(100);
@@ -69,7 +72,8 @@ class Coordinator {
   std::shared_ptr<prometheus::Registry> prometheus_;
   CoordinatorMetrics metrics_set_;
   EventLog events_;
-  MemoryTaskStore store_;
+  // Declared after events_: its commit thread publishes into it until joined.
+  std::unique_ptr<TaskStore> store_;
   std::unique_ptr<TaskRegistry> registry_;
   std::unique_ptr<TaskServiceImpl> task_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;

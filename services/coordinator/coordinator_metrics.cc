@@ -48,7 +48,20 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
                                 "Agent streams accepted (reconnects included).")),
       stale_messages(AddCounter(r, "coordinator_stale_agent_messages_total",
                                 "Agent messages rejected for a stale attempt or a final task.")),
-      events(AddCounter(r, "coordinator_events_total", "Events appended to the event log.")) {
+      events(AddCounter(r, "coordinator_events_total", "Events appended to the event log.")),
+      retries(AddCounter(r, "coordinator_task_retries_total",
+                         "Attempts that were lost or failed and queued again by retry policy.")),
+      store_commit_seconds(AddHistogram(r, "coordinator_store_commit_seconds",
+                                        "Time of one store transaction (group commit).",
+                                        LatencyBuckets())),
+      store_batch_changes(AddHistogram(r, "coordinator_store_batch_changes",
+                                       "Changes written per store transaction.",
+                                       prometheus::Histogram::BucketBoundaries{
+                                           1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000})),
+      store_commit_failures(AddCounter(r, "coordinator_store_commit_failures_total",
+                                       "Store transactions that failed (and were retried).")),
+      recovery_seconds(AddGauge(r, "coordinator_recovery_seconds",
+                                "Time to load the store and rebuild the registry at start.")) {
   for (int s = v1::TASK_STATUS_SUCCEEDED; s <= v1::TASK_STATUS_LOST; ++s) {
     finished(static_cast<v1::TaskStatus>(s));  // Export zeros from the start.
   }

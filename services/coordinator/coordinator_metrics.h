@@ -7,6 +7,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "services/coordinator/store/group_commit_store.h"
 #include "taskgrid/v1/task.pb.h"
 
 namespace taskgrid {
@@ -29,8 +30,17 @@ struct CoordinatorMetrics {
   prometheus::Histogram& task_duration_seconds;             // started -> finished
   prometheus::Counter& output_bytes;                        // coordinator_output_bytes_total
   prometheus::Counter& agent_connects;                      // coordinator_agent_connects_total
-  prometheus::Counter& stale_messages;  // coordinator_stale_agent_messages_total
-  prometheus::Counter& events;          // coordinator_events_total
+  prometheus::Counter& stale_messages;          // coordinator_stale_agent_messages_total
+  prometheus::Counter& events;                  // coordinator_events_total
+  prometheus::Counter& retries;                 // coordinator_task_retries_total
+  prometheus::Histogram& store_commit_seconds;  // one per store transaction
+  prometheus::Histogram& store_batch_changes;   // changes per transaction
+  prometheus::Counter& store_commit_failures;   // coordinator_store_commit_failures_total
+  prometheus::Gauge& recovery_seconds;          // load + rebuild at the last start
+
+  StoreMetrics store() {
+    return {&store_commit_seconds, &store_batch_changes, &store_commit_failures};
+  }
 };
 
 }  // namespace taskgrid

@@ -4,31 +4,54 @@
 
 namespace taskgrid {
 
-uint64_t EventLog::Append(v1::TaskEvent event) {
+const v1::TaskEvent& EventLog::Append(v1::TaskEvent event) {
+  absl::MutexLock lock(&mu_);
+  event.set_cursor(first_ + events_.size());
+  bytes_ += event.ByteSizeLong();
+  events_.push_back(std::move(event));
+  // Unpublished events are never evicted: readers have not seen them yet.
+  while (events_.size() > 1 && first_ <= published_ &&
+         (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
+    bytes_ -= events_.front().ByteSizeLong();
+    events_.pop_front();
+    ++first_;
+  }
+  return events_.back();
+}
+
+void EventLog::Publish(uint64_t cursor) {
   std::vector<std::shared_ptr<Listener>> wake;
-  uint64_t cursor;
   {
     absl::MutexLock lock(&mu_);
-    cursor = first_ + events_.size();
-    event.set_cursor(cursor);
-    bytes_ += event.ByteSizeLong();
-    events_.push_back(std::move(event));
-    while (events_.size() > 1 &&
-           (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-      bytes_ -= events_.front().ByteSizeLong();
-      events_.pop_front();
-      ++first_;
-    }
+    if (cursor <= published_) return;
+    published_ = cursor;
     wake = listeners_;
   }
   for (const auto& l : wake) l->OnAppended();
-  return cursor;
+}
+
+void EventLog::Restore(std::vector<v1::TaskEvent> events, uint64_t last_cursor) {
+  absl::MutexLock lock(&mu_);
+  events_.clear();
+  bytes_ = 0;
+  first_ = last_cursor + 1 - events.size();
+  published_ = last_cursor;
+  for (v1::TaskEvent& e : events) {
+    bytes_ += e.ByteSizeLong();
+    events_.push_back(std::move(e));
+  }
+  while (events_.size() > 1 &&
+         (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
+    bytes_ -= events_.front().ByteSizeLong();
+    events_.pop_front();
+    ++first_;
+  }
 }
 
 bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
                     v1::TaskEvent& out) const {
   absl::MutexLock lock(&mu_);
-  const uint64_t end = first_ + events_.size();  // One past the newest cursor.
+  const uint64_t end = published_ + 1;  // One past the newest visible cursor.
   if (after + 1 < first_ || after >= end) {
     out.Clear();
     out.set_type(v1::EVENT_TYPE_RESYNC);
@@ -51,7 +74,12 @@ bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEven
 
 uint64_t EventLog::last_cursor() const {
   absl::MutexLock lock(&mu_);
-  return first_ + events_.size() - 1;
+  return published_;
+}
+
+uint64_t EventLog::first_cursor() const {
+  absl::MutexLock lock(&mu_);
+  return first_;
 }
 
 void EventLog::AddListener(std::shared_ptr<Listener> l) {

@@ -1,7 +1,9 @@
 // The coordinator's event log: every task and agent event gets the next
 // cursor and is kept in a bounded ring, so any reader (gRPC Watch, and through
 // it SSE and WebSocket) can resume after the last cursor it saw. A reader
-// whose cursor fell out of the ring gets an explicit RESYNC.
+// whose cursor fell out of the ring gets an explicit RESYNC. Readers see an
+// event only once it is published (durable in the store), so no reader ever
+// holds a cursor that a restart could give to another event.
 #ifndef TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 #define TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 
@@ -36,9 +38,17 @@ class EventLog {
   explicit EventLog(Options options) : options_(options) {}
   EventLog() : EventLog(Options{}) {}
 
-  // Assigns the next cursor, stores the event and wakes listeners. Returns the
-  // cursor.
-  uint64_t Append(v1::TaskEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+  // Assigns the next cursor and stores the event, unpublished. Returns the
+  // event as stored (valid until the next Append).
+  const v1::TaskEvent& Append(v1::TaskEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Makes events up to `cursor` visible to readers and wakes listeners.
+  void Publish(uint64_t cursor) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Replaces the contents with `events` (ascending, contiguous cursors, all
+  // published) so that the next cursor is `last_cursor + 1`. For recovery,
+  // before any reader or writer.
+  void Restore(std::vector<v1::TaskEvent> events, uint64_t last_cursor) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The first event after `after` that `match` accepts. Returns false when
   // none is available yet (and moves `after` past what was scanned). When
@@ -48,8 +58,10 @@ class EventLog {
   bool Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
             v1::TaskEvent& out) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Cursor of the newest event (0 when empty).
+  // Cursor of the newest published event (0 when none).
   uint64_t last_cursor() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Cursor of the oldest event kept.
+  uint64_t first_cursor() const ABSL_LOCKS_EXCLUDED(mu_);
 
   void AddListener(std::shared_ptr<Listener> l) ABSL_LOCKS_EXCLUDED(mu_);
   void RemoveListener(const Listener* l) ABSL_LOCKS_EXCLUDED(mu_);
@@ -61,6 +73,7 @@ class EventLog {
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Cursor of events_.front(); the next cursor is first_ + events_.size().
   uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -14,11 +14,18 @@ v1::TaskEvent Event(const std::string& task) {
 
 auto All = [](const v1::TaskEvent&) { return true; };
 
+// Appends and publishes, as the registry does once the store committed.
+uint64_t Add(EventLog& log, const std::string& task) {
+  const uint64_t cursor = log.Append(Event(task)).cursor();
+  log.Publish(cursor);
+  return cursor;
+}
+
 TEST(EventLogTest, CursorsIncreaseAndReplayAfterACursor) {
   EventLog log;
-  EXPECT_EQ(log.Append(Event("a")), 1u);
-  EXPECT_EQ(log.Append(Event("b")), 2u);
-  EXPECT_EQ(log.Append(Event("a")), 3u);
+  EXPECT_EQ(Add(log, "a"), 1u);
+  EXPECT_EQ(Add(log, "b"), 2u);
+  EXPECT_EQ(Add(log, "a"), 3u);
   uint64_t after = 1;
   v1::TaskEvent out;
   ASSERT_TRUE(log.Next(after, All, out));
@@ -32,7 +39,7 @@ TEST(EventLogTest, CursorsIncreaseAndReplayAfterACursor) {
 
 TEST(EventLogTest, FiltersSkipWithoutLosingPosition) {
   EventLog log;
-  for (const char* t : {"a", "b", "b", "a"}) log.Append(Event(t));
+  for (const char* t : {"a", "b", "b", "a"}) Add(log, t);
   uint64_t after = 0;
   v1::TaskEvent out;
   auto only_a = [](const v1::TaskEvent& e) { return e.task_id() == "a"; };
@@ -45,7 +52,7 @@ TEST(EventLogTest, FiltersSkipWithoutLosingPosition) {
 
 TEST(EventLogTest, ReaderBehindTheRingGetsResync) {
   EventLog log(EventLog::Options{.max_events = 3, .max_bytes = 1 << 20});
-  for (int i = 0; i < 10; ++i) log.Append(Event("t"));
+  for (int i = 0; i < 10; ++i) Add(log, "t");
   uint64_t after = 2;
   v1::TaskEvent out;
   ASSERT_TRUE(log.Next(after, All, out));
@@ -61,7 +68,7 @@ TEST(EventLogTest, ReaderBehindTheRingGetsResync) {
 
 TEST(EventLogTest, CursorFromTheFutureResyncs) {
   EventLog log;
-  log.Append(Event("t"));
+  Add(log, "t");
   uint64_t after = 99;
   v1::TaskEvent out;
   ASSERT_TRUE(log.Next(after, All, out));
@@ -69,7 +76,7 @@ TEST(EventLogTest, CursorFromTheFutureResyncs) {
   EXPECT_EQ(after, 1u);
 }
 
-TEST(EventLogTest, ListenersAreWokenOnAppend) {
+TEST(EventLogTest, ListenersAreWokenOnPublish) {
   struct Counter : EventLog::Listener {
     int n = 0;
     void OnAppended() override { ++n; }
@@ -77,11 +84,46 @@ TEST(EventLogTest, ListenersAreWokenOnAppend) {
   EventLog log;
   auto c = std::make_shared<Counter>();
   log.AddListener(c);
-  log.Append(Event("t"));
-  log.Append(Event("t"));
+  Add(log, "t");
+  Add(log, "t");
   log.RemoveListener(c.get());
-  log.Append(Event("t"));
+  Add(log, "t");
   EXPECT_EQ(c->n, 2);
+}
+
+TEST(EventLogTest, UnpublishedEventsAreInvisibleAndNeverEvicted) {
+  EventLog log(EventLog::Options{.max_events = 2, .max_bytes = 1 << 20});
+  Add(log, "a");
+  for (int i = 0; i < 5; ++i) log.Append(Event("b"));
+  EXPECT_EQ(log.last_cursor(), 1u);
+  EXPECT_EQ(log.first_cursor(), 2u);  // "a" was seen and may go; none of "b" may.
+  uint64_t after = 1;
+  v1::TaskEvent out;
+  EXPECT_FALSE(log.Next(after, All, out));
+  log.Publish(6);
+  ASSERT_TRUE(log.Next(after, All, out));
+  EXPECT_EQ(out.cursor(), 2u);
+  EXPECT_EQ(out.task_id(), "b");
+}
+
+TEST(EventLogTest, RestoreContinuesCursorsAfterTheLastOne) {
+  EventLog log;
+  std::vector<v1::TaskEvent> kept;
+  for (uint64_t c : {41, 42}) {
+    kept.push_back(Event("r"));
+    kept.back().set_cursor(c);
+  }
+  log.Restore(std::move(kept), 42);
+  EXPECT_EQ(log.first_cursor(), 41u);
+  EXPECT_EQ(log.last_cursor(), 42u);
+  uint64_t after = 40;
+  v1::TaskEvent out;
+  ASSERT_TRUE(log.Next(after, All, out));
+  EXPECT_EQ(out.cursor(), 41u);
+  EXPECT_EQ(Add(log, "n"), 43u);
+  after = 10;  // Older than what was restored.
+  ASSERT_TRUE(log.Next(after, All, out));
+  EXPECT_EQ(out.type(), v1::EVENT_TYPE_RESYNC);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -21,6 +22,11 @@ ABSL_FLAG(std::string, agent_tokens, "",
           "Comma-separated agent tokens. Default from "
           "TASKGRID_AGENT_TOKENS.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
+ABSL_FLAG(std::string, data_dir, "taskgrid-data",
+          "Directory for the coordinator's files (created if missing).");
+ABSL_FLAG(std::string, store, "",
+          "Where tasks are kept: sqlite:PATH[?sync=normal] or memory (nothing survives a "
+          "restart). Default: sqlite:DATA_DIR/coordinator.db.");
 ABSL_FLAG(absl::Duration, default_task_timeout, absl::Minutes(10),
           "Run timeout when a task sets none.");
 ABSL_FLAG(absl::Duration, kill_grace, absl::Seconds(10),
@@ -66,6 +72,18 @@ int main(int argc, char** argv) {
       absl::StrSplit(FlagOrEnv(absl::GetFlag(FLAGS_agent_tokens), "TASKGRID_AGENT_TOKENS"), ',',
                      absl::SkipWhitespace());
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.store = absl::GetFlag(FLAGS_store);
+  if (options.store.empty()) {
+    const std::string dir = absl::GetFlag(FLAGS_data_dir);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "taskgrid-coordinator: --data_dir %s: %s\n", dir.c_str(),
+                   ec.message().c_str());
+      return 1;
+    }
+    options.store = "sqlite:" + dir + "/coordinator.db";
+  }
   options.registry.default_task_timeout = absl::GetFlag(FLAGS_default_task_timeout);
   options.registry.default_kill_grace = absl::GetFlag(FLAGS_kill_grace);
   options.registry.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);

@@ -22,6 +22,12 @@ void OutputBuffer::Append(absl::string_view data) {
   }
 }
 
+void OutputBuffer::Skip(int64_t n) {
+  total_ += n;
+  tail_.clear();
+  tail_skip_ = 0;
+}
+
 OutputBuffer::Slice OutputBuffer::Read(int64_t offset, int64_t limit) const {
   Slice out;
   out.offset = offset;

@@ -19,6 +19,9 @@ class OutputBuffer {
 
   // Appends bytes that start at offset total(); callers drop duplicates.
   void Append(absl::string_view data);
+  // Counts `n` bytes as written and dropped (a restore from a store that
+  // kept only the head and the tail). The head must be full.
+  void Skip(int64_t n);
 
   struct Slice {
     int64_t offset = 0;  // Offset of data[0]; past the request if it was dropped.
@@ -30,6 +33,9 @@ class OutputBuffer {
 
   int64_t total() const { return total_; }
   int64_t dropped() const { return total_ - static_cast<int64_t>(head_.size() + TailSize()); }
+  // Retained bytes are [0, head_end()) and [tail_start(), total()).
+  int64_t head_end() const { return static_cast<int64_t>(head_.size()); }
+  int64_t tail_start() const { return TailStart(); }
 
  private:
   int64_t HeadCap() const { return cap_ / 2; }

@@ -33,6 +33,11 @@ std::string PriorityName(v1::Priority p) {
   return absl::AsciiStrToLower(v1::Priority_Name(p).substr(sizeof("PRIORITY_") - 1));
 }
 
+// How long a task may wait in the queue (from submit, or from a retry).
+absl::Duration QueueWindow(const v1::TaskSpec& spec, absl::Duration timeout) {
+  return spec.has_queue_timeout() ? FromProto(spec.queue_timeout()) : timeout;
+}
+
 v1::Priority PriorityOf(const v1::TaskSpec& spec) {
   return spec.has_priority() ? spec.priority() : v1::PRIORITY_MEDIUM;
 }
@@ -98,6 +103,108 @@ TaskRegistry::TaskRegistry(const Clock& clock, TaskStore& store, EventLog& event
       options_(std::move(options)),
       rng_(std::random_device{}()) {}
 
+void TaskRegistry::Recover(StoredState state) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  for (v1::Agent& info : state.agents) {
+    AgentEntry& a = agents_[info.agent_id()];
+    a.info = std::move(info);
+    a.last_seen = now;
+    a.offline_since = now;
+  }
+  size_t queued = 0, active = 0;
+  for (StoredState::Task& stored : state.tasks) {
+    auto entry = std::make_unique<TaskEntry>();
+    TaskEntry& t = *entry;
+    t.task = std::move(stored.task);
+    t.seq = stored.seq;
+    next_seq_ = std::max(next_seq_, t.seq + 1);
+    t.out[0] = OutputBuffer(options_.output_cap_bytes);
+    t.out[1] = OutputBuffer(options_.output_cap_bytes);
+    const v1::TaskSpec& spec = t.task.spec();
+    t.created = FromProto(t.task.created_at());
+    t.timeout = FromProto(spec.timeout());
+    t.kill_grace = FromProto(spec.kill_grace());
+    if (t.task.has_retry_at()) t.retry_at = FromProto(t.task.retry_at());
+    t.queue_deadline = std::max(t.created, t.retry_at) + QueueWindow(spec, t.timeout);
+    if (!t.task.idempotency_key().empty()) idempotency_[t.task.idempotency_key()] = t.task.id();
+    by_seq_[t.seq] = &t;
+    switch (t.task.status()) {
+      case v1::TASK_STATUS_PENDING:
+      case v1::TASK_STATUS_QUEUED:
+        t.task.set_status(v1::TASK_STATUS_QUEUED);
+        Enqueue(t);
+        ++queued;
+        break;
+      case v1::TASK_STATUS_DISPATCHED:
+      case v1::TASK_STATUS_RUNNING: {
+        // Its agent gets a heartbeat TTL from now to come back and report it.
+        t.run_deadline = FromProto(t.task.dispatched_at()) + t.timeout;
+        active_.insert(&t);
+        AgentEntry& a = agents_[t.task.agent_id()];
+        a.info.set_agent_id(t.task.agent_id());
+        a.assigned.insert(t.task.id());
+        a.online = true;
+        a.last_seen = now;
+        ++active;
+        break;
+      }
+      default:
+        finished_order_.emplace_back(FromProto(t.task.finished_at()), t.task.id());
+        ++final_count_;
+    }
+    tasks_[t.task.id()] = std::move(entry);
+  }
+  std::sort(finished_order_.begin(), finished_order_.end());
+  for (StoredState::Output& o : state.output) {
+    TaskEntry* t = FindLocked(o.task_id);
+    if (t == nullptr ||
+        (o.stream != v1::OUTPUT_STREAM_STDOUT && o.stream != v1::OUTPUT_STREAM_STDERR)) {
+      continue;
+    }
+    OutputBuffer& buf = t->out[StreamIndex(o.stream)];
+    absl::string_view data = o.data;
+    if (o.offset > buf.total()) buf.Skip(o.offset - buf.total());  // The trimmed middle.
+    const int64_t seen = buf.total() - o.offset;
+    if (seen >= static_cast<int64_t>(data.size())) continue;
+    buf.Append(data.substr(static_cast<size_t>(seen)));
+  }
+  // Log events come back with their bytes from the restored output; when a
+  // task's output no longer holds them, readers resume after that point.
+  const uint64_t last_cursor = state.events.empty() ? 0 : state.events.back().event.cursor();
+  std::vector<v1::TaskEvent> events;
+  events.reserve(state.events.size());
+  for (StoredState::Event& stored : state.events) {
+    v1::TaskEvent& e = stored.event;
+    if (!events.empty() && e.cursor() != events.back().cursor() + 1) events.clear();
+    if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+      const TaskEntry* t = FindLocked(e.task_id());
+      OutputBuffer::Slice slice;
+      if (t != nullptr) {
+        const OutputBuffer& buf = t->out[StreamIndex(e.output().stream())];
+        if (e.output().offset() + stored.log_bytes <= buf.total()) {
+          slice = buf.Read(e.output().offset(), stored.log_bytes);
+        }
+      }
+      if (t == nullptr || slice.offset != e.output().offset() ||
+          static_cast<int64_t>(slice.data.size()) != stored.log_bytes) {
+        events.clear();
+        continue;
+      }
+      e.mutable_output()->set_data(std::move(slice.data));
+    }
+    events.push_back(std::move(e));
+  }
+  const size_t restored_events = events.size();
+  events_.Restore(std::move(events), last_cursor);
+  events_trimmed_ = events_.first_cursor();
+  if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
+  spdlog::info(
+      "registry_recovered tasks={} queued={} running={} finished={} agents={} events={} "
+      "last_cursor={}",
+      tasks_.size(), queued, active, final_count_, agents_.size(), restored_events, last_cursor);
+}
+
 // ---------------------------------------------------------------- helpers
 
 std::string TaskRegistry::NewTaskIdLocked() {
@@ -136,10 +243,20 @@ v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
   return task;
 }
 
-void TaskRegistry::PersistLocked(const TaskEntry& t) {
-  if (absl::Status s = store_.PutTask(t.task); !s.ok()) {
-    spdlog::error("store_write_failed task_id={} status=\"{}\"", t.task.id(), s.ToString());
-  }
+void TaskRegistry::PersistLocked(const TaskEntry& t) { store_.PutTask(t.seq, t.task); }
+
+void TaskRegistry::SendLocked(const std::shared_ptr<AgentLink>& link,
+                              v1::CoordinatorMessage message) {
+  store_.WhenDurable([link, m = std::move(message)]() mutable { link->Send(std::move(m)); });
+}
+
+uint64_t TaskRegistry::AppendEventLocked(v1::TaskEvent event) {
+  const v1::TaskEvent& stored = events_.Append(std::move(event));
+  store_.AppendEvent(stored);
+  const uint64_t cursor = stored.cursor();
+  store_.WhenDurable([log = &events_, cursor] { log->Publish(cursor); });
+  if (metrics_) metrics_->events.Increment();
+  return cursor;
 }
 
 uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
@@ -161,8 +278,7 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
       e.mutable_progress()->set_message(t->task.progress_message());
     }
   }
-  if (metrics_) metrics_->events.Increment();
-  return events_.Append(std::move(e));
+  return AppendEventLocked(std::move(e));
 }
 
 void TaskRegistry::Enqueue(TaskEntry& t) {
@@ -217,6 +333,46 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
   }
 }
 
+void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
+                                    const std::string& reason) {
+  const v1::RetryPolicy& retry = t.task.spec().retry();
+  const bool retryable =
+      status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed());
+  if (!retryable || t.task.attempt() >= retry.max_attempts()) {
+    TransitionLocked(t, status, reason);
+    return;
+  }
+  const absl::Time now = clock_.Now();
+  const absl::Duration cap =
+      retry.has_max_backoff() ? FromProto(retry.max_backoff()) : absl::Minutes(5);
+  absl::Duration backoff = retry.has_backoff() ? FromProto(retry.backoff()) : absl::Seconds(1);
+  for (uint32_t i = 1; i < t.task.attempt() && backoff < cap; ++i) backoff *= 2;
+  backoff = std::min(backoff, cap);
+  const uint32_t attempt = t.task.attempt();
+  spdlog::info("task_retry task_id={} attempt={} outcome={} backoff={} reason=\"{}\"", t.task.id(),
+               attempt, StatusName(status), absl::FormatDuration(backoff), reason);
+  t.retry_at = now + backoff;
+  t.queue_deadline = t.retry_at + QueueWindow(t.task.spec(), t.timeout);
+  *t.task.mutable_retry_at() = ToProto(t.retry_at);
+  t.task.set_status_reason(
+      absl::StrCat("attempt ", attempt, " ", StatusName(status), ": ", reason));
+  // The next attempt starts afresh; its agent reports output from offset 0.
+  t.task.clear_agent_id();
+  t.task.set_pid(0);
+  t.task.clear_dispatched_at();
+  t.task.clear_started_at();
+  t.task.clear_exit();
+  t.task.set_progress(0);
+  t.task.clear_progress_message();
+  for (v1::OutputStream stream : {v1::OUTPUT_STREAM_STDOUT, v1::OUTPUT_STREAM_STDERR}) {
+    t.out[StreamIndex(stream)] = OutputBuffer(options_.output_cap_bytes);
+    store_.TrimOutput(t.task.id(), stream, 0, INT64_MAX);
+  }
+  if (metrics_) metrics_->retries.Increment();
+  Enqueue(t);
+  TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
+}
+
 void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
   auto it = agents_.find(t.task.agent_id());
   if (it == agents_.end() || it->second.link == nullptr) return;  // Reconciled on reconnect.
@@ -226,7 +382,7 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
   c->set_attempt(t.task.attempt());
   c->set_reason(reason);
   *c->mutable_grace() = ToProto(t.kill_grace);
-  it->second.link->Send(std::move(m));
+  SendLocked(it->second.link, std::move(m));
 }
 
 bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const {
@@ -238,6 +394,10 @@ bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
 
 std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   const v1::TaskSpec& spec = t.task.spec();
+  if (const absl::Time now = clock_.Now(); t.retry_at > now) {
+    return absl::StrCat("waiting ", absl::FormatDuration(t.retry_at - now), " before attempt ",
+                        t.task.attempt() + 1, " (", t.task.status_reason(), ")");
+  }
   if (!spec.agent_id().empty()) {
     auto it = agents_.find(spec.agent_id());
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
@@ -271,6 +431,10 @@ void TaskRegistry::DispatchLocked() {
   }
   for (auto it = queue_.begin(); it != queue_.end() && free_slots > 0;) {
     TaskEntry& t = *it->second;
+    if (t.retry_at > now) {
+      ++it;
+      continue;
+    }
     AgentEntry* best = nullptr;
     double best_load = 2;
     for (auto& [id, a] : agents_) {
@@ -286,6 +450,7 @@ void TaskRegistry::DispatchLocked() {
     t.task.set_agent_id(best->info.agent_id());
     t.task.set_attempt(t.task.attempt() + 1);
     t.task.clear_waiting_reason();
+    t.task.clear_retry_at();
     *t.task.mutable_dispatched_at() = ToProto(now);
     t.run_deadline = now + t.timeout;
     if (metrics_)
@@ -296,7 +461,7 @@ void TaskRegistry::DispatchLocked() {
     assign->set_attempt(t.task.attempt());
     *assign->mutable_spec() = t.task.spec();
     *assign->mutable_deadline() = ToProto(t.run_deadline);
-    best->link->Send(std::move(m));
+    SendLocked(best->link, std::move(m));
     TransitionLocked(t, v1::TASK_STATUS_DISPATCHED, "");
   }
 }
@@ -310,9 +475,7 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   by_seq_.erase(t.seq);
   if (IsFinal(t.task.status())) --final_count_;
   if (!t.task.idempotency_key().empty()) idempotency_.erase(t.task.idempotency_key());
-  if (absl::Status s = store_.DeleteTask(task_id); !s.ok()) {
-    spdlog::error("store_delete_failed task_id={} status=\"{}\"", task_id, s.ToString());
-  }
+  store_.DeleteTask(task_id);
   EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.task.agent_id());
   tasks_.erase(it);
 }
@@ -346,7 +509,7 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
   t.created = now;
   t.timeout = spec.has_timeout() ? FromProto(spec.timeout()) : options_.default_task_timeout;
   t.kill_grace = spec.has_kill_grace() ? FromProto(spec.kill_grace()) : options_.default_kill_grace;
-  t.queue_deadline = now + (spec.has_queue_timeout() ? FromProto(spec.queue_timeout()) : t.timeout);
+  t.queue_deadline = now + QueueWindow(spec, t.timeout);
   std::string id = NewTaskIdLocked();
   while (tasks_.contains(id)) id = NewTaskIdLocked();
   t.task.set_id(id);
@@ -614,12 +777,13 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   for (const std::string& id : a.assigned) {
     if (!held.contains(id)) gone.push_back(id);
   }
-  a.link->Send(std::move(welcome));
+  store_.PutAgent(a.info);
+  SendLocked(a.link, std::move(welcome));
   for (const std::string& id : gone) {
     a.assigned.erase(id);
     TaskEntry* t = FindLocked(id);
     if (t != nullptr && !IsFinal(t->task.status())) {
-      TransitionLocked(*t, v1::TASK_STATUS_LOST,
+      EndAttemptLocked(*t, v1::TASK_STATUS_LOST,
                        absl::StrCat("agent ", hello.agent_id(), " reconnected without the task"));
     }
   }
@@ -709,7 +873,7 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     // Acknowledge everything so the agent frees what nobody will read.
     ack_msg->set_stdout_offset(INT64_MAX);
     ack_msg->set_stderr_offset(INT64_MAX);
-    a.link->Send(std::move(ack));
+    SendLocked(a.link, std::move(ack));
     return;
   }
   OutputBuffer& buf = t->out[StreamIndex(chunk.stream())];
@@ -729,20 +893,17 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     e.mutable_output()->set_stream(chunk.stream());
     e.mutable_output()->set_offset(buf.total());
     e.mutable_output()->set_data(fresh.data(), fresh.size());
-    if (absl::Status s = store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh);
-        !s.ok()) {
-      spdlog::error("store_output_failed task_id={} status=\"{}\"", m.task_id(), s.ToString());
-    }
+    store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh);
     buf.Append(fresh);
-    if (metrics_) {
-      metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
-      metrics_->events.Increment();
+    if (buf.dropped() > 0) {
+      store_.TrimOutput(m.task_id(), chunk.stream(), buf.head_end(), buf.tail_start());
     }
-    events_.Append(std::move(e));
+    if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
+    AppendEventLocked(std::move(e));
   }
   ack_msg->set_stdout_offset(t->out[0].total());
   ack_msg->set_stderr_offset(t->out[1].total());
-  a.link->Send(std::move(ack));
+  SendLocked(a.link, std::move(ack));
 }
 
 void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
@@ -762,7 +923,7 @@ void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
       if (e.exit_code() == 0 && e.signal() == 0 && e.error().empty()) {
         TransitionLocked(*t, v1::TASK_STATUS_SUCCEEDED, "exit code 0");
       } else {
-        TransitionLocked(*t, v1::TASK_STATUS_FAILED,
+        EndAttemptLocked(*t, v1::TASK_STATUS_FAILED,
                          !e.error().empty() ? e.error()
                          : e.signal() != 0  ? absl::StrCat("killed by signal ", e.signal())
                                             : absl::StrCat("exit code ", e.exit_code()));
@@ -771,7 +932,7 @@ void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
       PersistLocked(*t);
     }
   }
-  a.link->Send(std::move(ack));
+  SendLocked(a.link, std::move(ack));
 }
 
 // ---------------------------------------------------------------- timers
@@ -789,7 +950,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
   for (const std::string& id : a.assigned) {
     TaskEntry* t = FindLocked(id);
     if (t != nullptr && !IsFinal(t->task.status()))
-      TransitionLocked(*t, v1::TASK_STATUS_LOST, reason);
+      EndAttemptLocked(*t, v1::TASK_STATUS_LOST, reason);
   }
   a.assigned.clear();
 }
@@ -826,6 +987,7 @@ void TaskRegistry::Tick() {
     // Forget agents long gone, so the directory stays bounded.
     if (!it->second.online && it->second.link == nullptr &&
         now - it->second.offline_since >= options_.retention) {
+      store_.DeleteAgent(it->first);
       it = agents_.erase(it);
     } else {
       ++it;
@@ -837,6 +999,10 @@ void TaskRegistry::Tick() {
     finished_order_.pop_front();
     const TaskEntry* t = FindLocked(id);
     if (t != nullptr && IsFinal(t->task.status())) RemoveLocked(id);
+  }
+  if (const uint64_t first = events_.first_cursor(); first > events_trimmed_) {
+    store_.TrimEvents(first);
+    events_trimmed_ = first;
   }
   if (!overdue.empty() || !queue_.empty()) DispatchLocked();
 }

@@ -1,8 +1,10 @@
 // The task registry: the single owner of task and agent state. It validates
 // and accepts tasks, schedules them onto agents (priority, FIFO, targeting,
-// free slots), applies every agent report under attempt fencing, enforces
-// queue and run timeouts and the agents' heartbeat TTL, keeps capped output
-// and stats, and journals each change to the TaskStore and the EventLog.
+// free slots), applies every agent report under attempt fencing, retries lost
+// attempts by policy, enforces queue and run timeouts and the agents'
+// heartbeat TTL, keeps capped output and stats, and journals each change to
+// the TaskStore and the EventLog. Nothing leaves it before it is durable:
+// messages to agents and events to readers wait for the store's commit.
 #ifndef TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
 #define TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
 
@@ -23,7 +25,7 @@
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
 #include "services/coordinator/output_buffer.h"
-#include "services/coordinator/task_store.h"
+#include "services/coordinator/store/task_store.h"
 #include "taskgrid/v1/agent.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
 
@@ -70,6 +72,16 @@ class TaskRegistry {
   TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events, CoordinatorMetrics* metrics,
                RegistryOptions options);
 
+  // Rebuilds the registry from what the store loaded: tasks keep their
+  // state, queued ones wait for dispatch, running ones wait for their agent
+  // to reconnect within the heartbeat TTL (else they are lost), and the event
+  // log continues after its last cursor. Call once, before serving.
+  void Recover(StoredState state) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Runs `done` once every change made so far is durable. Replies that
+  // acknowledge a change (Submit, Cancel, Delete) are sent from `done`.
+  void WhenDurable(std::function<void()> done) { store_.WhenDurable(std::move(done)); }
+
   // ---- Client API (TaskService); see task_service.proto for each contract.
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -114,7 +126,8 @@ class TaskRegistry {
     absl::Time run_deadline;
     absl::Duration timeout;
     absl::Duration kill_grace;
-    bool queued = false;  // In queue_.
+    absl::Time retry_at = absl::InfinitePast();  // Not dispatched before.
+    bool queued = false;                         // In queue_.
   };
   struct AgentEntry {
     v1::Agent info;
@@ -139,6 +152,16 @@ class TaskRegistry {
   // Moves `t` to `status`, journals it and emits the events.
   void TransitionLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt as lost or failed: queues the task again when
+  // its retry policy allows, otherwise makes `status` final. The caller has
+  // released the agent's slot.
+  void EndAttemptLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends once everything journaled so far is durable.
+  void SendLocked(const std::shared_ptr<AgentLink>& link, v1::CoordinatorMessage message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to the event log and the journal; readers see it once durable.
+  uint64_t AppendEventLocked(v1::TaskEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendCancelLocked(TaskEntry& t, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AgentOfflineLocked(AgentEntry& a, const std::string& reason)
@@ -169,6 +192,7 @@ class TaskRegistry {
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t events_trimmed_ ABSL_GUARDED_BY(mu_) = 0;  // Store holds events from here.
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 };
 

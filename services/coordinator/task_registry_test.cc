@@ -6,7 +6,7 @@
 #include "services/common/proto_time.h"
 #include "services/common/testing/fake_clock.h"
 #include "services/common/testing/test_util.h"
-#include "services/coordinator/memory_task_store.h"
+#include "services/coordinator/store/memory_task_store.h"
 
 namespace taskgrid {
 namespace {
@@ -53,7 +53,7 @@ class TaskRegistryTest : public ::testing::Test {
     h.set_slots(slots);
     h.mutable_labels()->insert(labels.begin(), labels.end());
     for (auto& t : held) *h.add_held_tasks() = t;
-    EXPECT_TRUE(registry_.AgentConnected(h, link).ok());
+    EXPECT_TRUE(registry_->AgentConnected(h, link).ok());
     return link;
   }
 
@@ -61,15 +61,15 @@ class TaskRegistryTest : public ::testing::Test {
     if (!spec.has_shell()) spec.mutable_shell()->set_command("true");
     v1::SubmitRequest r;
     *r.mutable_spec() = spec;
-    auto resp = registry_.Submit(r);
+    auto resp = registry_->Submit(r);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return resp.ok() ? resp->task().id() : "";
   }
 
-  v1::TaskStatus StatusOf(const std::string& id) { return registry_.Get(id)->status(); }
+  v1::TaskStatus StatusOf(const std::string& id) { return registry_->Get(id)->status(); }
 
   void Report(const std::string& agent, FakeLink& link, v1::AgentMessage m) {
-    registry_.HandleAgentMessage(agent, &link, m);
+    registry_->HandleAgentMessage(agent, &link, m);
   }
   void Started(const std::string& agent, FakeLink& link, const std::string& id,
                uint32_t attempt = 1) {
@@ -102,22 +102,40 @@ class TaskRegistryTest : public ::testing::Test {
     v1::GetOutputRequest r;
     r.set_task_id(id);
     r.set_stream(v1::OUTPUT_STREAM_STDOUT);
-    return registry_.GetOutput(r)->data();
+    return registry_->GetOutput(r)->data();
+  }
+
+  // A coordinator restart: a new registry and event log rebuilt from the store.
+  void Restart(RegistryOptions o) {
+    registry_.reset();
+    events_ = std::make_unique<EventLog>();
+    registry_ = std::make_unique<TaskRegistry>(clock_, store_, *events_, nullptr, o);
+    registry_->Recover(*store_.Load());
+  }
+
+  std::vector<v1::TaskEvent> EventsAfter(uint64_t cursor) {
+    std::vector<v1::TaskEvent> out;
+    v1::TaskEvent e;
+    while (events_->Next(
+        cursor, [](const v1::TaskEvent&) { return true; }, e))
+      out.push_back(e);
+    return out;
   }
 
   FakeClock clock_;
   MemoryTaskStore store_;
-  EventLog events_;
-  TaskRegistry registry_{clock_, store_, events_, nullptr, Options()};
+  std::unique_ptr<EventLog> events_ = std::make_unique<EventLog>();
+  std::unique_ptr<TaskRegistry> registry_ =
+      std::make_unique<TaskRegistry>(clock_, store_, *events_, nullptr, Options());
 };
 
 TEST_F(TaskRegistryTest, QueuesWithoutAgentsAndSaysWhy) {
   const std::string id = Submit();
-  auto t = registry_.Get(id);
+  auto t = registry_->Get(id);
   EXPECT_EQ(t->status(), v1::TASK_STATUS_QUEUED);
   EXPECT_THAT(t->waiting_reason(), HasSubstr("no agent"));
   EXPECT_EQ(t->spec().priority(), v1::PRIORITY_MEDIUM);
-  EXPECT_EQ(store_.size(), 1u);
+  EXPECT_EQ(store_.task_count(), 1u);
 }
 
 TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
@@ -129,14 +147,14 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   EXPECT_EQ(link->Assigns()[0].attempt(), 1u);
   Started("a1", *link, id);
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
-  EXPECT_EQ(registry_.Get(id)->pid(), 4242);
+  EXPECT_EQ(registry_->Get(id)->pid(), 4242);
   Output("a1", *link, id, 0, "hello ");
   Output("a1", *link, id, 6, "world\n");
   ASSERT_TRUE(link->sent.back().has_ack());
   EXPECT_EQ(link->sent.back().ack().stdout_offset(), 12);
   clock_.Advance(absl::Seconds(2));
   Finished("a1", *link, id, 0);
-  auto t = registry_.Get(id);
+  auto t = registry_->Get(id);
   EXPECT_EQ(t->status(), v1::TASK_STATUS_SUCCEEDED);
   EXPECT_EQ(t->stdout().total_bytes(), 12);
   EXPECT_EQ(StdoutOf(id), "hello world\n");
@@ -145,7 +163,7 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   std::vector<v1::TaskStatus> seen;
   uint64_t after = 0;
   v1::TaskEvent e;
-  while (events_.Next(
+  while (events_->Next(
       after, [&](const v1::TaskEvent& ev) { return ev.task_id() == id; }, e)) {
     if (e.type() == v1::EVENT_TYPE_TASK_STATUS || e.type() == v1::EVENT_TYPE_TASK_CREATED) {
       seen.push_back(e.task().status());
@@ -153,7 +171,7 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   }
   EXPECT_THAT(seen, ElementsAre(v1::TASK_STATUS_PENDING, v1::TASK_STATUS_DISPATCHED,
                                 v1::TASK_STATUS_RUNNING, v1::TASK_STATUS_SUCCEEDED));
-  auto stats = registry_.Stats();
+  auto stats = registry_->Stats();
   EXPECT_EQ(stats.by_status().at("succeeded"), 1);
   EXPECT_DOUBLE_EQ(stats.success_rate(), 1.0);
   EXPECT_DOUBLE_EQ(stats.p50_execution_time(), 2.0);
@@ -166,23 +184,23 @@ TEST_F(TaskRegistryTest, NonZeroExitAndSignalFail) {
   Started("a1", *link, b);
   Finished("a1", *link, a, 3);
   Finished("a1", *link, b, 0, 9);
-  EXPECT_EQ(registry_.Get(a)->status(), v1::TASK_STATUS_FAILED);
-  EXPECT_EQ(registry_.Get(a)->status_reason(), "exit code 3");
-  EXPECT_EQ(registry_.Get(b)->status(), v1::TASK_STATUS_FAILED);
-  EXPECT_EQ(registry_.Get(b)->status_reason(), "killed by signal 9");
+  EXPECT_EQ(registry_->Get(a)->status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(registry_->Get(a)->status_reason(), "exit code 3");
+  EXPECT_EQ(registry_->Get(b)->status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(registry_->Get(b)->status_reason(), "killed by signal 9");
 }
 
 TEST_F(TaskRegistryTest, FinalStatesAreFinal) {
   auto link = Connect("a1", 1);
   const std::string id = Submit();
   Started("a1", *link, id);
-  ASSERT_TRUE(registry_.Cancel(id, "").ok());
+  ASSERT_TRUE(registry_->Cancel(id, "").ok());
   ASSERT_EQ(link->Cancels().size(), 1u);
   EXPECT_EQ(link->Cancels()[0].task_id(), id);
   Finished("a1", *link, id, 0);  // A late report changes nothing.
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_CANCELLED);
-  EXPECT_THAT(registry_.Cancel(id, ""), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(registry_.Cancel("nope", ""), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_->Cancel(id, ""), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(registry_->Cancel("nope", ""), StatusIs(absl::StatusCode::kNotFound));
   // The slot was released by the report.
   const std::string next = Submit();
   EXPECT_EQ(StatusOf(next), v1::TASK_STATUS_DISPATCHED);
@@ -194,7 +212,7 @@ TEST_F(TaskRegistryTest, StaleAttemptsAreRejected) {
   Started("a1", *link, id, /*attempt=*/2);
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
   Output("a1", *link, id, 0, "ghost", /*attempt=*/7);
-  EXPECT_EQ(registry_.Get(id)->stdout().total_bytes(), 0);
+  EXPECT_EQ(registry_->Get(id)->stdout().total_bytes(), 0);
   Finished("a1", *link, id, 0, 0, /*attempt=*/3);
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
   // Messages through a link that is no longer the agent's are ignored too.
@@ -235,17 +253,17 @@ TEST_F(TaskRegistryTest, RespectsSlotsAndTargets) {
   EXPECT_EQ(web->Assigns().size(), 2u);
   EXPECT_TRUE(db->Assigns().empty());
   EXPECT_EQ(StatusOf(c), v1::TASK_STATUS_QUEUED);
-  EXPECT_THAT(registry_.Get(c)->waiting_reason(), HasSubstr("busy"));
+  EXPECT_THAT(registry_->Get(c)->waiting_reason(), HasSubstr("busy"));
   v1::TaskSpec to_db;
   to_db.set_agent_id("db-1");
   const std::string d = Submit(to_db);
-  EXPECT_EQ(registry_.Get(d)->agent_id(), "db-1");
+  EXPECT_EQ(registry_->Get(d)->agent_id(), "db-1");
   v1::TaskSpec unknown;
   unknown.set_agent_id("nobody");
   unknown.mutable_shell()->set_command("true");
   v1::SubmitRequest r;
   *r.mutable_spec() = unknown;
-  EXPECT_THAT(registry_.Submit(r), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_->Submit(r), StatusIs(absl::StatusCode::kNotFound));
   (void)a;
   (void)b;
 }
@@ -257,10 +275,10 @@ TEST_F(TaskRegistryTest, RunTimeoutExactlyAtTheDeadline) {
   const std::string id = Submit(s);
   Started("a1", *link, id);
   clock_.Advance(absl::Seconds(9));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
   clock_.Advance(absl::Seconds(1));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_TIMED_OUT);
   ASSERT_EQ(link->Cancels().size(), 1u);
   EXPECT_THAT(link->Cancels()[0].reason(), HasSubstr("timeout"));
@@ -271,9 +289,9 @@ TEST_F(TaskRegistryTest, QueueTimeoutMeansItNeverRuns) {
   s.mutable_queue_timeout()->set_seconds(5);
   const std::string id = Submit(s);
   clock_.Advance(absl::Seconds(5));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_TIMED_OUT);
-  EXPECT_THAT(registry_.Get(id)->status_reason(), HasSubstr("queue timeout"));
+  EXPECT_THAT(registry_->Get(id)->status_reason(), HasSubstr("queue timeout"));
   auto link = Connect("a1", 1);
   EXPECT_TRUE(link->Assigns().empty());
 }
@@ -282,21 +300,21 @@ TEST_F(TaskRegistryTest, SilentAgentLosesItsTasksAfterTheTtl) {
   auto link = Connect("a1", 1);
   const std::string id = Submit();
   Started("a1", *link, id);
-  registry_.AgentDisconnected("a1", link.get());
+  registry_->AgentDisconnected("a1", link.get());
   clock_.Advance(absl::Seconds(14));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
   clock_.Advance(absl::Seconds(1));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
-  EXPECT_FALSE(registry_.ListAgents().agents(0).connected());
+  EXPECT_FALSE(registry_->ListAgents().agents(0).connected());
 }
 
 TEST_F(TaskRegistryTest, ConnectedButSilentAgentIsClosedToo) {
   auto link = Connect("a1", 1);
   const std::string id = Submit();
   clock_.Advance(absl::Seconds(15));
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
   EXPECT_EQ(link->closed.code(), absl::StatusCode::kDeadlineExceeded);
 }
@@ -306,7 +324,7 @@ TEST_F(TaskRegistryTest, ReconnectKeepsTheTaskAndDeduplicatesOutput) {
   const std::string id = Submit();
   Started("a1", *link, id);
   Output("a1", *link, id, 0, "abc");
-  registry_.AgentDisconnected("a1", link.get());
+  registry_->AgentDisconnected("a1", link.get());
   clock_.Advance(absl::Seconds(5));
   v1::HeldTask held;
   held.set_task_id(id);
@@ -322,7 +340,7 @@ TEST_F(TaskRegistryTest, ReconnectKeepsTheTaskAndDeduplicatesOutput) {
   v1::AgentMessage hb;
   hb.mutable_heartbeat();
   Report("a1", *link2, hb);
-  registry_.Tick();
+  registry_->Tick();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
   Finished("a1", *link2, id, 0);
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_SUCCEEDED);
@@ -344,7 +362,7 @@ TEST_F(TaskRegistryTest, ReconnectWithoutTheTaskMakesItLostAndKillsStrays) {
 TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {
   RegistryOptions o = Options();
   o.output_cap_bytes = 1024;
-  TaskRegistry registry(clock_, store_, events_, nullptr, o);
+  TaskRegistry registry(clock_, store_, *events_, nullptr, o);
   auto link = std::make_shared<FakeLink>();
   v1::Hello h;
   h.set_agent_id("a1");
@@ -378,35 +396,35 @@ TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {
 
 TEST_F(TaskRegistryTest, DeleteOnlyFinalTasks) {
   const std::string id = Submit();
-  EXPECT_THAT(registry_.Delete(id), StatusIs(absl::StatusCode::kFailedPrecondition));
-  ASSERT_TRUE(registry_.Cancel(id, "").ok());
-  EXPECT_TRUE(registry_.Delete(id).ok());
-  EXPECT_THAT(registry_.Get(id), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(registry_.Delete(id), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_EQ(store_.size(), 0u);
+  EXPECT_THAT(registry_->Delete(id), StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_TRUE(registry_->Cancel(id, "").ok());
+  EXPECT_TRUE(registry_->Delete(id).ok());
+  EXPECT_THAT(registry_->Get(id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_->Delete(id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store_.task_count(), 0u);
 }
 
 TEST_F(TaskRegistryTest, RetentionRemovesFinishedTasksAfterTheirAge) {
   const std::string id = Submit();
-  ASSERT_TRUE(registry_.Cancel(id, "").ok());
+  ASSERT_TRUE(registry_->Cancel(id, "").ok());
   clock_.Advance(absl::Hours(23));
-  registry_.Tick();
-  EXPECT_TRUE(registry_.Get(id).ok());
+  registry_->Tick();
+  EXPECT_TRUE(registry_->Get(id).ok());
   clock_.Advance(absl::Hours(1));
-  registry_.Tick();
-  EXPECT_THAT(registry_.Get(id), StatusIs(absl::StatusCode::kNotFound));
+  registry_->Tick();
+  EXPECT_THAT(registry_->Get(id), StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(TaskRegistryTest, IdempotencyKeyReturnsTheFirstTask) {
   v1::SubmitRequest r;
   r.mutable_spec()->mutable_shell()->set_command("true");
   r.set_idempotency_key("deploy-42");
-  auto first = registry_.Submit(r);
-  auto second = registry_.Submit(r);
+  auto first = registry_->Submit(r);
+  auto second = registry_->Submit(r);
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(first->task().id(), second->task().id());
   EXPECT_TRUE(second->existing());
-  EXPECT_EQ(registry_.Stats().total(), 1);
+  EXPECT_EQ(registry_->Stats().total(), 1);
 }
 
 TEST_F(TaskRegistryTest, ListFiltersAndPages) {
@@ -418,15 +436,15 @@ TEST_F(TaskRegistryTest, ListFiltersAndPages) {
   }
   v1::ListRequest r;
   r.add_type("deploy");
-  EXPECT_EQ(registry_.List(r)->total(), 3);
+  EXPECT_EQ(registry_->List(r)->total(), 3);
   r.Clear();
   r.add_tags("urgent");
-  EXPECT_EQ(registry_.List(r)->tasks_size(), 2);
+  EXPECT_EQ(registry_->List(r)->tasks_size(), 2);
   r.Clear();
   r.set_page_size(2);
   std::set<std::string> seen;
   for (int page = 0; page < 3; ++page) {
-    auto resp = registry_.List(r);
+    auto resp = registry_->List(r);
     ASSERT_TRUE(resp.ok());
     for (const auto& t : resp->tasks()) seen.insert(t.id());
     r.set_page_token(resp->next_page_token());
@@ -436,10 +454,187 @@ TEST_F(TaskRegistryTest, ListFiltersAndPages) {
   }
   EXPECT_EQ(seen.size(), 5u);
   r.set_page_token("!!garbage");
-  EXPECT_THAT(registry_.List(r), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(registry_->List(r), StatusIs(absl::StatusCode::kInvalidArgument));
   r.Clear();
   r.set_page_size(5000);
-  EXPECT_THAT(registry_.List(r), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(registry_->List(r), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace taskgrid
+
+namespace taskgrid {
+namespace {
+
+TEST_F(TaskRegistryTest, RestartKeepsEveryTaskItsOutputAndItsKey) {
+  auto link = Connect("a1", 1, {{"role", "web"}});
+  v1::SubmitRequest keyed;
+  keyed.mutable_spec()->mutable_shell()->set_command("echo done");
+  keyed.set_idempotency_key("deploy-42");
+  const std::string done = registry_->Submit(keyed)->task().id();
+  Started("a1", *link, done);
+  Output("a1", *link, done, 0, "done\n");
+  Finished("a1", *link, done, 0);
+  const std::string running = Submit();
+  Started("a1", *link, running);
+  Output("a1", *link, running, 0, "half");
+  v1::TaskSpec db;
+  db.mutable_selector()->insert({"role", "db"});
+  const std::string queued = Submit(db);
+  const uint64_t cursor = events_->last_cursor();
+
+  Restart(Options());
+  EXPECT_EQ(StatusOf(done), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(StdoutOf(done), "done\n");
+  EXPECT_EQ(StatusOf(running), v1::TASK_STATUS_RUNNING);
+  EXPECT_EQ(StdoutOf(running), "half");
+  EXPECT_EQ(StatusOf(queued), v1::TASK_STATUS_QUEUED);
+  auto again = registry_->Submit(keyed);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->existing());
+  EXPECT_EQ(again->task().id(), done);
+  EXPECT_EQ(events_->last_cursor(), cursor);
+
+  // The agent comes back holding the running task: it resumes at offset 4.
+  v1::HeldTask held;
+  held.set_task_id(running);
+  held.set_attempt(1);
+  auto link2 = Connect("a1", 1, {{"role", "web"}}, {held});
+  ASSERT_TRUE(link2->sent[0].welcome().resume(0).keep());
+  EXPECT_EQ(link2->sent[0].welcome().resume(0).stdout_offset(), 4);
+  Output("a1", *link2, running, 4, " and the rest");
+  Finished("a1", *link2, running, 0);
+  EXPECT_EQ(StdoutOf(running), "half and the rest");
+  EXPECT_EQ(StatusOf(running), v1::TASK_STATUS_SUCCEEDED);
+  // A queued task is dispatched once a matching agent connects.
+  auto db_link = Connect("d1", 1, {{"role", "db"}});
+  EXPECT_EQ(db_link->Assigns().size(), 1u);
+  EXPECT_EQ(StatusOf(queued), v1::TASK_STATUS_DISPATCHED);
+  // A reader resumes from the cursor it had before the restart.
+  std::vector<v1::TaskEvent> after = EventsAfter(cursor);
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after[0].cursor(), cursor + 1);
+  EXPECT_NE(after[0].type(), v1::EVENT_TYPE_RESYNC);
+}
+
+TEST_F(TaskRegistryTest, RestartReplaysLogEventsWithTheirBytes) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  Output("a1", *link, id, 0, "first ");
+  Output("a1", *link, id, 6, "second");
+  Restart(Options());
+  std::string replayed;
+  for (const v1::TaskEvent& e : EventsAfter(0)) {
+    ASSERT_NE(e.type(), v1::EVENT_TYPE_RESYNC);
+    if (e.type() == v1::EVENT_TYPE_TASK_LOG) replayed += e.output().data();
+  }
+  EXPECT_EQ(replayed, "first second");
+}
+
+TEST_F(TaskRegistryTest, RestartKeepsHeadAndTailOfLongOutput) {
+  RegistryOptions o = Options();
+  o.output_cap_bytes = 1024;
+  Restart(o);
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  for (int i = 0; i < 10; ++i) {
+    Output("a1", *link, id, i * 1000, std::string(1000, static_cast<char>('0' + i)));
+  }
+  Restart(o);
+  auto t = registry_->Get(id);
+  EXPECT_EQ(t->stdout().total_bytes(), 10000);
+  EXPECT_EQ(t->stdout().dropped_bytes(), 10000 - 1024);
+  EXPECT_EQ(StdoutOf(id).substr(0, 512), std::string(512, '0'));
+  v1::GetOutputRequest r;
+  r.set_task_id(id);
+  r.set_stream(v1::OUTPUT_STREAM_STDOUT);
+  r.set_offset(600);
+  EXPECT_EQ(registry_->GetOutput(r)->data(), std::string(512, '9'));
+}
+
+TEST_F(TaskRegistryTest, RunningTaskIsLostWhenItsAgentDoesNotReturnAfterARestart) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Started("a1", *link, id);
+  clock_.Advance(absl::Minutes(1));  // The coordinator was down a while.
+  Restart(Options());
+  registry_->Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);  // The TTL counts from the restart.
+  clock_.Advance(absl::Seconds(15));
+  registry_->Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, LostAttemptIsRetriedAfterBackoffAndFencesTheOldOne) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec spec;
+  spec.mutable_retry()->set_max_attempts(2);
+  spec.mutable_retry()->mutable_backoff()->set_seconds(10);
+  const std::string id = Submit(spec);
+  Started("a1", *link, id);
+  Output("a1", *link, id, 0, "attempt one");
+  clock_.Advance(absl::Seconds(15));
+  registry_->Tick();  // a1 silent past the TTL: attempt 1 is lost.
+  auto t = registry_->Get(id);
+  EXPECT_EQ(t->status(), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(t->status_reason(), HasSubstr("attempt 1 lost"));
+  EXPECT_THAT(t->waiting_reason(), HasSubstr("before attempt 2"));
+  EXPECT_EQ(t->stdout().total_bytes(), 0);
+
+  auto link2 = Connect("a2", 1);
+  EXPECT_TRUE(link2->Assigns().empty());  // Still backing off.
+  clock_.Advance(absl::Seconds(10));
+  registry_->Tick();
+  ASSERT_EQ(link2->Assigns().size(), 1u);
+  EXPECT_EQ(link2->Assigns()[0].attempt(), 2u);
+  // The first agent returns and reports attempt 1: ignored, and killed.
+  v1::HeldTask held;
+  held.set_task_id(id);
+  held.set_attempt(1);
+  auto link1 = Connect("a1", 1, {}, {held});
+  EXPECT_FALSE(link1->sent[0].welcome().resume(0).keep());
+  Finished("a1", *link1, id, 0, 0, 1);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
+  // The second attempt is lost too: no attempts left.
+  clock_.Advance(absl::Seconds(15));
+  registry_->Tick();
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, FailedAttemptsRetryOnlyWhenAsked) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec spec;
+  spec.mutable_retry()->set_max_attempts(3);
+  const std::string plain = Submit(spec);
+  Finished("a1", *link, plain, 1);
+  EXPECT_EQ(StatusOf(plain), v1::TASK_STATUS_FAILED);
+
+  spec.mutable_retry()->set_retry_failed(true);
+  const std::string retried = Submit(spec);
+  Finished("a1", *link, retried, 1);
+  EXPECT_EQ(StatusOf(retried), v1::TASK_STATUS_QUEUED);
+  clock_.Advance(absl::Seconds(1));
+  registry_->Tick();
+  Finished("a1", *link, retried, 0, 0, 2);
+  EXPECT_EQ(StatusOf(retried), v1::TASK_STATUS_SUCCEEDED);
+}
+
+TEST_F(TaskRegistryTest, RetryWaitSurvivesARestart) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec spec;
+  spec.mutable_retry()->set_max_attempts(2);
+  spec.mutable_retry()->mutable_backoff()->set_seconds(10);
+  spec.mutable_retry()->set_retry_failed(true);
+  const std::string id = Submit(spec);
+  Finished("a1", *link, id, 1);
+  Restart(Options());
+  auto link2 = Connect("a1", 1);
+  EXPECT_TRUE(link2->Assigns().empty());
+  clock_.Advance(absl::Seconds(10));
+  registry_->Tick();
+  ASSERT_EQ(link2->Assigns().size(), 1u);
+  EXPECT_EQ(link2->Assigns()[0].attempt(), 2u);
 }
 
 }  // namespace

@@ -21,6 +21,22 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr
   return Reply(ctx, result.status());
 }
 
+// Acknowledges a change only once the store has made it durable.
+grpc::ServerUnaryReactor* ReplyWhenDurable(grpc::CallbackServerContext* ctx, TaskRegistry& registry,
+                                           const absl::Status& s) {
+  if (!s.ok()) return Reply(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  registry.WhenDurable([reactor] { reactor->Finish(grpc::Status::OK); });
+  return reactor;
+}
+
+template <typename T>
+grpc::ServerUnaryReactor* ReplyWhenDurable(grpc::CallbackServerContext* ctx, TaskRegistry& registry,
+                                           absl::StatusOr<T> result, T* response) {
+  if (result.ok()) *response = std::move(*result);
+  return ReplyWhenDurable(ctx, registry, result.status());
+}
+
 // Streams events after a cursor: it keeps only its cursor and reads the next
 // matching event from the shared log when the previous write completes, so a
 // slow client costs no memory and, once behind the ring, is told to resync.
@@ -140,7 +156,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* c
                                                   const v1::SubmitRequest* req,
                                                   v1::SubmitResponse* resp) {
   if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return Reply(ctx, registry_.Submit(*req), resp);
+  return ReplyWhenDurable(ctx, registry_, registry_.Submit(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Get(grpc::CallbackServerContext* ctx,
@@ -159,14 +175,14 @@ grpc::ServerUnaryReactor* TaskServiceImpl::List(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                   const v1::CancelRequest* req, v1::Task* resp) {
   if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return Reply(ctx, registry_.Cancel(req->task_id(), req->reason()), resp);
+  return ReplyWhenDurable(ctx, registry_, registry_.Cancel(req->task_id(), req->reason()), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* ctx,
                                                   const v1::DeleteRequest* req,
                                                   v1::DeleteResponse* resp) {
   if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return Reply(ctx, registry_.Delete(req->task_id()));
+  return ReplyWhenDurable(ctx, registry_, registry_.Delete(req->task_id()));
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ctx,

@@ -86,6 +86,21 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.kill_grace", spec.kill_grace(),
                                               absl::ZeroDuration(), absl::Hours(1)));
   }
+  if (spec.has_retry()) {
+    const v1::RetryPolicy& r = spec.retry();
+    if (r.max_attempts() > 100) {
+      return Invalid("spec.retry.max_attempts",
+                     absl::StrCat("at most 100, got ", r.max_attempts()));
+    }
+    if (r.has_backoff()) {
+      TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.retry.backoff", r.backoff(),
+                                                absl::ZeroDuration(), absl::Hours(24)));
+    }
+    if (r.has_max_backoff()) {
+      TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.retry.max_backoff", r.max_backoff(),
+                                                absl::ZeroDuration(), absl::Hours(24)));
+    }
+  }
   if (spec.context().ByteSizeLong() > kMaxContextBytes) {
     return Invalid("spec.context", absl::StrCat("larger than ", kMaxContextBytes, " bytes"));
   }

@@ -7,7 +7,7 @@ coordinator=$1 agent=$2 gateway=$3 artifacts=$4
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib.sh"
 
-"$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --port_file="$dir/c" --log_level=warn & pids+=($!)
+"$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --data_dir="$dir/data" --port_file="$dir/c" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 address=127.0.0.1:$(sed -n 1p "$dir/c")
 "$agent" --coordinator="$address" --agent_id=browser-agent --metrics_address= --log_level=warn & pids+=($!)

@@ -1,0 +1,188 @@
+#include "services/coordinator/store/group_commit_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/time/clock.h"
+
+// GCC 12 misreports moves of std::variant members as uninitialized reads.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace taskgrid {
+
+GroupCommitStore::~GroupCommitStore() { StopCommitter(); }
+
+void GroupCommitStore::StartCommitter() {
+  committer_ = std::thread([this] { CommitLoop(); });
+}
+
+void GroupCommitStore::StopCommitter() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (committer_.joinable()) committer_.join();
+}
+
+void GroupCommitStore::Enqueue(StoreChange c) {
+  ++queued_seq_;
+  pending_.push_back(std::move(c));
+}
+
+void GroupCommitStore::PutTask(uint64_t seq, const v1::Task& task) {
+  change::PutTask c{seq, task.id(), task.status(),
+                    task.has_finished_at() ? task.finished_at().seconds() : 0,
+                    task.SerializeAsString()};
+  absl::MutexLock lock(&mu_);
+  if (auto it = put_index_.find(task.id()); it != put_index_.end()) {
+    pending_[it->second] = std::move(c);  // The newest snapshot wins.
+    ++queued_seq_;
+    return;
+  }
+  put_index_[task.id()] = pending_.size();
+  Enqueue(std::move(c));
+}
+
+void GroupCommitStore::DeleteTask(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  put_index_.erase(task_id);
+  for (int s = 0; s < v1::OutputStream_ARRAYSIZE; ++s) {
+    output_index_.erase({task_id, s});
+    trim_index_.erase({task_id, s});
+  }
+  Enqueue(change::DeleteTask{task_id});
+}
+
+void GroupCommitStore::AppendOutput(const std::string& task_id, v1::OutputStream stream,
+                                    int64_t offset, absl::string_view data) {
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = output_index_.try_emplace({task_id, stream}, pending_.size());
+  if (!inserted) {
+    auto& prev = std::get<change::Output>(pending_[it->second]);
+    if (prev.offset + static_cast<int64_t>(prev.data.size()) == offset) {
+      prev.data.append(data.data(), data.size());
+      ++queued_seq_;
+      return;
+    }
+    it->second = pending_.size();
+  }
+  Enqueue(change::Output{task_id, stream, offset, std::string(data)});
+}
+
+void GroupCommitStore::TrimOutput(const std::string& task_id, v1::OutputStream stream,
+                                  int64_t head_end, int64_t tail_start) {
+  absl::MutexLock lock(&mu_);
+  change::TrimOutput c{task_id, stream, head_end, tail_start};
+  auto [it, inserted] = trim_index_.try_emplace({task_id, stream}, pending_.size());
+  if (!inserted) {
+    pending_[it->second] = std::move(c);
+    ++queued_seq_;
+    return;
+  }
+  Enqueue(std::move(c));
+}
+
+void GroupCommitStore::AppendEvent(const v1::TaskEvent& event) {
+  change::Event c{event.cursor(), 0, {}};
+  if (event.type() == v1::EVENT_TYPE_TASK_LOG) {
+    v1::TaskEvent bare;
+    bare.set_cursor(event.cursor());
+    bare.set_type(event.type());
+    *bare.mutable_time() = event.time();
+    bare.set_task_id(event.task_id());
+    bare.set_agent_id(event.agent_id());
+    bare.mutable_output()->set_stream(event.output().stream());
+    bare.mutable_output()->set_offset(event.output().offset());
+    c.log_bytes = static_cast<int64_t>(event.output().data().size());
+    c.blob = bare.SerializeAsString();
+  } else {
+    c.blob = event.SerializeAsString();
+  }
+  absl::MutexLock lock(&mu_);
+  Enqueue(std::move(c));
+}
+
+void GroupCommitStore::TrimEvents(uint64_t first_kept) {
+  absl::MutexLock lock(&mu_);
+  Enqueue(change::TrimEvents{first_kept});
+}
+
+void GroupCommitStore::PutAgent(const v1::Agent& agent) {
+  change::PutAgent c{agent.agent_id(), agent.SerializeAsString()};
+  absl::MutexLock lock(&mu_);
+  Enqueue(std::move(c));
+}
+
+void GroupCommitStore::DeleteAgent(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  Enqueue(change::DeleteAgent{agent_id});
+}
+
+void GroupCommitStore::WhenDurable(std::function<void()> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (durable_seq_ < queued_seq_ || !waiters_.empty()) {
+      waiters_.emplace_back(queued_seq_, std::move(done));
+      return;
+    }
+  }
+  done();
+}
+
+void GroupCommitStore::CommitLoop() {
+  std::vector<StoreChange> batch;
+  uint64_t batch_seq = 0;  // Writes queued up to the end of `batch`.
+  absl::Duration backoff = absl::Milliseconds(50);
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (batch.empty()) {
+        mu_.Await(absl::Condition(
+            +[](GroupCommitStore* s)
+                 ABSL_NO_THREAD_SAFETY_ANALYSIS { return !s->pending_.empty() || s->stopping_; },
+            this));
+        if (pending_.empty()) return;  // Stopping with nothing left.
+        batch.swap(pending_);
+        put_index_.clear();
+        output_index_.clear();
+        trim_index_.clear();
+        batch_seq = queued_seq_;
+      }
+    }
+    const absl::Time start = absl::Now();
+    const absl::Status s = Commit(batch);
+    if (metrics_.commit_seconds) {
+      metrics_.commit_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    }
+    if (!s.ok()) {
+      // Keep the batch and try again: nothing it holds was acknowledged.
+      if (metrics_.commit_failures) metrics_.commit_failures->Increment();
+      spdlog::error("store_commit_failed changes={} status=\"{}\" retry_in={}", batch.size(),
+                    s.ToString(), absl::FormatDuration(backoff));
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      continue;
+    }
+    backoff = absl::Milliseconds(50);
+    if (metrics_.batch_changes) metrics_.batch_changes->Observe(static_cast<double>(batch.size()));
+    batch.clear();
+    std::vector<std::function<void()>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      durable_seq_ = batch_seq;
+      while (!waiters_.empty() && waiters_.front().first <= durable_seq_) {
+        ready.push_back(std::move(waiters_.front().second));
+        waiters_.pop_front();
+      }
+    }
+    for (auto& done : ready) done();
+  }
+}
+
+}  // namespace taskgrid

@@ -1,0 +1,81 @@
+#include "services/coordinator/store/memory_task_store.h"
+
+namespace taskgrid {
+
+void MemoryTaskStore::PutTask(uint64_t seq, const v1::Task& task) {
+  absl::MutexLock lock(&mu_);
+  tasks_[seq] = task;
+  seq_of_[task.id()] = seq;
+}
+
+void MemoryTaskStore::DeleteTask(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = seq_of_.find(task_id); it != seq_of_.end()) {
+    tasks_.erase(it->second);
+    seq_of_.erase(it);
+  }
+  output_.erase(output_.lower_bound({task_id, 0, 0}),
+                output_.lower_bound({task_id, v1::OutputStream_ARRAYSIZE, 0}));
+}
+
+void MemoryTaskStore::AppendOutput(const std::string& task_id, v1::OutputStream stream,
+                                   int64_t offset, absl::string_view data) {
+  absl::MutexLock lock(&mu_);
+  output_[{task_id, stream, offset}] = std::string(data);
+}
+
+void MemoryTaskStore::TrimOutput(const std::string& task_id, v1::OutputStream stream,
+                                 int64_t head_end, int64_t tail_start) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = output_.lower_bound({task_id, stream, head_end});
+       it != output_.end() && std::get<0>(it->first) == task_id &&
+       std::get<1>(it->first) == stream;) {
+    if (std::get<2>(it->first) + static_cast<int64_t>(it->second.size()) > tail_start) break;
+    it = output_.erase(it);
+  }
+}
+
+void MemoryTaskStore::AppendEvent(const v1::TaskEvent& event) {
+  absl::MutexLock lock(&mu_);
+  StoredState::Event& e = events_[event.cursor()];
+  e.event = event;
+  if (event.type() == v1::EVENT_TYPE_TASK_LOG) {
+    e.log_bytes = static_cast<int64_t>(event.output().data().size());
+    e.event.mutable_output()->clear_data();
+  }
+}
+
+void MemoryTaskStore::TrimEvents(uint64_t first_kept) {
+  absl::MutexLock lock(&mu_);
+  events_.erase(events_.begin(), events_.lower_bound(first_kept));
+}
+
+void MemoryTaskStore::PutAgent(const v1::Agent& agent) {
+  absl::MutexLock lock(&mu_);
+  agents_[agent.agent_id()] = agent;
+}
+
+void MemoryTaskStore::DeleteAgent(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  agents_.erase(agent_id);
+}
+
+absl::StatusOr<StoredState> MemoryTaskStore::Load() {
+  absl::MutexLock lock(&mu_);
+  StoredState state;
+  for (const auto& [seq, task] : tasks_) state.tasks.push_back({seq, task});
+  for (const auto& [key, data] : output_) {
+    state.output.push_back({std::get<0>(key), static_cast<v1::OutputStream>(std::get<1>(key)),
+                            std::get<2>(key), data});
+  }
+  for (const auto& [cursor, e] : events_) state.events.push_back(e);
+  for (const auto& [id, agent] : agents_) state.agents.push_back(agent);
+  return state;
+}
+
+size_t MemoryTaskStore::task_count() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_.size();
+}
+
+}  // namespace taskgrid

@@ -1,0 +1,82 @@
+// Persistence as a seam: the registry keeps every task in memory and writes
+// each change through a TaskStore, its journal. On start the coordinator loads
+// the journal and rebuilds the registry from it. MemoryTaskStore keeps the
+// journal in process; SqliteTaskStore and PostgresTaskStore make it durable.
+#ifndef TASKGRID_SERVICES_COORDINATOR_STORE_TASK_STORE_H_
+#define TASKGRID_SERVICES_COORDINATOR_STORE_TASK_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "taskgrid/v1/task.pb.h"
+#include "taskgrid/v1/task_service.pb.h"
+
+namespace taskgrid {
+
+// Everything a store holds, as Load returns it.
+struct StoredState {
+  struct Task {
+    uint64_t seq = 0;  // Submission order.
+    v1::Task task;
+  };
+  struct Output {
+    std::string task_id;
+    v1::OutputStream stream = v1::OUTPUT_STREAM_UNSPECIFIED;
+    int64_t offset = 0;
+    std::string data;
+  };
+  struct Event {
+    v1::TaskEvent event;    // Log events come without their data ...
+    int64_t log_bytes = 0;  // ... which is this many bytes of the task's output.
+  };
+  std::vector<Task> tasks;     // By seq.
+  std::vector<Output> output;  // By task, stream and offset; contiguous except
+                               // where TrimOutput removed the middle.
+  std::vector<Event> events;   // By cursor.
+  std::vector<v1::Agent> agents;
+};
+
+// The registry's journal. Writes arrive in the order the registry made the
+// changes, from under its lock: they never block on I/O. A durable store
+// commits them in that order, in batches, on its own thread.
+// Thread-safe.
+class TaskStore {
+ public:
+  virtual ~TaskStore() = default;
+
+  // Inserts or replaces a task's snapshot.
+  virtual void PutTask(uint64_t seq, const v1::Task& task) = 0;
+  // Removes the task and its output.
+  virtual void DeleteTask(const std::string& task_id) = 0;
+  // Output bytes of a stream starting at `offset` (appends are contiguous).
+  virtual void AppendOutput(const std::string& task_id, v1::OutputStream stream, int64_t offset,
+                            absl::string_view data) = 0;
+  // Drops stored output lying wholly inside [head_end, tail_start): the part
+  // of a long stream that the per-task cap no longer keeps.
+  virtual void TrimOutput(const std::string& task_id, v1::OutputStream stream, int64_t head_end,
+                          int64_t tail_start) = 0;
+  // An event with its cursor. A log event's data is not stored again: Load
+  // returns it empty with its length, and the registry refills it from the
+  // output.
+  virtual void AppendEvent(const v1::TaskEvent& event) = 0;
+  // Drops events with a cursor below `first_kept`.
+  virtual void TrimEvents(uint64_t first_kept) = 0;
+  virtual void PutAgent(const v1::Agent& agent) = 0;
+  virtual void DeleteAgent(const std::string& agent_id) = 0;
+
+  // Runs `done` once every write made before this call is durable; inline
+  // when it already is. Callbacks run in the order they were registered.
+  // While the store cannot commit, they wait (and it keeps retrying).
+  virtual void WhenDurable(std::function<void()> done) = 0;
+
+  // Everything stored; called once, before any write.
+  virtual absl::StatusOr<StoredState> Load() = 0;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_COORDINATOR_STORE_TASK_STORE_H_

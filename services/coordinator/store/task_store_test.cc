@@ -1,0 +1,251 @@
+// One conformance suite for every TaskStore: what is written and made durable
+// comes back from Load, after a reopen for the durable stores.
+#include "services/coordinator/store/task_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "absl/synchronization/notification.h"
+#include "services/common/testing/test_util.h"
+#include "services/coordinator/store/memory_task_store.h"
+#include "services/coordinator/store/open_task_store.h"
+
+namespace taskgrid {
+namespace {
+
+using ::testing::ElementsAre;
+
+// A store kind: how to open (and reopen) one in a scratch directory.
+struct StoreKind {
+  std::string name;
+  // Empty for the memory store, which cannot be reopened.
+  std::function<std::string(const std::string& dir)> spec;
+};
+
+void PrintTo(const StoreKind& k, std::ostream* os) { *os << k.name; }
+
+class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("taskgrid_store_test_" + std::to_string(getpid()) + "_" + GetParam().name);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Open();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void Open() {
+    if (!GetParam().spec) {
+      store_ = std::make_unique<MemoryTaskStore>();
+      return;
+    }
+    auto s = OpenTaskStore(GetParam().spec(dir_.string()), {});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  void Sync() {
+    absl::Notification done;
+    store_->WhenDurable([&] { done.Notify(); });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  }
+
+  // Makes everything durable, reopens where possible, and loads.
+  StoredState Reload() {
+    Sync();
+    if (GetParam().spec) {
+      store_.reset();
+      Open();
+    }
+    auto state = store_->Load();
+    EXPECT_TRUE(state.ok()) << state.status();
+    return state.ok() ? *std::move(state) : StoredState{};
+  }
+
+  static v1::Task MakeTask(const std::string& id, v1::TaskStatus status) {
+    v1::Task t;
+    t.set_id(id);
+    t.set_status(status);
+    t.mutable_spec()->mutable_shell()->set_command("echo " + id);
+    return t;
+  }
+
+  static std::vector<std::string> Ids(const StoredState& s) {
+    std::vector<std::string> ids;
+    for (const auto& t : s.tasks) ids.push_back(t.task.id());
+    return ids;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<TaskStore> store_;
+};
+
+TEST_P(TaskStoreTest, EmptyStoreLoadsNothing) {
+  StoredState s = Reload();
+  EXPECT_TRUE(s.tasks.empty());
+  EXPECT_TRUE(s.output.empty());
+  EXPECT_TRUE(s.events.empty());
+  EXPECT_TRUE(s.agents.empty());
+}
+
+TEST_P(TaskStoreTest, TasksComeBackInSubmissionOrderWithTheirLatestSnapshot) {
+  store_->PutTask(2, MakeTask("b", v1::TASK_STATUS_QUEUED));
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_QUEUED));
+  store_->PutTask(3, MakeTask("c", v1::TASK_STATUS_QUEUED));
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_SUCCEEDED));
+  store_->DeleteTask("c");
+  StoredState s = Reload();
+  EXPECT_THAT(Ids(s), ElementsAre("a", "b"));
+  EXPECT_EQ(s.tasks[0].seq, 1u);
+  EXPECT_EQ(s.tasks[0].task.status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(s.tasks[0].task.spec().shell().command(), "echo a");
+  EXPECT_EQ(s.tasks[1].task.status(), v1::TASK_STATUS_QUEUED);
+}
+
+TEST_P(TaskStoreTest, WritesSpreadOverManyCommitsKeepTheirOrder) {
+  for (int i = 0; i < 50; ++i) {
+    store_->PutTask(1, MakeTask("a", i % 2 ? v1::TASK_STATUS_RUNNING : v1::TASK_STATUS_QUEUED));
+    if (i % 7 == 0) Sync();
+  }
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_FAILED));
+  StoredState s = Reload();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].task.status(), v1::TASK_STATUS_FAILED);
+}
+
+TEST_P(TaskStoreTest, OutputIsContiguousAndDeletedWithItsTask) {
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
+  store_->PutTask(2, MakeTask("b", v1::TASK_STATUS_RUNNING));
+  store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, 0, "hel");
+  store_->AppendOutput("a", v1::OUTPUT_STREAM_STDERR, 0, "oops");
+  Sync();
+  store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, 3, "lo");
+  store_->AppendOutput("b", v1::OUTPUT_STREAM_STDOUT, 0, "bye");
+  store_->DeleteTask("b");
+  StoredState s = Reload();
+  std::string out, err;
+  for (const auto& o : s.output) {
+    ASSERT_EQ(o.task_id, "a");
+    std::string& dst = o.stream == v1::OUTPUT_STREAM_STDOUT ? out : err;
+    EXPECT_EQ(o.offset, static_cast<int64_t>(dst.size()));
+    dst += o.data;
+  }
+  EXPECT_EQ(out, "hello");
+  EXPECT_EQ(err, "oops");
+}
+
+TEST_P(TaskStoreTest, TrimOutputDropsOnlyChunksWhollyInsideTheRange) {
+  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
+  for (int i = 0; i < 10; ++i) {
+    store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, i * 10, std::string(10, 'a' + i));
+    Sync();  // One stored chunk per append.
+  }
+  store_->TrimOutput("a", v1::OUTPUT_STREAM_STDOUT, 15, 75);
+  StoredState s = Reload();
+  std::vector<int64_t> offsets;
+  for (const auto& o : s.output) offsets.push_back(o.offset);
+  // [10,20) straddles the head end and [70,80) the tail start: both kept.
+  EXPECT_THAT(offsets, ElementsAre(0, 10, 70, 80, 90));
+}
+
+TEST_P(TaskStoreTest, EventsKeepCursorsAndLogEventsOnlyTheirLength) {
+  v1::TaskEvent created;
+  created.set_cursor(7);
+  created.set_type(v1::EVENT_TYPE_TASK_CREATED);
+  created.set_task_id("a");
+  *created.mutable_task() = MakeTask("a", v1::TASK_STATUS_PENDING);
+  v1::TaskEvent log;
+  log.set_cursor(8);
+  log.set_type(v1::EVENT_TYPE_TASK_LOG);
+  log.set_task_id("a");
+  log.mutable_output()->set_stream(v1::OUTPUT_STREAM_STDOUT);
+  log.mutable_output()->set_offset(0);
+  log.mutable_output()->set_data("hello");
+  v1::TaskEvent old = created;
+  old.set_cursor(6);
+  store_->AppendEvent(old);
+  store_->AppendEvent(created);
+  store_->AppendEvent(log);
+  store_->TrimEvents(7);
+  StoredState s = Reload();
+  ASSERT_EQ(s.events.size(), 2u);
+  EXPECT_EQ(s.events[0].event.cursor(), 7u);
+  EXPECT_EQ(s.events[0].event.task().spec().shell().command(), "echo a");
+  EXPECT_EQ(s.events[1].event.cursor(), 8u);
+  EXPECT_EQ(s.events[1].event.output().data(), "");
+  EXPECT_EQ(s.events[1].log_bytes, 5);
+  EXPECT_EQ(s.events[1].event.output().offset(), 0);
+}
+
+TEST_P(TaskStoreTest, AgentsAreReplacedAndDeleted) {
+  v1::Agent a;
+  a.set_agent_id("a1");
+  a.set_slots(2);
+  store_->PutAgent(a);
+  a.set_slots(4);
+  store_->PutAgent(a);
+  v1::Agent b;
+  b.set_agent_id("b1");
+  store_->PutAgent(b);
+  store_->DeleteAgent("b1");
+  StoredState s = Reload();
+  ASSERT_EQ(s.agents.size(), 1u);
+  EXPECT_EQ(s.agents[0].agent_id(), "a1");
+  EXPECT_EQ(s.agents[0].slots(), 4u);
+}
+
+TEST_P(TaskStoreTest, DurabilityCallbacksRunInOrderAfterTheirWrites) {
+  std::vector<int> order;
+  absl::Mutex mu;
+  for (int i = 0; i < 100; ++i) {
+    store_->PutTask(static_cast<uint64_t>(i + 1),
+                    MakeTask(std::to_string(i), v1::TASK_STATUS_QUEUED));
+    store_->WhenDurable([&, i] {
+      absl::MutexLock lock(&mu);
+      order.push_back(i);
+    });
+  }
+  Sync();
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, TaskStoreTest,
+                         ::testing::Values(StoreKind{"memory", nullptr},
+                                           StoreKind{"sqlite",
+                                                     [](const std::string& dir) {
+                                                       return "sqlite:" + dir + "/t.db";
+                                                     }}),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(OpenTaskStoreTest, RejectsUnknownSpecsNamingThem) {
+  EXPECT_THAT(OpenTaskStore("mysql://x", {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(OpenTaskStore("sqlite:/tmp/x.db?sync=maybe", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(OpenTaskStore("sqlite:/nonexistent-dir/x.db", {}),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(OpenTaskStoreTest, SecondCoordinatorOnTheSameFileIsRefused) {
+  const std::string path = std::filesystem::temp_directory_path() /
+                           ("taskgrid_lock_test_" + std::to_string(getpid()) + ".db");
+  auto first = OpenTaskStore("sqlite:" + path, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(OpenTaskStore("sqlite:" + path, {}).ok());
+  first->reset();
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+}
+
+}  // namespace
+}  // namespace taskgrid
