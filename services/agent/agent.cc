@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "services/common/version.h"
 
@@ -65,17 +66,7 @@ Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics)
       runner_(runner),
       metrics_(metrics),
       rng_(std::random_device{}()) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // Our own backoff governs reconnects; keep gRPC's short.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(8 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.coordinator_address,
-                                       grpc::InsecureChannelCredentials(), args);
+  channel_ = CoordinatorChannel(options_.coordinator_address);
   stub_ = v1::AgentService::NewStub(channel_);
 }
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "services/cli/args.h"
+#include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
@@ -636,8 +637,7 @@ int RunCli(const std::vector<std::string>& raw_args) {
   const std::string output = parsed->Get("output", "text");
   if (output != "text" && output != "json") return Usage("--output: must be text or json");
   ctx.json = output == "json";
-  ctx.stub =
-      v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  ctx.stub = v1::TaskService::NewStub(CoordinatorChannel(address));
   return it->second.run(ctx, *parsed);
 }
 

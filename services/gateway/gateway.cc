@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "services/common/auth.h"
 #include "services/common/clock.h"
+#include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/json.h"
@@ -110,13 +111,7 @@ Gateway::Gateway(const GatewayOptions& options)
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<Gateway> g(new Gateway(options));
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetMaxReceiveMessageSize(8 << 20);
-  g->channel_ = grpc::CreateCustomChannel(options.coordinator_address,
-                                          grpc::InsecureChannelCredentials(), args);
+  g->channel_ = CoordinatorChannel(options.coordinator_address);
   g->stub_ = v1::TaskService::NewStub(g->channel_);
   g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_);
   HttpServerOptions http = options.http;

@@ -1,0 +1,66 @@
+// A real service binary run by a fault test: started with posix_spawn, killed
+// by signal from outside, always reaped (SIGKILL on destruction).
+#ifndef TASKGRID_TESTS_FAULTS_CHILD_PROCESS_H_
+#define TASKGRID_TESTS_FAULTS_CHILD_PROCESS_H_
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace taskgrid {
+
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  explicit ChildProcess(std::vector<std::string> argv) : argv_(std::move(argv)) {}
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess() { Kill(SIGKILL); }
+
+  // Starts (again) with the same arguments. Returns false if spawning failed.
+  bool Start() {
+    std::vector<char*> args;
+    for (std::string& a : argv_) args.push_back(a.data());
+    args.push_back(nullptr);
+    return posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ) == 0;
+  }
+
+  // Sends `sig` and reaps the process.
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    waitpid(pid_, nullptr, 0);
+    pid_ = 0;
+  }
+
+  bool running() const { return pid_ > 0; }
+
+ private:
+  std::vector<std::string> argv_;
+  pid_t pid_ = 0;
+};
+
+// A loopback TCP port nobody listens on right now.
+inline int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_TESTS_FAULTS_CHILD_PROCESS_H_
