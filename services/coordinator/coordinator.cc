@@ -30,12 +30,28 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
       metrics_set_(*prometheus_),
       events_(options.events) {}
 
-absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options,
-                                                                const Clock& clock) {
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
+    const CoordinatorOptions& options, const Clock& clock, const std::function<bool()>& stopping) {
   TASKGRID_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<Coordinator> c(new Coordinator(options));
+  // Metrics first: a standby reports that it is one.
+  if (!options.metrics_address.empty()) {
+    auto metrics = MetricsServer::Start(options.metrics_address, "coordinator", c->prometheus_);
+    if (!metrics.ok()) return metrics.status();
+    c->metrics_ = std::move(*metrics);
+  }
+  TASKGRID_ASSIGN_OR_RETURN(
+      c->store_, OpenTaskStore(options.store, {c->metrics_set_.store(), options.lease_ttl}));
+  TASKGRID_RETURN_IF_ERROR(
+      c->store_->AwaitLeadership(stopping, [c = c.get()](const absl::Status& why) {
+        c->metrics_set_.leader.Set(0);
+        if (c->options_.on_leadership_lost) c->options_.on_leadership_lost(why);
+      }));
+  const TaskStore::LeaderInfo leader = c->store_->leader();
+  c->metrics_set_.leader.Set(1);
+  c->metrics_set_.term.Set(static_cast<double>(leader.term));
+  if (leader.failover) c->metrics_set_.failovers.Increment();
   const absl::Time load_start = absl::Now();
-  TASKGRID_ASSIGN_OR_RETURN(c->store_, OpenTaskStore(options.store, c->metrics_set_.store()));
   TASKGRID_ASSIGN_OR_RETURN(StoredState state, c->store_->Load());
   c->registry_ = std::make_unique<TaskRegistry>(clock, *c->store_, c->events_, &c->metrics_set_,
                                                 options.registry);
@@ -65,11 +81,6 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   c->server_ = builder.BuildAndStart();
   if (c->server_ == nullptr || c->grpc_port_ == 0) {
     return absl::UnavailableError("grpc_address: cannot listen on " + options.grpc_address);
-  }
-  if (!options.metrics_address.empty()) {
-    auto metrics = MetricsServer::Start(options.metrics_address, "coordinator", c->prometheus_);
-    if (!metrics.ok()) return metrics.status();
-    c->metrics_ = std::move(*metrics);
   }
   if (options.tick_interval > absl::ZeroDuration()) {
     Coordinator* self = c.get();

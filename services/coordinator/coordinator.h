@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -39,8 +40,15 @@ struct CoordinatorOptions {
   std::vector<std::string> agent_tokens;
   // Allow a non-loopback address without keys and tokens.
   bool insecure = false;
-  // Where tasks are journaled: memory, sqlite:PATH (see OpenTaskStore).
+  // Where tasks are journaled: memory, sqlite:PATH, postgres://... (see
+  // OpenTaskStore).
   std::string store = "memory";
+  // PostgreSQL: how long a silent leader keeps its lease before a standby
+  // takes over.
+  absl::Duration lease_ttl = absl::Seconds(5);
+  // Called once if another coordinator took the store's lease over: this one
+  // can no longer write and should exit (a restart makes it a standby).
+  std::function<void(const absl::Status&)> on_leadership_lost;
   // How often timeouts and the heartbeat TTL are checked; zero disables the
   // timer (tests call registry().Tick() themselves).
   absl::Duration tick_interval = absl::Milliseconds(100);
@@ -56,8 +64,12 @@ struct CoordinatorOptions {
 // destructor) stops accepting calls, ends streams and joins the timer.
 class Coordinator {
  public:
-  static absl::StatusOr<std::unique_ptr<Coordinator>> Start(const CoordinatorOptions& options,
-                                                            const Clock& clock = Clock::Real());
+  // With a shared store, blocks as a standby until this coordinator holds
+  // the lease (or `stopping` returns true: kCancelled); only then does it
+  // load the store and listen for clients and agents.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Start(
+      const CoordinatorOptions& options, const Clock& clock = Clock::Real(),
+      const std::function<bool()>& stopping = nullptr);
   ~Coordinator();
 
   int grpc_port() const { return grpc_port_; }

@@ -61,7 +61,13 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
       store_commit_failures(AddCounter(r, "coordinator_store_commit_failures_total",
                                        "Store transactions that failed (and were retried).")),
       recovery_seconds(AddGauge(r, "coordinator_recovery_seconds",
-                                "Time to load the store and rebuild the registry at start.")) {
+                                "Time to load the store and rebuild the registry at start.")),
+      leader(AddGauge(r, "coordinator_leader",
+                      "1 when this coordinator is the active one (holds the store's lease).")),
+      term(AddGauge(r, "coordinator_store_term",
+                    "Lease term held; each new active coordinator gets a higher one.")),
+      failovers(AddCounter(r, "coordinator_failovers_total",
+                           "Times this coordinator took the lease over from another one.")) {
   for (int s = v1::TASK_STATUS_SUCCEEDED; s <= v1::TASK_STATUS_LOST; ++s) {
     finished(static_cast<v1::TaskStatus>(s));  // Export zeros from the start.
   }

@@ -37,6 +37,9 @@ struct CoordinatorMetrics {
   prometheus::Histogram& store_batch_changes;   // changes per transaction
   prometheus::Counter& store_commit_failures;   // coordinator_store_commit_failures_total
   prometheus::Gauge& recovery_seconds;          // load + rebuild at the last start
+  prometheus::Gauge& leader;                    // 1 while holding the store's lease
+  prometheus::Gauge& term;                      // coordinator_store_term
+  prometheus::Counter& failovers;               // leases taken over from another holder
 
   StoreMetrics store() {
     return {&store_commit_seconds, &store_batch_changes, &store_commit_failures};

@@ -2,8 +2,10 @@
 // or SIGTERM.
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,7 +28,11 @@ ABSL_FLAG(std::string, data_dir, "taskgrid-data",
           "Directory for the coordinator's files (created if missing).");
 ABSL_FLAG(std::string, store, "",
           "Where tasks are kept: sqlite:PATH[?sync=normal] or memory (nothing survives a "
-          "restart). Default: sqlite:DATA_DIR/coordinator.db.");
+          "restart), or postgres://... (shared by active and standby coordinators). "
+          "Default: sqlite:DATA_DIR/coordinator.db.");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(5),
+          "PostgreSQL store: a standby takes over once the active coordinator has been silent "
+          "this long.");
 ABSL_FLAG(absl::Duration, default_task_timeout, absl::Minutes(10),
           "Run timeout when a task sets none.");
 ABSL_FLAG(absl::Duration, kill_grace, absl::Seconds(10),
@@ -94,15 +100,29 @@ int main(int argc, char** argv) {
   options.registry.output_cap_bytes = absl::GetFlag(FLAGS_output_cap_bytes);
   options.events.max_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_event_log_bytes));
 
-  auto coordinator = taskgrid::Coordinator::Start(options);
+  options.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  // Another coordinator holds the lease now: exit at once (anything written
+  // is durable; a restart makes this process a standby).
+  options.on_leadership_lost = [](const absl::Status& why) {
+    spdlog::critical("coordinator_fenced reason=\"{}\"", std::string(why.message()));
+    std::_Exit(3);
+  };
+
+  // Signals are taken on their own thread so a standby can stop while it waits.
+  std::atomic<int> sig{0};
+  std::thread signals([&sig] { sig = taskgrid::WaitForStopSignal(); });
+  auto coordinator =
+      taskgrid::Coordinator::Start(options, taskgrid::Clock::Real(), [&sig] { return sig != 0; });
   if (!coordinator.ok()) {
+    signals.detach();
+    if (absl::IsCancelled(coordinator.status())) return 0;
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", coordinator.status().ToString().c_str());
     return 1;
   }
   taskgrid::WritePortFile(absl::GetFlag(FLAGS_port_file),
                           {(*coordinator)->grpc_port(), (*coordinator)->metrics_port()});
-  const int sig = taskgrid::WaitForStopSignal();
-  spdlog::info("coordinator_stopping signal={}", sig);
+  signals.join();
+  spdlog::info("coordinator_stopping signal={}", sig.load());
   (*coordinator)->Shutdown();
   return 0;
 }

@@ -3,10 +3,8 @@
 #ifndef TASKGRID_TESTS_FAULTS_CHILD_PROCESS_H_
 #define TASKGRID_TESTS_FAULTS_CHILD_PROCESS_H_
 
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,19 +45,6 @@ class ChildProcess {
   std::vector<std::string> argv_;
   pid_t pid_ = 0;
 };
-
-// A loopback TCP port nobody listens on right now.
-inline int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 }  // namespace taskgrid
 

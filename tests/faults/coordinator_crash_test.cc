@@ -98,7 +98,7 @@ class CoordinatorCrashTest : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() / absl::StrCat("taskgrid_crash_", getpid());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    address_ = absl::StrCat("127.0.0.1:", FreePort());
+    address_ = absl::StrCat("127.0.0.1:", FreeLoopbackPort());
     coordinator_ = std::make_unique<ChildProcess>(std::vector<std::string>{
         TASKGRID_COORDINATOR_BIN, "--grpc_address=" + address_,
         "--metrics_address=", "--data_dir=" + dir_.string(), "--log_level=warn",

@@ -1,9 +1,12 @@
-// Small test helpers Debian's Abseil and GoogleTest lack: a status matcher
-// and a bounded wait for real I/O.
+// Small test helpers Debian's Abseil and GoogleTest lack: a status matcher,
+// a bounded wait for real I/O and a free port.
 #ifndef TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 #define TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 
 #include <gmock/gmock.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <functional>
 
@@ -33,6 +36,19 @@ inline bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = 
     absl::SleepFor(absl::Milliseconds(5));
   }
   return true;
+}
+
+// A loopback TCP port nobody listens on right now.
+inline int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 }  // namespace taskgrid

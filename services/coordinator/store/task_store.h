@@ -73,7 +73,21 @@ class TaskStore {
   // While the store cannot commit, they wait (and it keeps retrying).
   virtual void WhenDurable(std::function<void()> done) = 0;
 
-  // Everything stored; called once, before any write.
+  // Blocks until this coordinator may write: at once for a store only it
+  // uses; for a shared store, until it holds the store's lease (or
+  // `stopping` returns true: kCancelled). If the lease is lost later,
+  // `lost` runs once and no write is ever committed again.
+  virtual absl::Status AwaitLeadership(const std::function<bool()>& stopping,
+                                       std::function<void(const absl::Status&)> lost) {
+    return absl::OkStatus();
+  }
+  struct LeaderInfo {
+    int64_t term = 0;       // 0 for stores without a lease.
+    bool failover = false;  // The lease was taken over from another holder.
+  };
+  virtual LeaderInfo leader() const { return {}; }
+
+  // Everything stored; called once, after AwaitLeadership, before any write.
   virtual absl::StatusOr<StoredState> Load() = 0;
 };
 

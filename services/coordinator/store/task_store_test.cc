@@ -1,14 +1,18 @@
 // One conformance suite for every TaskStore: what is written and made durable
-// comes back from Load, after a reopen for the durable stores.
+// comes back from Load, after a reopen for the durable stores. PostgreSQL is a
+// real server the test starts; its lease and fencing are tested after.
 #include "services/coordinator/store/task_store.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
+#include "services/common/testing/postgres_server.h"
 #include "services/common/testing/test_util.h"
 #include "services/coordinator/store/memory_task_store.h"
 #include "services/coordinator/store/open_task_store.h"
@@ -27,11 +31,33 @@ struct StoreKind {
 
 void PrintTo(const StoreKind& k, std::ostream* os) { *os << k.name; }
 
+// One server per test process, started on first use.
+PostgresServer& Postgres() {
+  static PostgresServer* server = PostgresServer::Start().release();
+  if (server == nullptr) {
+    ADD_FAILURE() << "cannot start PostgreSQL (scripts/install-deps.sh installs it)";
+    std::abort();
+  }
+  return *server;
+}
+
+// A database of its own for each scratch directory (each test).
+std::string PostgresSpec(const std::string& dir) {
+  const std::string db = std::filesystem::path(dir).filename().string();
+  Postgres().CreateDatabase(db);  // Fails harmlessly when it exists (a reopen).
+  return Postgres().Uri(db);
+}
+
+class PostgresEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override { delete &Postgres(); }
+};
+
 class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           ("taskgrid_store_test_" + std::to_string(getpid()) + "_" + GetParam().name);
+           ("tg_store_" + std::to_string(getpid()) + "_" + std::to_string(++counter_));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     Open();
@@ -49,6 +75,7 @@ class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
     auto s = OpenTaskStore(GetParam().spec(dir_.string()), {});
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+    Lead();
   }
 
   void Sync() {
@@ -83,6 +110,11 @@ class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
     return ids;
   }
 
+  // AwaitLeadership on a store that is only opened: a PostgreSQL store
+  // takes its lease then.
+  void Lead() { ASSERT_TRUE(store_->AwaitLeadership(nullptr, nullptr).ok()); }
+
+  static inline int counter_ = 0;
   std::filesystem::path dir_;
   std::unique_ptr<TaskStore> store_;
 };
@@ -224,7 +256,8 @@ INSTANTIATE_TEST_SUITE_P(AllStores, TaskStoreTest,
                                            StoreKind{"sqlite",
                                                      [](const std::string& dir) {
                                                        return "sqlite:" + dir + "/t.db";
-                                                     }}),
+                                                     }},
+                                           StoreKind{"postgres", PostgresSpec}),
                          [](const auto& info) { return info.param.name; });
 
 TEST(OpenTaskStoreTest, RejectsUnknownSpecsNamingThem) {
@@ -247,5 +280,79 @@ TEST(OpenTaskStoreTest, SecondCoordinatorOnTheSameFileIsRefused) {
   std::filesystem::remove(path + "-shm");
 }
 
+// ---------------------------------------------------------------- lease
+
+class PostgresLeaseTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<TaskStore> Open(absl::Duration ttl = absl::Seconds(1)) {
+    StoreOptions options;
+    options.lease_ttl = ttl;
+    auto s = OpenTaskStore(uri_, options);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  const std::string uri_ = PostgresSpec(
+      "lease_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+};
+
+TEST_F(PostgresLeaseTest, OneLeaderAtATimeAndTheNextTermTakesOver) {
+  auto first = Open();
+  ASSERT_TRUE(first->AwaitLeadership(nullptr, nullptr).ok());
+  const int64_t term = first->leader().term;
+  EXPECT_GT(term, 0);
+  EXPECT_FALSE(first->leader().failover);
+
+  // A standby waits while the leader renews...
+  auto second = Open();
+  std::atomic<bool> give_up{false};
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(2500));
+    give_up = true;
+  });
+  EXPECT_THAT(second->AwaitLeadership([&] { return give_up.load(); }, nullptr),
+              StatusIs(absl::StatusCode::kCancelled));
+  stopper.join();
+  // ... and takes over once the leader is gone (it hands the lease over).
+  first.reset();
+  ASSERT_TRUE(second->AwaitLeadership(nullptr, nullptr).ok());
+  EXPECT_EQ(second->leader().term, term + 1);
+  EXPECT_TRUE(second->leader().failover);
+}
+
+TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
+  auto old_leader = Open();
+  absl::Notification lost;
+  ASSERT_TRUE(
+      old_leader->AwaitLeadership(nullptr, [&](const absl::Status&) { lost.Notify(); }).ok());
+  v1::Task a;
+  a.set_id("before");
+  old_leader->PutTask(1, a);
+  absl::Notification durable;
+  old_leader->WhenDurable([&] { durable.Notify(); });
+  ASSERT_TRUE(durable.WaitForNotificationWithTimeout(absl::Seconds(10)));
+
+  // The old leader stalls past its lease (as if paused; here its lease is
+  // expired by hand) and a new leader takes the lease.
+  ASSERT_EQ(std::system(("psql -q -d '" + uri_ +
+                         "' -c \"UPDATE leader SET expires_at = now() - interval '1 second'\"")
+                            .c_str()),
+            0);
+  auto new_leader = Open();
+  ASSERT_TRUE(new_leader->AwaitLeadership(nullptr, nullptr).ok());
+
+  v1::Task b;
+  b.set_id("after");
+  old_leader->PutTask(2, b);  // Fenced: never committed.
+  EXPECT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  auto state = new_leader->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->tasks.size(), 1u);
+  EXPECT_EQ(state->tasks[0].task.id(), "before");
+}
+
 }  // namespace
 }  // namespace taskgrid
+
+static auto* const postgres_environment =
+    ::testing::AddGlobalTestEnvironment(new taskgrid::PostgresEnvironment);
