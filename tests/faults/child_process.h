@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
+
 extern char** environ;
 
 namespace taskgrid {
@@ -37,6 +39,26 @@ class ChildProcess {
     kill(pid_, sig);
     waitpid(pid_, nullptr, 0);
     pid_ = 0;
+  }
+
+  // Sends `sig` without waiting (SIGSTOP, SIGCONT).
+  void Signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+
+  // Waits up to `timeout` for the process to exit on its own; returns its
+  // exit code, or -1 if it is still running (or died by a signal).
+  int WaitExit(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (pid_ > 0 && absl::Now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return -1;
   }
 
   bool running() const { return pid_ > 0; }

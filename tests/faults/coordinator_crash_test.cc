@@ -18,10 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "services/common/coordinator_channel.h"
 #include "services/common/testing/test_util.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 #include "tests/faults/child_process.h"
+#include "tests/faults/retrying_client.h"
 
 namespace taskgrid {
 namespace {
@@ -104,8 +104,7 @@ class CoordinatorCrashTest : public ::testing::Test {
         "--metrics_address=", "--data_dir=" + dir_.string(), "--log_level=warn",
         "--heartbeat_interval=1s", "--heartbeat_ttl=20s"});
     ASSERT_TRUE(coordinator_->Start());
-    channel_ = CoordinatorChannel(address_);
-    stub_ = v1::TaskService::NewStub(channel_);
+    client_ = std::make_unique<RetryingClient>(address_);
     for (const char* id : {"crash-a1", "crash-a2"}) {
       agents_.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
           TASKGRID_AGENT_BIN, "--coordinator=" + address_, absl::StrCat("--agent_id=", id),
@@ -125,54 +124,17 @@ class CoordinatorCrashTest : public ::testing::Test {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::ListAgentsResponse resp;
-    if (!stub_->ListAgents(&ctx, {}, &resp).ok()) return -1;
+    if (!client_->stub().ListAgents(&ctx, {}, &resp).ok()) return -1;
     int n = 0;
     for (const auto& a : resp.agents()) n += a.connected();
     return n;
-  }
-
-  // Calls `rpc` until the coordinator answers something other than
-  // UNAVAILABLE or DEADLINE_EXCEEDED (it may be down or restarting).
-  template <typename Rpc>
-  grpc::Status Persist(Rpc rpc) {
-    const absl::Time give_up = absl::Now() + absl::Seconds(60);
-    for (;;) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-      ctx.set_wait_for_ready(true);  // Sent as soon as a coordinator is back.
-      grpc::Status s = rpc(ctx);
-      if ((s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) ||
-          absl::Now() > give_up) {
-        return s;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-  }
-
-  std::string ReadAll(const std::string& id, v1::OutputStream stream, int64_t* dropped) {
-    std::string out;
-    for (;;) {
-      v1::GetOutputRequest req;
-      req.set_task_id(id);
-      req.set_stream(stream);
-      req.set_offset(static_cast<int64_t>(out.size()));
-      v1::GetOutputResponse resp;
-      grpc::Status s =
-          Persist([&](grpc::ClientContext& c) { return stub_->GetOutput(&c, req, &resp); });
-      EXPECT_TRUE(s.ok()) << s.error_message();
-      *dropped = resp.dropped_bytes();
-      if (!s.ok() || resp.data().empty()) return out;
-      out += resp.data();
-    }
   }
 
   std::filesystem::path dir_;
   std::string address_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::TaskService::Stub> stub_;
+  std::unique_ptr<RetryingClient> client_;
 };
 
 TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
@@ -191,7 +153,7 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
       v1::WatchRequest req;
       req.set_after_cursor(cursor);
       req.add_types(v1::EVENT_TYPE_TASK_STATUS);
-      auto reader = stub_->Watch(&ctx, req);
+      auto reader = client_->stub().Watch(&ctx, req);
       v1::WatchResponse resp;
       while (reader->Read(&resp)) {
         absl::MutexLock lock(&mu);
@@ -224,8 +186,8 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
         spec.mutable_retry()->set_max_attempts(5);
         spec.mutable_retry()->mutable_backoff()->set_nanos(100'000'000);
         v1::SubmitResponse resp;
-        grpc::Status s =
-            Persist([&](grpc::ClientContext& c) { return stub_->Submit(&c, req, &resp); });
+        grpc::Status s = client_->Call(
+            [&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); });
         ASSERT_TRUE(s.ok()) << i << ": " << s.error_message();
         {
           absl::MutexLock lock(&mu);
@@ -235,7 +197,8 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
           v1::CancelRequest cancel;
           cancel.set_task_id(resp.task().id());
           v1::Task t;
-          s = Persist([&](grpc::ClientContext& c) { return stub_->Cancel(&c, cancel, &t); });
+          s = client_->Call(
+              [&](grpc::ClientContext& c) { return client_->stub().Cancel(&c, cancel, &t); });
           // Already cancelled when an earlier try's reply was lost.
           EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION)
               << s.error_message();
@@ -260,19 +223,7 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
   ASSERT_EQ(acked.size(), static_cast<size_t>(kTasks));
 
   // Every acknowledged task reaches a final state.
-  v1::ListRequest unfinished;
-  for (v1::TaskStatus s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED,
-                           v1::TASK_STATUS_DISPATCHED, v1::TASK_STATUS_RUNNING}) {
-    unfinished.add_status(s);
-  }
-  unfinished.set_page_size(1);
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        v1::ListResponse resp;
-        grpc::ClientContext ctx;
-        return stub_->List(&ctx, unfinished, &resp).ok() && resp.total() == 0;
-      },
-      absl::Seconds(90)));
+  EXPECT_TRUE(WaitFor([&] { return client_->Unfinished() == 0; }, absl::Seconds(90)));
   // The same key still names the same task after the restarts.
   for (int i : {0, kTasks / 2, kTasks - 1}) {
     v1::SubmitRequest req;
@@ -280,7 +231,7 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
     req.mutable_spec()->mutable_shell()->set_command(CommandOf(i));
     v1::SubmitResponse resp;
     grpc::ClientContext ctx;
-    ASSERT_TRUE(stub_->Submit(&ctx, req, &resp).ok());
+    ASSERT_TRUE(client_->stub().Submit(&ctx, req, &resp).ok());
     EXPECT_TRUE(resp.existing());
     EXPECT_EQ(resp.task().id(), acked[i]);
   }
@@ -290,7 +241,8 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
     v1::GetRequest req;
     req.set_task_id(id);
     v1::Task t;
-    grpc::Status s = Persist([&](grpc::ClientContext& c) { return stub_->Get(&c, req, &t); });
+    grpc::Status s =
+        client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, req, &t); });
     ASSERT_TRUE(s.ok()) << "task " << i << " (" << id << ") is gone: " << s.error_message();
     if (KindOf(i) == Kind::kCancel) {
       EXPECT_EQ(t.status(), v1::TASK_STATUS_CANCELLED) << i;
@@ -299,10 +251,11 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
     ASSERT_EQ(t.status(), v1::TASK_STATUS_SUCCEEDED) << i << ": " << t.status_reason();
     retried += t.attempt() > 1;
     int64_t dropped = 0;
-    EXPECT_EQ(ReadAll(id, v1::OUTPUT_STREAM_STDOUT, &dropped), ExpectedStdout(i)) << i;
+    EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), ExpectedStdout(i)) << i;
     EXPECT_EQ(dropped, 0);
     if (KindOf(i) == Kind::kBothStreams) {
-      EXPECT_EQ(ReadAll(id, v1::OUTPUT_STREAM_STDERR, &dropped), absl::StrCat("err-", i, "\n"));
+      EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDERR, &dropped),
+                absl::StrCat("err-", i, "\n"));
     }
     ++checked;
   }
@@ -328,7 +281,9 @@ TEST_F(CoordinatorCrashTest, OutputPrintedAcrossRestartsReachesAWatcherWholeAndI
   req.mutable_spec()->mutable_shell()->set_command(
       "for i in $(seq 1 3000); do echo line $i; [ $((i % 100)) = 0 ] && sleep 0.1; done");
   v1::SubmitResponse resp;
-  ASSERT_TRUE(Persist([&](grpc::ClientContext& c) { return stub_->Submit(&c, req, &resp); }).ok());
+  ASSERT_TRUE(
+      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); })
+          .ok());
   const std::string id = resp.task().id();
   std::string expected;
   for (int i = 1; i <= 3000; ++i) absl::StrAppend(&expected, "line ", i, "\n");
@@ -354,7 +309,7 @@ TEST_F(CoordinatorCrashTest, OutputPrintedAcrossRestartsReachesAWatcherWholeAndI
     v1::WatchRequest watch;
     watch.set_task_id(id);
     watch.set_after_cursor(cursor);
-    auto reader = stub_->Watch(&ctx, watch);
+    auto reader = client_->stub().Watch(&ctx, watch);
     v1::WatchResponse batch;
     while (!finished && reader->Read(&batch)) {
       for (const v1::TaskEvent& e : batch.events()) {
@@ -376,7 +331,7 @@ TEST_F(CoordinatorCrashTest, OutputPrintedAcrossRestartsReachesAWatcherWholeAndI
   EXPECT_TRUE(in_order);
   EXPECT_EQ(watched, expected);
   int64_t dropped = 0;
-  EXPECT_EQ(ReadAll(id, v1::OUTPUT_STREAM_STDOUT, &dropped), expected);
+  EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), expected);
 }
 
 }  // namespace
