@@ -22,6 +22,7 @@ constexpr int64_t kDefaultOutputRead = 1 << 20;
 constexpr int64_t kMaxOutputRead = 4 << 20;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
+constexpr int kMaxBatchSubmits = 1000;
 
 int StreamIndex(v1::OutputStream s) { return s == v1::OUTPUT_STREAM_STDERR ? 1 : 0; }
 
@@ -483,16 +484,63 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
 // ---------------------------------------------------------------- client API
 
 absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request) {
-  TASKGRID_RETURN_IF_ERROR(ValidateTaskSpec(request.spec()));
-  TASKGRID_RETURN_IF_ERROR(ValidateId("idempotency_key", request.idempotency_key(), false));
+  v1::SubmitBatchRequest batch;
+  *batch.add_requests() = request;
+  v1::SubmitBatchResponse::Result result = std::move(*SubmitBatch(batch)->mutable_results(0));
+  if (result.code() != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(result.code()), result.message());
+  }
+  return std::move(*result.mutable_response());
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
+    const v1::SubmitBatchRequest& batch) {
+  if (batch.requests_size() == 0 || batch.requests_size() > kMaxBatchSubmits) {
+    return absl::InvalidArgumentError(absl::StrCat("requests: must hold 1 to ", kMaxBatchSubmits,
+                                                   " submits, got ", batch.requests_size()));
+  }
+  v1::SubmitBatchResponse out;
+  std::vector<absl::Status> valid;
+  for (const v1::SubmitRequest& request : batch.requests()) {
+    absl::Status s = ValidateTaskSpec(request.spec());
+    if (s.ok()) s = ValidateId("idempotency_key", request.idempotency_key(), false);
+    valid.push_back(std::move(s));
+    out.add_results();
+  }
   absl::MutexLock lock(&mu_);
-  v1::SubmitResponse response;
+  std::vector<TaskEntry*> created(valid.size(), nullptr);
+  for (int i = 0; i < batch.requests_size(); ++i) {
+    v1::SubmitBatchResponse::Result& result = *out.mutable_results(i);
+    absl::StatusOr<TaskEntry*> t = valid[i].ok()
+                                       ? SubmitLocked(batch.requests(i), *result.mutable_response())
+                                       : absl::StatusOr<TaskEntry*>(valid[i]);
+    if (!t.ok()) {
+      result.clear_response();
+      result.set_code(static_cast<int>(t.status().code()));
+      result.set_message(std::string(t.status().message()));
+      continue;
+    }
+    created[i] = *t;
+  }
+  DispatchLocked();
+  for (int i = 0; i < batch.requests_size(); ++i) {
+    TaskEntry* t = created[i];
+    if (t == nullptr) continue;
+    if (t->queued && t->task.status() == v1::TASK_STATUS_PENDING) {
+      TransitionLocked(*t, v1::TASK_STATUS_QUEUED, "");
+    }
+    *out.mutable_results(i)->mutable_response()->mutable_task() = SnapshotLocked(*t);
+  }
+  return out;
+}
+
+absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
+    const v1::SubmitRequest& request, v1::SubmitResponse& response) {
   if (!request.idempotency_key().empty()) {
     if (auto it = idempotency_.find(request.idempotency_key()); it != idempotency_.end()) {
-      *response.mutable_task() = SnapshotLocked(*tasks_.at(it->second));
       response.set_existing(true);
       response.set_cursor(events_.last_cursor());
-      return response;
+      return tasks_.at(it->second).get();
     }
   }
   const v1::TaskSpec& spec = request.spec();
@@ -530,10 +578,7 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
   response.set_cursor(EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, ""));
   spdlog::debug("task_submitted task_id={} priority={}", id, PriorityName(PriorityOf(spec)));
   Enqueue(t);
-  DispatchLocked();
-  if (t.queued) TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
-  *response.mutable_task() = SnapshotLocked(t);
-  return response;
+  return &t;
 }
 
 absl::StatusOr<v1::Task> TaskRegistry::Get(const std::string& task_id) {

@@ -85,6 +85,8 @@ class TaskRegistry {
   // ---- Client API (TaskService); see task_service.proto for each contract.
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::SubmitBatchResponse> SubmitBatch(const v1::SubmitBatchRequest& batch)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Task> Get(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Task> Cancel(const std::string& task_id, const std::string& reason)
@@ -140,6 +142,11 @@ class TaskRegistry {
   using QueueKey = std::pair<int, uint64_t>;  // (-priority, seq)
 
   TaskEntry* FindLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates and queues the task (or finds it by idempotency key) and fills
+  // the response's cursor; the caller dispatches.
+  absl::StatusOr<TaskEntry*> SubmitLocked(const v1::SubmitRequest& request,
+                                          v1::SubmitResponse& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The task if `agent` runs `attempt` of it; counts a stale message if not.
   TaskEntry* FenceLocked(const AgentEntry& agent, const std::string& task_id, uint32_t attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -639,3 +639,34 @@ TEST_F(TaskRegistryTest, RetryWaitSurvivesARestart) {
 
 }  // namespace
 }  // namespace taskgrid
+
+namespace taskgrid {
+namespace {
+
+TEST_F(TaskRegistryTest, SubmitBatchAnswersEachRequestInOrder) {
+  auto link = Connect("a1", 1);
+  v1::SubmitBatchRequest batch;
+  batch.add_requests()->mutable_spec()->mutable_shell()->set_command("echo one");
+  batch.add_requests()->mutable_spec()->mutable_shell()->set_command("");  // Invalid.
+  v1::SubmitRequest* keyed = batch.add_requests();
+  keyed->mutable_spec()->mutable_shell()->set_command("echo keyed");
+  keyed->set_idempotency_key("k1");
+  *batch.add_requests() = *keyed;  // The same key again: the same task.
+  auto out = registry_->SubmitBatch(batch);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->results_size(), 4);
+  EXPECT_EQ(out->results(0).code(), 0);
+  EXPECT_EQ(out->results(0).response().task().status(), v1::TASK_STATUS_DISPATCHED);
+  EXPECT_EQ(out->results(1).code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(out->results(1).message(), HasSubstr("spec.shell.command"));
+  EXPECT_EQ(out->results(2).response().task().status(), v1::TASK_STATUS_QUEUED);  // One slot.
+  EXPECT_TRUE(out->results(3).response().existing());
+  EXPECT_EQ(out->results(3).response().task().id(), out->results(2).response().task().id());
+  EXPECT_EQ(link->Assigns().size(), 1u);
+
+  EXPECT_THAT(registry_->SubmitBatch(v1::SubmitBatchRequest()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace taskgrid

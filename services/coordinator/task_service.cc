@@ -159,6 +159,13 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* c
   return ReplyWhenDurable(ctx, registry_, registry_.Submit(*req), resp);
 }
 
+grpc::ServerUnaryReactor* TaskServiceImpl::SubmitBatch(grpc::CallbackServerContext* ctx,
+                                                       const v1::SubmitBatchRequest* req,
+                                                       v1::SubmitBatchResponse* resp) {
+  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  return ReplyWhenDurable(ctx, registry_, registry_.SubmitBatch(*req), resp);
+}
+
 grpc::ServerUnaryReactor* TaskServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                                const v1::GetRequest* req, v1::Task* resp) {
   if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);

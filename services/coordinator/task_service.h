@@ -20,6 +20,9 @@ class TaskServiceImpl final : public v1::TaskService::CallbackService {
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
                                    v1::SubmitResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitBatch(grpc::CallbackServerContext* ctx,
+                                        const v1::SubmitBatchRequest* req,
+                                        v1::SubmitBatchResponse* resp) override;
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetRequest* req,
                                 v1::Task* resp) override;
   grpc::ServerUnaryReactor* List(grpc::CallbackServerContext* ctx, const v1::ListRequest* req,
