@@ -34,6 +34,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 #include "tests/http_test_client.h"
 
@@ -49,55 +50,15 @@ extern char** environ;
 namespace taskgrid {
 namespace {
 
+using bench::Percentile;
+using bench::ReadPort;
+using bench::RssBytes;
+using bench::Spawn;
+
 using testing_http::Connect;
 using testing_http::ReadSome;
 using testing_http::Request;
 using testing_http::SendAll;
-
-pid_t Spawn(std::vector<std::string> args, const std::string& out = "") {
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (!out.empty())
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  if (posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) {
-    std::fprintf(stderr, "cannot start %s\n", argv[0]);
-    std::exit(1);
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-int ReadPort(const std::string& file) {
-  int port = 0;
-  for (int i = 0; i < 400 && port == 0; ++i) {
-    std::ifstream(file) >> port;
-    if (port == 0) absl::SleepFor(absl::Milliseconds(25));
-  }
-  return port;
-}
-
-int64_t RssBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string key;
-  int64_t kb = 0;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      in >> kb;
-      return kb * 1024;
-    }
-  }
-  return 0;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 std::string SubmitJson(int port, const std::string& command) {
   auto r = testing_http::Fetch(port, "POST", "/api/tasks",

@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 ABSL_FLAG(double, seconds, 5, "Length of each throughput measurement.");
@@ -38,6 +39,9 @@ extern char** environ;
 
 namespace taskgrid {
 namespace {
+
+using bench::CpuSeconds;
+using bench::Spawn;
 
 using Clock = std::chrono::steady_clock;
 
@@ -61,29 +65,6 @@ double SpawnCeiling(double seconds, int threads) {
   for (auto& w : workers) w.join();
   return static_cast<double>(count.load()) /
          std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// User + system CPU seconds a process has used so far.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
-  if (f.size() < 13) return 0;
-  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-pid_t Spawn(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-    std::fprintf(stderr, "cannot start %s\n", argv[0]);
-    std::exit(1);
-  }
-  return pid;
 }
 
 // Follows every task status event and lets clients wait for their task.
