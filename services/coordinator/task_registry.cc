@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -113,23 +114,37 @@ void TaskRegistry::Recover(StoredState state) {
     a.last_seen = now;
     a.offline_since = now;
   }
+  // Entries are built on every core (a million tasks take seconds), then
+  // indexed here in submission order.
+  std::vector<std::unique_ptr<TaskEntry>> entries(state.tasks.size());
+  const size_t workers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> builders;
+  for (size_t w = 0; w < workers; ++w) {
+    builders.emplace_back([&, w] {
+      for (size_t i = w; i < entries.size(); i += workers) {
+        auto& t = *(entries[i] = std::make_unique<TaskEntry>());
+        t.task = std::move(state.tasks[i].task);
+        t.seq = state.tasks[i].seq;
+        t.out[0] = OutputBuffer(options_.output_cap_bytes);
+        t.out[1] = OutputBuffer(options_.output_cap_bytes);
+        const v1::TaskSpec& spec = t.task.spec();
+        t.created = FromProto(t.task.created_at());
+        t.timeout = FromProto(spec.timeout());
+        t.kill_grace = FromProto(spec.kill_grace());
+        if (t.task.has_retry_at()) t.retry_at = FromProto(t.task.retry_at());
+        t.queue_deadline = std::max(t.created, t.retry_at) + QueueWindow(spec, t.timeout);
+      }
+    });
+  }
+  for (auto& b : builders) b.join();
+  state.tasks = {};
   size_t queued = 0, active = 0;
-  for (StoredState::Task& stored : state.tasks) {
-    auto entry = std::make_unique<TaskEntry>();
+  tasks_.reserve(entries.size());
+  for (std::unique_ptr<TaskEntry>& entry : entries) {
     TaskEntry& t = *entry;
-    t.task = std::move(stored.task);
-    t.seq = stored.seq;
     next_seq_ = std::max(next_seq_, t.seq + 1);
-    t.out[0] = OutputBuffer(options_.output_cap_bytes);
-    t.out[1] = OutputBuffer(options_.output_cap_bytes);
-    const v1::TaskSpec& spec = t.task.spec();
-    t.created = FromProto(t.task.created_at());
-    t.timeout = FromProto(spec.timeout());
-    t.kill_grace = FromProto(spec.kill_grace());
-    if (t.task.has_retry_at()) t.retry_at = FromProto(t.task.retry_at());
-    t.queue_deadline = std::max(t.created, t.retry_at) + QueueWindow(spec, t.timeout);
     if (!t.task.idempotency_key().empty()) idempotency_[t.task.idempotency_key()] = t.task.id();
-    by_seq_[t.seq] = &t;
+    by_seq_.emplace_hint(by_seq_.end(), t.seq, &t);
     switch (t.task.status()) {
       case v1::TASK_STATUS_PENDING:
       case v1::TASK_STATUS_QUEUED:
@@ -151,11 +166,12 @@ void TaskRegistry::Recover(StoredState state) {
         break;
       }
       default:
-        finished_order_.emplace_back(FromProto(t.task.finished_at()), t.task.id());
+        finished_order_.emplace_back(FromProto(t.task.finished_at()), t.seq);
         ++final_count_;
     }
-    tasks_[t.task.id()] = std::move(entry);
+    tasks_.emplace(t.task.id(), std::move(entry));
   }
+  entries.clear();
   std::sort(finished_order_.begin(), finished_order_.end());
   for (StoredState::Output& o : state.output) {
     TaskEntry* t = FindLocked(o.task_id);
@@ -311,7 +327,7 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     t.task.set_status_reason(reason);
     t.task.set_pid(0);
     *t.task.mutable_finished_at() = ToProto(now);
-    finished_order_.emplace_back(now, t.task.id());
+    finished_order_.emplace_back(now, t.seq);
     ++final_count_;
     if (metrics_) {
       metrics_->finished(status).Increment();
@@ -688,38 +704,46 @@ absl::Status TaskRegistry::Delete(const std::string& task_id) {
 
 v1::StatsResponse TaskRegistry::Stats() {
   absl::MutexLock lock(&mu_);
-  v1::StatsResponse s;
-  for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
-    (*s.mutable_by_status())[StatusName(static_cast<v1::TaskStatus>(st))] = 0;
-  }
-  for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
-    (*s.mutable_by_priority())[PriorityName(static_cast<v1::Priority>(p))] = 0;
-  }
+  // Counted into arrays first: one pass over the tasks, no string per task.
+  int32_t by_status[v1::TaskStatus_ARRAYSIZE] = {};
+  int32_t by_priority[v1::Priority_ARRAYSIZE] = {};
+  absl::flat_hash_map<std::string, int32_t> by_type;
   std::vector<double> durations;
-  int64_t finals = 0, succeeded = 0;
+  durations.reserve(final_count_);
   double sum = 0;
   for (const auto& [id, t] : tasks_) {
     const v1::Task& task = t->task;
-    ++(*s.mutable_by_status())[StatusName(task.status())];
-    ++(*s.mutable_by_priority())[PriorityName(task.spec().priority())];
-    ++(*s.mutable_by_type())[task.spec().type()];
-    if (!IsFinal(task.status())) continue;
-    ++finals;
-    if (task.status() == v1::TASK_STATUS_SUCCEEDED) ++succeeded;
-    if (task.has_started_at()) {
+    ++by_status[task.status()];
+    ++by_priority[task.spec().priority()];
+    ++by_type[task.spec().type()];
+    if (IsFinal(task.status()) && task.has_started_at()) {
       const double d =
           absl::ToDoubleSeconds(FromProto(task.finished_at()) - FromProto(task.started_at()));
       durations.push_back(d);
       sum += d;
     }
   }
-  s.set_total(static_cast<int64_t>(tasks_.size()));
-  s.set_success_rate(finals == 0 ? 0 : static_cast<double>(succeeded) / finals);
+  v1::StatsResponse s;
+  int64_t finals = 0;
+  for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
+    (*s.mutable_by_status())[StatusName(static_cast<v1::TaskStatus>(st))] = by_status[st];
+    if (IsFinal(static_cast<v1::TaskStatus>(st))) finals += by_status[st];
+  }
+  for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
+    (*s.mutable_by_priority())[PriorityName(static_cast<v1::Priority>(p))] = by_priority[p];
+  }
+  for (const auto& [type, n] : by_type) (*s.mutable_by_type())[type] = n;
+  s.set_total(static_cast<int32_t>(tasks_.size()));
+  s.set_success_rate(finals == 0 ? 0
+                                 : static_cast<double>(by_status[v1::TASK_STATUS_SUCCEEDED]) /
+                                       static_cast<double>(finals));
   if (!durations.empty()) {
-    std::sort(durations.begin(), durations.end());
     auto pct = [&](double p) {
-      return durations[std::min(durations.size() - 1,
-                                static_cast<size_t>(p * static_cast<double>(durations.size())))];
+      const size_t k = std::min(durations.size() - 1,
+                                static_cast<size_t>(p * static_cast<double>(durations.size())));
+      std::nth_element(durations.begin(), durations.begin() + static_cast<ptrdiff_t>(k),
+                       durations.end());
+      return durations[k];
     };
     s.set_avg_execution_time(sum / static_cast<double>(durations.size()));
     s.set_p50_execution_time(pct(0.50));
@@ -1040,10 +1064,11 @@ void TaskRegistry::Tick() {
   }
   while (!finished_order_.empty() && (now - finished_order_.front().first >= options_.retention ||
                                       final_count_ > options_.max_retained_tasks)) {
-    const std::string id = std::move(finished_order_.front().second);
+    const auto it = by_seq_.find(finished_order_.front().second);
     finished_order_.pop_front();
-    const TaskEntry* t = FindLocked(id);
-    if (t != nullptr && IsFinal(t->task.status())) RemoveLocked(id);
+    if (it != by_seq_.end() && IsFinal(it->second->task.status())) {
+      RemoveLocked(std::string(it->second->task.id()));
+    }
   }
   if (const uint64_t first = events_.first_cursor(); first > events_trimmed_) {
     store_.TrimEvents(first);

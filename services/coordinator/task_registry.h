@@ -194,7 +194,7 @@ class TaskRegistry {
   std::map<uint64_t, TaskEntry*> by_seq_ ABSL_GUARDED_BY(mu_);
   std::map<QueueKey, TaskEntry*> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.
-  std::deque<std::pair<absl::Time, std::string>> finished_order_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
   size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
