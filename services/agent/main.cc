@@ -14,7 +14,8 @@
 #include "services/common/service_process.h"
 
 ABSL_FLAG(std::string, coordinator, "",
-          "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+          "Coordinator address, or every coordinator as a comma-separated list of IP:port "
+          "(default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
 ABSL_FLAG(std::string, agent_id, "", "Agent id (default: the hostname).");
 ABSL_FLAG(std::string, token, "", "Agent token (default TASKGRID_AGENT_TOKEN).");
 ABSL_FLAG(std::string, labels, "", "Labels as k=v,k=v.");

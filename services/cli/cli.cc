@@ -44,7 +44,8 @@ Commands:
   agents                      List agents.
   stats                       Task statistics.
 
-Global flags: --coordinator ADDR (or TASKGRID_COORDINATOR, default 127.0.0.1:7000)
+Global flags: --coordinator ADDR[,ADDR...] (or TASKGRID_COORDINATOR, default 127.0.0.1:7000;
+                a list names every coordinator of an active/standby pair)
               --api-key KEY (or TASKGRID_API_KEY)   --output text|json
 Exit codes of run: the task's own; 128+N when killed by signal N; 124 timed out;
 130 cancelled; 125 lost or a taskgrid error; 2 usage error.

@@ -15,7 +15,8 @@ ABSL_FLAG(std::string, http_address, "127.0.0.1:8080", "HTTP address for browser
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9103",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(std::string, coordinator, "",
-          "Coordinator address (default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+          "Coordinator address, or every coordinator as a comma-separated list of IP:port "
+          "(default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
 ABSL_FLAG(int64_t, max_stream_queue_bytes, 4 << 20,

@@ -179,7 +179,7 @@ absl::Status SqliteTaskStore::Prepare() {
 
 absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
   TASKGRID_RETURN_IF_ERROR(Exec("BEGIN"));
-  auto run = [this](sqlite3_stmt* s) {
+  auto run = [](sqlite3_stmt* s) {
     const int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
