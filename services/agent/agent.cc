@@ -52,6 +52,9 @@ absl::Status AgentOptions::Validate() const {
   if (output_window_bytes < 64 << 10) {
     return absl::InvalidArgumentError("output_window_bytes: at least 65536");
   }
+  if (spool_bytes < output_window_bytes) {
+    return absl::InvalidArgumentError("spool_bytes: at least output_window_bytes");
+  }
   if (reconnect_min <= absl::ZeroDuration() || reconnect_max < reconnect_min) {
     return absl::InvalidArgumentError("reconnect_min/reconnect_max: need 0 < min <= max");
   }
@@ -111,10 +114,8 @@ v1::AgentMessage Agent::HelloLocked() {
     v1::HeldTask* held = h->add_held_tasks();
     held->set_task_id(id);
     held->set_attempt(e->attempt);
-    held->set_stdout_resend_from(e->unacked[0].empty() ? e->produced[0]
-                                                       : e->unacked[0].front().offset);
-    held->set_stderr_resend_from(e->unacked[1].empty() ? e->produced[1]
-                                                       : e->unacked[1].front().offset);
+    held->set_stdout_resend_from(e->spool[0].start());
+    held->set_stderr_resend_from(e->spool[1].start());
     held->set_finished(e->exited);
   }
   return m;
@@ -199,6 +200,8 @@ void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
   link_done_ = true;
   welcomed_ = false;
   if (metrics_) metrics_->connected.Set(0);
+  // Output now goes to the spool: let paused tasks write again.
+  for (auto& [id, e] : executions_) UpdatePauseLocked(*e);
 }
 
 void Agent::SendLocked(v1::AgentMessage m) {
@@ -253,47 +256,57 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
       // Nobody will acknowledge its output: drop it and keep the pipes
       // flowing, or a paused process could never exit.
       e.forget = true;
-      for (int i = 0; i < 2; ++i) {
-        e.unacked[i].clear();
-        e.unacked_bytes[i] = 0;
-      }
+      for (OutputSpool& s : e.spool) s.Clear();
       UpdatePauseLocked(e);
       if (!e.exited && e.process) e.process->Terminate(options_.shutdown_grace);
       continue;
     }
-    v1::Ack ack;
-    ack.set_task_id(r.task_id());
-    ack.set_attempt(r.attempt());
-    ack.set_stdout_offset(r.stdout_offset());
-    ack.set_stderr_offset(r.stderr_offset());
-    std::vector<std::unique_ptr<RunningProcess>> unused;
-    HandleAckLocked(ack, unused);
-    ResendLocked(e);
+    // Resend from what the coordinator holds; the first Started may have
+    // died with the old stream.
+    const int64_t held[2] = {r.stdout_offset(), r.stderr_offset()};
+    for (int i = 0; i < 2; ++i) {
+      e.spool[i].Drop(held[i]);
+      e.sent[i] = std::max(held[i], e.spool[i].start());
+    }
+    e.finished_sent = false;
+    if (e.process) {
+      v1::AgentMessage m;
+      m.mutable_started()->set_task_id(e.task_id);
+      m.mutable_started()->set_attempt(e.attempt);
+      m.mutable_started()->set_pid(e.process->pid());
+      SendLocked(std::move(m));
+    }
+    PumpLocked(e);
+    UpdatePauseLocked(e);
   }
 }
 
-void Agent::ResendLocked(Execution& e) {
-  if (e.process) {  // The first Started may have died with the old stream.
-    v1::AgentMessage m;
-    m.mutable_started()->set_task_id(e.task_id);
-    m.mutable_started()->set_attempt(e.attempt);
-    m.mutable_started()->set_pid(e.process->pid());
-    SendLocked(std::move(m));
-  }
+void Agent::PumpLocked(Execution& e) {
+  if (!welcomed_ || e.forget) return;
+  constexpr int64_t kMaxChunk = 64 << 10;
   for (int i = 0; i < 2; ++i) {
-    for (const Chunk& c : e.unacked[i]) {
+    OutputSpool& spool = e.spool[i];
+    while (e.sent[i] < spool.end() && e.sent[i] - spool.start() < options_.output_window_bytes) {
+      std::string data = spool.Read(
+          e.sent[i],
+          std::min(kMaxChunk, options_.output_window_bytes - (e.sent[i] - spool.start())));
+      if (data.empty()) break;
       v1::AgentMessage m;
       v1::Output* out = m.mutable_output();
       out->set_task_id(e.task_id);
       out->set_attempt(e.attempt);
       out->mutable_chunk()->set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT
                                               : v1::OUTPUT_STREAM_STDERR);
-      out->mutable_chunk()->set_offset(c.offset);
-      out->mutable_chunk()->set_data(c.data);
+      out->mutable_chunk()->set_offset(e.sent[i]);
+      e.sent[i] += static_cast<int64_t>(data.size());
+      out->mutable_chunk()->set_data(std::move(data));
       SendLocked(std::move(m));
     }
   }
-  if (e.exited) {
+  // Finished goes after the last byte, so the coordinator has it all.
+  if (e.exited && !e.finished_sent && e.sent[0] == e.spool[0].end() &&
+      e.sent[1] == e.spool[1].end()) {
+    e.finished_sent = true;
     v1::AgentMessage m;
     *m.mutable_finished() = e.finished;
     SendLocked(std::move(m));
@@ -311,7 +324,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
     SendLocked(std::move(m));
     return;
   }
-  auto owned = std::make_unique<Execution>();
+  auto owned = std::make_unique<Execution>(options_);
   Execution& e = *owned;
   e.task_id = a.task_id();
   e.attempt = a.attempt();
@@ -343,9 +356,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
     e.exited = true;
     e.finished.mutable_exit()->set_exit_code(127);
     e.finished.mutable_exit()->set_error(std::string(process.status().message()));
-    v1::AgentMessage m;
-    *m.mutable_finished() = e.finished;
-    SendLocked(std::move(m));
+    PumpLocked(e);
     return;
   }
   e.process = std::move(*process);
@@ -367,19 +378,10 @@ void Agent::HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<Runnin
   Execution& e = *it->second;
   const int64_t acked[2] = {a.stdout_offset(), a.stderr_offset()};
   for (int i = 0; i < 2; ++i) {
-    auto& q = e.unacked[i];
-    while (!q.empty() &&
-           q.front().offset + static_cast<int64_t>(q.front().data.size()) <= acked[i]) {
-      e.unacked_bytes[i] -= static_cast<int64_t>(q.front().data.size());
-      q.pop_front();
-    }
-    if (!q.empty() && q.front().offset < acked[i]) {  // Partly acknowledged.
-      const int64_t n = acked[i] - q.front().offset;
-      q.front().data.erase(0, static_cast<size_t>(n));
-      q.front().offset = acked[i];
-      e.unacked_bytes[i] -= n;
-    }
+    e.spool[i].Drop(acked[i]);
+    e.sent[i] = std::max(e.sent[i], e.spool[i].start());
   }
+  PumpLocked(e);
   UpdatePauseLocked(e);
   if (a.finished() && e.exited) {
     dead.push_back(std::move(e.process));
@@ -389,12 +391,14 @@ void Agent::HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<Runnin
 
 void Agent::UpdatePauseLocked(Execution& e) {
   if (!e.process) return;
-  const int64_t most = std::max(e.unacked_bytes[0], e.unacked_bytes[1]);
-  if (!e.paused && most >= options_.output_window_bytes) {
+  // Connected: a window in flight, as backpressure. Away: the disk spool.
+  const int64_t limit = welcomed_ ? options_.output_window_bytes : options_.spool_bytes;
+  const int64_t most = std::max(e.spool[0].size(), e.spool[1].size());
+  if (!e.paused && most >= limit) {
     e.paused = true;
     if (metrics_) metrics_->paused.Increment();
     e.process->SetOutputPaused(true);
-  } else if (e.paused && most < options_.output_window_bytes / 2) {
+  } else if (e.paused && most < limit / 2) {
     e.paused = false;
     e.process->SetOutputPaused(false);
   }
@@ -405,22 +409,11 @@ void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_
   auto it = executions_.find(task_id);
   if (it == executions_.end()) return;
   Execution& e = *it->second;
-  const int i = Index(stream);
-  const int64_t offset = e.produced[i];
-  e.produced[i] += static_cast<int64_t>(data.size());
   if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
   if (e.forget) return;  // Being killed; nobody wants its output.
-  e.unacked_bytes[i] += static_cast<int64_t>(data.size());
-  e.unacked[i].push_back(Chunk{offset, std::string(data)});
+  e.spool[Index(stream)].Append(data);
   if (stream == StdStream::kStdout) ScanProgressLocked(e, data);
-  v1::AgentMessage m;
-  v1::Output* out = m.mutable_output();
-  out->set_task_id(task_id);
-  out->set_attempt(e.attempt);
-  out->mutable_chunk()->set_stream(static_cast<v1::OutputStream>(stream));
-  out->mutable_chunk()->set_offset(offset);
-  out->mutable_chunk()->set_data(data.data(), data.size());
-  SendLocked(std::move(m));
+  PumpLocked(e);
   UpdatePauseLocked(e);
 }
 
@@ -476,14 +469,10 @@ void Agent::OnExit(const std::string& task_id, const ProcessExit& x) {
   } else if (stopping_ && x.signal != 0) {
     exit->set_error("killed because the agent was stopping");
   }
-  e.finished.set_stdout_bytes(e.produced[0]);
-  e.finished.set_stderr_bytes(e.produced[1]);
+  e.finished.set_stdout_bytes(e.spool[0].end());
+  e.finished.set_stderr_bytes(e.spool[1].end());
   spdlog::debug("task_exited task_id={} exit_code={} signal={}", task_id, x.exit_code, x.signal);
-  if (!e.forget) {
-    v1::AgentMessage m;
-    *m.mutable_finished() = e.finished;
-    SendLocked(std::move(m));
-  }
+  PumpLocked(e);
 }
 
 void Agent::SendHeartbeat() {

@@ -1,7 +1,8 @@
 // The agent: dials the coordinator, announces itself and what it still holds,
 // runs assigned tasks through a ProcessRunner, streams their output by byte
-// offset with a bounded window of unacknowledged bytes, reports exits,
-// heartbeats, and reconnects with jittered exponential backoff.
+// offset with a bounded window of unacknowledged bytes (spooled to disk while
+// the coordinator is away), reports exits, heartbeats, and reconnects with
+// jittered exponential backoff.
 #ifndef TASKGRID_SERVICES_AGENT_AGENT_H_
 #define TASKGRID_SERVICES_AGENT_AGENT_H_
 
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "services/agent/agent_metrics.h"
 #include "services/agent/coordinator_link.h"
+#include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
@@ -38,9 +40,16 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   // Concurrent tasks; 0 means the number of CPUs.
   uint32_t slots = 0;
-  // Unacknowledged output held per task stream; when reached, the agent stops
-  // reading the pipe and the process blocks on its next write.
+  // Output in flight (sent, not yet acknowledged) per task stream, and the
+  // most kept in memory; while connected, the agent stops reading the pipe
+  // at this much unacknowledged output and the process blocks on its next
+  // write.
   int64_t output_window_bytes = 4 << 20;
+  // While the coordinator is away, unacknowledged output per task stream is
+  // spooled to an unnamed file in spool_dir up to this much; then the
+  // process blocks until the coordinator is back.
+  int64_t spool_bytes = 256 << 20;
+  std::string spool_dir = "/var/tmp";
   // Reconnect backoff: starts at min, doubles up to max, with full jitter.
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(10);
@@ -72,21 +81,22 @@ class Agent {
   void DropConnectionForTesting() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  struct Chunk {
-    int64_t offset;
-    std::string data;
-  };
   struct Execution {
+    Execution(const AgentOptions& o)
+        : spool{OutputSpool(o.spool_dir, o.output_window_bytes),
+                OutputSpool(o.spool_dir, o.output_window_bytes)} {}
     std::string task_id;
     uint32_t attempt = 0;
     std::unique_ptr<RunningProcess> process;
-    int64_t produced[2] = {0, 0};  // Next offset per stream.
-    std::deque<Chunk> unacked[2];  // Retained for resend.
-    int64_t unacked_bytes[2] = {0, 0};
+    // Per stream: unacknowledged output [spool.start(), spool.end()), of
+    // which [spool.start(), sent) is on its way on the current stream.
+    OutputSpool spool[2];
+    int64_t sent[2] = {0, 0};
     bool paused = false;
     bool exited = false;
-    bool forget = false;    // Coordinator no longer wants it.
-    v1::Finished finished;  // Valid once exited.
+    bool finished_sent = false;  // On the current stream.
+    bool forget = false;         // Coordinator no longer wants it.
+    v1::Finished finished;       // Valid once exited.
     // The current stdout line, kept while it may be a "::progress" line.
     std::string stdout_line;
     bool line_is_candidate = true;
@@ -107,7 +117,8 @@ class Agent {
   void ScanProgressLocked(Execution& e, absl::string_view data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends on the welcomed link, if any.
   void SendLocked(v1::AgentMessage m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ResendLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends unsent output within the window, then Finished once all is sent.
+  void PumpLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdatePauseLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendHeartbeat() ABSL_LOCKS_EXCLUDED(mu_);
 

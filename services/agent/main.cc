@@ -24,6 +24,11 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9101",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "SIGTERM-to-SIGKILL grace for tasks on stop.");
+ABSL_FLAG(std::string, spool_dir, "",
+          "Where output waits while the coordinator is away (default TMPDIR or /var/tmp).");
+ABSL_FLAG(int64_t, spool_bytes, 256 << 20,
+          "Output spooled per task stream while the coordinator is away; then the task "
+          "blocks on its next write.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
@@ -65,6 +70,9 @@ int main(int argc, char** argv) {
   }
   options.slots = static_cast<uint32_t>(absl::GetFlag(FLAGS_slots));
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
+  if (options.spool_dir.empty()) options.spool_dir = env("TMPDIR", "/var/tmp");
+  options.spool_bytes = absl::GetFlag(FLAGS_spool_bytes);
   if (auto s = options.Validate(); !s.ok()) {
     std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
     return 2;

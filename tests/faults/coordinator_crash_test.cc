@@ -102,7 +102,7 @@ class CoordinatorCrashTest : public ::testing::Test {
     coordinator_ = std::make_unique<ChildProcess>(std::vector<std::string>{
         TASKGRID_COORDINATOR_BIN, "--grpc_address=" + address_,
         "--metrics_address=", "--data_dir=" + dir_.string(), "--log_level=warn",
-        "--heartbeat_interval=1s", "--heartbeat_ttl=20s"});
+        "--heartbeat_interval=1s", "--heartbeat_ttl=20s", "--output_cap_bytes=67108864"});
     ASSERT_TRUE(coordinator_->Start());
     client_ = std::make_unique<RetryingClient>(address_);
     for (const char* id : {"crash-a1", "crash-a2"}) {
@@ -332,6 +332,37 @@ TEST_F(CoordinatorCrashTest, OutputPrintedAcrossRestartsReachesAWatcherWholeAndI
   EXPECT_EQ(watched, expected);
   int64_t dropped = 0;
   EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), expected);
+}
+
+TEST_F(CoordinatorCrashTest, AgentsSpoolOutputWhileTheCoordinatorIsAwayAndTasksKeepRunning) {
+  // About 18 MB over four seconds: far more than the agent's 4 MiB window.
+  const std::string marker = (dir_ / "finished").string();
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command(absl::StrCat(
+      "for i in $(seq 1 40); do seq 1 50000 | sed \"s/^/$i:/\"; sleep 0.1; done; touch ", marker));
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(
+      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); })
+          .ok());
+  std::string expected;
+  for (int i = 1; i <= 40; ++i) {
+    for (int n = 1; n <= 50000; ++n) absl::StrAppend(&expected, i, ":", n, "\n");
+  }
+  absl::SleepFor(absl::Milliseconds(700));
+  coordinator_->Kill(SIGKILL);
+  // The task runs to its end with nobody to send its output to.
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, absl::Seconds(30)));
+  ASSERT_TRUE(coordinator_->Start());
+  EXPECT_TRUE(WaitFor([&] { return client_->Unfinished() == 0; }, absl::Seconds(60)));
+  v1::GetRequest get;
+  get.set_task_id(resp.task().id());
+  v1::Task t;
+  ASSERT_TRUE(
+      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, get, &t); }).ok());
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_SUCCEEDED) << t.status_reason();
+  int64_t dropped = 0;
+  EXPECT_EQ(client_->ReadOutput(t.id(), v1::OUTPUT_STREAM_STDOUT, &dropped), expected);
+  EXPECT_EQ(dropped, 0);
 }
 
 }  // namespace
