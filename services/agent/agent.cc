@@ -159,6 +159,14 @@ void Agent::RunLoop() {
             executions_.erase(cur);
           }
         }
+        for (auto it = dying_.begin(); it != dying_.end();) {
+          if ((*it)->exited) {
+            dead.push_back(std::move((*it)->process));
+            it = dying_.erase(it);
+          } else {
+            ++it;
+          }
+        }
         if (!dead.empty()) {
           mu_.Unlock();
           dead.clear();
@@ -313,8 +321,31 @@ void Agent::PumpLocked(Execution& e) {
   }
 }
 
+Agent::Execution* Agent::FindLocked(const std::string& task_id, uint32_t attempt) {
+  if (auto it = executions_.find(task_id);
+      it != executions_.end() && it->second->attempt == attempt) {
+    return it->second.get();
+  }
+  for (auto& e : dying_) {
+    if (e->task_id == task_id && e->attempt == attempt) return e.get();
+  }
+  return nullptr;
+}
+
 void Agent::HandleAssignLocked(const v1::Assign& a) {
-  if (executions_.contains(a.task_id())) return;
+  if (auto it = executions_.find(a.task_id()); it != executions_.end()) {
+    if (it->second->attempt >= a.attempt()) return;  // A repeat.
+    // A newer attempt of a task whose old one is still being killed (the
+    // coordinator gave up on it): both coexist until the old one is gone.
+    Execution& old = *it->second;
+    if (!old.forget) {
+      old.forget = true;
+      for (OutputSpool& s : old.spool) s.Clear();
+      if (!old.exited && old.process) old.process->Terminate(options_.shutdown_grace);
+    }
+    dying_.push_back(std::move(it->second));
+    executions_.erase(it);
+  }
   if (stopping_) {  // Refuse at once so the slot frees and the task fails honestly.
     v1::AgentMessage m;
     m.mutable_finished()->set_task_id(a.task_id());
@@ -347,9 +378,10 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
   spec.stdin_data = shell.stdin();
 
   const std::string id = a.task_id();
+  const uint32_t attempt = a.attempt();
   auto process = runner_.Start(
-      spec, [this, id](StdStream s, absl::string_view d) { OnOutput(id, s, d); },
-      [this, id](const ProcessExit& x) { OnExit(id, x); });
+      spec, [this, id, attempt](StdStream s, absl::string_view d) { OnOutput(id, attempt, s, d); },
+      [this, id, attempt](const ProcessExit& x) { OnExit(id, attempt, x); });
   if (!process.ok()) {
     spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, process.status().ToString());
     if (metrics_) metrics_->spawn_failures.Increment();
@@ -404,11 +436,12 @@ void Agent::UpdatePauseLocked(Execution& e) {
   }
 }
 
-void Agent::OnOutput(const std::string& task_id, StdStream stream, absl::string_view data) {
+void Agent::OnOutput(const std::string& task_id, uint32_t attempt, StdStream stream,
+                     absl::string_view data) {
   absl::MutexLock lock(&mu_);
-  auto it = executions_.find(task_id);
-  if (it == executions_.end()) return;
-  Execution& e = *it->second;
+  Execution* found = FindLocked(task_id, attempt);
+  if (found == nullptr) return;
+  Execution& e = *found;
   if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
   if (e.forget) return;  // Being killed; nobody wants its output.
   e.spool[Index(stream)].Append(data);
@@ -452,11 +485,11 @@ void Agent::ScanProgressLocked(Execution& e, absl::string_view data) {
   }
 }
 
-void Agent::OnExit(const std::string& task_id, const ProcessExit& x) {
+void Agent::OnExit(const std::string& task_id, uint32_t attempt, const ProcessExit& x) {
   absl::MutexLock lock(&mu_);
-  auto it = executions_.find(task_id);
-  if (it == executions_.end()) return;
-  Execution& e = *it->second;
+  Execution* found = FindLocked(task_id, attempt);
+  if (found == nullptr) return;
+  Execution& e = *found;
   e.exited = true;
   if (metrics_) metrics_->running_tasks.Decrement();
   v1::ExitInfo* exit = e.finished.mutable_exit();
@@ -511,11 +544,14 @@ void Agent::Stop() {
   DropConnectionForTesting();
   if (thread_.joinable()) thread_.join();
   absl::flat_hash_map<std::string, std::unique_ptr<Execution>> leftovers;
+  std::vector<std::unique_ptr<Execution>> dying;
   {
     absl::MutexLock lock(&mu_);
     leftovers.swap(executions_);
+    dying.swap(dying_);
   }
   leftovers.clear();  // Kills and reaps anything that ignored the grace.
+  dying.clear();
   spdlog::info("agent_stopped agent_id={}", options_.agent_id);
 }
 

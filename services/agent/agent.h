@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -110,9 +111,13 @@ class Agent {
   void HandleAssignLocked(const v1::Assign& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<RunningProcess>>& dead)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnOutput(const std::string& task_id, StdStream stream, absl::string_view data)
+  void OnOutput(const std::string& task_id, uint32_t attempt, StdStream stream,
+                absl::string_view data) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnExit(const std::string& task_id, uint32_t attempt, const ProcessExit& exit)
       ABSL_LOCKS_EXCLUDED(mu_);
-  void OnExit(const std::string& task_id, const ProcessExit& exit) ABSL_LOCKS_EXCLUDED(mu_);
+  // The execution of this attempt, current or dying; null if gone.
+  Execution* FindLocked(const std::string& task_id, uint32_t attempt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finds "::progress PERCENT [MESSAGE]" lines in stdout and reports them.
   void ScanProgressLocked(Execution& e, absl::string_view data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends on the welcomed link, if any.
@@ -131,6 +136,8 @@ class Agent {
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Execution>> executions_ ABSL_GUARDED_BY(mu_);
+  // Older attempts replaced by a newer one while still being killed.
+  std::vector<std::unique_ptr<Execution>> dying_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<CoordinatorLink> link_ ABSL_GUARDED_BY(mu_);
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   bool link_done_ ABSL_GUARDED_BY(mu_) = false;

@@ -42,8 +42,14 @@ void OutputSpool::Append(absl::string_view data) {
     }
     spdlog::warn("output_spool_write_failed dir={} error=\"{}\"", dir_, std::strerror(errno));
     if (file_len_ > 0) {  // Back to memory, ahead of the new bytes.
-      std::string spooled = Read(std::max(start_, file_base_), end_);
-      chunks_.push_back({std::max(start_, file_base_), std::move(spooled)});
+      const int64_t from = std::max(start_, file_base_);
+      std::string spooled = Read(from, end_ - from);
+      if (static_cast<int64_t>(spooled.size()) != end_ - from) {
+        spdlog::error("output_spool_lost bytes={}",
+                      end_ - from - static_cast<int64_t>(spooled.size()));
+        spooled.resize(static_cast<size_t>(end_ - from));  // Keeps offsets aligned.
+      }
+      chunks_.push_back({from, std::move(spooled)});
       file_len_ = 0;
     }
   }
@@ -63,7 +69,13 @@ void OutputSpool::Drop(int64_t offset) {
     chunks_.front().data.erase(0, static_cast<size_t>(offset - chunks_.front().offset));
     chunks_.front().offset = offset;
   }
-  if (file_len_ > 0 && offset >= file_base_ + file_len_) {
+  if (file_len_ == 0 || start_ < file_base_) return;
+  // Only the file holds bytes now: once they fit in half the memory, move
+  // them back and empty the file, so a steady stream never grows it.
+  if (end_ - start_ <= memory_ / 2) {
+    std::string rest = Read(start_, end_ - start_);
+    if (static_cast<int64_t>(rest.size()) != end_ - start_) return;  // Read failed: keep the file.
+    if (!rest.empty()) chunks_.push_back({start_, std::move(rest)});
     if (ftruncate(fd_, 0) != 0) {
       spdlog::warn("output_spool_truncate_failed error=\"{}\"", std::strerror(errno));
     }

@@ -24,11 +24,14 @@ TEST(OutputSpoolTest, KeepsTheOldestInMemoryAndTheRestOnDisk) {
     all += spool.Read(static_cast<int64_t>(all.size()), 64);
   }
   EXPECT_EQ(all, Bytes(0, 400));
-  spool.Drop(250);  // Into the file: it stays.
+  spool.Drop(250);  // Into the file, 150 bytes left: more than half the memory.
   EXPECT_EQ(spool.start(), 250);
+  EXPECT_GT(spool.file_bytes(), 0);
   EXPECT_EQ(spool.Read(250, 1000), Bytes(250, 150));
-  spool.Drop(400);  // All acknowledged: the file is emptied.
+  spool.Drop(360);  // 40 left: back to memory, the file is emptied.
   EXPECT_EQ(spool.file_bytes(), 0);
+  EXPECT_EQ(spool.Read(360, 1000), Bytes(360, 40));
+  spool.Drop(400);
   EXPECT_EQ(spool.size(), 0);
   spool.Append(Bytes(400, 30));  // Back to memory.
   EXPECT_EQ(spool.file_bytes(), 0);

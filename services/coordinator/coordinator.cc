@@ -102,6 +102,7 @@ void Coordinator::Shutdown() {
   shut_down_ = true;
   stop_.Notify();
   if (ticker_.joinable()) ticker_.join();
+  if (server_ == nullptr) return;  // Start gave up (or a standby was stopped).
   // Open Watch and agent streams never end on their own: cancel them after
   // a short grace.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

@@ -186,8 +186,10 @@ void TaskRegistry::Recover(StoredState state) {
     if (seen >= static_cast<int64_t>(data.size())) continue;
     buf.Append(data.substr(static_cast<size_t>(seen)));
   }
-  // Log events come back with their bytes from the restored output; when a
-  // task's output no longer holds them, readers resume after that point.
+  // Log events come back with their bytes from the restored output. When the
+  // output no longer holds them (the capped middle, an earlier attempt) the
+  // event stays with no data: its cursor is kept and the next event's offset
+  // shows the gap.
   const uint64_t last_cursor = state.events.empty() ? 0 : state.events.back().event.cursor();
   std::vector<v1::TaskEvent> events;
   events.reserve(state.events.size());
@@ -196,19 +198,16 @@ void TaskRegistry::Recover(StoredState state) {
     if (!events.empty() && e.cursor() != events.back().cursor() + 1) events.clear();
     if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
       const TaskEntry* t = FindLocked(e.task_id());
-      OutputBuffer::Slice slice;
-      if (t != nullptr) {
-        const OutputBuffer& buf = t->out[StreamIndex(e.output().stream())];
-        if (e.output().offset() + stored.log_bytes <= buf.total()) {
-          slice = buf.Read(e.output().offset(), stored.log_bytes);
+      if (t != nullptr && t->task.attempt() == e.attempt() &&
+          e.output().offset() + stored.log_bytes <=
+              t->out[StreamIndex(e.output().stream())].total()) {
+        OutputBuffer::Slice slice =
+            t->out[StreamIndex(e.output().stream())].Read(e.output().offset(), stored.log_bytes);
+        if (slice.offset == e.output().offset() &&
+            static_cast<int64_t>(slice.data.size()) == stored.log_bytes) {
+          e.mutable_output()->set_data(std::move(slice.data));
         }
       }
-      if (t == nullptr || slice.offset != e.output().offset() ||
-          static_cast<int64_t>(slice.data.size()) != stored.log_bytes) {
-        events.clear();
-        continue;
-      }
-      e.mutable_output()->set_data(std::move(slice.data));
     }
     events.push_back(std::move(e));
   }
@@ -478,8 +477,9 @@ void TaskRegistry::DispatchLocked() {
     assign->set_attempt(t.task.attempt());
     *assign->mutable_spec() = t.task.spec();
     *assign->mutable_deadline() = ToProto(t.run_deadline);
-    SendLocked(best->link, std::move(m));
+    // Journaled first: the agent never runs an attempt the store may forget.
     TransitionLocked(t, v1::TASK_STATUS_DISPATCHED, "");
+    SendLocked(best->link, std::move(m));
   }
 }
 
@@ -959,6 +959,7 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     *e.mutable_time() = ToProto(a.last_seen);
     e.set_task_id(m.task_id());
     e.set_agent_id(a.info.agent_id());
+    e.set_attempt(m.attempt());
     e.mutable_output()->set_stream(chunk.stream());
     e.mutable_output()->set_offset(buf.total());
     e.mutable_output()->set_data(fresh.data(), fresh.size());

@@ -3,8 +3,9 @@
 // free slots), applies every agent report under attempt fencing, retries lost
 // attempts by policy, enforces queue and run timeouts and the agents'
 // heartbeat TTL, keeps capped output and stats, and journals each change to
-// the TaskStore and the EventLog. Nothing leaves it before it is durable:
-// messages to agents and events to readers wait for the store's commit.
+// the TaskStore and the EventLog. Acknowledgements (replies to changes,
+// messages to agents) and events to readers wait for the store's commit;
+// reads show the newest state.
 #ifndef TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
 #define TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_H_
 

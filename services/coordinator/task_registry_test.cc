@@ -670,3 +670,113 @@ TEST_F(TaskRegistryTest, SubmitBatchAnswersEachRequestInOrder) {
 
 }  // namespace
 }  // namespace taskgrid
+
+namespace taskgrid {
+namespace {
+
+// A store whose commits the test performs: a durability callback runs only
+// once the writes made before it are committed, as with a real store's
+// commit thread; `durable` says how many task writes that was.
+class ManualStore final : public TaskStore {
+ public:
+  void PutTask(uint64_t seq, const v1::Task& t) override {
+    puts.emplace_back(t.id(), t.status());
+    inner.PutTask(seq, t);
+  }
+  void DeleteTask(const std::string& id) override { inner.DeleteTask(id); }
+  void AppendOutput(const std::string& id, v1::OutputStream s, int64_t o,
+                    absl::string_view d) override {
+    inner.AppendOutput(id, s, o, d);
+  }
+  void TrimOutput(const std::string& id, v1::OutputStream s, int64_t h, int64_t t) override {
+    inner.TrimOutput(id, s, h, t);
+  }
+  void AppendEvent(const v1::TaskEvent& e) override { inner.AppendEvent(e); }
+  void TrimEvents(uint64_t c) override { inner.TrimEvents(c); }
+  void PutAgent(const v1::Agent& a) override { inner.PutAgent(a); }
+  void DeleteAgent(const std::string& id) override { inner.DeleteAgent(id); }
+  void WhenDurable(std::function<void()> done) override {
+    waiting.emplace_back(puts.size(), std::move(done));
+  }
+  absl::StatusOr<StoredState> Load() override { return inner.Load(); }
+
+  void Commit() {
+    auto ready = std::move(waiting);
+    waiting.clear();
+    for (auto& [writes, done] : ready) {
+      durable = writes;
+      done();
+    }
+  }
+  // Whether a durable write put `task_id` in `status`.
+  bool Durable(const std::string& task_id, v1::TaskStatus status) const {
+    for (size_t i = 0; i < durable; ++i) {
+      if (puts[i] == std::make_pair(task_id, status)) return true;
+    }
+    return false;
+  }
+
+  MemoryTaskStore inner;
+  std::vector<std::pair<std::string, v1::TaskStatus>> puts;
+  std::vector<std::pair<size_t, std::function<void()>>> waiting;
+  size_t durable = 0;
+};
+
+TEST(TaskRegistryDurabilityTest, NothingReachesAnAgentOrAReaderBeforeItIsDurable) {
+  FakeClock clock;
+  ManualStore store;
+  EventLog events;
+  TaskRegistry registry(clock, store, events, nullptr, RegistryOptions());
+  // Checks every message as the agent would receive it.
+  struct CheckingLink : FakeLink {
+    explicit CheckingLink(const ManualStore& s) : store(s) {}
+    void Send(v1::CoordinatorMessage m) override {
+      if (m.has_assign()) {
+        EXPECT_TRUE(store.Durable(m.assign().task_id(), v1::TASK_STATUS_DISPATCHED))
+            << "assign sent before its dispatch was durable";
+      }
+      FakeLink::Send(std::move(m));
+    }
+    const ManualStore& store;
+  };
+  auto link = std::make_shared<CheckingLink>(store);
+  v1::Hello hello;
+  hello.set_agent_id("a1");
+  hello.set_slots(1);
+  ASSERT_TRUE(registry.AgentConnected(hello, link).ok());
+  store.Commit();
+  ASSERT_EQ(link->sent.size(), 1u);  // The welcome.
+  const uint64_t before = events.last_cursor();
+
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("true");
+  ASSERT_TRUE(registry.Submit(req).ok());
+  EXPECT_EQ(link->sent.size(), 1u);         // The assign waits for the commit...
+  EXPECT_EQ(events.last_cursor(), before);  // ... and so do the events.
+  store.Commit();
+  EXPECT_EQ(link->Assigns().size(), 1u);
+  EXPECT_GT(events.last_cursor(), before);
+}
+
+TEST_F(TaskRegistryTest, RestartDoesNotGiveOneAttemptsLogEventsTheNextOnesBytes) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec spec;
+  spec.mutable_retry()->set_max_attempts(2);
+  spec.mutable_retry()->set_retry_failed(true);
+  spec.mutable_retry()->mutable_backoff()->set_seconds(0);
+  const std::string id = Submit(spec);
+  Output("a1", *link, id, 0, "first try");
+  Finished("a1", *link, id, 1);  // Failed: retried.
+  registry_->Tick();
+  Output("a1", *link, id, 0, "second", 2);
+  Restart(Options());
+  std::vector<std::string> replayed;
+  for (const v1::TaskEvent& e : EventsAfter(0)) {
+    if (e.type() == v1::EVENT_TYPE_TASK_LOG) replayed.push_back(e.output().data());
+  }
+  EXPECT_THAT(replayed, ElementsAre("", "second"));  // The first attempt's bytes are gone.
+  EXPECT_EQ(StdoutOf(id), "second");
+}
+
+}  // namespace
+}  // namespace taskgrid

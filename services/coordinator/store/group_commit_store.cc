@@ -95,6 +95,7 @@ void GroupCommitStore::AppendEvent(const v1::TaskEvent& event) {
     *bare.mutable_time() = event.time();
     bare.set_task_id(event.task_id());
     bare.set_agent_id(event.agent_id());
+    bare.set_attempt(event.attempt());
     bare.mutable_output()->set_stream(event.output().stream());
     bare.mutable_output()->set_offset(event.output().offset());
     c.log_bytes = static_cast<int64_t>(event.output().data().size());
@@ -125,12 +126,29 @@ void GroupCommitStore::DeleteAgent(const std::string& agent_id) {
 void GroupCommitStore::WhenDurable(std::function<void()> done) {
   {
     absl::MutexLock lock(&mu_);
-    if (durable_seq_ < queued_seq_ || !waiters_.empty()) {
+    if (durable_seq_ < queued_seq_ || !waiters_.empty() || delivering_) {
       waiters_.emplace_back(queued_seq_, std::move(done));
       return;
     }
   }
   done();
+}
+
+void GroupCommitStore::DeliverDurable() {
+  for (;;) {
+    std::vector<std::function<void()>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!waiters_.empty() && waiters_.front().first <= durable_seq_) {
+        ready.push_back(std::move(waiters_.front().second));
+        waiters_.pop_front();
+      }
+      // While callbacks run, later ones queue behind them (see WhenDurable).
+      delivering_ = !ready.empty();
+      if (!delivering_) return;
+    }
+    for (auto& done : ready) done();
+  }
 }
 
 void GroupCommitStore::CommitLoop() {
@@ -172,16 +190,11 @@ void GroupCommitStore::CommitLoop() {
     backoff = absl::Milliseconds(50);
     if (metrics_.batch_changes) metrics_.batch_changes->Observe(static_cast<double>(batch.size()));
     batch.clear();
-    std::vector<std::function<void()>> ready;
     {
       absl::MutexLock lock(&mu_);
       durable_seq_ = batch_seq;
-      while (!waiters_.empty() && waiters_.front().first <= durable_seq_) {
-        ready.push_back(std::move(waiters_.front().second));
-        waiters_.pop_front();
-      }
     }
-    for (auto& done : ready) done();
+    DeliverDurable();
   }
 }
 

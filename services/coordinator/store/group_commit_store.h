@@ -105,6 +105,8 @@ class GroupCommitStore : public TaskStore {
  private:
   void Enqueue(StoreChange c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs the callbacks whose writes are durable, in order, until none is left.
+  void DeliverDurable() ABSL_LOCKS_EXCLUDED(mu_);
 
   const StoreMetrics metrics_;
   absl::Mutex mu_;
@@ -117,6 +119,7 @@ class GroupCommitStore : public TaskStore {
   uint64_t queued_seq_ ABSL_GUARDED_BY(mu_) = 0;   // Writes queued so far.
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;  // Writes committed so far.
   std::deque<std::pair<uint64_t, std::function<void()>>> waiters_ ABSL_GUARDED_BY(mu_);
+  bool delivering_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread committer_;
 };

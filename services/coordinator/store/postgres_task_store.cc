@@ -58,6 +58,8 @@ END $$;
 constexpr char kFencedState[] = "TG001";
 // Statements per pipeline sync: keeps both socket directions from filling.
 constexpr size_t kPipelineChunk = 500;
+// Changes per transaction.
+constexpr size_t kMaxTransaction = 2000;
 
 struct Prepared {
   const char* name;
@@ -131,8 +133,27 @@ absl::Status PrepareAll(PGconn* c) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PGconn*> Connect(const std::string& conninfo) {
-  PGconn* c = PQconnectdb(conninfo.c_str());
+// Every wait is bounded by the lease TTL, so a coordinator cut off from the
+// database (or stuck inside a transaction) can neither block a standby's
+// takeover nor linger as a leader that cannot write: the server ends idle
+// transactions and slow lock waits, and TCP gives up on a silent peer.
+absl::StatusOr<PGconn*> Connect(const std::string& conninfo, absl::Duration ttl) {
+  const int64_t ms = absl::ToInt64Milliseconds(ttl);
+  const std::string options =
+      absl::StrCat("-c idle_in_transaction_session_timeout=", ms, " -c lock_timeout=", ms / 2);
+  const std::string keepalive_count = std::to_string(std::max<int64_t>(1, ms / 1000));
+  const std::string user_timeout = std::to_string(ms);
+  const char* keys[] = {"dbname",
+                        "options",
+                        "keepalives",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "tcp_user_timeout",
+                        nullptr};
+  const char* values[] = {conninfo.c_str(),        options.c_str(),      "1",    "1", "1",
+                          keepalive_count.c_str(), user_timeout.c_str(), nullptr};
+  PGconn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (PQstatus(c) != CONNECTION_OK) {
     const std::string err = ConnError(c);
     PQfinish(c);
@@ -162,8 +183,8 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(const
     return absl::InvalidArgumentError("store: the lease TTL must be at least 1s");
   }
   std::unique_ptr<PostgresTaskStore> store(new PostgresTaskStore(options));
-  TASKGRID_ASSIGN_OR_RETURN(store->conn_, Connect(options.conninfo));
-  TASKGRID_ASSIGN_OR_RETURN(store->lease_conn_, Connect(options.conninfo));
+  TASKGRID_ASSIGN_OR_RETURN(store->conn_, Connect(options.conninfo, options.lease_ttl));
+  TASKGRID_ASSIGN_OR_RETURN(store->lease_conn_, Connect(options.conninfo, options.lease_ttl));
   PGconn* c = store->conn_;
   // Coordinators starting together migrate one at a time.
   TASKGRID_RETURN_IF_ERROR(Exec(c, "BEGIN"));
@@ -255,6 +276,14 @@ absl::Status PostgresTaskStore::AwaitLeadership(const std::function<bool()>& sto
       PQclear(r);
       spdlog::info("store_leader_elected term={} holder={} failover={}", term_.load(), holder_,
                    failover_);
+      // The store connection may have idled for days while standing by.
+      if (!Exec(conn_, "SELECT 1").ok()) {
+        PQreset(conn_);
+        if (PQstatus(conn_) != CONNECTION_OK) {
+          return absl::UnavailableError(absl::StrCat("store: PostgreSQL: ", ConnError(conn_)));
+        }
+        TASKGRID_RETURN_IF_ERROR(PrepareAll(conn_));
+      }
       renewer_ = std::thread([this] { RenewLoop(); });
       StartCommitter();
       return absl::OkStatus();
@@ -377,11 +406,17 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
     PQsendQueryParams(conn_, sql, 0, nullptr, nullptr, nullptr, nullptr, 0);
   };
   const std::string term = std::to_string(term_.load());
-  plain("BEGIN");
-  send("fence", {term});
   std::string a, b, c;  // Numbers as text, alive while sent.
-  for (const StoreChange& ch : batch) {
-    if (!status.ok()) break;
+  for (size_t i = 0; i < batch.size() && status.ok(); ++i) {
+    // Short transactions keep the leader row's share lock brief, so lease
+    // renewals and a takeover never wait long. Changes are idempotent: a
+    // retry after a partial commit applies them again harmlessly.
+    if (i % kMaxTransaction == 0) {
+      if (i > 0) plain("COMMIT");
+      plain("BEGIN");
+      send("fence", {term});
+    }
+    const StoreChange& ch = batch[i];
     if (const auto* p = std::get_if<change::PutTask>(&ch)) {
       a = std::to_string(p->seq), b = std::to_string(p->status), c = std::to_string(p->finished);
       send("put_task", {p->task_id, a, b, c, Param(p->blob, true)});

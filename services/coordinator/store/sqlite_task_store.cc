@@ -228,12 +228,11 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
     }
     if (!ok) break;
   }
-  if (!ok) {
-    absl::Status s = Error("write");
-    Exec("ROLLBACK").IgnoreError();
-    return s;
-  }
-  return Exec("COMMIT");
+  absl::Status s = ok ? Exec("COMMIT") : Error("write");
+  // A failed COMMIT can leave the transaction open: end it, or every retry
+  // would fail at BEGIN.
+  if (!s.ok() && !sqlite3_get_autocommit(db_)) Exec("ROLLBACK").IgnoreError();
+  return s;
 }
 
 absl::StatusOr<StoredState> SqliteTaskStore::Load() {
