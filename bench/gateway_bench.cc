@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -189,10 +190,10 @@ double GrpcGetRate(const std::string& address, const std::string& id, int connec
 int Main() {
   char tmpl[] = "/tmp/taskgrid-gwbench-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
-  const pid_t coordinator =
-      Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
-             "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/c",
-             absl::StrCat("--event_log_bytes=", absl::GetFlag(FLAGS_event_log_bytes))});
+  const pid_t coordinator = Spawn(
+      {TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
+       "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/c", "--data_dir=" + dir,
+       absl::StrCat("--event_log_bytes=", absl::GetFlag(FLAGS_event_log_bytes))});
   const std::string address = absl::StrCat("127.0.0.1:", ReadPort(dir + "/c"));
   const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
                              "--metrics_address=", "--log_level=error"});
@@ -239,6 +240,7 @@ int Main() {
     kill(p, SIGTERM);
     waitpid(p, nullptr, 0);
   }
+  std::filesystem::remove_all(dir);
   std::printf(
       "{\n  \"benchmark\": \"gateway\",\n  \"cores\": %u,\n"
       "  \"fan_out\": {\"clients_open\": %d, \"events_per_second_target\": %d, "

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
@@ -109,9 +110,9 @@ int Main() {
 
   char dir_template[] = "/tmp/taskgrid-bench-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
-  const pid_t coordinator =
-      Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
-             "--metrics_address=", "--log_level=error", "--port_file=" + dir + "/ports"});
+  const pid_t coordinator = Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
+                                   "--metrics_address=", "--log_level=error",
+                                   "--port_file=" + dir + "/ports", "--data_dir=" + dir});
   int port = 0;
   for (int i = 0; i < 200 && port == 0; ++i) {
     std::ifstream(dir + "/ports") >> port;
@@ -203,8 +204,7 @@ int Main() {
   waitpid(agent, nullptr, 0);
   kill(coordinator, SIGTERM);
   waitpid(coordinator, nullptr, 0);
-  std::remove((dir + "/ports").c_str());
-  rmdir(dir.c_str());
+  std::filesystem::remove_all(dir);
 
   std::printf(
       "{\n  \"benchmark\": \"shell_true_end_to_end\",\n  \"cores\": %d,\n  \"clients\": %d,\n"

@@ -3,16 +3,23 @@
 #include <algorithm>
 
 namespace taskgrid {
+namespace {
+
+// What an event costs the ring: its output bytes plus a typical task
+// snapshot, without walking the message (this runs for every event).
+size_t ApproxBytes(const v1::TaskEvent& e) { return e.output().data().size() + 512; }
+
+}  // namespace
 
 const v1::TaskEvent& EventLog::Append(v1::TaskEvent event) {
   absl::MutexLock lock(&mu_);
   event.set_cursor(first_ + events_.size());
-  bytes_ += event.ByteSizeLong();
+  bytes_ += ApproxBytes(event);
   events_.push_back(std::move(event));
   // Unpublished events are never evicted: readers have not seen them yet.
   while (events_.size() > 1 && first_ <= published_ &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= events_.front().ByteSizeLong();
+    bytes_ -= ApproxBytes(events_.front());
     events_.pop_front();
     ++first_;
   }
@@ -37,12 +44,12 @@ void EventLog::Restore(std::vector<v1::TaskEvent> events, uint64_t last_cursor) 
   first_ = last_cursor + 1 - events.size();
   published_ = last_cursor;
   for (v1::TaskEvent& e : events) {
-    bytes_ += e.ByteSizeLong();
+    bytes_ += ApproxBytes(e);
     events_.push_back(std::move(e));
   }
   while (events_.size() > 1 &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= events_.front().ByteSizeLong();
+    bytes_ -= ApproxBytes(events_.front());
     events_.pop_front();
     ++first_;
   }

@@ -24,7 +24,7 @@ class EventLog {
   struct Options {
     // Events kept; older ones are dropped first.
     size_t max_events = 100'000;
-    // Approximate bytes kept (output events dominate).
+    // Approximate bytes kept: output bytes plus 512 per event.
     size_t max_bytes = 64 << 20;
   };
 
