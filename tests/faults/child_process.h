@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,21 @@ class ChildProcess {
   std::vector<std::string> argv_;
   pid_t pid_ = 0;
 };
+
+// Starts one agent binary per id, all dialing `coordinators`.
+inline std::vector<std::unique_ptr<ChildProcess>> StartAgents(const std::string& binary,
+                                                              const std::string& coordinators,
+                                                              const std::vector<std::string>& ids,
+                                                              int slots) {
+  std::vector<std::unique_ptr<ChildProcess>> agents;
+  for (const std::string& id : ids) {
+    agents.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+        binary, "--coordinator=" + coordinators, "--agent_id=" + id,
+        "--slots=" + std::to_string(slots), "--metrics_address=", "--log_level=warn"}));
+    agents.back()->Start();
+  }
+  return agents;
+}
 
 }  // namespace taskgrid
 

@@ -105,29 +105,14 @@ class CoordinatorCrashTest : public ::testing::Test {
         "--heartbeat_interval=1s", "--heartbeat_ttl=20s", "--output_cap_bytes=67108864"});
     ASSERT_TRUE(coordinator_->Start());
     client_ = std::make_unique<RetryingClient>(address_);
-    for (const char* id : {"crash-a1", "crash-a2"}) {
-      agents_.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
-          TASKGRID_AGENT_BIN, "--coordinator=" + address_, absl::StrCat("--agent_id=", id),
-          "--slots=16", "--metrics_address=", "--log_level=warn"}));
-      ASSERT_TRUE(agents_.back()->Start());
-    }
-    ASSERT_TRUE(WaitFor([&] { return ConnectedAgents() == 2; }, absl::Seconds(20)));
+    agents_ = StartAgents(TASKGRID_AGENT_BIN, address_, {"crash-a1", "crash-a2"}, 16);
+    ASSERT_TRUE(WaitFor([&] { return client_->ConnectedAgents() == 2; }, absl::Seconds(20)));
   }
 
   void TearDown() override {
     agents_.clear();
     coordinator_.reset();
     std::filesystem::remove_all(dir_);
-  }
-
-  int ConnectedAgents() {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::ListAgentsResponse resp;
-    if (!client_->stub().ListAgents(&ctx, {}, &resp).ok()) return -1;
-    int n = 0;
-    for (const auto& a : resp.agents()) n += a.connected();
-    return n;
   }
 
   std::filesystem::path dir_;

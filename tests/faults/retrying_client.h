@@ -60,6 +60,17 @@ class RetryingClient {
     }
   }
 
+  // Agents with an open stream, or -1 when the coordinator did not answer.
+  int ConnectedAgents() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::ListAgentsResponse resp;
+    if (!stub_->ListAgents(&ctx, {}, &resp).ok()) return -1;
+    int n = 0;
+    for (const auto& a : resp.agents()) n += a.connected();
+    return n;
+  }
+
   // Number of tasks not yet final, or -1 when the coordinator did not answer.
   int Unfinished() {
     v1::ListRequest req;
