@@ -9,7 +9,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <random>

@@ -333,14 +333,19 @@ TEST_F(CoordinatorCrashTest, AgentsSpoolOutputWhileTheCoordinatorIsAwayAndTasksK
   for (int i = 1; i <= 40; ++i) {
     for (int n = 1; n <= 50000; ++n) absl::StrAppend(&expected, i, ":", n, "\n");
   }
-  absl::SleepFor(absl::Milliseconds(700));
+  v1::GetRequest get;
+  get.set_task_id(resp.task().id());
+  ASSERT_TRUE(WaitFor([&] {
+    v1::Task t;
+    grpc::ClientContext ctx;
+    return client_->stub().Get(&ctx, get, &t).ok() && t.status() == v1::TASK_STATUS_RUNNING;
+  }));
+  absl::SleepFor(absl::Milliseconds(500));
   coordinator_->Kill(SIGKILL);
   // The task runs to its end with nobody to send its output to.
   EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, absl::Seconds(30)));
   ASSERT_TRUE(coordinator_->Start());
   EXPECT_TRUE(WaitFor([&] { return client_->Unfinished() == 0; }, absl::Seconds(60)));
-  v1::GetRequest get;
-  get.set_task_id(resp.task().id());
   v1::Task t;
   ASSERT_TRUE(
       client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, get, &t); }).ok());
