@@ -502,7 +502,9 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
 absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request) {
   v1::SubmitBatchRequest batch;
   *batch.add_requests() = request;
-  v1::SubmitBatchResponse::Result result = std::move(*SubmitBatch(batch)->mutable_results(0));
+  absl::StatusOr<v1::SubmitBatchResponse> out = SubmitBatch(batch);
+  if (!out.ok()) return out.status();
+  v1::SubmitBatchResponse::Result result = std::move(*out->mutable_results(0));
   if (result.code() != 0) {
     return absl::Status(static_cast<absl::StatusCode>(result.code()), result.message());
   }
@@ -511,6 +513,10 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
 
 absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
     const v1::SubmitBatchRequest& batch) {
+  if (absl::Status s = store_.health(); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "the store cannot write, so no new task is accepted until it recovers: ", s.message()));
+  }
   if (batch.requests_size() == 0 || batch.requests_size() > kMaxBatchSubmits) {
     return absl::InvalidArgumentError(absl::StrCat("requests: must hold 1 to ", kMaxBatchSubmits,
                                                    " submits, got ", batch.requests_size()));

@@ -699,6 +699,7 @@ class ManualStore final : public TaskStore {
     waiting.emplace_back(puts.size(), std::move(done));
   }
   absl::StatusOr<StoredState> Load() override { return inner.Load(); }
+  absl::Status health() const override { return failing; }
 
   void Commit() {
     auto ready = std::move(waiting);
@@ -720,6 +721,7 @@ class ManualStore final : public TaskStore {
   std::vector<std::pair<std::string, v1::TaskStatus>> puts;
   std::vector<std::pair<size_t, std::function<void()>>> waiting;
   size_t durable = 0;
+  absl::Status failing;
 };
 
 TEST(TaskRegistryDurabilityTest, NothingReachesAnAgentOrAReaderBeforeItIsDurable) {
@@ -756,6 +758,23 @@ TEST(TaskRegistryDurabilityTest, NothingReachesAnAgentOrAReaderBeforeItIsDurable
   store.Commit();
   EXPECT_EQ(link->Assigns().size(), 1u);
   EXPECT_GT(events.last_cursor(), before);
+}
+
+TEST(TaskRegistryDurabilityTest, NewTasksAreRefusedWhileTheStoreCannotWrite) {
+  FakeClock clock;
+  ManualStore store;
+  EventLog events;
+  TaskRegistry registry(clock, store, events, nullptr, RegistryOptions());
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("true");
+  const std::string id = registry.Submit(req)->task().id();
+  store.failing = absl::UnavailableError("store: database or disk is full");
+  auto refused = registry.Submit(req);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(refused.status().message(), HasSubstr("disk is full"));
+  EXPECT_TRUE(registry.Get(id).ok());  // Reads go on.
+  store.failing = absl::OkStatus();
+  EXPECT_TRUE(registry.Submit(req).ok());
 }
 
 TEST_F(TaskRegistryTest, RestartDoesNotGiveOneAttemptsLogEventsTheNextOnesBytes) {

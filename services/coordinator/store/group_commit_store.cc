@@ -134,6 +134,11 @@ void GroupCommitStore::WhenDurable(std::function<void()> done) {
   done();
 }
 
+absl::Status GroupCommitStore::health() const {
+  absl::MutexLock lock(&mu_);
+  return failing_;
+}
+
 void GroupCommitStore::DeliverDurable() {
   for (;;) {
     std::vector<std::function<void()>> ready;
@@ -181,6 +186,10 @@ void GroupCommitStore::CommitLoop() {
       if (metrics_.commit_failures) metrics_.commit_failures->Increment();
       spdlog::error("store_commit_failed changes={} status=\"{}\" retry_in={}", batch.size(),
                     s.ToString(), absl::FormatDuration(backoff));
+      {
+        absl::MutexLock lock(&mu_);
+        failing_ = s;
+      }
       absl::SleepFor(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(5));
       absl::MutexLock lock(&mu_);
@@ -193,6 +202,7 @@ void GroupCommitStore::CommitLoop() {
     {
       absl::MutexLock lock(&mu_);
       durable_seq_ = batch_seq;
+      failing_ = absl::OkStatus();
     }
     DeliverDurable();
   }

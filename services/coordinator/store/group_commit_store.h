@@ -88,6 +88,7 @@ class GroupCommitStore : public TaskStore {
   void PutAgent(const v1::Agent& agent) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void WhenDurable(std::function<void()> done) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status health() const override ABSL_LOCKS_EXCLUDED(mu_);
 
  protected:
   explicit GroupCommitStore(StoreMetrics metrics) : metrics_(metrics) {}
@@ -109,7 +110,7 @@ class GroupCommitStore : public TaskStore {
   void DeliverDurable() ABSL_LOCKS_EXCLUDED(mu_);
 
   const StoreMetrics metrics_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<StoreChange> pending_ ABSL_GUARDED_BY(mu_);
   // Within pending_: the snapshot of each task and the last output change of
   // each (task, stream), so later writes fold into them.
@@ -120,6 +121,7 @@ class GroupCommitStore : public TaskStore {
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;  // Writes committed so far.
   std::deque<std::pair<uint64_t, std::function<void()>>> waiters_ ABSL_GUARDED_BY(mu_);
   bool delivering_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failing_ ABSL_GUARDED_BY(mu_);  // The last commit's error, until one succeeds.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread committer_;
 };

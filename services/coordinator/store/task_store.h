@@ -87,6 +87,10 @@ class TaskStore {
   };
   virtual LeaderInfo leader() const { return {}; }
 
+  // OK while writes commit; the last error while the store keeps failing
+  // (disk full, database down). New work is refused meanwhile.
+  virtual absl::Status health() const { return absl::OkStatus(); }
+
   // Everything stored; called once, after AwaitLeadership, before any write.
   virtual absl::StatusOr<StoredState> Load() = 0;
 };
