@@ -82,7 +82,7 @@ class Agent {
 
  private:
   struct Execution {
-    Execution(const AgentOptions& o)
+    explicit Execution(const AgentOptions& o)
         : spool{OutputSpool(o.spool_dir, o.output_window_bytes),
                 OutputSpool(o.spool_dir, o.output_window_bytes)} {}
     std::string task_id;

@@ -500,9 +500,7 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
 // ---------------------------------------------------------------- client API
 
 absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request) {
-  v1::SubmitBatchRequest batch;
-  *batch.add_requests() = request;
-  absl::StatusOr<v1::SubmitBatchResponse> out = SubmitBatch(batch);
+  absl::StatusOr<v1::SubmitBatchResponse> out = SubmitAll({&request});
   if (!out.ok()) return out.status();
   v1::SubmitBatchResponse::Result result = std::move(*out->mutable_results(0));
   if (result.code() != 0) {
@@ -513,28 +511,36 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
 
 absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
     const v1::SubmitBatchRequest& batch) {
-  if (absl::Status s = store_.health(); !s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "the store cannot write, so no new task is accepted until it recovers: ", s.message()));
-  }
   if (batch.requests_size() == 0 || batch.requests_size() > kMaxBatchSubmits) {
     return absl::InvalidArgumentError(absl::StrCat("requests: must hold 1 to ", kMaxBatchSubmits,
                                                    " submits, got ", batch.requests_size()));
   }
+  std::vector<const v1::SubmitRequest*> requests;
+  requests.reserve(static_cast<size_t>(batch.requests_size()));
+  for (const v1::SubmitRequest& r : batch.requests()) requests.push_back(&r);
+  return SubmitAll(requests);
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
+    const std::vector<const v1::SubmitRequest*>& requests) {
+  if (absl::Status s = store_.health(); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "the store cannot write, so no new task is accepted until it recovers: ", s.message()));
+  }
   v1::SubmitBatchResponse out;
   std::vector<absl::Status> valid;
-  for (const v1::SubmitRequest& request : batch.requests()) {
-    absl::Status s = ValidateTaskSpec(request.spec());
-    if (s.ok()) s = ValidateId("idempotency_key", request.idempotency_key(), false);
+  for (const v1::SubmitRequest* request : requests) {
+    absl::Status s = ValidateTaskSpec(request->spec());
+    if (s.ok()) s = ValidateId("idempotency_key", request->idempotency_key(), false);
     valid.push_back(std::move(s));
     out.add_results();
   }
   absl::MutexLock lock(&mu_);
   std::vector<TaskEntry*> created(valid.size(), nullptr);
-  for (int i = 0; i < batch.requests_size(); ++i) {
-    v1::SubmitBatchResponse::Result& result = *out.mutable_results(i);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    v1::SubmitBatchResponse::Result& result = *out.mutable_results(static_cast<int>(i));
     absl::StatusOr<TaskEntry*> t = valid[i].ok()
-                                       ? SubmitLocked(batch.requests(i), *result.mutable_response())
+                                       ? SubmitLocked(*requests[i], *result.mutable_response())
                                        : absl::StatusOr<TaskEntry*>(valid[i]);
     if (!t.ok()) {
       result.clear_response();
@@ -545,13 +551,14 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
     created[i] = *t;
   }
   DispatchLocked();
-  for (int i = 0; i < batch.requests_size(); ++i) {
+  for (size_t i = 0; i < requests.size(); ++i) {
     TaskEntry* t = created[i];
     if (t == nullptr) continue;
     if (t->queued && t->task.status() == v1::TASK_STATUS_PENDING) {
       TransitionLocked(*t, v1::TASK_STATUS_QUEUED, "");
     }
-    *out.mutable_results(i)->mutable_response()->mutable_task() = SnapshotLocked(*t);
+    *out.mutable_results(static_cast<int>(i))->mutable_response()->mutable_task() =
+        SnapshotLocked(*t);
   }
   return out;
 }

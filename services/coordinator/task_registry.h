@@ -15,6 +15,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -143,6 +144,9 @@ class TaskRegistry {
   using QueueKey = std::pair<int, uint64_t>;  // (-priority, seq)
 
   TaskEntry* FindLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submit and SubmitBatch: each request accepted or refused on its own.
+  absl::StatusOr<v1::SubmitBatchResponse> SubmitAll(
+      const std::vector<const v1::SubmitRequest*>& requests) ABSL_LOCKS_EXCLUDED(mu_);
   // Creates and queues the task (or finds it by idempotency key) and fills
   // the response's cursor; the caller dispatches.
   absl::StatusOr<TaskEntry*> SubmitLocked(const v1::SubmitRequest& request,

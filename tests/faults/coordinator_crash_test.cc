@@ -171,8 +171,7 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
         spec.mutable_retry()->set_max_attempts(5);
         spec.mutable_retry()->mutable_backoff()->set_nanos(100'000'000);
         v1::SubmitResponse resp;
-        grpc::Status s = client_->Call(
-            [&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); });
+        grpc::Status s = client_->Submit(req, &resp);
         ASSERT_TRUE(s.ok()) << i << ": " << s.error_message();
         {
           absl::MutexLock lock(&mu);
@@ -223,11 +222,8 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
 
   int checked = 0, retried = 0;
   for (const auto& [i, id] : acked) {
-    v1::GetRequest req;
-    req.set_task_id(id);
     v1::Task t;
-    grpc::Status s =
-        client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, req, &t); });
+    grpc::Status s = client_->Get(id, &t);
     ASSERT_TRUE(s.ok()) << "task " << i << " (" << id << ") is gone: " << s.error_message();
     if (KindOf(i) == Kind::kCancel) {
       EXPECT_EQ(t.status(), v1::TASK_STATUS_CANCELLED) << i;
@@ -248,8 +244,16 @@ TEST_F(CoordinatorCrashTest, NothingAcknowledgedIsLostAcrossKillNine) {
   std::printf("%d tasks succeeded with their exact output (%d after a lost attempt)\n", checked,
               retried);
 
-  // Give the watcher time to drain, then check each task ended once.
-  absl::SleepFor(absl::Seconds(1));
+  // Once the watcher has seen every task end, check each ended once.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu);
+        for (const auto& [i, id] : acked) {
+          if (!finals.contains(id)) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30)));
   stop_watch = true;
   watcher.join();
   absl::MutexLock lock(&mu);
@@ -266,9 +270,7 @@ TEST_F(CoordinatorCrashTest, OutputPrintedAcrossRestartsReachesAWatcherWholeAndI
   req.mutable_spec()->mutable_shell()->set_command(
       "for i in $(seq 1 3000); do echo line $i; [ $((i % 100)) = 0 ] && sleep 0.1; done");
   v1::SubmitResponse resp;
-  ASSERT_TRUE(
-      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); })
-          .ok());
+  ASSERT_TRUE(client_->Submit(req, &resp).ok());
   const std::string id = resp.task().id();
   std::string expected;
   for (int i = 1; i <= 3000; ++i) absl::StrAppend(&expected, "line ", i, "\n");
@@ -326,29 +328,23 @@ TEST_F(CoordinatorCrashTest, AgentsSpoolOutputWhileTheCoordinatorIsAwayAndTasksK
   req.mutable_spec()->mutable_shell()->set_command(absl::StrCat(
       "for i in $(seq 1 40); do seq 1 50000 | sed \"s/^/$i:/\"; sleep 0.1; done; touch ", marker));
   v1::SubmitResponse resp;
-  ASSERT_TRUE(
-      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); })
-          .ok());
+  ASSERT_TRUE(client_->Submit(req, &resp).ok());
   std::string expected;
   for (int i = 1; i <= 40; ++i) {
     for (int n = 1; n <= 50000; ++n) absl::StrAppend(&expected, i, ":", n, "\n");
   }
-  v1::GetRequest get;
-  get.set_task_id(resp.task().id());
+  // Killed mid-stream: once some output has been taken in.
   ASSERT_TRUE(WaitFor([&] {
     v1::Task t;
-    grpc::ClientContext ctx;
-    return client_->stub().Get(&ctx, get, &t).ok() && t.status() == v1::TASK_STATUS_RUNNING;
+    return client_->Get(resp.task().id(), &t).ok() && t.stdout().total_bytes() > (1 << 20);
   }));
-  absl::SleepFor(absl::Milliseconds(500));
   coordinator_->Kill(SIGKILL);
   // The task runs to its end with nobody to send its output to.
   EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(marker); }, absl::Seconds(30)));
   ASSERT_TRUE(coordinator_->Start());
   EXPECT_TRUE(WaitFor([&] { return client_->Unfinished() == 0; }, absl::Seconds(60)));
   v1::Task t;
-  ASSERT_TRUE(
-      client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, get, &t); }).ok());
+  ASSERT_TRUE(client_->Get(resp.task().id(), &t).ok());
   EXPECT_EQ(t.status(), v1::TASK_STATUS_SUCCEEDED) << t.status_reason();
   int64_t dropped = 0;
   EXPECT_EQ(client_->ReadOutput(t.id(), v1::OUTPUT_STREAM_STDOUT, &dropped), expected);

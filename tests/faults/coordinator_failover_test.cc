@@ -88,8 +88,7 @@ TEST_F(CoordinatorFailoverTest, StandbyTakesOverUnderLoadAndNothingAcknowledgedI
         req.mutable_spec()->mutable_retry()->set_max_attempts(5);
         req.mutable_spec()->mutable_retry()->mutable_backoff()->set_nanos(100'000'000);
         v1::SubmitResponse resp;
-        grpc::Status s = client_->Call(
-            [&](grpc::ClientContext& c) { return client_->stub().Submit(&c, req, &resp); });
+        grpc::Status s = client_->Submit(req, &resp);
         ASSERT_TRUE(s.ok()) << i << ": " << s.error_message();
         absl::MutexLock lock(&mu);
         acked[i] = resp.task().id();
@@ -116,13 +115,8 @@ TEST_F(CoordinatorFailoverTest, StandbyTakesOverUnderLoadAndNothingAcknowledgedI
 
   ASSERT_TRUE(WaitFor([&] { return client_->Unfinished() == 0; }, absl::Seconds(60)));
   for (const auto& [i, id] : acked) {
-    v1::GetRequest req;
-    req.set_task_id(id);
     v1::Task t;
-    ASSERT_TRUE(
-        client_->Call([&](grpc::ClientContext& c) { return client_->stub().Get(&c, req, &t); })
-            .ok())
-        << "task " << i << " is gone";
+    ASSERT_TRUE(client_->Get(id, &t).ok()) << "task " << i << " is gone";
     ASSERT_EQ(t.status(), v1::TASK_STATUS_SUCCEEDED) << i << ": " << t.status_reason();
     std::string expected;
     for (int n = 1; n <= i; ++n) absl::StrAppend(&expected, n, "\n");
@@ -147,9 +141,7 @@ TEST_F(CoordinatorFailoverTest, APausedLeaderReplacedMeanwhileCannotWriteAndExit
   v1::SubmitRequest req;
   req.mutable_spec()->mutable_shell()->set_command("echo after the takeover");
   v1::SubmitResponse resp;
-  ASSERT_TRUE(
-      direct.Call([&](grpc::ClientContext& c) { return direct.stub().Submit(&c, req, &resp); })
-          .ok());
+  ASSERT_TRUE(direct.Submit(req, &resp).ok());
   coordinators_[0]->Signal(SIGCONT);
   // Its next renewal or commit meets the newer term: it stops by itself.
   EXPECT_EQ(coordinators_[0]->WaitExit(absl::Seconds(10)), 3);

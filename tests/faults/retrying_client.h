@@ -41,6 +41,16 @@ class RetryingClient {
     }
   }
 
+  grpc::Status Submit(const v1::SubmitRequest& req, v1::SubmitResponse* resp) {
+    return Call([&](grpc::ClientContext& c) { return stub_->Submit(&c, req, resp); });
+  }
+
+  grpc::Status Get(const std::string& id, v1::Task* task) {
+    v1::GetRequest req;
+    req.set_task_id(id);
+    return Call([&](grpc::ClientContext& c) { return stub_->Get(&c, req, task); });
+  }
+
   // The whole retained output of one stream; `dropped` gets the bytes not
   // retained.
   std::string ReadOutput(const std::string& id, v1::OutputStream stream, int64_t* dropped) {
