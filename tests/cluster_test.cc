@@ -385,32 +385,6 @@ TEST_F(ClusterTest, ServesGrpcHealth) {
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
-TEST_F(ClusterTest, BadInputGetsTheRightCodes) {
-  auto call = [&](const v1::SubmitRequest& req) {
-    v1::SubmitResponse resp;
-    grpc::ClientContext ctx;
-    return stub_->Submit(&ctx, req, &resp);
-  };
-  v1::SubmitRequest req;
-  grpc::Status s = call(req);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(s.error_message(), HasSubstr("spec.shell"));
-  req.mutable_spec()->mutable_shell()->set_command("true");
-  req.mutable_spec()->set_agent_id("ghost");
-  EXPECT_EQ(call(req).error_code(), grpc::StatusCode::NOT_FOUND);
-  v1::GetRequest get;
-  get.set_task_id("nope");
-  v1::Task t;
-  grpc::ClientContext ctx;
-  EXPECT_EQ(stub_->Get(&ctx, get, &t).error_code(), grpc::StatusCode::NOT_FOUND);
-  v1::ListRequest list;
-  list.set_page_token("%%%");
-  v1::ListResponse lr;
-  grpc::ClientContext ctx2;
-  EXPECT_EQ(stub_->List(&ctx2, list, &lr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Get("nope").id(), "");
-}
-
 TEST(CoordinatorSafetyTest, RefusesPublicAddressWithoutCredentials) {
   CoordinatorOptions o;
   o.grpc_address = "0.0.0.0:0";

@@ -147,7 +147,12 @@ void Agent::RunLoop() {
     {
       absl::MutexLock lock(&mu_);
       for (;;) {
-        const bool woke = mu_.AwaitWithTimeout(absl::Condition(&link_done_), heartbeat_interval_);
+        const bool woke =
+            mu_.AwaitWithTimeout(absl::Condition(this, &Agent::WakeLocked), heartbeat_interval_);
+        if (woke && !link_done_) {  // The Welcome set the interval: wait with that one.
+          interval_changed_ = false;
+          continue;
+        }
         was_welcomed |= welcomed_;
         // Processes the coordinator no longer wants are destroyed here, off
         // their own callback thread.
@@ -252,6 +257,7 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
   welcomed_ = true;
   if (metrics_) metrics_->connected.Set(1);
   if (w.has_heartbeat_interval() && FromProto(w.heartbeat_interval()) > absl::ZeroDuration()) {
+    interval_changed_ = heartbeat_interval_ != FromProto(w.heartbeat_interval());
     heartbeat_interval_ = FromProto(w.heartbeat_interval());
   }
   spdlog::info("coordinator_connected agent_id={} resumed_tasks={}", options_.agent_id,

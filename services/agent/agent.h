@@ -103,6 +103,10 @@ class Agent {
   };
 
   void RunLoop();
+  // What ends the connection loop's wait between heartbeats.
+  bool WakeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return link_done_ || interval_changed_;
+  }
   v1::AgentMessage HelloLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnMessage(CoordinatorLink* link, const v1::CoordinatorMessage& m) ABSL_LOCKS_EXCLUDED(mu_);
   void OnLinkDone(CoordinatorLink* link, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
@@ -142,6 +146,7 @@ class Agent {
   bool link_done_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
+  bool interval_changed_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
 };
 

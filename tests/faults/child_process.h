@@ -63,6 +63,7 @@ class ChildProcess {
   }
 
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
  private:
   std::vector<std::string> argv_;

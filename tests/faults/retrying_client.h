@@ -51,15 +51,15 @@ class RetryingClient {
     return Call([&](grpc::ClientContext& c) { return stub_->Get(&c, req, task); });
   }
 
-  // The whole retained output of one stream; `dropped` gets the bytes not
-  // retained.
+  // The whole retained output of one stream (head and tail); `dropped` gets
+  // the bytes not retained between them.
   std::string ReadOutput(const std::string& id, v1::OutputStream stream, int64_t* dropped) {
     std::string out;
-    for (;;) {
+    for (int64_t offset = 0;;) {
       v1::GetOutputRequest req;
       req.set_task_id(id);
       req.set_stream(stream);
-      req.set_offset(static_cast<int64_t>(out.size()));
+      req.set_offset(offset);
       v1::GetOutputResponse resp;
       if (!Call([&](grpc::ClientContext& c) { return stub_->GetOutput(&c, req, &resp); }).ok()) {
         return out + "<GetOutput failed>";
@@ -67,6 +67,7 @@ class RetryingClient {
       *dropped = resp.dropped_bytes();
       if (resp.data().empty()) return out;
       out += resp.data();
+      offset = resp.offset() + static_cast<int64_t>(resp.data().size());
     }
   }
 
@@ -74,6 +75,7 @@ class RetryingClient {
   int ConnectedAgents() {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    ctx.set_wait_for_ready(true);
     v1::ListAgentsResponse resp;
     if (!stub_->ListAgents(&ctx, {}, &resp).ok()) return -1;
     int n = 0;
@@ -92,6 +94,7 @@ class RetryingClient {
     v1::ListResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    ctx.set_wait_for_ready(true);
     return stub_->List(&ctx, req, &resp).ok() ? static_cast<int>(resp.total()) : -1;
   }
 

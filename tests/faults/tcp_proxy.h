@@ -1,0 +1,154 @@
+// A loopback TCP proxy a fault test controls: it forwards every connection to
+// an upstream port until Cut() closes them all and refuses new ones, as a
+// broken link would; Restore() accepts again on the same port.
+#ifndef TASKGRID_TESTS_FAULTS_TCP_PROXY_H_
+#define TASKGRID_TESTS_FAULTS_TCP_PROXY_H_
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+
+namespace taskgrid {
+
+class TcpProxy {
+ public:
+  explicit TcpProxy(int upstream_port) : upstream_port_(upstream_port) {
+    {
+      absl::MutexLock lock(&mu_);
+      Listen();
+    }
+    accepter_ = std::thread([this] { AcceptLoop(); });
+  }
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+  ~TcpProxy() {
+    stop_ = true;
+    accepter_.join();
+    Cut();
+  }
+
+  int port() const { return port_; }
+  int accepted() const { return accepted_; }
+
+  // Closes every connection and refuses new ones until Restore().
+  void Cut() {
+    std::vector<std::unique_ptr<Link>> links;
+    {
+      absl::MutexLock lock(&mu_);
+      if (listen_fd_ >= 0) close(listen_fd_);
+      listen_fd_ = -1;
+      links.swap(links_);
+    }
+    for (auto& l : links) {
+      for (int fd : l->fd) shutdown(fd, SHUT_RDWR);
+      for (std::thread& t : l->pumps) t.join();
+      for (int fd : l->fd) close(fd);
+    }
+  }
+
+  void Restore() {
+    absl::MutexLock lock(&mu_);
+    if (listen_fd_ < 0) Listen();
+  }
+
+ private:
+  struct Link {
+    int fd[2];  // Client side, upstream side.
+    std::thread pumps[2];
+  };
+
+  void Listen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    socklen_t len = sizeof(addr);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(listen_fd_, 128);
+  }
+
+  void AcceptLoop() {
+    while (!stop_) {
+      int fd;
+      {
+        absl::MutexLock lock(&mu_);
+        fd = listen_fd_;
+        if (fd >= 0) {
+          pollfd p{fd, POLLIN, 0};
+          if (poll(&p, 1, 0) == 1) fd = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+          else fd = -1;
+          if (fd >= 0) Connect(fd);
+        }
+      }
+      if (fd < 0) usleep(5000);
+    }
+  }
+
+  void Connect(int client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+    if (connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(upstream);
+      close(client);
+      return;
+    }
+    const int one = 1;
+    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ++accepted_;
+    auto link = std::make_unique<Link>();
+    link->fd[0] = client;
+    link->fd[1] = upstream;
+    link->pumps[0] = std::thread([client, upstream] { Pump(client, upstream); });
+    link->pumps[1] = std::thread([client, upstream] { Pump(upstream, client); });
+    links_.push_back(std::move(link));
+  }
+
+  // Copies until either side fails; then ends both directions.
+  static void Pump(int from, int to) {
+    char buf[64 << 10];
+    for (;;) {
+      const ssize_t n = read(from, buf, sizeof(buf));
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        const ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
+        if (w <= 0) {
+          shutdown(from, SHUT_RDWR);
+          return;
+        }
+        off += w;
+      }
+    }
+    shutdown(to, SHUT_RDWR);
+  }
+
+  const int upstream_port_;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> accepted_{0};
+  absl::Mutex mu_;
+  int listen_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  std::vector<std::unique_ptr<Link>> links_ ABSL_GUARDED_BY(mu_);
+  std::thread accepter_;
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_TESTS_FAULTS_TCP_PROXY_H_
