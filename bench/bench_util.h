@@ -1,5 +1,6 @@
 // What every benchmark driver needs: start a service binary, read the port it
-// bound, and read a process's CPU time and resident memory from /proc.
+// bound, read a process's CPU time and resident memory from /proc, and print
+// its figures in the one format run_benchmarks merges.
 #ifndef TASKGRID_BENCH_BENCH_UTIL_H_
 #define TASKGRID_BENCH_BENCH_UTIL_H_
 
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
@@ -80,6 +83,34 @@ inline double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// One measured figure beside the machine's own ceiling for it, measured in
+// the same run (0: none applies), and the goal: an absolute value, or a
+// ratio to the ceiling (0: none).
+struct Figure {
+  std::string name;  // "shell.tasks_per_second"
+  double value = 0;
+  std::string unit;  // "tasks/s", "ms", "B", "MB/s", "us", "s"
+  double ceiling = 0;
+  double goal = 0;
+  double goal_ratio = 0;
+  bool lower_is_better = false;
+};
+
+// Prints {"benchmark": NAME, "figures": [...]} on stdout.
+inline void PrintFigures(const std::string& benchmark, const std::vector<Figure>& figures) {
+  std::vector<std::string> rows;
+  for (const Figure& f : figures) {
+    rows.push_back(absl::StrFormat(
+        "    {\"name\": \"%s\", \"value\": %.6g, \"unit\": \"%s\", \"ceiling\": %.6g, "
+        "\"goal\": %.6g, \"goal_ratio\": %.6g, \"lower_is_better\": %s}",
+        f.name, f.value, f.unit, f.ceiling, f.goal, f.goal_ratio,
+        f.lower_is_better ? "true" : "false"));
+  }
+  std::printf("{\n  \"benchmark\": \"%s\",\n  \"figures\": [\n%s\n  ]\n}\n", benchmark.c_str(),
+              absl::StrJoin(rows, ",\n").c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace taskgrid::bench

@@ -1,13 +1,15 @@
 // Control-plane throughput: the real coordinator binary, simulated agents
-// (many agents in this process, each on its own real gRPC stream, finishing
-// every task at once) and clients submitting in batches. A task counts once
-// its agent got the acknowledgement of its finish, which the coordinator
-// sends only after the final state is durable. Runs the same load on each
-// store given, and beside it the machine's ceiling: a bare gRPC bidi echo of
-// the same message sizes (one echoed item per task). Prints one JSON object.
+// (bench/simulated_agent.h: each a real gRPC stream, finishing every task at
+// once) and clients submitting in batches. A task counts once its agent got
+// the acknowledgement of its finish, which the coordinator sends only after
+// the final state is durable. Runs the same load on each store given, beside
+// the machine's ceiling: a bare gRPC bidi echo of the same message sizes (one
+// echoed item per task). Then, on one store, the latency: one task at a
+// time, and at 10%, 50% and 90% of the throughput it measured.
 //
-//   control_plane_bench [--stores=memory,sqlite,postgres] [--tasks=200000]
+//   control_plane_bench [--stores=memory,sqlite,postgres] [--tasks=100000]
 //                       [--agents=8] [--slots=2000] [--submitters=4] [--batch=200]
+//                       [--latency_store=sqlite]
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -23,23 +25,28 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/bench_util.h"
+#include "bench/simulated_agent.h"
 #include "services/common/testing/postgres_server.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, stores, "memory,sqlite,postgres", "Stores to measure, in order.");
-ABSL_FLAG(int, tasks, 200000, "Tasks per store.");
+ABSL_FLAG(int, tasks, 100000, "Tasks per store.");
 ABSL_FLAG(int, agents, 8, "Simulated agents (one stream each).");
 ABSL_FLAG(int, slots, 2000, "Slots per simulated agent.");
 ABSL_FLAG(int, submitters, 4, "Concurrent submitting clients.");
 ABSL_FLAG(int, batch, 200, "Tasks per SubmitBatch call (and items per echoed message).");
 ABSL_FLAG(double, ceiling_seconds, 3, "Length of the echo ceiling measurement.");
+ABSL_FLAG(std::string, latency_store, "sqlite",
+          "Store whose latency is measured after its throughput: one task at a time, then at "
+          "10%, 50% and 90% of the throughput measured.");
+ABSL_FLAG(int, latency_tasks, 500, "Tasks submitted one at a time.");
+ABSL_FLAG(double, latency_seconds, 3, "Length of each load level.");
 
 namespace taskgrid {
 namespace {
@@ -48,50 +55,13 @@ using bench::CpuSeconds;
 using bench::ReadPort;
 using bench::RssBytes;
 using bench::Spawn;
-using Clock = std::chrono::steady_clock;
+using bench::AgentCounters;
+using bench::Clock;
+using bench::SimulatedAgent;
+using bench::Timeline;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// One simulated agent: starts and finishes every assigned task at once and
-// counts the coordinator's durable acknowledgements of those finishes.
-void RunAgent(const std::string& address, const std::string& id, int slots,
-              std::atomic<int64_t>& acked, std::atomic<bool>& stop) {
-  auto stub =
-      v1::AgentService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  auto stream = stub->Connect(&ctx);
-  v1::AgentBatch hello;
-  v1::Hello* h = hello.add_messages()->mutable_hello();
-  h->set_agent_id(id);
-  h->set_slots(static_cast<uint32_t>(slots));
-  h->set_version("bench");
-  stream->Write(hello);
-  std::thread canceller([&] {
-    while (!stop) absl::SleepFor(absl::Milliseconds(20));
-    ctx.TryCancel();
-  });
-  v1::CoordinatorBatch in;
-  v1::AgentBatch out;
-  while (stream->Read(&in)) {
-    out.Clear();
-    for (const v1::CoordinatorMessage& m : in.messages()) {
-      if (m.has_assign()) {
-        v1::Started* s = out.add_messages()->mutable_started();
-        s->set_task_id(m.assign().task_id());
-        s->set_attempt(m.assign().attempt());
-        s->set_pid(1);
-        v1::Finished* f = out.add_messages()->mutable_finished();
-        f->set_task_id(m.assign().task_id());
-        f->set_attempt(m.assign().attempt());
-      } else if (m.has_ack() && m.ack().finished()) {
-        acked.fetch_add(1, std::memory_order_relaxed);
-      }
-    }
-    if (out.messages_size() > 0 && !stream->Write(out)) break;
-  }
-  canceller.join();
 }
 
 struct Result {
@@ -99,9 +69,89 @@ struct Result {
   double tasks_per_second = 0;
   double coordinator_cpu_us_per_task = 0;
   double coordinator_rss_bytes = 0;
+  std::vector<bench::Figure> latency;
 };
 
-Result RunStore(const std::string& store, const std::string& dir) {
+std::vector<bench::Figure> LatencyFigures(const std::string& prefix, std::vector<double> started,
+                                          std::vector<double> finished) {
+  std::vector<bench::Figure> f;
+  for (const auto& [p, name] : std::vector<std::pair<double, std::string>>{
+           {0.5, "p50"}, {0.99, "p99"}, {0.999, "p999"}}) {
+    f.push_back({.name = prefix + ".submit_to_started_" + name,
+                 .value = bench::Percentile(started, p), .unit = "ms", .lower_is_better = true});
+    f.push_back({.name = prefix + ".submit_to_finished_" + name,
+                 .value = bench::Percentile(finished, p), .unit = "ms", .lower_is_better = true});
+  }
+  return f;
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+// One client submitting one task at a time: submit to started (the agent
+// has the assignment) and to finished (the agent has the durable ack).
+std::vector<bench::Figure> OneAtATime(v1::TaskService::Stub& stub, Timeline& timeline, int n) {
+  std::vector<double> started, finished;
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->add_argv("true");
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    v1::SubmitResponse resp;
+    const auto t0 = Clock::now();
+    if (!stub.Submit(&ctx, req, &resp).ok()) continue;
+    if (auto t = timeline.Wait(resp.task().id())) {
+      started.push_back(Ms(t->started - t0));
+      finished.push_back(Ms(t->finished - t0));
+    }
+  }
+  auto f = LatencyFigures("latency.noop.one_at_a_time", started, finished);
+  f[1].goal = 0.3;  // submit_to_finished_p50
+  return f;
+}
+
+// Submits at `rate` tasks/s for `seconds` in small batches from 4 paced
+// clients, then reports submit-to-started and submit-to-finished.
+std::vector<bench::Figure> AtRate(v1::TaskService::Stub& stub, Timeline& timeline, double rate,
+                                  double seconds, const std::string& prefix) {
+  constexpr int kClients = 4;
+  constexpr double kTick = 0.02;  // Each client submits every 20 ms.
+  const int batch = std::max(1, static_cast<int>(rate * kTick / kClients + 0.5));
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, Clock::time_point>> sent;
+  std::vector<std::thread> clients;
+  const auto start = Clock::now();
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      v1::SubmitBatchRequest req;
+      for (int i = 0; i < batch; ++i) {
+        req.add_requests()->mutable_spec()->mutable_shell()->add_argv("true");
+      }
+      auto next = start + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(kTick * c / kClients));
+      while (Since(start) < seconds) {
+        std::this_thread::sleep_until(next);
+        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kTick));
+        grpc::ClientContext ctx;
+        v1::SubmitBatchResponse resp;
+        const auto t0 = Clock::now();
+        if (!stub.SubmitBatch(&ctx, req, &resp).ok()) continue;
+        absl::MutexLock lock(&mu);
+        for (const auto& r : resp.results()) sent.emplace_back(r.response().task().id(), t0);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  std::vector<double> started, finished;
+  for (const auto& [id, t0] : sent) {
+    if (auto t = timeline.Wait(id)) {
+      started.push_back(Ms(t->started - t0));
+      finished.push_back(Ms(t->finished - t0));
+    }
+  }
+  std::fprintf(stderr, "%s: %.0f tasks/s offered, %zu tasks\n", prefix.c_str(), rate, sent.size());
+  return LatencyFigures(prefix, started, finished);
+}
+
+Result RunStore(const std::string& store, const std::string& dir, bool latency) {
   const int tasks = absl::GetFlag(FLAGS_tasks);
   const int batch = absl::GetFlag(FLAGS_batch);
   const pid_t coordinator =
@@ -111,14 +161,18 @@ Result RunStore(const std::string& store, const std::string& dir) {
   const std::string address = absl::StrCat("127.0.0.1:", ReadPort(dir + "/ports"));
   std::filesystem::remove(dir + "/ports");
 
-  std::atomic<int64_t> acked{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> agents;
+  auto agent_stub =
+      v1::AgentService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  AgentCounters counters;
+  Timeline timeline;
+  std::vector<std::unique_ptr<SimulatedAgent>> agents;
   for (int a = 0; a < absl::GetFlag(FLAGS_agents); ++a) {
-    agents.emplace_back(RunAgent, address, absl::StrCat("sim-", a), absl::GetFlag(FLAGS_slots),
-                        std::ref(acked), std::ref(stop));
+    agents.push_back(std::make_unique<SimulatedAgent>(*agent_stub, absl::StrCat("sim-", a),
+                                                      absl::GetFlag(FLAGS_slots), counters,
+                                                      timeline));
   }
-  absl::SleepFor(absl::Milliseconds(300));  // Agents connected.
+  std::atomic<int64_t>& acked = counters.acked;
+  while (counters.welcomed < absl::GetFlag(FLAGS_agents)) absl::SleepFor(absl::Milliseconds(5));
 
   auto stub =
       v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
@@ -155,8 +209,19 @@ Result RunStore(const std::string& store, const std::string& dir) {
       (CpuSeconds(coordinator) - cpu0) * 1e6 / static_cast<double>(std::max<int64_t>(acked, 1));
   r.coordinator_rss_bytes = static_cast<double>(RssBytes(coordinator));
   if (refused > 0) std::fprintf(stderr, "%s: %ld submits refused\n", store.c_str(), refused.load());
-  stop = true;
-  for (auto& t : agents) t.join();
+
+  if (latency) {
+    timeline.Record(true);
+    r.latency = OneAtATime(*stub, timeline, absl::GetFlag(FLAGS_latency_tasks));
+    for (int load : {10, 50, 90}) {
+      auto f = AtRate(*stub, timeline, r.tasks_per_second * load / 100,
+                      absl::GetFlag(FLAGS_latency_seconds), absl::StrCat("latency.noop.load", load));
+      if (load == 10) f[2].goal = 2.0;  // submit_to_started_p99
+      r.latency.insert(r.latency.end(), f.begin(), f.end());
+    }
+  }
+  for (auto& a : agents) a->Stop();
+  for (auto& a : agents) a->WaitDone();
   kill(coordinator, SIGTERM);
   waitpid(coordinator, nullptr, 0);
   return r;
@@ -247,33 +312,23 @@ int Main() {
       if (postgres == nullptr || !postgres->CreateDatabase("bench")) return 1;
       store = postgres->Uri("bench");
     }
-    results.push_back(RunStore(store, dir));
+    results.push_back(RunStore(store, dir, kind == absl::GetFlag(FLAGS_latency_store)));
     std::fprintf(stderr, "%s: %.0f tasks/s\n", kind.c_str(), results.back().tasks_per_second);
   }
   postgres.reset();
   std::filesystem::remove_all(dir);
 
-  double memory_rate = 0;
+  std::vector<bench::Figure> figures;
   for (const Result& r : results) {
-    if (r.store == "memory") memory_rate = r.tasks_per_second;
+    figures.push_back({.name = absl::StrCat("control_plane.", r.store, ".tasks_per_second"),
+                       .value = r.tasks_per_second, .unit = "tasks/s", .ceiling = ceiling,
+                       .goal = 35000});
+    figures.push_back({.name = absl::StrCat("control_plane.", r.store, ".coordinator_cpu_per_task"),
+                       .value = r.coordinator_cpu_us_per_task, .unit = "us",
+                       .lower_is_better = true});
   }
-  std::vector<std::string> rows;
-  for (const Result& r : results) {
-    rows.push_back(absl::StrFormat(
-        "    {\"store\": \"%s\", \"tasks_per_second\": %.0f, \"ratio_to_ceiling\": %.3f, "
-        "\"ratio_to_memory_store\": %.3f, \"coordinator_cpu_us_per_task\": %.1f, "
-        "\"coordinator_rss_mib\": %.1f}",
-        r.store, r.tasks_per_second, r.tasks_per_second / ceiling,
-        memory_rate > 0 ? r.tasks_per_second / memory_rate : 0.0, r.coordinator_cpu_us_per_task,
-        r.coordinator_rss_bytes / (1 << 20)));
-  }
-  std::printf(
-      "{\n  \"benchmark\": \"control_plane\",\n  \"tasks\": %d, \"agents\": %d, \"submitters\": "
-      "%d, "
-      "\"batch\": %d,\n  \"ceiling_grpc_bidi_echo_items_per_second\": %.0f,\n"
-      "  \"goal_tasks_per_second\": 35000,\n  \"results\": [\n%s\n  ]\n}\n",
-      absl::GetFlag(FLAGS_tasks), absl::GetFlag(FLAGS_agents), absl::GetFlag(FLAGS_submitters),
-      absl::GetFlag(FLAGS_batch), ceiling, absl::StrJoin(rows, ",\n").c_str());
+  for (const Result& r : results) figures.insert(figures.end(), r.latency.begin(), r.latency.end());
+  bench::PrintFigures("control_plane", figures);
   return 0;
 }
 

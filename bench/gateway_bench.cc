@@ -1,22 +1,26 @@
-// Gateway benchmarks against the real binaries on 127.0.0.1 (coordinator,
-// one agent, gateway). Prints one JSON object with three measurements:
+// Gateway and streaming benchmarks against the real binaries on 127.0.0.1
+// (coordinator, one agent, gateway):
 //  - fan_out: N SSE clients on /api/events while a task emits R output
 //    events per second: event-to-client latency p50/p99 (the event's
 //    coordinator timestamp to its arrival), events delivered, gateway RSS;
-//  - stream: one SSE client following a task that writes B bytes to stdout:
-//    delivered MB/s, beside the same machine's `head -c B /dev/zero | cat`
-//    pipe rate as the ceiling;
+//  - stream: one SSE client following a task that writes B bytes to stdout,
+//    delivered MB/s beside the machine's `head -c B /dev/zero | cat` pipe
+//    rate; and one gRPC Watch client doing the same, beside a loopback TCP
+//    copy of B bytes;
 //  - rest: GET /api/tasks/{id} under wrk beside the coordinator's own gRPC
 //    Get from a closed loop of the same number of connections.
 //
 //   gateway_bench [--clients=1000] [--events_per_second=1000] [--seconds=10]
 //                 [--stream_bytes=1073741824] [--connections=32]
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +34,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -165,6 +170,72 @@ double PipeCeiling(int64_t bytes) {
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// A loopback TCP copy of `bytes`: one thread writes, this one reads.
+double TcpCeiling(int64_t bytes) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(listener, reinterpret_cast<sockaddr*>(&addr), len);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  listen(listener, 1);
+  const auto start = std::chrono::steady_clock::now();
+  std::thread writer([&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    const std::string block(64 << 10, 'x');
+    for (int64_t sent = 0; sent < bytes;) {
+      const ssize_t n = write(fd, block.data(), std::min<int64_t>(block.size(), bytes - sent));
+      if (n <= 0) break;
+      sent += n;
+    }
+    close(fd);
+  });
+  const int fd = accept(listener, nullptr, nullptr);
+  std::vector<char> buf(64 << 10);
+  int64_t received = 0;
+  for (ssize_t n; (n = read(fd, buf.data(), buf.size())) > 0;) received += n;
+  writer.join();
+  close(fd);
+  close(listener);
+  return static_cast<double>(received) / 1e6 /
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// One gRPC Watch client following a task that writes `bytes`: MB/s.
+double RunWatchStream(const std::string& address, int64_t bytes) {
+  auto stub =
+      v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command(absl::StrCat("head -c ", bytes, " /dev/zero"));
+  v1::SubmitResponse resp;
+  grpc::ClientContext submit_ctx;
+  if (!stub->Submit(&submit_ctx, req, &resp).ok()) return 0;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::ClientContext ctx;
+  v1::WatchRequest watch;
+  watch.set_task_id(resp.task().id());
+  watch.set_after_cursor(0);
+  auto reader = stub->Watch(&ctx, watch);
+  int64_t received = 0;
+  bool done = false;
+  v1::WatchResponse batch;
+  while (!done && reader->Read(&batch)) {
+    for (const v1::TaskEvent& e : batch.events()) {
+      if (e.type() == v1::EVENT_TYPE_TASK_LOG) received += static_cast<int64_t>(e.output().data().size());
+      if (e.type() == v1::EVENT_TYPE_TASK_STATUS && e.task().status() >= v1::TASK_STATUS_SUCCEEDED) {
+        done = true;
+      }
+    }
+  }
+  ctx.TryCancel();
+  reader->Finish().IgnoreError();
+  if (received != bytes) std::fprintf(stderr, "watch received %ld of %ld bytes\n", received, bytes);
+  return static_cast<double>(received) / 1e6 /
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 double GrpcGetRate(const std::string& address, const std::string& id, int connections,
                    double seconds) {
   auto stub =
@@ -216,6 +287,8 @@ int Main() {
   const double stream_mbps =
       RunStream(port, bytes, stream_seconds, stream_received, stream_resyncs);
   const double pipe_mbps = PipeCeiling(bytes);
+  const double watch_mbps = RunWatchStream(address, bytes);
+  const double tcp_mbps = TcpCeiling(bytes);
 
   const std::string id = SubmitJson(port, "true");
   const int conns = absl::GetFlag(FLAGS_connections);
@@ -241,22 +314,32 @@ int Main() {
     waitpid(p, nullptr, 0);
   }
   std::filesystem::remove_all(dir);
-  std::printf(
-      "{\n  \"benchmark\": \"gateway\",\n  \"cores\": %u,\n"
-      "  \"fan_out\": {\"clients_open\": %d, \"events_per_second_target\": %d, "
-      "\"events_received\": %lld, \"latency_ms_p50\": %.2f, \"latency_ms_p99\": %.2f, "
-      "\"gateway_rss_bytes\": %lld},\n"
-      "  \"stream\": {\"bytes\": %lld, \"received\": %lld, \"resyncs\": %d, \"seconds\": %.2f, "
-      "\"mb_per_second\": %.1f, "
-      "\"ceiling_pipe_mb_per_second\": %.1f, \"ratio_to_ceiling\": %.3f},\n"
-      "  \"rest_get\": {\"connections\": %d, \"requests_per_second\": %.0f, \"p99\": \"%s\", "
-      "\"grpc_get_per_second\": %.0f, \"ratio_to_grpc\": %.3f}\n}\n",
-      std::thread::hardware_concurrency(), fan.open, absl::GetFlag(FLAGS_events_per_second),
-      static_cast<long long>(fan.events), Percentile(fan.latencies_ms, 0.5),
-      Percentile(fan.latencies_ms, 0.99), static_cast<long long>(rss),
-      static_cast<long long>(bytes), static_cast<long long>(stream_received), stream_resyncs,
-      stream_seconds, stream_mbps, pipe_mbps, stream_mbps / pipe_mbps, conns, rest_rps,
-      rest_p99.c_str(), grpc_rps, grpc_rps > 0 ? rest_rps / grpc_rps : 0);
+  if (stream_received != bytes || stream_resyncs > 0) {
+    std::fprintf(stderr, "SSE stream: %lld of %lld bytes, %d resyncs\n",
+                 static_cast<long long>(stream_received), static_cast<long long>(bytes),
+                 stream_resyncs);
+  }
+  double rest_p99_ms = 0;  // wrk prints "1.23ms" or "456.00us".
+  if (absl::EndsWith(rest_p99, "us") && absl::SimpleAtod(rest_p99.substr(0, rest_p99.size() - 2), &rest_p99_ms)) {
+    rest_p99_ms /= 1000;
+  } else if (absl::EndsWith(rest_p99, "ms")) {
+    (void)absl::SimpleAtod(rest_p99.substr(0, rest_p99.size() - 2), &rest_p99_ms);
+  }
+  bench::PrintFigures(
+      "gateway",
+      {{.name = "fan_out.sse_delivery_p50", .value = Percentile(fan.latencies_ms, 0.5),
+        .unit = "ms", .lower_is_better = true},
+       {.name = "fan_out.sse_delivery_p99", .value = Percentile(fan.latencies_ms, 0.99),
+        .unit = "ms", .goal = 50, .lower_is_better = true},
+       {.name = "fan_out.sse_clients", .value = static_cast<double>(fan.open), .unit = "clients",
+        .goal = static_cast<double>(absl::GetFlag(FLAGS_clients))},
+       {.name = "fan_out.gateway_rss", .value = static_cast<double>(rss) / 1e6, .unit = "MB",
+        .lower_is_better = true},
+       {.name = "stream.watch_client", .value = watch_mbps, .unit = "MB/s", .ceiling = tcp_mbps,
+        .goal_ratio = 0.5},
+       {.name = "stream.sse_client", .value = stream_mbps, .unit = "MB/s", .ceiling = pipe_mbps},
+       {.name = "rest.get_per_second", .value = rest_rps, .unit = "req/s", .ceiling = grpc_rps},
+       {.name = "rest.get_p99", .value = rest_p99_ms, .unit = "ms", .lower_is_better = true}});
   return 0;
 }
 

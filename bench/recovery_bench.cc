@@ -134,14 +134,17 @@ int Main() {
   const double file_mib =
       static_cast<double>(std::filesystem::file_size(db)) / static_cast<double>(1 << 20);
   std::filesystem::remove_all(dir);
-  std::printf(
-      "{\n  \"benchmark\": \"recovery\",\n  \"retained_tasks\": %d, \"recovered_tasks\": %d,\n"
-      "  \"store_file_mib\": %.1f,\n"
-      "  \"seconds_to_serving\": %.2f, \"goal_seconds\": 5,\n"
-      "  \"ceiling_read_rows_seconds\": %.2f, \"ratio_ceiling_to_ours\": %.3f,\n"
-      "  \"coordinator_rss_mib\": %.1f, \"rss_bytes_per_task\": %.0f\n}\n",
-      tasks, stats.total(), file_mib, seconds, ceiling, ceiling / seconds, rss / (1 << 20),
-      rss / tasks);
+  if (stats.total() != tasks) {
+    std::fprintf(stderr, "recovered %lld of %d tasks\n", static_cast<long long>(stats.total()),
+                 tasks);
+  }
+  std::fprintf(stderr, "store file %.1f MiB\n", file_mib);
+  bench::PrintFigures(
+      "recovery",
+      {{.name = "recovery.seconds_to_serving", .value = seconds, .unit = "s", .ceiling = ceiling,
+        .goal = 5, .lower_is_better = true},
+       {.name = "recovery.rss_per_retained_task", .value = rss / tasks, .unit = "B", .goal = 1024,
+        .lower_is_better = true}});
   return 0;
 }
 

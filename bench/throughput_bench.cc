@@ -1,7 +1,8 @@
 // End-to-end throughput and latency of one coordinator and one agent (the
 // real binaries on 127.0.0.1) running /bin/true, beside the machine's own
-// ceiling: how fast it can posix_spawn /bin/true with no taskgrid at all.
-// Prints one JSON object.
+// ceiling: how fast it can posix_spawn /bin/true with no taskgrid at all;
+// and one task at a time, submit to started and to finished as a Watch
+// client sees them.
 //
 //   throughput_bench [--seconds=5] [--clients=32] [--slots=32] [--latency_tasks=300]
 #include <grpcpp/grpcpp.h>
@@ -42,6 +43,7 @@ namespace taskgrid {
 namespace {
 
 using bench::CpuSeconds;
+using bench::Percentile;
 using bench::Spawn;
 
 using Clock = std::chrono::steady_clock;
@@ -81,32 +83,33 @@ class Tracker {
     }
     if (e.task().status() >= v1::TASK_STATUS_SUCCEEDED) {
       s.done = true;
+      s.finished_at = now;
       s.succeeded = e.task().status() == v1::TASK_STATUS_SUCCEEDED;
     }
   }
-  // Waits until the task is final; returns the start time and success.
-  std::pair<Clock::time_point, bool> Wait(const std::string& id) {
+  struct State {
+    bool started = false, done = false, succeeded = false;
+    Clock::time_point started_at, finished_at;
+  };
+
+  // Waits until the task is final (or 30 s).
+  State Wait(const std::string& id) {
     absl::MutexLock lock(&mu_);
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return tasks_[id].done; };
     mu_.AwaitWithTimeout(absl::Condition(&done, &decltype(done)::operator()), absl::Seconds(30));
-    auto s = tasks_[id];
+    State s = tasks_[id];
     tasks_.erase(id);
-    return {s.started_at, s.succeeded};
+    return s;
   }
 
  private:
-  struct State {
-    bool started = false, done = false, succeeded = false;
-    Clock::time_point started_at;
-  };
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, State> tasks_ ABSL_GUARDED_BY(mu_);
 };
 
 int Main() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
-  const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  const double ceiling = SpawnCeiling(seconds, cores);
+  const double ceiling = SpawnCeiling(seconds, absl::GetFlag(FLAGS_clients));
 
   char dir_template[] = "/tmp/taskgrid-bench-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
@@ -155,21 +158,16 @@ int Main() {
     return resp.task().id();
   };
 
-  // Idle latency: one task at a time, submit to the agent's start report.
-  std::vector<double> latencies_ms;
+  // Idle latency: one task at a time, from submit to the start and to the
+  // final state as a Watch client sees them.
+  std::vector<double> started_ms, finished_ms;
   for (int i = 0; i < absl::GetFlag(FLAGS_latency_tasks); ++i) {
     const auto t0 = Clock::now();
-    const std::string id = submit(*stub);
-    auto [started, ok] = tracker.Wait(id);
-    if (ok) latencies_ms.push_back(std::chrono::duration<double, std::milli>(started - t0).count());
+    const Tracker::State s = tracker.Wait(submit(*stub));
+    if (!s.succeeded) continue;
+    started_ms.push_back(std::chrono::duration<double, std::milli>(s.started_at - t0).count());
+    finished_ms.push_back(std::chrono::duration<double, std::milli>(s.finished_at - t0).count());
   }
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto pct = [&](double p) {
-    return latencies_ms.empty()
-               ? 0.0
-               : latencies_ms[std::min(latencies_ms.size() - 1,
-                                       static_cast<size_t>(p * latencies_ms.size()))];
-  };
 
   // Throughput: each client submits, waits for the end, repeats.
   const double coordinator_cpu0 = CpuSeconds(coordinator), agent_cpu0 = CpuSeconds(agent);
@@ -182,7 +180,7 @@ int Main() {
     clients.emplace_back([&] {
       while (Clock::now() < end) {
         const std::string id = submit(*stub);
-        if (id.empty() || !tracker.Wait(id).second) {
+        if (id.empty() || !tracker.Wait(id).succeeded) {
           failed.fetch_add(1);
         } else {
           completed.fetch_add(1);
@@ -206,19 +204,25 @@ int Main() {
   waitpid(coordinator, nullptr, 0);
   std::filesystem::remove_all(dir);
 
-  std::printf(
-      "{\n  \"benchmark\": \"shell_true_end_to_end\",\n  \"cores\": %d,\n  \"clients\": %d,\n"
-      "  \"agent_slots\": %d,\n  \"seconds\": %.1f,\n"
-      "  \"ceiling_posix_spawn_per_second\": %.0f,\n  \"taskgrid_tasks_per_second\": %.0f,\n"
-      "  \"ratio_to_ceiling\": %.3f,\n  \"failed_tasks\": %lld,\n"
-      "  \"cpu_us_per_task\": {\"coordinator\": %.0f, \"agent_including_spawn\": %.0f, "
-      "\"clients\": %.0f},\n"
-      "  \"idle_submit_to_started_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f, \"n\": "
-      "%zu}\n}\n",
-      cores, absl::GetFlag(FLAGS_clients), absl::GetFlag(FLAGS_slots), seconds, ceiling, throughput,
-      throughput / ceiling, static_cast<long long>(failed.load()), coordinator_us, agent_us,
-      clients_us, pct(0.5), pct(0.99), latencies_ms.empty() ? 0.0 : latencies_ms.back(),
-      latencies_ms.size());
+  if (failed > 0) std::fprintf(stderr, "%lld tasks failed\n", static_cast<long long>(failed));
+  bench::PrintFigures(
+      "throughput",
+      {{.name = "shell.tasks_per_second", .value = throughput, .unit = "tasks/s",
+        .ceiling = ceiling, .goal_ratio = 0.85},
+       {.name = "shell.coordinator_cpu_per_task", .value = coordinator_us, .unit = "us",
+        .lower_is_better = true},
+       {.name = "shell.agent_cpu_per_task", .value = agent_us, .unit = "us",
+        .lower_is_better = true},
+       {.name = "shell.clients_cpu_per_task", .value = clients_us, .unit = "us",
+        .lower_is_better = true},
+       {.name = "shell.one_at_a_time.submit_to_started_p50", .value = Percentile(started_ms, 0.5),
+        .unit = "ms", .lower_is_better = true},
+       {.name = "shell.one_at_a_time.submit_to_started_p99", .value = Percentile(started_ms, 0.99),
+        .unit = "ms", .lower_is_better = true},
+       {.name = "shell.one_at_a_time.submit_to_finished_p50",
+        .value = Percentile(finished_ms, 0.5), .unit = "ms", .goal = 1.0, .lower_is_better = true},
+       {.name = "shell.one_at_a_time.submit_to_finished_p99",
+        .value = Percentile(finished_ms, 0.99), .unit = "ms", .lower_is_better = true}});
   return 0;
 }
 

@@ -2,7 +2,7 @@
 # Installs what is missing, then builds and runs every test three ways:
 # GCC with -Werror (plus the dashboard in Chromium), Clang with
 # -Wthread-safety -Werror, and ASan+UBSan; then runs each libFuzzer target
-# for a bounded time (TASKGRID_FUZZ_SECONDS, 20 by default).
+# for a bounded time (TASKGRID_FUZZ_SECONDS, 15 by default).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
@@ -22,11 +22,11 @@ scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DTASKGRID_SANITIZE="addres
   -DTASKGRID_BUILD_BENCH=OFF -DTASKGRID_BROWSER_TESTS=OFF
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2 --timeout 600)
 
-echo "== Fuzzing: libFuzzer with ASan+UBSan, ${TASKGRID_FUZZ_SECONDS:=20} s per target"
+echo "== Fuzzing: libFuzzer with ASan+UBSan, ${TASKGRID_FUZZ_SECONDS:=15} s per target"
 scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
   -DTASKGRID_SANITIZE="address;undefined" -DTASKGRID_FUZZ=ON -DTASKGRID_BUILD_TESTS=OFF \
   -DTASKGRID_BUILD_BENCH=OFF
-for target in submit agent_messages rest_json; do
+for target in submit agent_messages rest_json http_requests; do
   corpus=$(mktemp -d)  # The seeds in fuzz/corpus stay as they are.
   cp fuzz/corpus/$target/* "$corpus"/
   build-fuzz/fuzz/${target}_fuzzer -max_total_time="$TASKGRID_FUZZ_SECONDS" \

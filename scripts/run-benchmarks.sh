@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds optimized, and runs every benchmark
+# (bench/README.md) several times: one JSON document on stdout, a table of
+# medians, ceilings, ratios and goals on stderr. Arguments go to
+# run_benchmarks, e.g. --runs=5 or --only=throughput,gateway.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh" >&2
+"$root/scripts/build.sh" "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
+exec "$root/build/bench/run_benchmarks" "$@"
