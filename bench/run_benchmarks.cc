@@ -69,7 +69,11 @@ std::string Machine() {
                          std::thread::hardware_concurrency(), cpu, u.sysname, u.release);
 }
 
-std::string Num(double v) { return absl::StrFormat("%.4g", v); }
+std::string Num(double v) {
+  if (v >= 1000) return absl::StrFormat("%.0f", v);
+  if (v >= 10) return absl::StrFormat("%.1f", v);
+  return absl::StrFormat("%.3g", v);
+}
 
 int Main() {
   const std::filesystem::path dir = std::filesystem::read_symlink("/proc/self/exe").parent_path();

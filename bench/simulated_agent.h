@@ -81,18 +81,20 @@ class SimulatedAgent final
       h->set_agent_id(id);
       h->set_slots(static_cast<uint32_t>(slots));
       h->set_version("bench");
-      FlushLocked();
     }
+    Flush();
     StartRead(&in_);
     StartCall();
   }
 
   void Heartbeat() {
-    absl::MutexLock lock(&mu_);
-    if (done_) return;
-    pending_.add_messages()->mutable_heartbeat()->set_running_tasks(0);
-    counters_.heartbeats.fetch_add(1, std::memory_order_relaxed);
-    FlushLocked();
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      pending_.add_messages()->mutable_heartbeat()->set_running_tasks(0);
+      counters_.heartbeats.fetch_add(1, std::memory_order_relaxed);
+    }
+    Flush();
   }
 
   void Stop() { ctx_.TryCancel(); }
@@ -105,7 +107,15 @@ class SimulatedAgent final
  private:
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    absl::MutexLock lock(&mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      HandleLocked();
+    }
+    Flush();
+    StartRead(&in_);
+  }
+
+  void HandleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const v1::CoordinatorMessage& m : in_.messages()) {
       if (m.has_welcome()) {
         counters_.welcomed.fetch_add(1, std::memory_order_relaxed);
@@ -123,14 +133,14 @@ class SimulatedAgent final
         counters_.acked.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    FlushLocked();
-    StartRead(&in_);
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (ok) FlushLocked();
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+    }
+    if (ok) Flush();
   }
 
   void OnDone(const grpc::Status&) override {
@@ -139,11 +149,15 @@ class SimulatedAgent final
   }
 
   // One write in flight; what arrives meanwhile goes out as the next batch.
-  void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || pending_.messages_size() == 0) return;
-    out_.Swap(&pending_);
-    pending_.Clear();
-    writing_ = true;
+  // StartWrite is called without the lock: gRPC may run OnWriteDone inline.
+  void Flush() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || pending_.messages_size() == 0) return;
+      out_.Swap(&pending_);
+      pending_.Clear();
+      writing_ = true;
+    }
     StartWrite(&out_);
   }
 

@@ -422,11 +422,14 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
                         a.info.slots(), " slots in use)");
   }
-  int matching = 0, connected = 0;
-  for (const auto& [id, a] : agents_) {
-    if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
-    ++matching;
-    if (a.link != nullptr) ++connected;
+  size_t matching = agents_.size(), connected = connected_.size();
+  if (!spec.selector().empty()) {  // Any agent matches an empty one: no need to look.
+    matching = connected = 0;
+    for (const auto& [id, a] : agents_) {
+      if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
+      ++matching;
+      if (a.link != nullptr) ++connected;
+    }
   }
   const std::string what = spec.selector().empty()
                                ? "agent"
@@ -440,9 +443,10 @@ void TaskRegistry::DispatchLocked() {
   if (queue_.empty()) return;
   const absl::Time now = clock_.Now();
   size_t free_slots = 0;
-  for (const auto& [id, a] : agents_) {
-    if (a.link != nullptr && a.online && a.assigned.size() < a.info.slots()) {
-      free_slots += a.info.slots() - a.assigned.size();
+  for (const auto& [id, a] : connected_) {
+    if (a->assigned.size() < a->info.slots()) {
+      free_slots += a->info.slots() - a->assigned.size();
+      if (free_slots >= queue_.size()) break;  // Enough to know; a fleet is large.
     }
   }
   for (auto it = queue_.begin(); it != queue_.end() && free_slots > 0;) {
@@ -453,10 +457,11 @@ void TaskRegistry::DispatchLocked() {
     }
     AgentEntry* best = nullptr;
     double best_load = 2;
-    for (auto& [id, a] : agents_) {
-      if (a.assigned.size() >= a.info.slots() || !EligibleLocked(t, a)) continue;
-      const double load = static_cast<double>(a.assigned.size()) / a.info.slots();
-      if (load < best_load) best = &a, best_load = load;
+    for (auto& [id, a] : connected_) {
+      if (a->assigned.size() >= a->info.slots() || !EligibleLocked(t, *a)) continue;
+      const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
+      if (load < best_load) best = a, best_load = load;
+      if (load == 0) break;  // None can be less loaded.
     }
     ++it;
     if (best == nullptr) continue;
@@ -823,6 +828,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   }
   a.link = std::move(link);
   a.online = true;
+  connected_[hello.agent_id()] = &a;
   a.last_seen = now;
   a.info.set_agent_id(hello.agent_id());
   *a.info.mutable_labels() = hello.labels();
@@ -869,9 +875,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
                        absl::StrCat("agent ", hello.agent_id(), " reconnected without the task"));
     }
   }
-  int connected = 0;
-  for (const auto& [id, other] : agents_) connected += other.link != nullptr;
-  if (metrics_) metrics_->connected_agents.Set(connected);
+  if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   spdlog::info("agent_connected agent_id={} slots={} held_tasks={} version={}", hello.agent_id(),
                hello.slots(), hello.held_tasks_size(), hello.version());
   EmitLocked(v1::EVENT_TYPE_AGENT_CONNECTED, nullptr, hello.agent_id());
@@ -884,9 +888,8 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
   auto it = agents_.find(agent_id);
   if (it == agents_.end() || it->second.link.get() != link) return;  // Already replaced.
   it->second.link = nullptr;
-  int connected = 0;
-  for (const auto& [id, other] : agents_) connected += other.link != nullptr;
-  if (metrics_) metrics_->connected_agents.Set(connected);
+  connected_.erase(agent_id);
+  if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id,
                it->second.assigned.size());
   EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
@@ -1022,6 +1025,8 @@ void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
 
 void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) {
   a.online = false;
+  connected_.erase(a.info.agent_id());
+  if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   a.offline_since = clock_.Now();
   if (a.link != nullptr) {
     a.link->Close(absl::DeadlineExceededError(reason));

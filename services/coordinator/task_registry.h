@@ -203,6 +203,9 @@ class TaskRegistry {
   size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
+  // The agents dispatch can use (a link, online), so that a directory of
+  // thousands of offline agents costs dispatch nothing.
+  std::map<std::string, AgentEntry*> connected_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t events_trimmed_ ABSL_GUARDED_BY(mu_) = 0;  // Store holds events from here.
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
