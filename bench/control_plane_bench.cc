@@ -91,18 +91,7 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 // has the assignment) and to finished (the agent has the durable ack).
 std::vector<bench::Figure> OneAtATime(v1::TaskService::Stub& stub, Timeline& timeline, int n) {
   std::vector<double> started, finished;
-  v1::SubmitRequest req;
-  req.mutable_spec()->mutable_shell()->add_argv("true");
-  for (int i = 0; i < n; ++i) {
-    grpc::ClientContext ctx;
-    v1::SubmitResponse resp;
-    const auto t0 = Clock::now();
-    if (!stub.Submit(&ctx, req, &resp).ok()) continue;
-    if (auto t = timeline.Wait(resp.task().id())) {
-      started.push_back(Ms(t->started - t0));
-      finished.push_back(Ms(t->finished - t0));
-    }
-  }
+  bench::SubmitOneAtATime(stub, timeline, n, started, finished);
   auto f = LatencyFigures("latency.noop.one_at_a_time", started, finished);
   f[1].goal = 0.3;  // submit_to_finished_p50
   return f;

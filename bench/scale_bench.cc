@@ -82,22 +82,6 @@ double SubmitAll(v1::TaskService::Stub& stub, AgentCounters& counters, int64_t n
   return static_cast<double>(n) / Since(start);
 }
 
-std::vector<double> Probe(v1::TaskService::Stub& stub, Timeline& timeline, int n) {
-  std::vector<double> ms;
-  v1::SubmitRequest req;
-  req.mutable_spec()->mutable_shell()->add_argv("true");
-  for (int i = 0; i < n; ++i) {
-    grpc::ClientContext ctx;
-    v1::SubmitResponse resp;
-    const auto t0 = Clock::now();
-    if (!stub.Submit(&ctx, req, &resp).ok()) continue;
-    if (auto t = timeline.Wait(resp.task().id())) {
-      ms.push_back(std::chrono::duration<double, std::milli>(t->finished - t0).count());
-    }
-  }
-  return ms;
-}
-
 int Main() {
   const int agent_count = absl::GetFlag(FLAGS_agents);
   const int64_t tasks = absl::GetFlag(FLAGS_tasks);
@@ -201,7 +185,8 @@ int Main() {
     timeline.Record(false);
     const double rate = SubmitAll(*stub, counters, absl::GetFlag(FLAGS_chunk));
     timeline.Record(true);
-    const std::vector<double> ms = Probe(*stub, timeline, absl::GetFlag(FLAGS_probes));
+    std::vector<double> started, ms;
+    bench::SubmitOneAtATime(*stub, timeline, absl::GetFlag(FLAGS_probes), started, ms);
     retained += absl::GetFlag(FLAGS_chunk) + absl::GetFlag(FLAGS_probes);
     std::fprintf(stderr, "%lld retained: %.0f tasks/s, p99 %.2f ms\n",
                  static_cast<long long>(step), rate, Percentile(ms, 0.99));

@@ -12,11 +12,13 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
+#include "taskgrid/v1/task_service.grpc.pb.h"
 
 namespace taskgrid::bench {
 
@@ -59,6 +61,24 @@ class Timeline {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Times> times_ ABSL_GUARDED_BY(mu_);
 };
+
+// One client submitting `n` no-op tasks one at a time (the timeline must be
+// recording): milliseconds from submit to started and to finished.
+inline void SubmitOneAtATime(v1::TaskService::Stub& stub, Timeline& timeline, int n,
+                             std::vector<double>& started_ms, std::vector<double>& finished_ms) {
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->add_argv("true");
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    v1::SubmitResponse resp;
+    const auto t0 = Clock::now();
+    if (!stub.Submit(&ctx, req, &resp).ok()) continue;
+    if (auto t = timeline.Wait(resp.task().id())) {
+      started_ms.push_back(std::chrono::duration<double, std::milli>(t->started - t0).count());
+      finished_ms.push_back(std::chrono::duration<double, std::milli>(t->finished - t0).count());
+    }
+  }
+}
 
 // Counts shared by every simulated agent of a run.
 struct AgentCounters {

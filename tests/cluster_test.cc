@@ -30,15 +30,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-bool ProcessGone(pid_t pid) {
-  if (kill(pid, 0) != 0) return true;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(stat, line);
-  const size_t paren = line.rfind(')');
-  return paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z';
-}
-
 // Collects a task's output from Watch events, checking offsets are
 // contiguous: nothing lost, nothing repeated.
 struct WatchedOutput {

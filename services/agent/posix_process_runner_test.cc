@@ -96,15 +96,6 @@ class Collector {
   absl::Notification done_;
 };
 
-// True when `pid` no longer runs: no /proc entry, or a zombie.
-bool ProcessGone(int64_t pid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  const size_t paren = line.rfind(')');
-  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z';
-}
-
 // Parses one pid per line.
 std::vector<int64_t> ParsePids(const std::string& text) {
   std::vector<int64_t> pids;

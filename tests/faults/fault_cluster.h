@@ -6,7 +6,6 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,16 +24,6 @@
 namespace taskgrid {
 
 inline bool IsFinalStatus(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
-
-// True once `pid` has exited (or is a zombie nobody reaped yet).
-inline bool ProcessGone(pid_t pid) {
-  if (kill(pid, 0) != 0) return true;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(stat, line);
-  const size_t paren = line.rfind(')');
-  return paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z';
-}
 
 // Resident memory of a process in bytes, or -1.
 inline int64_t ResidentBytes(pid_t pid) {

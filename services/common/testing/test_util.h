@@ -1,5 +1,5 @@
 // Small test helpers Debian's Abseil and GoogleTest lack: a status matcher,
-// a bounded wait for real I/O and a free port.
+// a bounded wait for real I/O, a free port, and whether a process is gone.
 #ifndef TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 #define TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 
@@ -8,10 +8,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace taskgrid {
@@ -49,6 +52,15 @@ inline int FreeLoopbackPort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+// True when `pid` no longer runs: no /proc entry, or a zombie.
+inline bool ProcessGone(int64_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const size_t paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z';
 }
 
 }  // namespace taskgrid
