@@ -25,6 +25,20 @@ namespace taskgrid {
 
 inline bool IsFinalStatus(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
 
+// AddressSanitizer keeps freed memory in quarantine (256 MB by default), so
+// resident memory says nothing about what a service holds in such a build.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kResidentMemoryIsMeaningful = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kResidentMemoryIsMeaningful = false;
+#else
+inline constexpr bool kResidentMemoryIsMeaningful = true;
+#endif
+#else
+inline constexpr bool kResidentMemoryIsMeaningful = true;
+#endif
+
 // Resident memory of a process in bytes, or -1.
 inline int64_t ResidentBytes(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));

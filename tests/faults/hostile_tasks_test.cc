@@ -107,8 +107,10 @@ TEST_F(HostileTasksTest, HundredMegabytesWithoutANewline) {
   EXPECT_EQ(kept.find_first_not_of('x'), std::string::npos);
   std::printf("peak RSS while streaming 100 MB: agent %.1f MB, coordinator %.1f MB\n",
               agent_peak / 1e6, coordinator_peak / 1e6);
-  EXPECT_LT(agent_peak, 64 << 20) << "the agent held the output in memory";
-  EXPECT_LT(coordinator_peak, 256 << 20) << "the coordinator held the output in memory";
+  if (kResidentMemoryIsMeaningful) {
+    EXPECT_LT(agent_peak, 64 << 20) << "the agent held the output in memory";
+    EXPECT_LT(coordinator_peak, 256 << 20) << "the coordinator held the output in memory";
+  }
 }
 
 // Proves: the task ends when its main process exits, even though a

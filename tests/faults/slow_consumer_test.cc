@@ -97,8 +97,10 @@ TEST_F(SlowConsumerTest, StalledClientsDoNotHoldUpOthersOrMemory) {
   // What stays is bounded by the coordinator's event log (16 MiB), the
   // gateway's event ring (64 MiB) and the per-client queue (1 MiB), plus
   // allocator slack; not by the 169 MB written.
-  EXPECT_LT(coordinator_peak - coordinator_before, 128 << 20);
-  EXPECT_LT(gateway_peak - gateway_before, 160 << 20);
+  if (kResidentMemoryIsMeaningful) {
+    EXPECT_LT(coordinator_peak - coordinator_before, 128 << 20);
+    EXPECT_LT(gateway_peak - gateway_before, 160 << 20);
+  }
 
   // The stalled watcher reads again: its cursors stay in order, and a gap
   // (the log moved past it) comes with a RESYNC.

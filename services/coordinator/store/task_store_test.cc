@@ -4,6 +4,7 @@
 #include "services/coordinator/store/task_store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,6 +12,8 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "services/common/testing/postgres_server.h"
 #include "services/common/testing/test_util.h"
@@ -266,6 +269,43 @@ TEST(OpenTaskStoreTest, RejectsUnknownSpecsNamingThem) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(OpenTaskStore("sqlite:/nonexistent-dir/x.db", {}),
               StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST(OpenTaskStoreTest, SqliteStoreOfSchemaVersionOneIsMigratedWithItsTasks) {
+  const std::string path = std::filesystem::temp_directory_path() /
+                           ("taskgrid_migrate_test_" + std::to_string(getpid()) + ".db");
+  std::filesystem::remove(path);
+  v1::Task task;
+  task.set_id("f3b4c1d2-0000-4000-8000-000000000001");
+  task.mutable_spec()->mutable_shell()->set_command("echo kept");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const std::string blob = task.SerializeAsString();
+    const std::string sql = absl::StrCat(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status INTEGER NOT NULL,"
+        " finished INTEGER NOT NULL, task BLOB NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE output (task_id TEXT NOT NULL, stream INTEGER NOT NULL, offset INTEGER NOT "
+        "NULL, data BLOB NOT NULL, PRIMARY KEY (task_id, stream, offset));"
+        "CREATE TABLE events (cursor INTEGER PRIMARY KEY, log_bytes INTEGER NOT NULL, event BLOB "
+        "NOT NULL);"
+        "CREATE TABLE agents (id TEXT PRIMARY KEY, agent BLOB NOT NULL);"
+        "INSERT INTO tasks VALUES ('", task.id(), "', 7, 1, 0, X'", absl::BytesToHexString(blob),
+        "');PRAGMA user_version=1;");
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = OpenTaskStore("sqlite:" + path, {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto state = (*store)->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_EQ(state->tasks.size(), 1u);
+  EXPECT_EQ(state->tasks[0].seq, 7u);
+  EXPECT_EQ(state->tasks[0].task.id(), task.id());
+  EXPECT_EQ(state->tasks[0].task.spec().shell().command(), "echo kept");
+  store->reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 }
 
 TEST(OpenTaskStoreTest, SecondCoordinatorOnTheSameFileIsRefused) {
