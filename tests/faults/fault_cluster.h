@@ -25,16 +25,11 @@ namespace taskgrid {
 
 inline bool IsFinalStatus(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
 
-// AddressSanitizer keeps freed memory in quarantine (256 MB by default), so
-// resident memory says nothing about what a service holds in such a build.
-#if defined(__SANITIZE_ADDRESS__)
+// Sanitized services run on the sanitizer's allocator, whose quarantine
+// keeps freed memory (256 MB by default): their resident memory says nothing
+// about what they hold.
+#ifdef TASKGRID_SANITIZED
 inline constexpr bool kResidentMemoryIsMeaningful = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool kResidentMemoryIsMeaningful = false;
-#else
-inline constexpr bool kResidentMemoryIsMeaningful = true;
-#endif
 #else
 inline constexpr bool kResidentMemoryIsMeaningful = true;
 #endif

@@ -2,7 +2,6 @@
 // task writes 169 MB. Other clients are unaffected, the coordinator's and the
 // gateway's memory stays bounded, and the stalled Watch client, when it reads
 // again, is told what it missed (RESYNC) instead of silently skipping it.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -36,20 +35,21 @@ class SlowConsumerTest : public FaultCluster {
     FaultCluster::TearDown();
   }
 
-  // An SSE client that sends its request and then never reads.
+  // An SSE client that sends its request and then never reads; -1 if the
+  // gateway did not accept it within 10 s.
   int OpenStalledSse() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    const int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(http_port_));
-    if (!WaitFor([&] {
-          return connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-        })) {
-      return -1;
-    }
+    const sockaddr_in addr = LoopbackAddress(http_port_);
+    int fd = -1;
+    WaitFor([&] {
+      fd = socket(AF_INET, SOCK_STREAM, 0);
+      const int small = 4096;
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+      if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) return true;
+      close(fd);  // A failed connect leaves the socket unusable.
+      fd = -1;
+      return false;
+    });
+    if (fd < 0) return -1;
     const std::string req =
         "GET /api/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
     return write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size()) ? fd : -1;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "services/common/testing/test_util.h"
 
 namespace taskgrid {
 
@@ -70,10 +71,7 @@ class TcpProxy {
     listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    sockaddr_in addr = LoopbackAddress(port_);
     socklen_t len = sizeof(addr);
     bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len);
     getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -100,11 +98,8 @@ class TcpProxy {
 
   void Connect(int client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
-    if (connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const sockaddr_in addr = LoopbackAddress(upstream_port_);
+    if (connect(upstream, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
       close(upstream);
       close(client);
       return;

@@ -1,5 +1,6 @@
 // Small test helpers Debian's Abseil and GoogleTest lack: a status matcher,
-// a bounded wait for real I/O, a free port, and whether a process is gone.
+// a bounded wait for real I/O, loopback addresses and ports, and whether a
+// process is gone.
 #ifndef TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 #define TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 
@@ -41,12 +42,19 @@ inline bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = 
   return true;
 }
 
-// A loopback TCP port nobody listens on right now.
-inline int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+// 127.0.0.1:port (0: any port, for bind).
+inline sockaddr_in LoopbackAddress(int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  return addr;
+}
+
+// A loopback TCP port nobody listens on right now.
+inline int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = LoopbackAddress(0);
   socklen_t len = sizeof(addr);
   bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
