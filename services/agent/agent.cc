@@ -61,13 +61,15 @@ absl::Status AgentOptions::Validate() const {
   return absl::OkStatus();
 }
 
-Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics)
+Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
+             const DockerRunner* docker)
     : options_([&] {
         if (options.slots == 0) options.slots = std::max(1u, std::thread::hardware_concurrency());
         return options;
       }()),
       runner_(runner),
       metrics_(metrics),
+      docker_(docker),
       rng_(std::random_device{}()) {
   channel_ = CoordinatorChannel(options_.coordinator_address);
   stub_ = v1::AgentService::NewStub(channel_);
@@ -106,6 +108,7 @@ v1::AgentMessage Agent::HelloLocked() {
   h->set_agent_id(options_.agent_id);
   h->set_token(options_.token);
   h->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  if (docker_ != nullptr) (*h->mutable_labels())["docker"] = docker_up_ ? "true" : "false";
   h->set_slots(options_.slots);
   h->set_version(kVersion);
   h->set_hostname(HostName());
@@ -116,7 +119,7 @@ v1::AgentMessage Agent::HelloLocked() {
     held->set_attempt(e->attempt);
     held->set_stdout_resend_from(e->spool[0].start());
     held->set_stderr_resend_from(e->spool[1].start());
-    held->set_finished(e->exited);
+    held->set_finished(e->exited || (e->adopt && !e->adopt->running));
   }
   return m;
 }
@@ -125,6 +128,7 @@ void Agent::RunLoop() {
   int failures = 0;
   std::shared_ptr<CoordinatorLink> retired;  // Kept until its OnDone surely returned.
   for (bool first = true;; first = false) {
+    CheckDocker();
     v1::AgentMessage hello;
     {
       absl::MutexLock lock(&mu_);
@@ -203,6 +207,70 @@ void Agent::RunLoop() {
   }
 }
 
+void Agent::CheckDocker() {
+  if (docker_ == nullptr) return;
+  const absl::Status up = docker_->Probe();
+  bool adopt;
+  {
+    absl::MutexLock lock(&mu_);
+    if (up.ok() != docker_up_ || !containers_adopted_) {
+      spdlog::info("docker_checked agent_id={} available={} status=\"{}\"", options_.agent_id,
+                   up.ok(), up.ToString());
+    }
+    docker_up_ = up.ok();
+    adopt = up.ok() && !containers_adopted_;
+  }
+  if (!adopt) return;
+  auto owned = docker_->FindOwned();
+  if (!owned.ok()) {
+    spdlog::warn("containers_not_listed agent_id={} status=\"{}\"", options_.agent_id,
+                 owned.status().ToString());
+    return;
+  }
+  // The newest attempt of a task is followed; anything older is stopped.
+  std::sort(owned->begin(), owned->end(), [](const OwnedContainer& a, const OwnedContainer& b) {
+    return a.attempt > b.attempt;
+  });
+  absl::MutexLock lock(&mu_);
+  containers_adopted_ = true;
+  for (const OwnedContainer& c : *owned) {
+    if (!c.running && c.keep) continue;  // Done and kept on purpose: the user's now.
+    auto e = std::make_unique<Execution>(options_);
+    e->task_id = c.task_id;
+    e->attempt = c.attempt;
+    e->finished.set_task_id(c.task_id);
+    e->finished.set_attempt(c.attempt);
+    e->adopt = c;
+    spdlog::info("container_found agent_id={} task_id={} attempt={} container={} running={}",
+                 options_.agent_id, c.task_id, c.attempt, c.id.substr(0, 12), c.running);
+    if (executions_.contains(c.task_id)) {
+      e->forget = true;
+      StartAdoptedLocked(*e);
+      e->process->Terminate(options_.shutdown_grace);
+      dying_.push_back(std::move(e));
+    } else {
+      executions_[c.task_id] = std::move(e);
+    }
+  }
+}
+
+void Agent::StartAdoptedLocked(Execution& e) {
+  e.process = docker_->Adopt(*e.adopt, e.spool[0].start(), e.spool[1].start(),
+                             OutputTo(e.task_id, e.attempt), ExitTo(e.task_id, e.attempt));
+  e.adopt.reset();
+  if (metrics_) metrics_->running_tasks.Increment();
+}
+
+OutputCallback Agent::OutputTo(const std::string& task_id, uint32_t attempt) {
+  return [this, task_id, attempt](StdStream s, absl::string_view d) {
+    OnOutput(task_id, attempt, s, d);
+  };
+}
+
+ExitCallback Agent::ExitTo(const std::string& task_id, uint32_t attempt) {
+  return [this, task_id, attempt](const ProcessExit& x) { OnExit(task_id, attempt, x); };
+}
+
 void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   if (link != link_.get()) return;
@@ -271,6 +339,7 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
       // flowing, or a paused process could never exit.
       e.forget = true;
       for (OutputSpool& s : e.spool) s.Clear();
+      if (e.adopt) StartAdoptedLocked(e);  // To stop it, and remove it unless kept.
       UpdatePauseLocked(e);
       if (!e.exited && e.process) e.process->Terminate(options_.shutdown_grace);
       continue;
@@ -278,6 +347,10 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
     // Resend from what the coordinator holds; the first Started may have
     // died with the old stream.
     const int64_t held[2] = {r.stdout_offset(), r.stderr_offset()};
+    if (e.adopt) {  // Its output is read again from the start: skip what was delivered.
+      for (int i = 0; i < 2; ++i) e.spool[i].Rebase(held[i]);
+      StartAdoptedLocked(e);
+    }
     for (int i = 0; i < 2; ++i) {
       e.spool[i].Drop(held[i]);
       e.sent[i] = std::max(held[i], e.spool[i].start());
@@ -347,6 +420,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
     if (!old.forget) {
       old.forget = true;
       for (OutputSpool& s : old.spool) s.Clear();
+      if (old.adopt) StartAdoptedLocked(old);
       if (!old.exited && old.process) old.process->Terminate(options_.shutdown_grace);
     }
     dying_.push_back(std::move(it->second));
@@ -369,35 +443,41 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
   e.finished.set_attempt(a.attempt());
   executions_[a.task_id()] = std::move(owned);
 
-  const v1::ShellSpec& shell = a.spec().shell();
-  ProcessSpec spec;
-  if (shell.argv_size() > 0) {
-    spec.argv.assign(shell.argv().begin(), shell.argv().end());
-  } else {
-    spec.argv = {"/bin/sh", "-c", shell.command()};
-  }
-  spec.env = BaseEnvironment();
-  spec.env.push_back("TASKGRID_TASK_ID=" + a.task_id());
-  spec.env.push_back("TASKGRID_AGENT_ID=" + options_.agent_id);
-  for (const auto& [k, v] : shell.env()) spec.env.push_back(absl::StrCat(k, "=", v));
-  spec.cwd = shell.cwd();
-  spec.stdin_data = shell.stdin();
-
   const std::string id = a.task_id();
   const uint32_t attempt = a.attempt();
-  auto process = runner_.Start(
-      spec, [this, id, attempt](StdStream s, absl::string_view d) { OnOutput(id, attempt, s, d); },
-      [this, id, attempt](const ProcessExit& x) { OnExit(id, attempt, x); });
-  if (!process.ok()) {
-    spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, process.status().ToString());
+  auto fail = [&](const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, why.ToString());
     if (metrics_) metrics_->spawn_failures.Increment();
     e.exited = true;
     e.finished.mutable_exit()->set_exit_code(127);
-    e.finished.mutable_exit()->set_error(std::string(process.status().message()));
+    e.finished.mutable_exit()->set_error(std::string(why.message()));
     PumpLocked(e);
-    return;
+  };
+  if (a.spec().has_docker()) {
+    if (docker_ == nullptr) {
+      return fail(absl::FailedPreconditionError(absl::StrCat(
+          "agent ", options_.agent_id, " runs no container tasks (--docker_socket is empty)")));
+    }
+    e.process = docker_->Start(id, attempt, a.spec().docker(), OutputTo(id, attempt),
+                               ExitTo(id, attempt));
+  } else {
+    const v1::ShellSpec& shell = a.spec().shell();
+    ProcessSpec spec;
+    if (shell.argv_size() > 0) {
+      spec.argv.assign(shell.argv().begin(), shell.argv().end());
+    } else {
+      spec.argv = {"/bin/sh", "-c", shell.command()};
+    }
+    spec.env = BaseEnvironment();
+    spec.env.push_back("TASKGRID_TASK_ID=" + a.task_id());
+    spec.env.push_back("TASKGRID_AGENT_ID=" + options_.agent_id);
+    for (const auto& [k, v] : shell.env()) spec.env.push_back(absl::StrCat(k, "=", v));
+    spec.cwd = shell.cwd();
+    spec.stdin_data = shell.stdin();
+    auto process = runner_.Start(spec, OutputTo(id, attempt), ExitTo(id, attempt));
+    if (!process.ok()) return fail(process.status());
+    e.process = std::move(*process);
   }
-  e.process = std::move(*process);
   if (metrics_) {
     metrics_->tasks_started.Increment();
     metrics_->running_tasks.Increment();
@@ -503,7 +583,10 @@ void Agent::OnExit(const std::string& task_id, uint32_t attempt, const ProcessEx
   exit->set_signal(x.signal);
   *exit->mutable_cpu_time() = ToProto(x.cpu_time);
   exit->set_max_rss_bytes(x.max_rss_bytes);
-  if (x.survivors > 0) {
+  if (!x.container_id.empty()) exit->set_container_id(x.container_id);
+  if (!x.error.empty()) {
+    exit->set_error(x.error);
+  } else if (x.survivors > 0) {
     exit->set_error(absl::StrCat(x.survivors, " process(es) of the task survived SIGKILL"));
   } else if (stopping_ && x.signal != 0) {
     exit->set_error("killed because the agent was stopping");
@@ -540,6 +623,7 @@ void Agent::Stop() {
     // Give the coordinator the exits (and let it acknowledge them).
     auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       for (const auto& [id, e] : executions_) {
+        if (e->adopt) continue;  // Never taken up: the next start finds it again.
         if (!e->exited || (welcomed_ && !e->forget)) return false;
       }
       return true;

@@ -1,5 +1,6 @@
 // The agent: dials the coordinator, announces itself and what it still holds,
-// runs assigned tasks through a ProcessRunner, streams their output by byte
+// runs assigned tasks through a ProcessRunner (shell) or a DockerRunner
+// (containers, re-adopted after a restart), streams their output by byte
 // offset with a bounded window of unacknowledged bytes (spooled to disk while
 // the coordinator is away), reports exits, heartbeats, and reconnects with
 // jittered exponential backoff.
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -23,6 +25,7 @@
 #include "absl/time/time.h"
 #include "services/agent/agent_metrics.h"
 #include "services/agent/coordinator_link.h"
+#include "services/agent/docker_runner.h"
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
@@ -61,10 +64,14 @@ struct AgentOptions {
 };
 
 // Thread-safe. Owns its connection thread and every running process; the
-// runner and metrics must outlive it. Destroying it stops it.
+// runners and metrics must outlive it. Destroying it stops it.
 class Agent {
  public:
-  Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics);
+  // `docker` may be null: the agent then runs no container tasks. With one,
+  // the agent labels itself docker=true or docker=false by whether the
+  // daemon answers, checked before each connection.
+  Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
+        const DockerRunner* docker = nullptr);
   ~Agent();
 
   // Starts the connection loop in the background.
@@ -100,9 +107,20 @@ class Agent {
     // The current stdout line, kept while it may be a "::progress" line.
     std::string stdout_line;
     bool line_is_candidate = true;
+    // A container found after a restart, followed once the coordinator says
+    // from which offsets (or stopped if it no longer wants it).
+    std::optional<OwnedContainer> adopt;
   };
 
   void RunLoop();
+  // Checks the Docker daemon and, the first time it answers, takes up the
+  // containers an earlier run of the agent left.
+  void CheckDocker() ABSL_LOCKS_EXCLUDED(mu_);
+  // Follows an adopted container from the offsets the coordinator holds.
+  void StartAdoptedLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Callbacks of one attempt's process or container.
+  OutputCallback OutputTo(const std::string& task_id, uint32_t attempt);
+  ExitCallback ExitTo(const std::string& task_id, uint32_t attempt);
   // What ends the connection loop's wait between heartbeats.
   bool WakeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return link_done_ || interval_changed_;
@@ -133,6 +151,7 @@ class Agent {
   const AgentOptions options_;
   ProcessRunner& runner_;
   AgentMetrics* const metrics_;
+  const DockerRunner* const docker_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
   std::thread thread_;
@@ -148,6 +167,9 @@ class Agent {
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(5);
   bool interval_changed_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Whether the Docker daemon answered at the last check.
+  bool docker_up_ ABSL_GUARDED_BY(mu_) = false;
+  bool containers_adopted_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace taskgrid

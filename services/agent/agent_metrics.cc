@@ -16,6 +16,17 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r)
       connected(AddGauge(r, "agent_connected", "1 while the coordinator stream is open.")),
       paused(AddCounter(
           r, "agent_output_paused_total",
-          "Times a task's output reading paused because the unacknowledged window was full.")) {}
+          "Times a task's output reading paused because the unacknowledged window was full.")),
+      containers_running(AddGauge(r, "agent_containers_running",
+                                  "Containers of run tasks whose output is being followed.")),
+      container_operations(prometheus::BuildCounter()
+                               .Name("agent_container_operations_total")
+                               .Help("Container tasks by operation and by whether Docker "
+                                     "carried them out (ok) or refused or failed (error).")
+                               .Register(r)),
+      image_pulls(prometheus::BuildCounter()
+                      .Name("agent_image_pulls_total")
+                      .Help("Image pulls by outcome.")
+                      .Register(r)) {}
 
 }  // namespace taskgrid

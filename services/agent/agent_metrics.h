@@ -19,6 +19,11 @@ struct AgentMetrics {
   prometheus::Counter& reconnects;      // agent_stream_reconnects_total
   prometheus::Gauge& connected;         // agent_connected
   prometheus::Counter& paused;          // agent_output_paused_total
+  prometheus::Gauge& containers_running;  // agent_containers_running
+  // agent_container_operations_total{operation, outcome="ok"|"error"}
+  prometheus::Family<prometheus::Counter>& container_operations;
+  // agent_image_pulls_total{outcome}
+  prometheus::Family<prometheus::Counter>& image_pulls;
 };
 
 }  // namespace taskgrid

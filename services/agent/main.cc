@@ -1,5 +1,6 @@
 // taskgrid-agent: parses flags, starts an Agent with the POSIX process
-// runner, serves metrics, stops cleanly on SIGINT or SIGTERM.
+// runner and the Docker runner, serves metrics, stops cleanly on SIGINT or
+// SIGTERM.
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -29,6 +30,12 @@ ABSL_FLAG(std::string, spool_dir, "",
 ABSL_FLAG(int64_t, spool_bytes, 256 << 20,
           "Output spooled per task stream while the coordinator is away; then the task "
           "blocks on its next write.");
+ABSL_FLAG(std::string, docker_socket, "/var/run/docker.sock",
+          "Docker Engine API socket for container tasks (empty: run no container tasks).");
+ABSL_FLAG(std::string, docker_mounts, "",
+          "Host paths containers may bind-mount, comma-separated (default: none).");
+ABSL_FLAG(std::string, docker_networks, "none,bridge",
+          "Network modes container tasks may use, comma-separated.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
@@ -90,8 +97,21 @@ int main(int argc, char** argv) {
     }
     metrics_server = std::move(*m);
   }
+  std::unique_ptr<taskgrid::DockerRunner> docker;
+  if (!absl::GetFlag(FLAGS_docker_socket).empty()) {
+    taskgrid::DockerOptions d;
+    d.socket = absl::GetFlag(FLAGS_docker_socket);
+    d.agent_id = options.agent_id;
+    d.mount_prefixes = absl::StrSplit(absl::GetFlag(FLAGS_docker_mounts), ',', absl::SkipEmpty());
+    d.networks = absl::StrSplit(absl::GetFlag(FLAGS_docker_networks), ',', absl::SkipEmpty());
+    if (auto s = d.Validate(); !s.ok()) {
+      std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    docker = std::make_unique<taskgrid::DockerRunner>(d, &metrics);
+  }
   taskgrid::PosixProcessRunner runner;
-  taskgrid::Agent agent(options, runner, &metrics);
+  taskgrid::Agent agent(options, runner, &metrics, docker.get());
   agent.Start();
   const int sig = taskgrid::WaitForStopSignal();
   spdlog::info("agent_stopping signal={}", sig);

@@ -31,6 +31,11 @@ class OutputSpool {
   void Drop(int64_t offset);
   // Forgets everything.
   void Clear() { Drop(end_); }
+  // Makes an empty spool go on at `offset`: the bytes before it were
+  // delivered by an earlier run of the agent. No effect on a non-empty one.
+  void Rebase(int64_t offset) {
+    if (size() == 0) start_ = end_ = offset;
+  }
   // Up to `max` bytes from `offset`, start() <= offset < end().
   std::string Read(int64_t offset, int64_t max) const;
 

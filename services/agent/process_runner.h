@@ -40,6 +40,10 @@ struct ProcessExit {
   int64_t max_rss_bytes = 0;
   // Processes of the group still alive after the final SIGKILL (should be 0).
   int survivors = 0;
+  // What went wrong around the process, in words (empty when nothing did).
+  std::string error;
+  // The container it ran in, for container tasks.
+  std::string container_id;
 };
 
 using OutputCallback = std::function<void(StdStream stream, absl::string_view data)>;

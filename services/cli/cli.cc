@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -35,6 +36,12 @@ Commands:
       --env K=V (repeatable)   --cwd DIR   --type T   --tag T (repeatable)
       --idempotency-key K   --detach (print the task id and return)
       One word after -- runs through /bin/sh -c; several run as argv.
+      --image IMG runs the command (as argv; none: the image's own) in a container instead:
+      --memory 64m   --cpus 0.5   --pids 100   --network none|bridge   --user U   --name N
+      --mount SRC:DST[:ro] (repeatable, within the agent's --docker_mounts)   --keep
+  docker OP [ARG] --agent ID   A container operation on an agent, output streamed:
+      start|stop|logs|inspect|rm CONTAINER   ps   pull IMAGE
+      --follow --tail N (logs)   --stop-timeout 10s (stop)   ps and pull may omit --agent.
   get ID                      Show a task.
   list [--status s,s] [--agent ID] [--type T] [--tag T] [--priority p,p] [--limit N] [--page-token T]
   cancel ID [--reason TEXT]   Cancel a task (kills its process tree).
@@ -124,6 +131,23 @@ absl::StatusOr<google::protobuf::Duration> ParseDurationFlag(const std::string& 
   return ToProto(d);
 }
 
+// What a task runs, in one line.
+std::string CommandLine(const v1::TaskSpec& spec) {
+  if (spec.has_docker()) {
+    const v1::DockerSpec& d = spec.docker();
+    std::string op = absl::AsciiStrToLower(
+        v1::DockerSpec::Operation_Name(d.operation()).substr(sizeof("DOCKER_OPERATION_") - 1));
+    std::vector<std::string> words = {"docker", op};
+    for (const std::string* w : {&d.image(), &d.container()}) {
+      if (!w->empty()) words.push_back(*w);
+    }
+    words.insert(words.end(), d.command().begin(), d.command().end());
+    return absl::StrJoin(words, " ");
+  }
+  const v1::ShellSpec& sh = spec.shell();
+  return sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command();
+}
+
 std::string FormatTime(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
   return absl::FormatTime("%Y-%m-%d %H:%M:%E3S", FromProto(t), absl::LocalTimeZone());
@@ -135,9 +159,7 @@ void PrintTask(const v1::Task& t) {
   if (!t.status_reason().empty()) std::cout << " (" << t.status_reason() << ")";
   std::cout << "\n";
   if (!t.waiting_reason().empty()) std::cout << "waiting:     " << t.waiting_reason() << "\n";
-  const v1::ShellSpec& sh = t.spec().shell();
-  std::cout << "command:     " << (sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command())
-            << "\n"
+  std::cout << "command:     " << CommandLine(t.spec()) << "\n"
             << "type:        " << t.spec().type() << "\n"
             << "priority:    " << PriorityName(t.spec().priority()) << "\n"
             << "agent:       " << (t.agent_id().empty() ? "-" : t.agent_id()) << "\n"
@@ -150,6 +172,9 @@ void PrintTask(const v1::Task& t) {
     if (t.exit().signal()) std::cout << ", signal " << t.exit().signal();
     std::cout << ", cpu " << absl::FormatDuration(FromProto(t.exit().cpu_time())) << ", max rss "
               << t.exit().max_rss_bytes() / 1024 << " KiB\n";
+    if (!t.exit().error().empty()) std::cout << "error:       " << t.exit().error() << "\n";
+    if (!t.exit().container_id().empty())
+      std::cout << "container:   " << t.exit().container_id() << "\n";
   }
   if (t.progress() > 0)
     std::cout << "progress:    " << t.progress() << "% " << t.progress_message() << "\n";
@@ -328,23 +353,128 @@ FlagSpec Spec(std::set<std::string> with_value, std::set<std::string> boolean = 
   return FlagSpec{std::move(with_value), std::move(boolean)};
 }
 
-int CmdRun(Context& ctx, const ParsedArgs& a) {
-  if (a.positional.empty()) return Usage("run: give the command after --");
-  v1::SubmitRequest req;
-  v1::TaskSpec* spec = req.mutable_spec();
-  if (a.positional.size() == 1) {
-    spec->mutable_shell()->set_command(a.positional[0]);
-  } else {
-    for (const auto& p : a.positional) spec->mutable_shell()->add_argv(p);
+// "64m", "1g", "512k" or plain bytes.
+absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& value) {
+  std::string digits = value;
+  int64_t unit = 1;
+  if (!digits.empty()) {
+    switch (absl::ascii_tolower(digits.back())) {
+      case 'k':
+        unit = int64_t{1} << 10;
+        break;
+      case 'm':
+        unit = int64_t{1} << 20;
+        break;
+      case 'g':
+        unit = int64_t{1} << 30;
+        break;
+      default:
+        break;
+    }
+    if (unit != 1) digits.pop_back();
   }
+  int64_t n;
+  if (!absl::SimpleAtoi(digits, &n) || n < 0 || n > (int64_t{1} << 50) / unit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": \"", value, "\" is not a size (e.g. 64m, 1g, 1048576)"));
+  }
+  return n * unit;
+}
+
+// The container flags of `run` into `d`; a usage message on error.
+std::string DockerRunFlags(const ParsedArgs& a, v1::DockerSpec* d) {
+  d->set_image(a.Get("image"));
+  for (const auto& p : a.positional) d->add_command(p);
+  if (a.Has("memory")) {
+    auto m = ParseBytes("memory", a.Get("memory"));
+    if (!m.ok()) return std::string(m.status().message());
+    d->set_memory_bytes(*m);
+  }
+  double cpus = 0;
+  if (a.Has("cpus") && !absl::SimpleAtod(a.Get("cpus"), &cpus)) {
+    return "--cpus: \"" + a.Get("cpus") + "\" is not a number (e.g. 0.5)";
+  }
+  d->set_cpus(cpus);
+  int64_t pids = 0;
+  if (a.Has("pids") && !absl::SimpleAtoi(a.Get("pids"), &pids)) {
+    return "--pids: \"" + a.Get("pids") + "\" is not a number";
+  }
+  d->set_pids_limit(pids);
+  d->set_network(a.Get("network"));
+  d->set_user(a.Get("user"));
+  d->set_name(a.Get("name"));
+  d->set_working_dir(a.Get("cwd"));
+  d->set_keep(a.Has("keep"));
+  if (a.flags.count("mount")) {
+    for (const auto& m : a.flags.at("mount")) {
+      std::vector<std::string> parts = absl::StrSplit(m, ':');
+      if (parts.size() < 2 || parts.size() > 3 || (parts.size() == 3 && parts[2] != "ro")) {
+        return "--mount: \"" + m + "\" is not SRC:DST or SRC:DST:ro";
+      }
+      v1::DockerSpec::Mount* mount = d->add_mounts();
+      mount->set_source(parts[0]);
+      mount->set_target(parts[1]);
+      mount->set_read_only(parts.size() == 3);
+    }
+  }
+  return "";
+}
+
+// Where to run: --agent or --selector into `spec`; a usage message on error.
+std::string PlacementFlags(const ParsedArgs& a, v1::TaskSpec* spec) {
   spec->set_agent_id(a.Get("agent"));
   for (absl::string_view kv : absl::StrSplit(a.Get("selector"), ',', absl::SkipEmpty())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     if (p.first.empty() || kv.find('=') == absl::string_view::npos) {
-      return Usage(absl::StrCat("--selector: \"", kv, "\" is not k=v"));
+      return absl::StrCat("--selector: \"", kv, "\" is not k=v");
     }
     (*spec->mutable_selector())[p.first] = p.second;
   }
+  return "";
+}
+
+// Submits, then either prints the id (--detach) or streams the output and
+// returns the task's exit code.
+int SubmitAndFollow(Context& ctx, const ParsedArgs& a, const v1::SubmitRequest& req) {
+  v1::SubmitResponse resp;
+  grpc::Status s = ctx.stub->Submit(ctx.Call().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  const std::string id = resp.task().id();
+  if (a.Has("detach")) {
+    std::cout << (ctx.json ? Json(resp.task()) : id) << "\n";
+    return 0;
+  }
+  CancelOnSignal cancel(ctx, id);
+  auto final_task = Follow(ctx, id, resp.cursor(), !ctx.json && isatty(STDERR_FILENO));
+  if (!final_task.ok()) return Fail(std::string(final_task.status().message()));
+  if (ctx.json) std::cout << Json(*final_task) << "\n";
+  if (!ctx.json && final_task->status() == v1::TASK_STATUS_FAILED &&
+      !final_task->exit().error().empty()) {
+    std::cerr << "taskgrid: " << final_task->exit().error() << "\n";
+  }
+  return ExitCodeOf(*final_task);
+}
+
+int CmdRun(Context& ctx, const ParsedArgs& a) {
+  const bool container = a.Has("image");
+  if (a.positional.empty() && !container) return Usage("run: give the command after --");
+  v1::SubmitRequest req;
+  v1::TaskSpec* spec = req.mutable_spec();
+  if (container) {
+    if (std::string bad = DockerRunFlags(a, spec->mutable_docker()); !bad.empty()) {
+      return Usage(bad);
+    }
+  } else {
+    for (const char* flag : {"memory", "cpus", "pids", "network", "user", "name", "mount", "keep"}) {
+      if (a.Has(flag)) return Usage(absl::StrCat("--", flag, ": needs --image (a container)"));
+    }
+    if (a.positional.size() == 1) {
+      spec->mutable_shell()->set_command(a.positional[0]);
+    } else {
+      for (const auto& p : a.positional) spec->mutable_shell()->add_argv(p);
+    }
+  }
+  if (std::string bad = PlacementFlags(a, spec); !bad.empty()) return Usage(bad);
   if (a.Has("priority")) {
     auto p = ParsePriority(a.Get("priority"));
     if (!p.ok()) return Usage(std::string(p.status().message()));
@@ -358,36 +488,77 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
         *d;
   }
   if (a.flags.count("env")) {
+    auto* env =
+        container ? spec->mutable_docker()->mutable_env() : spec->mutable_shell()->mutable_env();
     for (const auto& kv : a.flags.at("env")) {
       const size_t eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) return Usage("--env: \"" + kv + "\" is not K=V");
-      (*spec->mutable_shell()->mutable_env())[kv.substr(0, eq)] = kv.substr(eq + 1);
+      (*env)[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   }
   if (a.flags.count("tag")) {
     for (const auto& t : a.flags.at("tag")) spec->add_tags(t);
   }
-  spec->mutable_shell()->set_cwd(a.Get("cwd"));
+  if (!container) spec->mutable_shell()->set_cwd(a.Get("cwd"));
   spec->set_type(a.Get("type"));
   req.set_idempotency_key(a.Get("idempotency-key"));
-  if (!a.Has("detach") && !isatty(STDIN_FILENO)) {
+  if (!container && !a.Has("detach") && !isatty(STDIN_FILENO)) {
     // Forward piped stdin, like ssh does.
     std::string in((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     spec->mutable_shell()->set_stdin(in);
   }
-  v1::SubmitResponse resp;
-  grpc::Status s = ctx.stub->Submit(ctx.Call().get(), req, &resp);
-  if (!s.ok()) return Fail(s);
-  const std::string id = resp.task().id();
-  if (a.Has("detach")) {
-    std::cout << (ctx.json ? Json(resp.task()) : id) << "\n";
-    return 0;
+  return SubmitAndFollow(ctx, a, req);
+}
+
+int CmdDocker(Context& ctx, const ParsedArgs& a) {
+  using Spec = v1::DockerSpec;
+  static const std::map<std::string, Spec::Operation> kOps = {
+      {"start", Spec::DOCKER_OPERATION_START}, {"stop", Spec::DOCKER_OPERATION_STOP},
+      {"logs", Spec::DOCKER_OPERATION_LOGS},   {"inspect", Spec::DOCKER_OPERATION_INSPECT},
+      {"rm", Spec::DOCKER_OPERATION_REMOVE},   {"ps", Spec::DOCKER_OPERATION_LIST},
+      {"pull", Spec::DOCKER_OPERATION_PULL}};
+  if (a.positional.empty() || !kOps.count(a.positional[0])) {
+    return Usage("docker: give start, stop, logs, inspect, rm, ps or pull");
   }
-  CancelOnSignal cancel(ctx, id);
-  auto final_task = Follow(ctx, id, resp.cursor(), !ctx.json && isatty(STDERR_FILENO));
-  if (!final_task.ok()) return Fail(std::string(final_task.status().message()));
-  if (ctx.json) std::cout << Json(*final_task) << "\n";
-  return ExitCodeOf(*final_task);
+  const std::string& op = a.positional[0];
+  const bool takes_arg = op != "ps";
+  if (a.positional.size() != (takes_arg ? 2u : 1u)) {
+    return Usage(absl::StrCat("docker ", op, ": ",
+                              !takes_arg        ? "takes no argument"
+                              : op == "pull"    ? "give one image"
+                                                : "give one container"));
+  }
+  if (op != "ps" && op != "pull" && !a.Has("agent")) {
+    return Usage(
+        absl::StrCat("docker ", op, ": --agent is required (the agent the container is on)"));
+  }
+  v1::SubmitRequest req;
+  v1::TaskSpec* spec = req.mutable_spec();
+  Spec* d = spec->mutable_docker();
+  d->set_operation(kOps.at(op));
+  if (op == "pull") {
+    d->set_image(a.positional[1]);
+  } else if (takes_arg) {
+    d->set_container(a.positional[1]);
+  }
+  d->set_follow(a.Has("follow"));
+  uint32_t tail = 0;
+  if (a.Has("tail") && !absl::SimpleAtoi(a.Get("tail"), &tail)) {
+    return Usage("--tail: \"" + a.Get("tail") + "\" is not a number of lines");
+  }
+  d->set_tail(tail);
+  if (a.Has("stop-timeout")) {
+    auto t = ParseDurationFlag("stop-timeout", a.Get("stop-timeout"));
+    if (!t.ok()) return Usage(std::string(t.status().message()));
+    *d->mutable_stop_timeout() = *t;
+  }
+  if (std::string bad = PlacementFlags(a, spec); !bad.empty()) return Usage(bad);
+  if (a.Has("timeout")) {
+    auto t = ParseDurationFlag("timeout", a.Get("timeout"));
+    if (!t.ok()) return Usage(std::string(t.status().message()));
+    *spec->mutable_timeout() = *t;
+  }
+  return SubmitAndFollow(ctx, a, req);
 }
 
 int CmdGet(Context& ctx, const ParsedArgs& a) {
@@ -438,8 +609,7 @@ int CmdList(Context& ctx, const ParsedArgs& a) {
   std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", "TASK ID", "STATUS",
                                "PRIORITY", "AGENT", "CREATED", "COMMAND");
   for (const auto& t : resp.tasks()) {
-    const auto& sh = t.spec().shell();
-    std::string cmd = sh.argv_size() ? absl::StrJoin(sh.argv(), " ") : sh.command();
+    std::string cmd = CommandLine(t.spec());
     if (cmd.size() > 50) cmd = cmd.substr(0, 47) + "...";
     std::cout << absl::StrFormat("%-36s  %-10s  %-8s  %-12s  %-19s  %s\n", t.id(),
                                  StatusName(t.status()), PriorityName(t.spec().priority()),
@@ -612,9 +782,13 @@ int RunCli(const std::vector<std::string>& raw_args) {
   const std::map<std::string, Command> commands = {
       {"run",
        {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd", "type",
-              "tag", "idempotency-key"},
-             {"detach"}),
+              "tag", "idempotency-key", "image", "memory", "cpus", "pids", "network", "user",
+              "name", "mount"},
+             {"detach", "keep"}),
         CmdRun}},
+      {"docker",
+       {Spec({"agent", "selector", "timeout", "tail", "stop-timeout"}, {"detach", "follow"}),
+        CmdDocker}},
       {"get", {Spec({}), CmdGet}},
       {"list",
        {Spec({"status", "priority", "type", "tag", "agent", "limit", "page-token"}), CmdList}},

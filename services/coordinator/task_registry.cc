@@ -53,6 +53,12 @@ bool SelectorMatches(const google::protobuf::Map<std::string, std::string>& sele
   return true;
 }
 
+// Agents with a reachable Docker daemon label themselves docker=true.
+bool RunsContainers(const google::protobuf::Map<std::string, std::string>& labels) {
+  auto it = labels.find("docker");
+  return it != labels.end() && it->second == "true";
+}
+
 std::string FormatSelector(const google::protobuf::Map<std::string, std::string>& selector) {
   std::map<std::string, std::string> sorted(selector.begin(), selector.end());
   return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
@@ -404,6 +410,7 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
 bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const {
   if (a.link == nullptr || !a.online) return false;
   const v1::TaskSpec& spec = t.task.spec();
+  if (spec.has_docker() && !RunsContainers(a.info.labels())) return false;
   if (!spec.agent_id().empty()) return spec.agent_id() == a.info.agent_id();
   return SelectorMatches(spec.selector(), a.info.labels());
 }
@@ -419,24 +426,35 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
     const AgentEntry& a = it->second;
     if (a.link == nullptr) return absl::StrCat("agent ", spec.agent_id(), " is not connected");
+    if (spec.has_docker() && !RunsContainers(a.info.labels())) {
+      return absl::StrCat("agent ", spec.agent_id(),
+                          " cannot run containers (label docker is not true: Docker is not "
+                          "reachable there)");
+    }
     return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
                         a.info.slots(), " slots in use)");
   }
   size_t matching = agents_.size(), connected = connected_.size();
-  if (!spec.selector().empty()) {  // Any agent matches an empty one: no need to look.
+  // Any agent matches an empty selector: no need to look.
+  if (!spec.selector().empty() || spec.has_docker()) {
     matching = connected = 0;
     for (const auto& [id, a] : agents_) {
       if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
+      if (spec.has_docker() && !RunsContainers(a.info.labels())) continue;
       ++matching;
       if (a.link != nullptr) ++connected;
     }
   }
-  const std::string what = spec.selector().empty()
-                               ? "agent"
-                               : absl::StrCat("agent matching ", FormatSelector(spec.selector()));
-  if (matching == 0) return absl::StrCat("no ", what, " has registered");
-  if (connected == 0) return absl::StrCat("no ", what, " is connected");
-  return absl::StrCat("all ", connected, " connected ", what, "s are busy");
+  const std::string matching_what =
+      spec.selector().empty() ? "" : absl::StrCat(" matching ", FormatSelector(spec.selector()));
+  const bool docker = spec.has_docker();
+  if (matching == 0 || connected == 0) {
+    return absl::StrCat("no agent", matching_what,
+                        docker ? " that runs containers (docker=true)" : "",
+                        matching == 0 ? " has registered" : " is connected");
+  }
+  return absl::StrCat("all ", connected, " connected agents", matching_what,
+                      docker ? " that run containers (docker=true)" : "", " are busy");
 }
 
 void TaskRegistry::DispatchLocked() {
@@ -596,7 +614,9 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   while (tasks_.contains(id)) id = NewTaskIdLocked();
   t.task.set_id(id);
   *t.task.mutable_spec() = spec;
-  if (t.task.spec().type().empty()) t.task.mutable_spec()->set_type("shell");
+  if (t.task.spec().type().empty()) {
+    t.task.mutable_spec()->set_type(t.task.spec().has_docker() ? "docker" : "shell");
+  }
   t.task.mutable_spec()->set_priority(PriorityOf(spec));
   *t.task.mutable_spec()->mutable_timeout() = ToProto(t.timeout);
   *t.task.mutable_spec()->mutable_kill_grace() = ToProto(t.kill_grace);

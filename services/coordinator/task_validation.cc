@@ -28,18 +28,123 @@ absl::Status ValidateDuration(absl::string_view field, const google::protobuf::D
 
 bool HasNul(absl::string_view s) { return s.find('\0') != absl::string_view::npos; }
 
-}  // namespace
+absl::Status ValidateEnv(absl::string_view field,
+                         const google::protobuf::Map<std::string, std::string>& env) {
+  if (env.size() > kMaxEnvEntries) {
+    return Invalid(field, absl::StrCat("at most ", kMaxEnvEntries, " variables"));
+  }
+  size_t bytes = 0;
+  for (const auto& [k, v] : env) {
+    if (k.empty() || k.find('=') != std::string::npos || HasNul(k) || HasNul(v)) {
+      return Invalid(field, absl::StrCat("invalid variable name \"", k, "\""));
+    }
+    bytes += k.size() + v.size() + 2;
+  }
+  if (bytes > kMaxEnvBytes) return Invalid(field, absl::StrCat("larger than ", kMaxEnvBytes, " bytes"));
+  return absl::OkStatus();
+}
 
-absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required) {
-  if (id.empty()) return required ? Invalid(field, "is required") : absl::OkStatus();
-  if (id.size() > kMaxIdBytes)
-    return Invalid(field, absl::StrCat("longer than ", kMaxIdBytes, " bytes"));
-  for (char c : id) {
+// Printable, no spaces, at most `max` bytes: image references, container
+// names and ids, network modes.
+absl::Status ValidateWord(absl::string_view field, absl::string_view s, size_t max) {
+  if (s.size() > max) return Invalid(field, absl::StrCat("longer than ", max, " bytes"));
+  for (char c : s) {
     if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
       return Invalid(field, "must not contain spaces or control characters");
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
+  using Spec = v1::DockerSpec;
+  if (!Spec::Operation_IsValid(d.operation())) {
+    return Invalid("spec.docker.operation", absl::StrCat("unknown operation ", d.operation()));
+  }
+  const Spec::Operation op = d.operation();
+  const std::string op_name =
+      absl::AsciiStrToLower(Spec::Operation_Name(op).substr(sizeof("DOCKER_OPERATION_") - 1));
+  const bool run = op == Spec::DOCKER_OPERATION_RUN;
+  TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.image", d.image(), 512));
+  TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.container", d.container(), kMaxIdBytes));
+  if ((run || op == Spec::DOCKER_OPERATION_PULL) && d.image().empty()) {
+    return Invalid("spec.docker.image", absl::StrCat("is required for ", op_name));
+  }
+  if (!run && op != Spec::DOCKER_OPERATION_PULL && op != Spec::DOCKER_OPERATION_LIST &&
+      d.container().empty()) {
+    return Invalid("spec.docker.container",
+                   absl::StrCat("is required for ", op_name, " (a container id or name)"));
+  }
+  if (!run && (d.command_size() > 0 || d.env_size() > 0 || d.memory_bytes() != 0 ||
+               d.cpus() != 0 || d.pids_limit() != 0 || !d.network().empty() ||
+               d.mounts_size() > 0 || d.keep() || !d.name().empty() ||
+               !d.working_dir().empty() || !d.user().empty())) {
+    return Invalid("spec.docker", absl::StrCat("command, env, working_dir, user, limits, network, "
+                                               "mounts, keep and name apply to run, not to ",
+                                               op_name));
+  }
+  size_t command_bytes = 0;
+  for (const auto& a : d.command()) {
+    if (HasNul(a)) return Invalid("spec.docker.command", "contains a NUL byte");
+    command_bytes += a.size() + 1;
+  }
+  if (command_bytes > kMaxCommandBytes) {
+    return Invalid("spec.docker.command", absl::StrCat("longer than ", kMaxCommandBytes, " bytes"));
+  }
+  TASKGRID_RETURN_IF_ERROR(ValidateEnv("spec.docker.env", d.env()));
+  if (!d.working_dir().empty() && (d.working_dir()[0] != '/' || HasNul(d.working_dir()))) {
+    return Invalid("spec.docker.working_dir", "must be an absolute path");
+  }
+  if (d.user().size() > kMaxIdBytes || HasNul(d.user())) {
+    return Invalid("spec.docker.user", "must be a user name or uid[:gid]");
+  }
+  if (d.memory_bytes() < 0 || (d.memory_bytes() > 0 && d.memory_bytes() < kMinContainerMemoryBytes)) {
+    return Invalid("spec.docker.memory_bytes",
+                   absl::StrCat("must be 0 (no limit) or at least ", kMinContainerMemoryBytes,
+                                " (6 MiB), got ", d.memory_bytes()));
+  }
+  if (!(d.cpus() >= 0 && d.cpus() <= 1024)) {  // Also refuses NaN.
+    return Invalid("spec.docker.cpus", absl::StrCat("must be 0 (no limit) to 1024, got ", d.cpus()));
+  }
+  if (d.pids_limit() < 0) {
+    return Invalid("spec.docker.pids_limit",
+                   absl::StrCat("must be 0 (no limit) or positive, got ", d.pids_limit()));
+  }
+  TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.network", d.network(), 64));
+  if (d.mounts_size() > static_cast<int>(kMaxMounts)) {
+    return Invalid("spec.docker.mounts", absl::StrCat("at most ", kMaxMounts, " mounts"));
+  }
+  for (const auto& m : d.mounts()) {
+    for (const std::string* p : {&m.source(), &m.target()}) {
+      if (p->empty() || (*p)[0] != '/' || HasNul(*p) || p->size() > 4096) {
+        return Invalid("spec.docker.mounts",
+                       absl::StrCat("source and target must be absolute paths, got \"", *p, "\""));
+      }
+    }
+    if (m.target() == "/") return Invalid("spec.docker.mounts", "target must not be /");
+  }
+  if (!d.name().empty()) {
+    const std::string& n = d.name();
+    bool ok = n.size() <= 128 && absl::ascii_isalnum(n[0]);
+    for (char c : n) ok = ok && (absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '-');
+    if (!ok) {
+      return Invalid("spec.docker.name",
+                     "must start with a letter or digit and hold only letters, digits, _ . - "
+                     "(at most 128)");
+    }
+  }
+  if (d.has_stop_timeout()) {
+    TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.docker.stop_timeout", d.stop_timeout(),
+                                              absl::ZeroDuration(), absl::Hours(1)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required) {
+  if (id.empty()) return required ? Invalid(field, "is required") : absl::OkStatus();
+  return ValidateWord(field, id, kMaxIdBytes);
 }
 
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
@@ -104,7 +209,10 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
   if (spec.context().ByteSizeLong() > kMaxContextBytes) {
     return Invalid("spec.context", absl::StrCat("larger than ", kMaxContextBytes, " bytes"));
   }
-  if (!spec.has_shell()) return Invalid("spec.shell", "is required (the command to run)");
+  if (spec.has_docker()) return ValidateDockerSpec(spec.docker());
+  if (!spec.has_shell()) {
+    return Invalid("spec.shell", "is required (the command to run, or spec.docker for a container)");
+  }
   const v1::ShellSpec& shell = spec.shell();
   if (shell.argv_size() > 0 && !shell.command().empty()) {
     return Invalid("spec.shell", "set either argv or command, not both");
@@ -126,19 +234,7 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     return Invalid(shell.argv_size() ? "spec.shell.argv" : "spec.shell.command",
                    absl::StrCat("longer than ", kMaxCommandBytes, " bytes"));
   }
-  if (shell.env_size() > static_cast<int>(kMaxEnvEntries)) {
-    return Invalid("spec.shell.env", absl::StrCat("at most ", kMaxEnvEntries, " variables"));
-  }
-  size_t env_bytes = 0;
-  for (const auto& [k, v] : shell.env()) {
-    if (k.empty() || k.find('=') != std::string::npos || HasNul(k) || HasNul(v)) {
-      return Invalid("spec.shell.env", absl::StrCat("invalid variable name \"", k, "\""));
-    }
-    env_bytes += k.size() + v.size() + 2;
-  }
-  if (env_bytes > kMaxEnvBytes) {
-    return Invalid("spec.shell.env", absl::StrCat("larger than ", kMaxEnvBytes, " bytes"));
-  }
+  TASKGRID_RETURN_IF_ERROR(ValidateEnv("spec.shell.env", shell.env()));
   if (HasNul(shell.cwd())) return Invalid("spec.shell.cwd", "contains a NUL byte");
   if (shell.stdin().size() > kMaxStdinBytes) {
     return Invalid("spec.shell.stdin", absl::StrCat("larger than ", kMaxStdinBytes, " bytes"));

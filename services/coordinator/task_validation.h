@@ -19,6 +19,9 @@ inline constexpr size_t kMaxDescriptionBytes = 4096;
 inline constexpr size_t kMaxSelectorEntries = 32;
 inline constexpr size_t kMaxIdBytes = 256;
 inline constexpr size_t kMaxContextBytes = 16 << 10;
+inline constexpr size_t kMaxMounts = 32;
+// Docker refuses less memory than this.
+inline constexpr int64_t kMinContainerMemoryBytes = 6 << 20;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);
