@@ -147,8 +147,11 @@ TEST_F(GatewayTest, NodelinkRoutesSpeakNodelink) {
                  R"({"agent_id":"gw-agent","cmd":"echo 'Hello World'","timeout":300})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_THAT(r.body, HasSubstr(R"("agent_id":"gw-agent","status":"pending","created_at":)"));
-  const size_t at = r.body.find(R"("task_id":")") + 11;
-  const std::string id = r.body.substr(at, r.body.find('"', at) - at);
+  auto task_id_of = [](const std::string& body) {
+    const size_t at = body.find(R"("task_id":")") + 11;
+    return body.substr(at, body.find('"', at) - at);
+  };
+  const std::string id = task_id_of(r.body);
 
   // The stream ends after the final message.
   SseClient stream(port_, "/stream?ref=" + id);
@@ -170,9 +173,21 @@ TEST_F(GatewayTest, NodelinkRoutesSpeakNodelink) {
   EXPECT_THAT(r.body, HasSubstr(id));
   EXPECT_THAT(Fetch(port_, "GET", "/agents").body, HasSubstr("gw-agent"));
   EXPECT_EQ(Fetch(port_, "DELETE", "/tasks/no-such-task").status, 404);
-  EXPECT_EQ(
-      Fetch(port_, "POST", "/tasks/docker", R"({"agent_id":"gw-agent","operation":"run"})").status,
-      501);
+  // A container task is accepted and waits for an agent that runs containers.
+  r = Fetch(port_, "POST", "/tasks/docker",
+            R"({"operation":"run","image":"busybox","command":["echo","hi"],"timeout":60})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string docker_id = task_id_of(r.body);
+  r = Fetch(port_, "GET", "/api/tasks/" + docker_id);
+  EXPECT_THAT(r.body, HasSubstr(R"("type":"docker")"));
+  EXPECT_THAT(r.body, HasSubstr(R"("image":"busybox")"));
+  EXPECT_THAT(r.body, HasSubstr("that runs containers (docker=true)"));
+  r = Fetch(port_, "POST", "/tasks/docker", R"({"operation":"start"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr(R"("field":"spec.docker.container")"));
+  r = Fetch(port_, "POST", "/tasks/docker", R"({"operation":"explode"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr(R"("field":"operation")"));
 }
 
 TEST_F(GatewayTest, KeysAreForwardedAndEnforcedByTheCoordinator) {

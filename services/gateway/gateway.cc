@@ -598,10 +598,6 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   };
   if (p0 == "tasks" && (p1 == "shell" || p1 == "docker") && parts.size() == 2 && m == "POST") {
     const std::string route = "/tasks/" + p1;
-    if (p1 == "docker") {
-      return reply(route, ErrorResponse(501, "unimplemented",
-                                        "container tasks are not available in this release"));
-    }
     if (!needs_json(route)) return;
     google::protobuf::Struct body;
     if (absl::Status s = FromJson(req.body, &body); !s.ok()) {
@@ -609,25 +605,11 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     v1::SubmitRequest submit;
     v1::TaskSpec& spec = *submit.mutable_spec();
-    for (const auto& [key, value] : body.fields()) {
-      if (key == "agent_id" && value.has_string_value()) {
-        spec.set_agent_id(value.string_value());
-      } else if (key == "cmd" && value.has_string_value()) {
-        spec.mutable_shell()->set_command(value.string_value());
-      } else if (key == "timeout" && value.has_number_value() && value.number_value() > 0) {
-        spec.mutable_timeout()->set_seconds(static_cast<int64_t>(value.number_value()));
-      } else {
-        return reply(route, ErrorResponse(400, "invalid_argument",
-                                          key + ": unknown field or wrong type (agent_id and cmd "
-                                                "are strings, timeout is seconds > 0)",
-                                          key));
-      }
-    }
-    if (!spec.has_shell()) {
-      return reply(route, ErrorResponse(400, "invalid_argument", "cmd: is required", "cmd"));
+    if (absl::Status s = p1 == "shell" ? NodelinkShellSpec(body, spec) : NodelinkDockerSpec(body, spec);
+        !s.ok()) {
+      return reply(route, ErrorResponse(400, "invalid_argument", s.message()));
     }
     if (!spec.has_timeout()) spec.mutable_timeout()->set_seconds(300);  // nodelink's default.
-    spec.set_type("shell");
     return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
         inflight_, req, submit,
         [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },

@@ -181,4 +181,80 @@ std::string Rfc3339(const google::protobuf::Timestamp& t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProto(t), absl::UTCTimeZone());
 }
 
+namespace {
+
+absl::Status WrongField(const std::string& key, absl::string_view expected) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(key, ": unknown field or wrong type (", expected, ")"));
+}
+
+// agent_id and timeout, common to both nodelink bodies; false when `key` is
+// neither.
+bool CommonField(const std::string& key, const google::protobuf::Value& value,
+                 v1::TaskSpec& spec) {
+  if (key == "agent_id" && value.has_string_value()) {
+    spec.set_agent_id(value.string_value());
+  } else if (key == "timeout" && value.has_number_value() && value.number_value() > 0) {
+    spec.mutable_timeout()->set_seconds(static_cast<int64_t>(value.number_value()));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status NodelinkShellSpec(const google::protobuf::Struct& body, v1::TaskSpec& spec) {
+  for (const auto& [key, value] : body.fields()) {
+    if (CommonField(key, value, spec)) continue;
+    if (key == "cmd" && value.has_string_value()) {
+      spec.mutable_shell()->set_command(value.string_value());
+    } else {
+      return WrongField(key, "agent_id and cmd are strings, timeout is seconds > 0");
+    }
+  }
+  if (!spec.has_shell()) return absl::InvalidArgumentError("cmd: is required");
+  spec.set_type("shell");
+  return absl::OkStatus();
+}
+
+absl::Status NodelinkDockerSpec(const google::protobuf::Struct& body, v1::TaskSpec& spec) {
+  v1::DockerSpec& d = *spec.mutable_docker();
+  constexpr absl::string_view kTypes =
+      "agent_id, operation, image and id are strings, timeout is seconds > 0, command is an "
+      "array of strings, env an object of strings";
+  for (const auto& [key, value] : body.fields()) {
+    if (CommonField(key, value, spec)) continue;
+    if (key == "operation" && value.has_string_value()) {
+      v1::DockerSpec::Operation op;
+      if (!v1::DockerSpec::Operation_Parse(
+              absl::StrCat("DOCKER_OPERATION_", absl::AsciiStrToUpper(value.string_value())),
+              &op)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("operation: \"", value.string_value(),
+                         "\" is not run, start, stop, logs, inspect, remove, list or pull"));
+      }
+      d.set_operation(op);
+    } else if (key == "image" && value.has_string_value()) {
+      d.set_image(value.string_value());
+    } else if (key == "id" && value.has_string_value()) {
+      d.set_container(value.string_value());
+    } else if (key == "command" && value.has_list_value()) {
+      for (const auto& arg : value.list_value().values()) {
+        if (!arg.has_string_value()) return WrongField(key, kTypes);
+        d.add_command(arg.string_value());
+      }
+    } else if (key == "env" && value.has_struct_value()) {
+      for (const auto& [k, v] : value.struct_value().fields()) {
+        if (!v.has_string_value()) return WrongField(key, kTypes);
+        (*d.mutable_env())[k] = v.string_value();
+      }
+    } else {
+      return WrongField(key, kTypes);
+    }
+  }
+  spec.set_type("docker");
+  return absl::OkStatus();
+}
+
 }  // namespace taskgrid::gateway

@@ -5,6 +5,7 @@
 #define TASKGRID_SERVICES_GATEWAY_JSON_H_
 
 #include <google/protobuf/message.h>
+#include <google/protobuf/struct.pb.h>
 #include <grpcpp/support/status.h>
 
 #include <string>
@@ -42,6 +43,15 @@ HttpResponse JsonResponse(int status, std::string body);
 // nodelink's status words: pending, sent, in_progress, completed, failed,
 // timeout, cancelled.
 std::string NodelinkStatus(v1::TaskStatus status);
+// nodelink's POST /tasks/shell body {agent_id, cmd, timeout (seconds)} into
+// `spec`. kInvalidArgument "field: reason" for an unknown field, a wrong
+// type or a missing cmd.
+absl::Status NodelinkShellSpec(const google::protobuf::Struct& body, v1::TaskSpec& spec);
+// nodelink's POST /tasks/docker body {agent_id, operation (run, start, stop,
+// logs, inspect, remove, list, pull), image, id (the container), timeout},
+// plus command (array of strings) and env (object), into `spec`.
+absl::Status NodelinkDockerSpec(const google::protobuf::Struct& body, v1::TaskSpec& spec);
+
 // RFC 3339 UTC ("2025-07-28T10:00:00.123Z").
 std::string Rfc3339(const google::protobuf::Timestamp& t);
 

@@ -10,7 +10,13 @@ let selected = null;              // { id, source, next: [0, 0], decoders }
 const $ = (sel) => document.querySelector(sel);
 const statusOf = (t) => (t.status || 'TASK_STATUS_PENDING').replace('TASK_STATUS_', '').toLowerCase();
 const commandOf = (t) => {
-  const sh = (t.spec && t.spec.shell) || {};
+  const spec = t.spec || {};
+  if (spec.docker) {
+    const d = spec.docker;
+    const op = (d.operation || 'DOCKER_OPERATION_RUN').replace('DOCKER_OPERATION_', '').toLowerCase();
+    return ['docker', op, d.image, d.container, ...(d.command || [])].filter(Boolean).join(' ');
+  }
+  const sh = spec.shell || {};
   return sh.argv && sh.argv.length ? sh.argv.join(' ') : (sh.command || '');
 };
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
