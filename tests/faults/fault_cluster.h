@@ -85,12 +85,16 @@ class FaultCluster : public ::testing::Test {
     client_ = std::make_unique<RetryingClient>(address_);
   }
 
-  // Starts an agent binary dialing `coordinator` (default: the coordinator).
-  ChildProcess& StartAgent(const std::string& id, int slots = 4, std::string coordinator = "") {
-    agents_.push_back(std::make_unique<ChildProcess>(std::vector<std::string>{
+  // Starts an agent binary dialing `coordinator` (default: the coordinator);
+  // `flags` add to the defaults.
+  ChildProcess& StartAgent(const std::string& id, int slots = 4, std::string coordinator = "",
+                           std::vector<std::string> flags = {}) {
+    std::vector<std::string> argv = {
         TASKGRID_AGENT_BIN, "--coordinator=" + (coordinator.empty() ? address_ : coordinator),
         "--agent_id=" + id, "--slots=" + std::to_string(slots), "--metrics_address=",
-        "--log_level=warn", "--spool_dir=" + dir_.string()}));
+        "--log_level=warn", "--spool_dir=" + dir_.string()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    agents_.push_back(std::make_unique<ChildProcess>(argv));
     EXPECT_TRUE(agents_.back()->Start());
     return *agents_.back();
   }
