@@ -68,14 +68,10 @@ class Outcome {
 
 class DockerRunnerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { daemon_ = DockerDaemon::Start(why_).release(); }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-
   void SetUp() override {
-    TASKGRID_REQUIRE_DOCKER(daemon_, why_);
+    std::string why;
+    daemon_ = SharedDockerDaemon(why);
+    TASKGRID_REQUIRE_DOCKER(daemon_, why);
     mounts_ = std::filesystem::temp_directory_path() / absl::StrCat("tg_mounts_", getpid());
     std::filesystem::create_directories(mounts_ / "data");
     std::ofstream(mounts_ / "data" / "hello.txt") << "from the host\n";
@@ -114,16 +110,12 @@ class DockerRunnerTest : public ::testing::Test {
     return !id.empty() && absl::StrContains(daemon_->Containers(), id);
   }
 
-  static DockerDaemon* daemon_;
-  static std::string why_;
+  DockerDaemon* daemon_ = nullptr;
   std::filesystem::path mounts_;
   prometheus::Registry registry_;
   AgentMetrics metrics_{registry_};
   std::unique_ptr<DockerRunner> runner_;
 };
-
-DockerDaemon* DockerRunnerTest::daemon_ = nullptr;
-std::string DockerRunnerTest::why_;
 
 TEST_F(DockerRunnerTest, RunStreamsBothStreamsAndTheExitCodeThenRemovesTheContainer) {
   ASSERT_TRUE(runner_->Probe().ok());

@@ -62,3 +62,17 @@ test('bad input shows the coordinator\'s reason', async () => {
   await page.waitForSelector('#submit-error:has-text("no-such-agent")');
   await page.fill('#target', '');
 });
+
+test('a container task is listed like any other, saying why it waits', async () => {
+  // The browser agent has no Docker daemon: the task queues, and says so.
+  const r = await fetch(`${url}/api/tasks`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ docker: { image: 'busybox', command: ['echo', 'from a container'] } }),
+  });
+  assert.equal(r.status, 201);
+  const row = '#tasks tbody tr:has-text("docker run busybox echo from a container")';
+  await page.waitForSelector(`${row} .badge[data-status="queued"]`);
+  await page.click(row);
+  await page.waitForSelector('#detail-reason:has-text("that runs containers (docker=true)")');
+});

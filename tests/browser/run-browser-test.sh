@@ -10,7 +10,8 @@ source "$here/../lib.sh"
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --data_dir="$dir/data" --port_file="$dir/c" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 address=127.0.0.1:$(sed -n 1p "$dir/c")
-"$agent" --coordinator="$address" --agent_id=browser-agent --metrics_address= --log_level=warn & pids+=($!)
+"$agent" --coordinator="$address" --agent_id=browser-agent --docker_socket= --metrics_address= \
+  --log_level=warn & pids+=($!)
 "$gateway" --coordinator="$address" --http_address=127.0.0.1:0 --metrics_address= \
   --port_file="$dir/g" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/g" || { echo "gateway did not start"; exit 1; }

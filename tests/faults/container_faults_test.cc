@@ -20,14 +20,10 @@ using ::testing::HasSubstr;
 
 class ContainerFaultsTest : public FaultCluster {
  protected:
-  static void SetUpTestSuite() { daemon_ = DockerDaemon::Start(why_).release(); }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-
   void SetUp() override {
-    TASKGRID_REQUIRE_DOCKER(daemon_, why_);
+    std::string why;
+    daemon_ = SharedDockerDaemon(why);
+    TASKGRID_REQUIRE_DOCKER(daemon_, why);
     FaultCluster::SetUp();
     StartCoordinator();
   }
@@ -66,12 +62,8 @@ class ContainerFaultsTest : public FaultCluster {
     return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
   }
 
-  static DockerDaemon* daemon_;
-  static std::string why_;
+  DockerDaemon* daemon_ = nullptr;
 };
-
-DockerDaemon* ContainerFaultsTest::daemon_ = nullptr;
-std::string ContainerFaultsTest::why_;
 
 TEST_F(ContainerFaultsTest, FromTheCliAndTheRestApiLikeAnyOtherTask) {
   StartDockerAgent();

@@ -104,6 +104,15 @@ class DockerDaemon {
   bool keep_dir_ = false;
 };
 
+// One daemon per test process, started on first use and stopped at exit;
+// null, with the reason in `why`, when it cannot start.
+inline DockerDaemon* SharedDockerDaemon(std::string& why) {
+  static std::string failure;
+  static const std::unique_ptr<DockerDaemon> daemon = DockerDaemon::Start(failure);
+  why = failure;
+  return daemon.get();
+}
+
 }  // namespace taskgrid
 
 // In a fixture's SetUp: without a daemon the container tests fail in CI (so

@@ -55,10 +55,16 @@ function render() {
       <span>running <b>${[...tasks.values()].filter((t) => ['running', 'dispatched'].includes(statusOf(t))).length}</b></span>
       <span>succeeded <b>${counts.succeeded}</b></span><span>failed <b>${counts.failed}</b></span>`;
     if (selected && tasks.has(selected.id)) {
-      const s = statusOf(tasks.get(selected.id));
+      const t = tasks.get(selected.id);
+      const s = statusOf(t);
       $('#detail-status').textContent = s.replace('_', ' ');
       $('#detail-status').className = `badge ${s}`;
       $('#detail-status').dataset.status = s;
+      // Why it waits, or why it ended the way it did.
+      const error = (t.exit && t.exit.error) || '';
+      $('#detail-reason').textContent = FINAL.has(s)
+        ? [t.statusReason, error].filter(Boolean).join(': ')
+        : (t.waitingReason || '');
     }
   });
 }
