@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -30,17 +29,6 @@ std::vector<std::string> BaseEnvironment() {
     if (const char* v = std::getenv(name)) env.push_back(absl::StrCat(name, "=", v));
   }
   return env;
-}
-
-void ReadMemInfo(int64_t& total, int64_t& available) {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t kb;
-  std::string unit;
-  while (in >> key >> kb >> unit) {
-    if (key == "MemTotal:") total = kb * 1024;
-    if (key == "MemAvailable:") available = kb * 1024;
-  }
 }
 
 }  // namespace
@@ -600,15 +588,28 @@ void Agent::OnExit(const std::string& task_id, uint32_t attempt, const ProcessEx
 void Agent::SendHeartbeat() {
   v1::AgentMessage m;
   v1::Heartbeat* h = m.mutable_heartbeat();
-  double load[1] = {0};
-  if (getloadavg(load, 1) == 1) h->set_load1(load[0]);
-  int64_t total = 0, available = 0;
-  ReadMemInfo(total, available);
-  h->set_memory_total_bytes(total);
-  h->set_memory_available_bytes(available);
+  v1::HostMetrics host = sampler_.Sample();
+  h->set_load1(host.load1());
+  h->set_memory_total_bytes(host.memory_total_bytes());
+  h->set_memory_available_bytes(host.memory_available_bytes());
   absl::MutexLock lock(&mu_);
+  const auto running = static_cast<uint32_t>(executions_.size());
+  host.set_running_tasks(running);
+  host.set_free_slots(running < options_.slots ? options_.slots - running : 0);
+  if (metrics_) {
+    metrics_->host_cpu.Set(host.cpu_percent() / 100);
+    metrics_->host_memory_used.Set(static_cast<double>(host.memory_used_bytes()));
+    metrics_->host_memory_total.Set(static_cast<double>(host.memory_total_bytes()));
+    metrics_->host_load1.Set(host.load1());
+    metrics_->process_rss.Set(static_cast<double>(host.process_rss_bytes()));
+    metrics_->disk_used.Set(static_cast<double>(host.disk_used_bytes()));
+    metrics_->disk_total.Set(static_cast<double>(host.disk_total_bytes()));
+    metrics_->free_slots.Set(host.free_slots());
+  }
   *h->mutable_time() = ToProto(absl::Now());
-  h->set_running_tasks(static_cast<uint32_t>(executions_.size()));
+  *host.mutable_time() = h->time();
+  h->set_running_tasks(running);
+  *h->mutable_host() = std::move(host);
   SendLocked(std::move(m));
 }
 

@@ -26,6 +26,7 @@
 #include "services/agent/agent_metrics.h"
 #include "services/agent/coordinator_link.h"
 #include "services/agent/docker_runner.h"
+#include "services/agent/host_sampler.h"
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
@@ -155,6 +156,7 @@ class Agent {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
   std::thread thread_;
+  HostSampler sampler_;  // Used by the connection thread only.
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Execution>> executions_ ABSL_GUARDED_BY(mu_);

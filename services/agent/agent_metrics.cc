@@ -27,6 +27,19 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r)
       image_pulls(prometheus::BuildCounter()
                       .Name("agent_image_pulls_total")
                       .Help("Image pulls by outcome.")
-                      .Register(r)) {}
+                      .Register(r)),
+      host_cpu(AddGauge(r, "agent_host_cpu_usage_ratio",
+                        "Busy share of the host's CPUs between the last two heartbeats.")),
+      host_memory_used(AddGauge(r, "agent_host_memory_used_bytes",
+                                "Host memory in use (total less available).")),
+      host_memory_total(AddGauge(r, "agent_host_memory_total_bytes", "Host memory.")),
+      host_load1(AddGauge(r, "agent_host_load1", "Host load average over one minute.")),
+      process_rss(AddGauge(r, "agent_process_resident_memory_bytes",
+                           "Resident memory of the agent process.")),
+      disk_used(AddGauge(r, "agent_disk_used_bytes",
+                         "Used bytes of the file system of the agent's work directory.")),
+      disk_total(AddGauge(r, "agent_disk_total_bytes",
+                          "Size of the file system of the agent's work directory.")),
+      free_slots(AddGauge(r, "agent_free_slots", "Task slots not in use.")) {}
 
 }  // namespace taskgrid

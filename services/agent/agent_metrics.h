@@ -24,6 +24,15 @@ struct AgentMetrics {
   prometheus::Family<prometheus::Counter>& container_operations;
   // agent_image_pulls_total{outcome}
   prometheus::Family<prometheus::Counter>& image_pulls;
+  // The host, as of the last heartbeat.
+  prometheus::Gauge& host_cpu;              // agent_host_cpu_usage_ratio
+  prometheus::Gauge& host_memory_used;      // agent_host_memory_used_bytes
+  prometheus::Gauge& host_memory_total;     // agent_host_memory_total_bytes
+  prometheus::Gauge& host_load1;            // agent_host_load1
+  prometheus::Gauge& process_rss;           // agent_process_resident_memory_bytes
+  prometheus::Gauge& disk_used;             // agent_disk_used_bytes
+  prometheus::Gauge& disk_total;            // agent_disk_total_bytes
+  prometheus::Gauge& free_slots;            // agent_free_slots
 };
 
 }  // namespace taskgrid

@@ -8,6 +8,43 @@
 #include "services/coordinator/store/open_task_store.h"
 
 namespace taskgrid {
+namespace {
+
+// Counts the unary calls the coordinator answers (requests, errors, time)
+// for its own service health; streams last for hours and are left out.
+class RequestStatsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit RequestStatsInterceptor(TaskRegistry* registry) : registry_(registry) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using Hook = grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
+      start_ = absl::Now();
+    }
+    if (methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
+      registry_->RecordRequest(!methods->GetSendStatus().ok(), absl::Now() - start_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  TaskRegistry* const registry_;
+  absl::Time start_ = absl::Now();
+};
+
+class RequestStatsFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RequestStatsFactory(TaskRegistry* registry) : registry_(registry) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
+    return new RequestStatsInterceptor(registry_);
+  }
+
+ private:
+  TaskRegistry* const registry_;
+};
+
+}  // namespace
 
 absl::Status CoordinatorOptions::Validate() const {
   if (grpc_address.empty()) return absl::InvalidArgumentError("grpc_address: is required");
@@ -66,6 +103,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
                                                        *ApiKeys::Parse(options.api_keys));
   c->agent_service_ =
       std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens));
+  c->monitoring_service_ =
+      std::make_unique<MonitoringServiceImpl>(*c->registry_, *ApiKeys::Parse(options.api_keys));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -73,6 +112,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &c->grpc_port_);
   builder.RegisterService(c->task_service_.get());
   builder.RegisterService(c->agent_service_.get());
+  builder.RegisterService(c->monitoring_service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RequestStatsFactory>(c->registry_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Agents keep one stream for days: detect dead peers within ~15 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);

@@ -23,6 +23,7 @@
 #include "services/coordinator/agent_stream.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
+#include "services/coordinator/monitoring_service.h"
 #include "services/coordinator/store/task_store.h"
 #include "services/coordinator/task_registry.h"
 #include "services/coordinator/task_service.h"
@@ -89,6 +90,7 @@ class Coordinator {
   std::unique_ptr<TaskRegistry> registry_;
   std::unique_ptr<TaskServiceImpl> task_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<MonitoringServiceImpl> monitoring_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsServer> metrics_;
   int grpc_port_ = 0;

@@ -46,6 +46,23 @@ ABSL_FLAG(int64_t, output_cap_bytes, 4 << 20,
           "Output kept per task stream (head and tail beyond).");
 ABSL_FLAG(int64_t, event_log_bytes, 64 << 20,
           "Event log kept for Watch resume (bytes); a watcher further behind gets RESYNC.");
+ABSL_FLAG(int64_t, metrics_history, 1000, "Host samples kept per agent.");
+ABSL_FLAG(double, alert_cpu_warning, 75, "CPU percent of an agent's host that raises a warning.");
+ABSL_FLAG(double, alert_cpu_critical, 90, "CPU percent that raises a critical alert.");
+ABSL_FLAG(double, alert_memory_warning, 75, "Memory percent that raises a warning.");
+ABSL_FLAG(double, alert_memory_critical, 90, "Memory percent that raises a critical alert.");
+ABSL_FLAG(double, alert_disk_warning, 90, "Disk percent (agent work directory): warning.");
+ABSL_FLAG(double, alert_disk_critical, 95, "Disk percent: critical.");
+ABSL_FLAG(int64_t, alert_process_memory_bytes, 500 << 20,
+          "An agent process larger than this raises a warning.");
+ABSL_FLAG(double, alert_hysteresis, 5,
+          "Percent points below its threshold a value must fall to resolve an alert.");
+ABSL_FLAG(double, alert_failure_rate, 0.5,
+          "Share of the tasks finished in the last 5 minutes (at least 10) that failed, timed "
+          "out or were lost, above which a warning is raised.");
+ABSL_FLAG(int64_t, alert_queue_depth, 1000, "Queued tasks above which a warning is raised.");
+ABSL_FLAG(absl::Duration, alert_agent_offline, absl::Seconds(30),
+          "An agent disconnected this long raises a warning.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound gRPC and metrics ports here, one per line "
@@ -93,6 +110,19 @@ int main(int argc, char** argv) {
   options.registry.default_task_timeout = absl::GetFlag(FLAGS_default_task_timeout);
   options.registry.default_kill_grace = absl::GetFlag(FLAGS_kill_grace);
   options.registry.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  taskgrid::MonitorOptions& monitor = options.registry.monitor;
+  monitor.history_size = static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_metrics_history)));
+  monitor.cpu_warning = absl::GetFlag(FLAGS_alert_cpu_warning);
+  monitor.cpu_critical = absl::GetFlag(FLAGS_alert_cpu_critical);
+  monitor.memory_warning = absl::GetFlag(FLAGS_alert_memory_warning);
+  monitor.memory_critical = absl::GetFlag(FLAGS_alert_memory_critical);
+  monitor.disk_warning = absl::GetFlag(FLAGS_alert_disk_warning);
+  monitor.disk_critical = absl::GetFlag(FLAGS_alert_disk_critical);
+  monitor.process_memory_bytes = absl::GetFlag(FLAGS_alert_process_memory_bytes);
+  monitor.hysteresis = absl::GetFlag(FLAGS_alert_hysteresis);
+  monitor.failure_rate = absl::GetFlag(FLAGS_alert_failure_rate);
+  monitor.queue_depth = absl::GetFlag(FLAGS_alert_queue_depth);
+  monitor.agent_offline_after = absl::GetFlag(FLAGS_alert_agent_offline);
   options.registry.heartbeat_ttl = absl::GetFlag(FLAGS_heartbeat_ttl);
   options.registry.retention = absl::GetFlag(FLAGS_retention);
   options.registry.max_retained_tasks =

@@ -99,7 +99,7 @@ absl::Status RegistryOptions::Validate() const {
   }
   if (output_cap_bytes < 1024) return absl::InvalidArgumentError("output_cap_bytes: at least 1024");
   if (max_retained_tasks == 0) return absl::InvalidArgumentError("max_retained_tasks: at least 1");
-  return absl::OkStatus();
+  return monitor.Validate();
 }
 
 TaskRegistry::TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events,
@@ -109,6 +109,11 @@ TaskRegistry::TaskRegistry(const Clock& clock, TaskStore& store, EventLog& event
       events_(events),
       metrics_(metrics),
       options_(std::move(options)),
+      monitor_(clock, [this] {
+        MonitorOptions m = options_.monitor;
+        m.interval = options_.heartbeat_interval;
+        return m;
+      }()),
       rng_(std::random_device{}()) {}
 
 void TaskRegistry::Recover(StoredState state) {
@@ -303,6 +308,30 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
   return AppendEventLocked(std::move(e));
 }
 
+void TaskRegistry::PublishLocked(std::vector<v1::TaskEvent> events) {
+  for (v1::TaskEvent& e : events) AppendEventLocked(std::move(e));
+}
+
+absl::StatusOr<v1::Alert> TaskRegistry::ResolveAlert(const std::string& alert_id,
+                                                     const std::string& by) {
+  absl::MutexLock lock(&mu_);
+  auto events = monitor_.Resolve(alert_id, by);
+  if (!events.ok()) return events.status();
+  v1::Alert alert = events->front().alert();
+  PublishLocked(std::move(*events));
+  return alert;
+}
+
+void TaskRegistry::ReportHealth(const v1::ServiceHealth& report) {
+  absl::MutexLock lock(&mu_);
+  PublishLocked(monitor_.OnHealthReport(report));
+}
+
+void TaskRegistry::SetMonitoring(bool running) {
+  absl::MutexLock lock(&mu_);
+  monitor_.SetRunning(running);
+}
+
 void TaskRegistry::Enqueue(TaskEntry& t) {
   queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
   t.queued = true;
@@ -334,6 +363,9 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     *t.task.mutable_finished_at() = ToProto(now);
     finished_order_.emplace_back(now, t.seq);
     ++final_count_;
+    monitor_.OnTaskFinished(
+        t.task.agent_id(), status,
+        t.task.has_started_at() ? now - FromProto(t.task.started_at()) : absl::ZeroDuration());
     if (metrics_) {
       metrics_->finished(status).Increment();
       if (t.task.has_started_at()) {
@@ -899,6 +931,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   spdlog::info("agent_connected agent_id={} slots={} held_tasks={} version={}", hello.agent_id(),
                hello.slots(), hello.held_tasks_size(), hello.version());
   EmitLocked(v1::EVENT_TYPE_AGENT_CONNECTED, nullptr, hello.agent_id());
+  PublishLocked(monitor_.OnAgentConnected(hello.agent_id()));
   DispatchLocked();
   return absl::OkStatus();
 }
@@ -913,6 +946,7 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
   spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id,
                it->second.assigned.size());
   EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
+  PublishLocked(monitor_.OnAgentDisconnected(agent_id));
 }
 
 void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLink* link,
@@ -957,6 +991,7 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
       a.info.set_load1(h.load1());
       a.info.set_memory_total_bytes(h.memory_total_bytes());
       a.info.set_memory_available_bytes(h.memory_available_bytes());
+      if (h.has_host()) PublishLocked(monitor_.OnHostMetrics(agent_id, h.host()));
       return;
     }
     default:
@@ -1052,6 +1087,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
     a.link->Close(absl::DeadlineExceededError(reason));
     a.link = nullptr;
     EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, a.info.agent_id());
+    PublishLocked(monitor_.OnAgentDisconnected(a.info.agent_id()));
   }
   spdlog::warn("agent_offline agent_id={} lost_tasks={} reason=\"{}\"", a.info.agent_id(),
                a.assigned.size(), reason);
@@ -1066,6 +1102,10 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
 void TaskRegistry::Tick() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
+  if (now >= next_evaluation_) {
+    next_evaluation_ = now + absl::Seconds(1);
+    PublishLocked(monitor_.Evaluate(static_cast<int64_t>(queue_.size())));
+  }
   for (auto it = queue_.begin(); it != queue_.end();) {
     TaskEntry& t = *it->second;
     ++it;

@@ -26,6 +26,7 @@
 #include "services/common/clock.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
+#include "services/coordinator/monitor.h"
 #include "services/coordinator/output_buffer.h"
 #include "services/coordinator/store/task_store.h"
 #include "taskgrid/v1/agent.pb.h"
@@ -48,6 +49,9 @@ struct RegistryOptions {
   size_t max_retained_tasks = 100'000;
   // Output kept per task and stream (head and tail halves beyond it).
   int64_t output_cap_bytes = 4 << 20;
+  // Host metrics history, health and alert rules. Its interval is
+  // heartbeat_interval.
+  MonitorOptions monitor;
 
   // Returns kInvalidArgument naming the first bad field.
   absl::Status Validate() const;
@@ -118,6 +122,17 @@ class TaskRegistry {
   // TTL offline (their unfinished tasks become lost), applies retention.
   void Tick() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // ---- Monitoring (the state is the monitor's; changes go to the event log).
+  // Reads: metrics, services, alerts, status.
+  const Monitor& monitor() const { return monitor_; }
+  // A request the coordinator served.
+  void RecordRequest(bool failed, absl::Duration took) { monitor_.OnRequest(failed, took); }
+  // kNotFound for an unknown alert, kFailedPrecondition for a resolved one.
+  absl::StatusOr<v1::Alert> ResolveAlert(const std::string& alert_id, const std::string& by)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ReportHealth(const v1::ServiceHealth& report) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetMonitoring(bool running) ABSL_LOCKS_EXCLUDED(mu_);
+
   const RegistryOptions& options() const { return options_; }
 
  private:
@@ -184,6 +199,8 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t EmitLocked(v1::EventType type, const TaskEntry* t, const std::string& agent_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the monitor's events in the log.
+  void PublishLocked(std::vector<v1::TaskEvent> events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewTaskIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -193,8 +210,11 @@ class TaskRegistry {
   EventLog& events_;
   CoordinatorMetrics* const metrics_;
   const RegistryOptions options_;
+  Monitor monitor_;
 
   absl::Mutex mu_;
+  // Task rules are evaluated once a second, not on every tick.
+  absl::Time next_evaluation_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, std::unique_ptr<TaskEntry>> tasks_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, TaskEntry*> by_seq_ ABSL_GUARDED_BY(mu_);
   std::map<QueueKey, TaskEntry*> queue_ ABSL_GUARDED_BY(mu_);

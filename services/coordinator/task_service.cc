@@ -4,38 +4,10 @@
 
 #include "absl/strings/match.h"
 #include "services/common/status_util.h"
+#include "services/coordinator/rpc_reply.h"
 
 namespace taskgrid {
 namespace {
-
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& s) {
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(s));
-  return reactor;
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result,
-                                T* response) {
-  if (result.ok()) *response = std::move(*result);
-  return Reply(ctx, result.status());
-}
-
-// Acknowledges a change only once the store has made it durable.
-grpc::ServerUnaryReactor* ReplyWhenDurable(grpc::CallbackServerContext* ctx, TaskRegistry& registry,
-                                           const absl::Status& s) {
-  if (!s.ok()) return Reply(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  registry.WhenDurable([reactor] { reactor->Finish(grpc::Status::OK); });
-  return reactor;
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* ReplyWhenDurable(grpc::CallbackServerContext* ctx, TaskRegistry& registry,
-                                           absl::StatusOr<T> result, T* response) {
-  if (result.ok()) *response = std::move(*result);
-  return ReplyWhenDurable(ctx, registry, result.status());
-}
 
 // Streams events after a cursor: it keeps only its cursor and reads the next
 // matching event from the shared log when the previous write completes, so a
@@ -139,8 +111,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
 
 }  // namespace
 
-absl::Status TaskServiceImpl::Authorize(grpc::CallbackServerContext* ctx, Scope scope) const {
-  if (keys_.empty()) return absl::OkStatus();
+absl::Status Authorize(const ApiKeys& keys, grpc::CallbackServerContext* ctx, Scope scope) {
+  if (keys.empty()) return absl::OkStatus();
   const auto& md = ctx->client_metadata();
   std::string key;
   if (auto it = md.find("x-api-key"); it != md.end()) {
@@ -149,53 +121,53 @@ absl::Status TaskServiceImpl::Authorize(grpc::CallbackServerContext* ctx, Scope 
     absl::string_view v(it->second.data(), it->second.size());
     if (absl::StartsWithIgnoreCase(v, "bearer ")) key = std::string(v.substr(7));
   }
-  return keys_.Check(key, scope);
+  return keys.Check(key, scope);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* ctx,
                                                   const v1::SubmitRequest* req,
                                                   v1::SubmitResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
   return ReplyWhenDurable(ctx, registry_, registry_.Submit(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::SubmitBatch(grpc::CallbackServerContext* ctx,
                                                        const v1::SubmitBatchRequest* req,
                                                        v1::SubmitBatchResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
   return ReplyWhenDurable(ctx, registry_, registry_.SubmitBatch(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                                const v1::GetRequest* req, v1::Task* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
   return Reply(ctx, registry_.Get(req->task_id()), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                 const v1::ListRequest* req,
                                                 v1::ListResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
   return Reply(ctx, registry_.List(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                   const v1::CancelRequest* req, v1::Task* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
   return ReplyWhenDurable(ctx, registry_, registry_.Cancel(req->task_id(), req->reason()), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* ctx,
                                                   const v1::DeleteRequest* req,
                                                   v1::DeleteResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
   return ReplyWhenDurable(ctx, registry_, registry_.Delete(req->task_id()));
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ctx,
                                                  const v1::StatsRequest* req,
                                                  v1::StatsResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
   *resp = registry_.Stats();
   return Reply(ctx, absl::OkStatus());
 }
@@ -203,21 +175,21 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* TaskServiceImpl::GetOutput(grpc::CallbackServerContext* ctx,
                                                      const v1::GetOutputRequest* req,
                                                      v1::GetOutputResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
   return Reply(ctx, registry_.GetOutput(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
                                                       const v1::ListAgentsRequest* req,
                                                       v1::ListAgentsResponse* resp) {
-  if (absl::Status s = Authorize(ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
   *resp = registry_.ListAgents();
   return Reply(ctx, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
-  absl::Status s = Authorize(ctx, Scope::kRead);
+  absl::Status s = Authorize(keys_, ctx, Scope::kRead);
   for (int type : req->types()) {
     if (s.ok() && (!v1::EventType_IsValid(type) || type == v1::EVENT_TYPE_UNSPECIFIED)) {
       s = absl::InvalidArgumentError("types: unknown event type " + std::to_string(type));

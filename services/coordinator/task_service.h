@@ -43,8 +43,6 @@ class TaskServiceImpl final : public v1::TaskService::CallbackService {
                                                      const v1::WatchRequest* req) override;
 
  private:
-  absl::Status Authorize(grpc::CallbackServerContext* ctx, Scope scope) const;
-
   TaskRegistry& registry_;
   EventLog& events_;
   const ApiKeys keys_;

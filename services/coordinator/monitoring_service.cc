@@ -1,0 +1,116 @@
+#include "services/coordinator/monitoring_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/proto_time.h"
+#include "services/coordinator/rpc_reply.h"
+#include "services/coordinator/task_validation.h"
+
+namespace taskgrid {
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::GetLatestMetrics(
+    grpc::CallbackServerContext* ctx, const v1::GetLatestMetricsRequest*,
+    v1::MetricsResponse* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  for (auto& m : registry_.monitor().Latest()) *resp->add_metrics() = std::move(m);
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::GetMetricsHistory(
+    grpc::CallbackServerContext* ctx, const v1::GetMetricsHistoryRequest* req,
+    v1::MetricsResponse* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = ValidateId("agent_id", req->agent_id(), true); !s.ok()) {
+    return Reply(ctx, s);
+  }
+  auto history = registry_.monitor().History(
+      req->agent_id(), req->has_since() ? FromProto(req->since()) : absl::InfinitePast(),
+      req->has_until() ? FromProto(req->until()) : absl::InfiniteFuture());
+  if (!history.ok()) return Reply(ctx, history.status());
+  for (auto& m : *history) *resp->add_metrics() = std::move(m);
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::ListServices(grpc::CallbackServerContext* ctx,
+                                                              const v1::ListServicesRequest*,
+                                                              v1::ListServicesResponse* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  for (auto& h : registry_.monitor().Services()) *resp->add_services() = std::move(h);
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::GetService(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetServiceRequest* req,
+                                                            v1::ServiceHealth* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  for (auto& h : registry_.monitor().Services()) {
+    if (h.name() == req->name()) {
+      *resp = std::move(h);
+      return Reply(ctx, absl::OkStatus());
+    }
+  }
+  return Reply(ctx, absl::NotFoundError(absl::StrCat(
+                        "name: no service \"", req->name(),
+                        "\" (coordinator, agent/ID or gateway/ID)")));
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::ListAlerts(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListAlertsRequest* req,
+                                                            v1::ListAlertsResponse* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  for (auto& a : registry_.monitor().Alerts(req->active_only())) *resp->add_alerts() = std::move(a);
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::ResolveAlert(grpc::CallbackServerContext* ctx,
+                                                              const v1::ResolveAlertRequest* req,
+                                                              v1::Alert* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = ValidateId("alert_id", req->alert_id(), true); !s.ok()) {
+    return Reply(ctx, s);
+  }
+  return ReplyWhenDurable(ctx, registry_, registry_.ResolveAlert(req->alert_id(), "manual"), resp);
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetStatusRequest*,
+                                                           v1::MonitoringStatus* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  *resp = registry_.monitor().Status();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::SetRunning(grpc::CallbackServerContext* ctx,
+                                                            bool running,
+                                                            v1::MonitoringStatus* resp) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kAdmin); !s.ok()) return Reply(ctx, s);
+  registry_.SetMonitoring(running);
+  *resp = registry_.monitor().Status();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::Start(grpc::CallbackServerContext* ctx,
+                                                       const v1::StartMonitoringRequest*,
+                                                       v1::MonitoringStatus* resp) {
+  return SetRunning(ctx, true, resp);
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::Stop(grpc::CallbackServerContext* ctx,
+                                                      const v1::StopMonitoringRequest*,
+                                                      v1::MonitoringStatus* resp) {
+  return SetRunning(ctx, false, resp);
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::ReportHealth(grpc::CallbackServerContext* ctx,
+                                                              const v1::ServiceHealth* req,
+                                                              v1::ReportHealthResponse*) {
+  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (req->kind() != "gateway" || req->name().rfind("gateway/", 0) != 0) {
+    return Reply(ctx, absl::InvalidArgumentError(
+                          "name: reports come from gateways, named gateway/ID (kind gateway)"));
+  }
+  if (absl::Status s = ValidateId("name", req->name(), true); !s.ok()) return Reply(ctx, s);
+  registry_.ReportHealth(*req);
+  return Reply(ctx, absl::OkStatus());
+}
+
+}  // namespace taskgrid
