@@ -9,18 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
+#include "services/common/service_process.h"
 #include "services/common/version.h"
 
 namespace taskgrid {
 namespace {
 
 int Index(StdStream s) { return s == StdStream::kStderr ? 1 : 0; }
-
-std::string HostName() {
-  char buf[256] = {0};
-  gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
 
 std::vector<std::string> BaseEnvironment() {
   std::vector<std::string> env = {

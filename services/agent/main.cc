@@ -55,11 +55,7 @@ int main(int argc, char** argv) {
   if (options.coordinator_address.empty())
     options.coordinator_address = env("TASKGRID_COORDINATOR", "127.0.0.1:7000");
   options.agent_id = absl::GetFlag(FLAGS_agent_id);
-  if (options.agent_id.empty()) {
-    char host[256] = {0};
-    gethostname(host, sizeof(host) - 1);
-    options.agent_id = host;
-  }
+  if (options.agent_id.empty()) options.agent_id = taskgrid::HostName();
   options.token = absl::GetFlag(FLAGS_token);
   if (options.token.empty()) options.token = env("TASKGRID_AGENT_TOKEN", "");
   for (absl::string_view kv :

@@ -1,6 +1,7 @@
 #include "services/common/service_process.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -42,6 +43,12 @@ void WritePortFile(const std::string& path, std::initializer_list<int> ports) {
     for (int port : ports) out << port << "\n";
   }
   std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
 }
 
 }  // namespace taskgrid

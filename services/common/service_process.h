@@ -24,6 +24,9 @@ int WaitForStopSignal();
 // that start a service on port 0. The file appears whole or not at all.
 void WritePortFile(const std::string& path, std::initializer_list<int> ports);
 
+// This machine's host name (empty if it cannot be read).
+std::string HostName();
+
 }  // namespace taskgrid
 
 #endif  // TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_

@@ -206,7 +206,7 @@ std::vector<v1::TaskEvent> Monitor::OnHostMetrics(const std::string& agent_id,
   ApplyLocked("process_memory", source, rss,
               Judge(rss, limit, kNever, limit * options_.hysteresis / 100,
                     active("process_memory")),
-              absl::StrFormat("agent %s process uses %.0f MB (warning above %.0f MB)", agent_id,
+              absl::StrFormat("agent %s process uses %.1f MB (warning above %.1f MB)", agent_id,
                               rss / 1e6, limit / 1e6),
               events);
 

@@ -9,12 +9,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "services/common/auth.h"
 #include "services/common/clock.h"
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
+#include "services/common/service_process.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/json.h"
 #include "services/gateway/web_assets.h"
@@ -99,6 +101,9 @@ absl::Status GatewayOptions::Validate() const {
         "http_address " + http_address +
         " is not loopback: put the gateway behind TLS and keys, or pass --insecure");
   }
+  if (health_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("health_interval: must not be negative");
+  }
   return absl::OkStatus();
 }
 
@@ -113,6 +118,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
   std::unique_ptr<Gateway> g(new Gateway(options));
   g->channel_ = CoordinatorChannel(options.coordinator_address);
   g->stub_ = v1::TaskService::NewStub(g->channel_);
+  g->monitoring_ = v1::MonitoringService::NewStub(g->channel_);
   g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_);
   HttpServerOptions http = options.http;
   http.address = options.http_address;
@@ -128,14 +134,44 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
     if (!m.ok()) return m.status();
     g->metrics_server_ = std::move(*m);
   }
+  if (options.health_interval > absl::ZeroDuration()) {
+    g->reporter_ = std::thread([self] { self->ReportHealthLoop(); });
+  }
   spdlog::info("gateway_started http_port={} coordinator={}", g->http_port(),
                options.coordinator_address);
   return g;
 }
 
+void Gateway::ReportHealthLoop() {
+  v1::ServiceHealth h;
+  h.set_name("gateway/" + (options_.gateway_id.empty()
+                               ? absl::StrCat(HostName(), ":", http_port())
+                               : options_.gateway_id));
+  h.set_kind("gateway");
+  h.set_status(v1::HEALTH_STATUS_HEALTHY);
+  *h.mutable_started_at() = ToProto(started_);
+  do {
+    const int64_t requests = requests_.load();
+    h.set_requests(requests);
+    h.set_errors(server_errors_.load());
+    h.set_mean_response_seconds(requests ? busy_micros_.load() / 1e6 / requests : 0);
+    *h.mutable_uptime() = ToProto(absl::Now() - started_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    if (!options_.api_key.empty()) ctx.AddMetadata("x-api-key", options_.api_key);
+    v1::ReportHealthResponse ignored;
+    if (grpc::Status s = monitoring_->ReportHealth(&ctx, h, &ignored); !s.ok()) {
+      spdlog::debug("health_report_failed code={} message=\"{}\"",
+                    static_cast<int>(s.error_code()), s.error_message());
+    }
+  } while (!stop_reporting_.WaitForNotificationWithTimeout(options_.health_interval));
+}
+
 Gateway::~Gateway() { Shutdown(); }
 
 void Gateway::Shutdown() {
+  if (!stop_reporting_.HasBeenNotified()) stop_reporting_.Notify();
+  if (reporter_.joinable()) reporter_.join();
   if (http_) http_->Shutdown();
   if (hub_) hub_->Shutdown();
   // Calls still in flight would answer into a server that is gone: cancel
@@ -202,7 +238,11 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   // Every reply goes through here so metrics see the route pattern.
   const Headers cors = CorsHeaders(req.Header("origin"));
   auto reply = [this, responder, start, cors](const std::string& route, HttpResponse r) {
-    metrics_.Observe(route, r.status, absl::ToDoubleSeconds(absl::Now() - start));
+    const absl::Duration took = absl::Now() - start;
+    metrics_.Observe(route, r.status, absl::ToDoubleSeconds(took));
+    ++requests_;
+    if (r.status >= 500) ++server_errors_;
+    busy_micros_ += absl::ToInt64Microseconds(took);
     r.headers.insert(r.headers.end(), cors.begin(), cors.end());
     responder->Reply(std::move(r));
   };
@@ -354,6 +394,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       if (stats_only) {
         watch.clear_types();
         watch.add_types(v1::EVENT_TYPE_TASK_STATUS);
+        watch.add_types(v1::EVENT_TYPE_SYSTEM_METRICS);
       }
       return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
           inflight_, req, v1::StatsRequest(),
@@ -586,6 +627,89 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
                              R"(,"active_connections":)", StreamsFor(t.id()),
                              R"(,"consumer_active":)", final ? "false" : "true", "}")));
     });
+  }
+
+  // ---------------------------------------------------------------- monitoring
+  if (p0 == "api" && p1 == "monitoring") {
+    auto& mon = *monitoring_->async();
+    if (m == "GET" && p2 == "metrics" && p3 == "latest" && parts.size() == 4) {
+      return CallCoordinator<v1::GetLatestMetricsRequest, v1::MetricsResponse>(
+          inflight_, req, {},
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetLatestMetrics(c, q, r, cb); },
+          proto_reply("/api/monitoring/metrics/latest", 200));
+    }
+    if (m == "GET" && p2 == "metrics" && p3 == "history" && parts.size() == 4) {
+      const std::string route = "/api/monitoring/metrics/history";
+      v1::GetMetricsHistoryRequest history;
+      history.set_agent_id(req.Query("agent"));
+      for (const char* bound : {"since", "until"}) {
+        if (req.Query(bound).empty()) continue;
+        absl::Time t;
+        std::string err;
+        if (!absl::ParseTime(absl::RFC3339_full, req.Query(bound), &t, &err)) {
+          return reply(route, ErrorResponse(400, "invalid_argument",
+                                            absl::StrCat(bound, ": not an RFC 3339 time (", err,
+                                                         ")"),
+                                            bound));
+        }
+        *(std::string(bound) == "since" ? history.mutable_since() : history.mutable_until()) =
+            ToProto(t);
+      }
+      if (history.agent_id().empty()) {
+        return reply(route, ErrorResponse(400, "invalid_argument",
+                                          "agent: is required (the agent's id)", "agent"));
+      }
+      return CallCoordinator<v1::GetMetricsHistoryRequest, v1::MetricsResponse>(
+          inflight_, req, history,
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetMetricsHistory(c, q, r, cb); },
+          proto_reply(route, 200));
+    }
+    if (m == "GET" && p2 == "services" && parts.size() == 3) {
+      return CallCoordinator<v1::ListServicesRequest, v1::ListServicesResponse>(
+          inflight_, req, {},
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ListServices(c, q, r, cb); },
+          proto_reply("/api/monitoring/services", 200));
+    }
+    if (m == "GET" && p2 == "services" && parts.size() >= 4) {  // Names hold a '/'.
+      v1::GetServiceRequest get;
+      get.set_name(absl::StrJoin(parts.begin() + 3, parts.end(), "/"));
+      return CallCoordinator<v1::GetServiceRequest, v1::ServiceHealth>(
+          inflight_, req, get,
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetService(c, q, r, cb); },
+          proto_reply("/api/monitoring/services/{name}", 200));
+    }
+    if (m == "GET" && p2 == "alerts" && parts.size() == 3) {
+      v1::ListAlertsRequest list;
+      list.set_active_only(req.Query("active") == "true");
+      return CallCoordinator<v1::ListAlertsRequest, v1::ListAlertsResponse>(
+          inflight_, req, list,
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ListAlerts(c, q, r, cb); },
+          proto_reply("/api/monitoring/alerts", 200));
+    }
+    if (m == "POST" && p2 == "alerts" && Segment(parts, 4) == "resolve" && parts.size() == 5) {
+      v1::ResolveAlertRequest resolve;
+      resolve.set_alert_id(p3);
+      return CallCoordinator<v1::ResolveAlertRequest, v1::Alert>(
+          inflight_, req, resolve,
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ResolveAlert(c, q, r, cb); },
+          proto_reply("/api/monitoring/alerts/{id}/resolve", 200));
+    }
+    if (m == "GET" && p2 == "status" && parts.size() == 3) {
+      return CallCoordinator<v1::GetStatusRequest, v1::MonitoringStatus>(
+          inflight_, req, {},
+          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetStatus(c, q, r, cb); },
+          proto_reply("/api/monitoring/status", 200));
+    }
+    if (m == "POST" && p2 == "start" && parts.size() == 3) {
+      return CallCoordinator<v1::StartMonitoringRequest, v1::MonitoringStatus>(
+          inflight_, req, {}, [&mon](auto* c, auto* q, auto* r, auto cb) { mon.Start(c, q, r, cb); },
+          proto_reply("/api/monitoring/start", 200));
+    }
+    if (m == "POST" && p2 == "stop" && parts.size() == 3) {
+      return CallCoordinator<v1::StopMonitoringRequest, v1::MonitoringStatus>(
+          inflight_, req, {}, [&mon](auto* c, auto* q, auto* r, auto cb) { mon.Stop(c, q, r, cb); },
+          proto_reply("/api/monitoring/stop", 200));
+    }
   }
 
   // ---------------------------------------------------------------- nodelink

@@ -13,17 +13,20 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "services/common/metrics_server.h"
 #include "services/gateway/event_hub.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/rate_limiter.h"
+#include "taskgrid/v1/monitoring.grpc.pb.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 namespace taskgrid::gateway {
@@ -52,6 +55,12 @@ struct GatewayOptions {
   // Longest path plus query string (414 beyond).
   size_t max_url_bytes = 8192;
   HttpServerOptions http;
+  // This gateway's name in service health ("gateway/ID"); empty: host:port.
+  std::string gateway_id;
+  // How often it reports its health to the coordinator; zero: never.
+  absl::Duration health_interval = absl::Seconds(5);
+  // Key for its own calls (health reports) when the coordinator has keys.
+  std::string api_key;
 
   absl::Status Validate() const;
 };
@@ -83,12 +92,15 @@ class Gateway {
   std::function<void()> CountStream(std::function<void()> on_end);
   // Remembers a stream so Shutdown can cancel it.
   void TrackStream(std::weak_ptr<EventStream> stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
+  // Sends this gateway's health and counters every health_interval.
+  void ReportHealthLoop();
 
   const GatewayOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   GatewayMetrics metrics_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
+  std::unique_ptr<v1::MonitoringService::Stub> monitoring_;
   std::unique_ptr<EventHub> hub_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<MetricsServer> metrics_server_;
@@ -99,6 +111,13 @@ class Gateway {
   // Coordinator calls and streams whose callbacks have not finished.
   std::atomic<int> inflight_{0};
   RateLimiter limiter_;
+  // Requests answered, those answered 5xx, and their total time, for health.
+  std::atomic<int64_t> requests_{0};
+  std::atomic<int64_t> server_errors_{0};
+  std::atomic<int64_t> busy_micros_{0};
+  const absl::Time started_ = absl::Now();
+  absl::Notification stop_reporting_;
+  std::thread reporter_;
 };
 
 }  // namespace taskgrid::gateway

@@ -27,6 +27,13 @@ ABSL_FLAG(std::string, cors_origins, "",
           "Comma-separated origins allowed to call from browsers (* for any).");
 ABSL_FLAG(int32_t, max_streams_per_caller, 64, "Open event streams and WebSockets per caller.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound HTTP and metrics ports here, one per line.");
+ABSL_FLAG(std::string, gateway_id, "",
+          "Name in service health, gateway/ID (default: host:port of --http_address).");
+ABSL_FLAG(absl::Duration, health_interval, absl::Seconds(5),
+          "How often the gateway reports its health to the coordinator (0: never).");
+ABSL_FLAG(std::string, api_key, "",
+          "Key for the gateway's own calls when the coordinator has keys (default "
+          "TASKGRID_API_KEY); callers' keys are forwarded as they are.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
@@ -53,6 +60,13 @@ int main(int argc, char** argv) {
   options.http.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   options.http.max_stream_queue_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_queue_bytes));
+  options.gateway_id = absl::GetFlag(FLAGS_gateway_id);
+  options.health_interval = absl::GetFlag(FLAGS_health_interval);
+  options.api_key = absl::GetFlag(FLAGS_api_key);
+  if (options.api_key.empty()) {
+    const char* env = std::getenv("TASKGRID_API_KEY");
+    options.api_key = env ? env : "";
+  }
   auto gateway = taskgrid::gateway::Gateway::Start(options);
   if (!gateway.ok()) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", gateway.status().ToString().c_str());

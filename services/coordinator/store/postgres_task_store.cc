@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "services/common/service_process.h"
 #include "services/common/status_util.h"
 
 namespace taskgrid {
@@ -228,12 +229,10 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(const
 }
 
 PostgresTaskStore::PostgresTaskStore(const Options& options)
-    : GroupCommitStore(options.metrics), options_(options), holder_([] {
-        char host[256] = {};
-        gethostname(host, sizeof(host) - 1);
-        return absl::StrFormat("%s:%d:%08x", host, getpid(),
-                               static_cast<uint32_t>(std::random_device{}()));
-      }()) {}
+    : GroupCommitStore(options.metrics),
+      options_(options),
+      holder_(absl::StrFormat("%s:%d:%08x", HostName(), getpid(),
+                              static_cast<uint32_t>(std::random_device{}()))) {}
 
 PostgresTaskStore::~PostgresTaskStore() {
   StopCommitter();
