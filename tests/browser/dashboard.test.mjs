@@ -76,3 +76,18 @@ test('a container task is listed like any other, saying why it waits', async () 
   await page.click(row);
   await page.waitForSelector('#detail-reason:has-text("that runs containers (docker=true)")');
 });
+
+test('host charts, service health and alerts update live; an alert is resolved from the page', async () => {
+  const host = '#hosts .host[data-agent="browser-agent"]';
+  await page.waitForSelector(`${host} .cpu:has-text("%")`);
+  await page.waitForSelector('#services tr[data-service="agent/browser-agent"] .badge.healthy');
+  await page.waitForSelector('#services tr[data-service="coordinator"]');
+  const alert = '#alerts li:has-text("process uses")';
+  await page.waitForSelector(alert);
+  await page.click(`${alert} button.resolve`);
+  await page.waitForSelector(alert, { state: 'detached' });
+  const r = await fetch(`${url}/api/monitoring/alerts`);
+  const { alerts } = await r.json();
+  assert.ok(alerts.some((a) => a.rule === 'process_memory' && a.resolvedBy === 'manual'),
+    'the coordinator recorded the resolution');
+});

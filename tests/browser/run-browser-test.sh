@@ -7,7 +7,9 @@ coordinator=$1 agent=$2 gateway=$3 artifacts=$4
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib.sh"
 
-"$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --data_dir="$dir/data" --port_file="$dir/c" --log_level=warn & pids+=($!)
+# Any agent process is larger than 1000 bytes: an alert to show and resolve.
+"$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --data_dir="$dir/data" --port_file="$dir/c" \
+  --heartbeat_interval=500ms --alert_process_memory_bytes=1000 --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 address=127.0.0.1:$(sed -n 1p "$dir/c")
 "$agent" --coordinator="$address" --agent_id=browser-agent --docker_socket= --metrics_address= \

@@ -51,6 +51,11 @@ function render() {
           <td>${esc(t.agentId || '-')}</td><td>${cancel}</td></tr>`;
       });
     $('#tasks tbody').innerHTML = rows.join('');
+    const queued = { critical: 0, high: 0, medium: 0, low: 0 };
+    for (const t of tasks.values()) {
+      if (statusOf(t) === 'queued') queued[(t.spec.priority || 'PRIORITY_MEDIUM').replace('PRIORITY_', '').toLowerCase()]++;
+    }
+    $('#queue-depth').textContent = `queued: ${Object.entries(queued).map(([p, n]) => `${p} ${n}`).join(' · ')}`;
     $('#counters').innerHTML = `<span>total <b>${counts.total}</b></span>
       <span>running <b>${[...tasks.values()].filter((t) => ['running', 'dispatched'].includes(statusOf(t))).length}</b></span>
       <span>succeeded <b>${counts.succeeded}</b></span><span>failed <b>${counts.failed}</b></span>`;
@@ -98,9 +103,99 @@ function refreshAgents() {
   }, 300);
 }
 
+// ---------------------------------------------------------------- monitoring
+const alerts = new Map();         // id -> Alert, active ones only
+const hosts = new Map();          // agent id -> last 60 HostMetrics
+const lower = (s, prefix) => String(s || '').replace(prefix, '').toLowerCase();
+
+function renderAlerts() {
+  const list = [...alerts.values()].sort((a, b) => (b.createdAt || '').localeCompare(a.createdAt || ''));
+  $('#alert-count').textContent = list.length ? `(${list.length} active)` : '';
+  $('#alerts').innerHTML = list.length
+    ? list.map((a) => {
+      const sev = lower(a.severity, 'ALERT_SEVERITY_');
+      return `<li data-alert="${esc(a.id)}"><span class="badge ${sev}">${sev}</span>
+        <span class="msg" title="${esc(a.message)}">${esc(a.message)}</span>
+        <button class="resolve" data-resolve="${esc(a.id)}">resolve</button></li>`;
+    }).join('')
+    : '<li class="hint">No active alerts.</li>';
+}
+
+// Lines of 0-100 values, newest at the right.
+function spark(canvas, lines) {
+  const ctx = canvas.getContext('2d');
+  canvas.width = canvas.clientWidth || 200;
+  canvas.height = 28;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  for (const { values, color } of lines) {
+    ctx.strokeStyle = color;
+    ctx.beginPath();
+    values.forEach((v, i) => {
+      const x = ((60 - values.length + i) / 59) * canvas.width;
+      const y = canvas.height - (Math.min(100, v) / 100) * (canvas.height - 2) - 1;
+      if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+    });
+    ctx.stroke();
+  }
+}
+
+function renderHost(id) {
+  const samples = hosts.get(id);
+  let row = document.querySelector(`.host[data-agent="${CSS.escape(id)}"]`);
+  if (!row) {
+    row = document.createElement('div');
+    row.className = 'host';
+    row.dataset.agent = id;
+    row.innerHTML = `<span class="name">${esc(id)}</span><canvas></canvas><span class="cpu"></span><span class="mem"></span>`;
+    $('#hosts').appendChild(row);
+  }
+  const last = samples[samples.length - 1];
+  row.querySelector('.cpu').textContent = `cpu ${Number(last.cpuPercent || 0).toFixed(0)}%`;
+  row.querySelector('.mem').textContent = `mem ${Number(last.memoryPercent || 0).toFixed(0)}%`;
+  spark(row.querySelector('canvas'), [
+    { values: samples.map((m) => m.memoryPercent || 0), color: '#3fb950' },
+    { values: samples.map((m) => m.cpuPercent || 0), color: '#58a6ff' }]);
+}
+
+function addSample(m) {
+  const list = hosts.get(m.source) || [];
+  list.push(m);
+  if (list.length > 60) list.shift();
+  hosts.set(m.source, list);
+  renderHost(m.source);
+}
+
+let servicesTimer = null;
+function refreshServices() {
+  if (servicesTimer) return;
+  servicesTimer = setTimeout(async () => {
+    servicesTimer = null;
+    const r = await fetch('/api/monitoring/services');
+    if (!r.ok) return;
+    const { services = [] } = await r.json();
+    $('#services tbody').innerHTML = services.map((s) => {
+      const health = lower(s.status, 'HEALTH_STATUS_');
+      return `<tr data-service="${esc(s.name)}"><td>${esc(s.name)}</td>
+        <td><span class="badge ${health}" title="${esc(s.reason || '')}">${health}</span></td>
+        <td>${s.uptime ? `${Math.round(parseFloat(s.uptime))}s` : '-'}</td>
+        <td>${s.requests || 0}</td><td>${s.errors || 0}</td></tr>`;
+    }).join('');
+  }, 300);
+}
+
+async function loadMonitoring() {
+  const [active, latest] = await Promise.all([
+    fetch('/api/monitoring/alerts?active=true'), fetch('/api/monitoring/metrics/latest')]);
+  if (active.ok) ((await active.json()).alerts || []).forEach((a) => alerts.set(a.id, a));
+  if (latest.ok) ((await latest.json()).metrics || []).forEach(addSample);
+  renderAlerts();
+  refreshServices();
+}
+
 // ---------------------------------------------------------------- events
 function connectEvents() {
-  const types = 'task:created,task:status,task:progress,task:deleted,agent:connected,agent:disconnected';
+  const types = 'task:created,task:status,task:progress,task:deleted,agent:connected,agent:disconnected,'
+    + 'system:metrics,service:health,alert:created,alert:resolved';
   const es = new EventSource(`/api/events?types=${types}`);
   es.onopen = () => setConnection('live');
   es.onerror = () => setConnection('reconnecting');
@@ -123,6 +218,17 @@ function connectEvents() {
   es.addEventListener('task:deleted', (e) => { tasks.delete(JSON.parse(e.data).taskId); render(); });
   es.addEventListener('agent:connected', refreshAgents);
   es.addEventListener('agent:disconnected', refreshAgents);
+  es.addEventListener('system:metrics', (e) => addSample(JSON.parse(e.data).metrics));
+  es.addEventListener('service:health', refreshServices);
+  es.addEventListener('alert:created', (e) => {
+    const { alert } = JSON.parse(e.data);
+    alerts.set(alert.id, alert);
+    renderAlerts();
+  });
+  es.addEventListener('alert:resolved', (e) => {
+    alerts.delete(JSON.parse(e.data).alert.id);
+    renderAlerts();
+  });
 }
 
 async function loadRecent() {
@@ -240,6 +346,17 @@ $('#tasks').addEventListener('click', async (e) => {
 });
 $('#status-filter').addEventListener('change', render);
 
-loadRecent().then(connectEvents);
+$('#alerts').addEventListener('click', async (e) => {
+  const button = e.target.closest('[data-resolve]');
+  if (!button) return;
+  button.disabled = true;
+  const r = await fetch(`/api/monitoring/alerts/${encodeURIComponent(button.dataset.resolve)}/resolve`, { method: 'POST' });
+  if (r.ok || r.status === 409) {  // 409: already resolved meanwhile.
+    alerts.delete(button.dataset.resolve);
+    renderAlerts();
+  }
+});
+
+loadRecent().then(loadMonitoring).then(connectEvents);
 refreshAgents();
 setInterval(drawChart, 1000);  // Redraws the local history; fetches nothing.
