@@ -7,7 +7,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libspdlog-dev libgtest-dev libgmock-dev
   libbenchmark-dev libboost-dev libsqlite3-dev libpq-dev postgresql libjemalloc-dev curl procps chromium wrk
-  docker.io busybox-static
+  docker.io busybox-static prometheus python3-yaml
 )
 # The dashboard test runs on Node (any version with node:test, 18+).
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

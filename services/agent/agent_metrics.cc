@@ -40,6 +40,14 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r)
                          "Used bytes of the file system of the agent's work directory.")),
       disk_total(AddGauge(r, "agent_disk_total_bytes",
                           "Size of the file system of the agent's work directory.")),
-      free_slots(AddGauge(r, "agent_free_slots", "Task slots not in use.")) {}
+      free_slots(AddGauge(r, "agent_free_slots", "Task slots not in use.")) {
+  // Every series from the start, so rates and alerts see zeros, not gaps.
+  for (const char* outcome : {"ok", "error"}) {
+    for (const char* op : {"run", "start", "stop", "logs", "inspect", "remove", "list", "pull"}) {
+      container_operations.Add({{"operation", op}, {"outcome", outcome}});
+    }
+    image_pulls.Add({{"outcome", outcome}});
+  }
+}
 
 }  // namespace taskgrid

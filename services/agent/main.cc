@@ -14,11 +14,11 @@
 #include "services/common/metrics_server.h"
 #include "services/common/service_process.h"
 
-ABSL_FLAG(std::string, coordinator, "",
-          "Coordinator address, or every coordinator as a comma-separated list of IP:port "
-          "(default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
+          "Coordinator address, or every coordinator as a comma-separated list of IP:port.");
 ABSL_FLAG(std::string, agent_id, "", "Agent id (default: the hostname).");
-ABSL_FLAG(std::string, token, "", "Agent token (default TASKGRID_AGENT_TOKEN).");
+ABSL_FLAG(std::string, token, "",
+          "Agent token (also TASKGRID_AGENT_TOKEN, as every flag is also TASKGRID_<NAME>).");
 ABSL_FLAG(std::string, labels, "", "Labels as k=v,k=v.");
 ABSL_FLAG(int32_t, slots, 0, "Concurrent tasks (0: number of CPUs).");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9101",
@@ -39,7 +39,13 @@ ABSL_FLAG(std::string, docker_networks, "none,bridge",
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("taskgrid agent: runs tasks assigned by the coordinator.");
+  absl::SetProgramUsageMessage(
+      "taskgrid agent: runs tasks assigned by the coordinator. Every flag may also be set as "
+      "TASKGRID_<FLAG> in the environment (--slots: TASKGRID_SLOTS); the command line wins.");
+  if (auto s = taskgrid::ApplyEnvironmentFlags(); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   absl::ParseCommandLine(argc, argv);
   if (auto s = taskgrid::InitServiceProcess("agent", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
@@ -52,8 +58,6 @@ int main(int argc, char** argv) {
   };
   taskgrid::AgentOptions options;
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
-  if (options.coordinator_address.empty())
-    options.coordinator_address = env("TASKGRID_COORDINATOR", "127.0.0.1:7000");
   options.agent_id = absl::GetFlag(FLAGS_agent_id);
   if (options.agent_id.empty()) options.agent_id = taskgrid::HostName();
   options.token = absl::GetFlag(FLAGS_token);

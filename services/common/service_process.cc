@@ -6,6 +6,10 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/logging.h"
 
@@ -43,6 +47,20 @@ void WritePortFile(const std::string& path, std::initializer_list<int> ports) {
     for (int port : ports) out << port << "\n";
   }
   std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
+absl::Status ApplyEnvironmentFlags() {
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::StrContains(flag->Filename(), "absl/")) continue;  // Abseil's own.
+    const std::string var = absl::StrCat("TASKGRID_", absl::AsciiStrToUpper(name));
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr) continue;
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat(var, ": ", error));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string HostName() {

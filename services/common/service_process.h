@@ -10,6 +10,12 @@
 
 namespace taskgrid {
 
+// Sets each of the binary's flags that is not given on the command line
+// from TASKGRID_<FLAG NAME IN CAPITALS>, if that is set (--api_keys from
+// TASKGRID_API_KEYS). Call before absl::ParseCommandLine, so the command line
+// wins. Returns kInvalidArgument naming the variable whose value is bad.
+absl::Status ApplyEnvironmentFlags();
+
 // Installs the `service` logger at `log_level`, turns off Abseil's per-lock
 // deadlock graph (lock order is checked by the Clang thread-safety build
 // instead) and blocks SIGINT and SIGTERM in this thread and every thread

@@ -79,7 +79,14 @@ std::string FlagOrEnv(const std::string& flag, const char* env) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("taskgrid coordinator: owns the task registry and every timeout.");
+  absl::SetProgramUsageMessage(
+      "taskgrid coordinator: owns the task registry and every timeout. Every flag may also be "
+      "set as TASKGRID_<FLAG> in the environment (--api_keys: TASKGRID_API_KEYS); the command "
+      "line wins.");
+  if (auto s = taskgrid::ApplyEnvironmentFlags(); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-coordinator: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   absl::ParseCommandLine(argc, argv);
   if (auto s = taskgrid::InitServiceProcess("coordinator", absl::GetFlag(FLAGS_log_level));
       !s.ok()) {

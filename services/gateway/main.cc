@@ -14,9 +14,8 @@
 ABSL_FLAG(std::string, http_address, "127.0.0.1:8080", "HTTP address for browsers and REST.");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9103",
           "Prometheus /metrics address (empty: off).");
-ABSL_FLAG(std::string, coordinator, "",
-          "Coordinator address, or every coordinator as a comma-separated list of IP:port "
-          "(default TASKGRID_COORDINATOR or 127.0.0.1:7000).");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
+          "Coordinator address, or every coordinator as a comma-separated list of IP:port.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
 ABSL_FLAG(int64_t, max_stream_queue_bytes, 4 << 20,
@@ -32,12 +31,18 @@ ABSL_FLAG(std::string, gateway_id, "",
 ABSL_FLAG(absl::Duration, health_interval, absl::Seconds(5),
           "How often the gateway reports its health to the coordinator (0: never).");
 ABSL_FLAG(std::string, api_key, "",
-          "Key for the gateway's own calls when the coordinator has keys (default "
-          "TASKGRID_API_KEY); callers' keys are forwarded as they are.");
+          "Key for the gateway's own calls when the coordinator has keys; callers' keys are "
+          "forwarded as they are.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("taskgrid gateway: REST and Server-Sent Events for browsers.");
+  absl::SetProgramUsageMessage(
+      "taskgrid gateway: REST, Server-Sent Events and WebSockets for browsers. Every flag may "
+      "also be set as TASKGRID_<FLAG> in the environment; the command line wins.");
+  if (auto s = taskgrid::ApplyEnvironmentFlags(); !s.ok()) {
+    std::fprintf(stderr, "taskgrid-gateway: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   absl::ParseCommandLine(argc, argv);
   if (auto s = taskgrid::InitServiceProcess("gateway", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", std::string(s.message()).c_str());
@@ -47,10 +52,6 @@ int main(int argc, char** argv) {
   options.http_address = absl::GetFlag(FLAGS_http_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
-  if (options.coordinator_address.empty()) {
-    const char* env = std::getenv("TASKGRID_COORDINATOR");
-    options.coordinator_address = env ? env : "127.0.0.1:7000";
-  }
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.rate_limit = absl::GetFlag(FLAGS_rate_limit);
   options.rate_burst = absl::GetFlag(FLAGS_rate_burst);
@@ -63,10 +64,6 @@ int main(int argc, char** argv) {
   options.gateway_id = absl::GetFlag(FLAGS_gateway_id);
   options.health_interval = absl::GetFlag(FLAGS_health_interval);
   options.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.api_key.empty()) {
-    const char* env = std::getenv("TASKGRID_API_KEY");
-    options.api_key = env ? env : "";
-  }
   auto gateway = taskgrid::gateway::Gateway::Start(options);
   if (!gateway.ok()) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", gateway.status().ToString().c_str());
