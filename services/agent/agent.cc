@@ -102,7 +102,7 @@ v1::AgentMessage Agent::HelloLocked() {
     held->set_attempt(e->attempt);
     held->set_stdout_resend_from(e->spool[0].start());
     held->set_stderr_resend_from(e->spool[1].start());
-    held->set_finished(e->exited || (e->adopt && !e->adopt->running));
+    held->set_finished(e->exited || (e->adopt && !e->adopt->running()));
   }
   return m;
 }
@@ -200,8 +200,9 @@ void Agent::CheckDocker() {
       spdlog::info("docker_checked agent_id={} available={} status=\"{}\"", options_.agent_id,
                    up.ok(), up.ToString());
     }
-    docker_up_ = up.ok();
     adopt = up.ok() && !containers_adopted_;
+    // Containers are taken only once the earlier run's are known.
+    docker_up_ = up.ok() && containers_adopted_;
   }
   if (!adopt) return;
   auto owned = docker_->FindOwned();
@@ -216,17 +217,19 @@ void Agent::CheckDocker() {
   });
   absl::MutexLock lock(&mu_);
   containers_adopted_ = true;
+  docker_up_ = true;
   for (const OwnedContainer& c : *owned) {
-    if (!c.running && c.keep) continue;  // Done and kept on purpose: the user's now.
+    auto held = executions_.find(c.task_id);
+    if (held != executions_.end() && held->second->attempt >= c.attempt) continue;  // Ours now.
     auto e = std::make_unique<Execution>(options_);
     e->task_id = c.task_id;
     e->attempt = c.attempt;
     e->finished.set_task_id(c.task_id);
     e->finished.set_attempt(c.attempt);
     e->adopt = c;
-    spdlog::info("container_found agent_id={} task_id={} attempt={} container={} running={}",
-                 options_.agent_id, c.task_id, c.attempt, c.id.substr(0, 12), c.running);
-    if (executions_.contains(c.task_id)) {
+    spdlog::info("container_found agent_id={} task_id={} attempt={} container={} state={}",
+                 options_.agent_id, c.task_id, c.attempt, c.id.substr(0, 12), c.state);
+    if (held != executions_.end()) {  // An older attempt than the one running.
       e->forget = true;
       StartAdoptedLocked(*e);
       e->process->Terminate(options_.shutdown_grace);
@@ -322,7 +325,12 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
       // flowing, or a paused process could never exit.
       e.forget = true;
       for (OutputSpool& s : e.spool) s.Clear();
-      if (e.adopt) StartAdoptedLocked(e);  // To stop it, and remove it unless kept.
+      if (e.adopt && !e.adopt->running() && e.adopt->keep) {
+        e.exited = true;  // Stopped and kept on purpose: the user's; nothing to do.
+        e.adopt.reset();
+      } else if (e.adopt) {
+        StartAdoptedLocked(e);  // To stop it, and remove it unless kept.
+      }
       UpdatePauseLocked(e);
       if (!e.exited && e.process) e.process->Terminate(options_.shutdown_grace);
       continue;

@@ -78,19 +78,22 @@ std::string DockerResponse::ErrorMessage() const {
 
 absl::StatusOr<DockerResponse> DockerClient::Call(absl::string_view method,
                                                   absl::string_view target,
-                                                  const google::protobuf::Struct* body) const {
-  return Exchange(method, target, body, nullptr, nullptr);
+                                                  const google::protobuf::Struct* body,
+                                                  absl::Duration timeout) const {
+  return Exchange(method, target, body, timeout > absl::ZeroDuration() ? timeout : timeout_,
+                  nullptr, nullptr);
 }
 
 absl::StatusOr<DockerResponse> DockerClient::Stream(
     absl::string_view method, absl::string_view target,
     const std::function<bool(absl::string_view)>& on_data, const std::atomic<bool>& abort) const {
-  return Exchange(method, target, nullptr, &on_data, &abort);
+  return Exchange(method, target, nullptr, timeout_, &on_data, &abort);
 }
 
 absl::StatusOr<DockerResponse> DockerClient::Exchange(
     absl::string_view method, absl::string_view target, const google::protobuf::Struct* body,
-    const std::function<bool(absl::string_view)>* on_data, const std::atomic<bool>* abort) const {
+    absl::Duration timeout, const std::function<bool(absl::string_view)>* on_data,
+    const std::atomic<bool>* abort) const {
   Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_un addr{};
@@ -117,10 +120,10 @@ absl::StatusOr<DockerResponse> DockerClient::Exchange(
   absl::StrAppend(&request, "\r\n", json);
 
   const std::string what = absl::StrCat(method, " ", target);
-  const absl::Time deadline = absl::Now() + timeout_;
+  const absl::Time deadline = absl::Now() + timeout;
   auto timed_out = [&] {
     return absl::UnavailableError(absl::StrCat("Docker did not answer ", what, " within ",
-                                               absl::FormatDuration(timeout_)));
+                                               absl::FormatDuration(timeout)));
   };
   for (size_t sent = 0; sent < request.size();) {
     if (!PollUntil(fd.get(), POLLOUT, deadline, abort)) return timed_out();
@@ -169,6 +172,9 @@ absl::StatusOr<DockerResponse> DockerClient::Exchange(
         break;
       }
       if (ec) break;
+    }
+    if (eof && !parser.got_some()) {
+      return absl::UnavailableError(absl::StrCat("Docker closed the connection without answering ", what));
     }
     if (eof && !ec && !parser.is_done()) parser.put_eof(ec);
     if (ec) {

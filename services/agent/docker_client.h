@@ -39,10 +39,14 @@ class DockerClient {
 
   // Sends METHOD /v1.41TARGET with `body` as JSON (none when null) and reads
   // the whole response. kUnavailable when the daemon cannot be reached or
-  // does not answer within the timeout, kPermissionDenied when the socket may
-  // not be opened. HTTP errors are returned as responses.
+  // does not answer within `timeout` (the client's when zero),
+  // kPermissionDenied when the socket may not be opened. HTTP errors are
+  // returned as responses.
   absl::StatusOr<DockerResponse> Call(absl::string_view method, absl::string_view target,
-                                      const google::protobuf::Struct* body = nullptr) const;
+                                      const google::protobuf::Struct* body = nullptr,
+                                      absl::Duration timeout = absl::ZeroDuration()) const;
+
+  absl::Duration timeout() const { return timeout_; }
 
   // Like Call, but a 2xx body is handed to `on_data` as it arrives, without a
   // timeout (a followed container may be silent for hours); the response then
@@ -55,6 +59,7 @@ class DockerClient {
  private:
   absl::StatusOr<DockerResponse> Exchange(absl::string_view method, absl::string_view target,
                                           const google::protobuf::Struct* body,
+                                          absl::Duration timeout,
                                           const std::function<bool(absl::string_view)>* on_data,
                                           const std::atomic<bool>* abort) const;
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "services/common/enum_names.h"
 #include "services/common/status_util.h"
 
 namespace taskgrid {
@@ -34,8 +36,7 @@ constexpr int kCannotExecute = 126;
 constexpr int kCommandNotFound = 127;
 
 std::string OperationName(v1::DockerSpec::Operation op) {
-  std::string name = v1::DockerSpec::Operation_Name(op);
-  return absl::AsciiStrToLower(name.substr(sizeof("DOCKER_OPERATION_") - 1));
+  return EnumWord(v1::DockerSpec::Operation_Name(op), "DOCKER_OPERATION_");
 }
 
 std::string PercentEncode(absl::string_view s) {
@@ -123,7 +124,9 @@ absl::StatusOr<std::vector<Struct>> ListOwned(const DockerClient& client,
 }
 
 // Bind sources must resolve (symlinks followed) under an allowed prefix.
-absl::Status CheckMount(const DockerOptions& o, const v1::DockerSpec::Mount& m) {
+// `resolved` is set to the real path of the source.
+absl::Status CheckMount(const DockerOptions& o, const v1::DockerSpec::Mount& m,
+                        std::string& resolved) {
   if (m.target().empty() || m.target()[0] != '/') {
     return absl::InvalidArgumentError(
         absl::StrCat("mount target \"", m.target(), "\" must be an absolute path"));
@@ -133,7 +136,8 @@ absl::Status CheckMount(const DockerOptions& o, const v1::DockerSpec::Mount& m) 
     return absl::InvalidArgumentError(
         absl::StrCat("mount source \"", m.source(), "\" does not exist on agent ", o.agent_id));
   }
-  const absl::string_view path(real);
+  resolved = real;  // Docker gets this path: a symlink swapped later cannot escape.
+  const absl::string_view path(resolved);
   for (const std::string& prefix : o.mount_prefixes) {
     absl::string_view p(prefix);
     while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
@@ -150,15 +154,17 @@ absl::Status CheckMount(const DockerOptions& o, const v1::DockerSpec::Mount& m) 
 // One container operation as a process: see DockerRunner. Thread-safe.
 class ContainerExecution final : public RunningProcess {
  public:
+  // With `adopt` set, follows that container instead of creating one.
   ContainerExecution(const DockerRunner& runner, std::string task_id, uint32_t attempt,
-                     v1::DockerSpec spec, std::string adopt_id, int64_t skip_stdout,
-                     int64_t skip_stderr, OutputCallback on_output, ExitCallback on_exit)
+                     v1::DockerSpec spec, std::optional<OwnedContainer> adopt,
+                     int64_t skip_stdout, int64_t skip_stderr, OutputCallback on_output,
+                     ExitCallback on_exit)
       : runner_(runner),
         client_(runner.client()),
         task_id_(std::move(task_id)),
         attempt_(attempt),
         spec_(std::move(spec)),
-        adopt_id_(std::move(adopt_id)),
+        adopt_(std::move(adopt)),
         skip_{skip_stdout, skip_stderr},
         on_output_(std::move(on_output)),
         on_exit_(std::move(on_exit)) {}
@@ -224,13 +230,20 @@ class ContainerExecution final : public RunningProcess {
   absl::Status Execute(ProcessExit& exit) {
     switch (spec_.operation()) {
       case v1::DockerSpec::DOCKER_OPERATION_RUN:
-        return adopt_id_.empty() ? RunContainer(exit) : Follow(adopt_id_, exit);
+        if (!adopt_) return RunContainer(exit);
+        if (adopt_->state == "created") {  // Never started: its run cannot be told.
+          (void)Remove(adopt_->id, exit);
+          return absl::UnavailableError("the agent restarted before it started the container");
+        }
+        return Follow(adopt_->id, exit);
       case v1::DockerSpec::DOCKER_OPERATION_START:
         return Simple("POST", "/start", "started", "is already running");
       case v1::DockerSpec::DOCKER_OPERATION_STOP: {
         const int64_t t =
             spec_.has_stop_timeout() ? std::max<int64_t>(0, spec_.stop_timeout().seconds()) : 10;
-        return Simple("POST", absl::StrCat("/stop?t=", t), "stopped", "is not running");
+        // The call lasts as long as the grace.
+        return Simple("POST", absl::StrCat("/stop?t=", t), "stopped", "is not running",
+                      absl::Seconds(t) + client_.timeout());
       }
       case v1::DockerSpec::DOCKER_OPERATION_REMOVE:
         return Simple("DELETE", "?force=1&v=1", "removed", "");
@@ -288,10 +301,11 @@ class ContainerExecution final : public RunningProcess {
     if (spec_.pids_limit() > 0) host["PidsLimit"] = Num(static_cast<double>(spec_.pids_limit()));
     auto* mounts = host["Mounts"].mutable_list_value();
     for (const auto& m : spec_.mounts()) {
-      TASKGRID_RETURN_IF_ERROR(CheckMount(o, m));
+      std::string source;
+      TASKGRID_RETURN_IF_ERROR(CheckMount(o, m, source));
       auto& mf = *mounts->add_values()->mutable_struct_value()->mutable_fields();
       mf["Type"] = Str("bind");
-      mf["Source"] = Str(m.source());
+      mf["Source"] = Str(source);
       mf["Target"] = Str(m.target());
       mf["ReadOnly"].set_bool_value(m.read_only());
     }
@@ -346,20 +360,20 @@ class ContainerExecution final : public RunningProcess {
     }
     AgentMetrics* metrics = runner_.metrics();
     if (metrics) metrics->containers_running.Increment();
-    DockerStreamDemuxer demux([this](int stream, absl::string_view d) { Emit(stream, d); });
-    auto streamed = client_.Stream(
-        "GET", absl::StrCat("/containers/", id, "/logs?stdout=1&stderr=1&follow=1"),
-        [&demux](absl::string_view d) {
-          demux.Feed(d);
-          return true;
-        },
-        abort_);
+    auto streamed = StreamLogs(id, "follow=1");
     auto waited = client_.Call("POST", absl::StrCat("/containers/", id, "/wait"));
     if (metrics) metrics->containers_running.Decrement();
-    if (!streamed.ok()) return streamed.status();
-    if (!streamed->ok()) return EngineError("container output", *streamed);
-    if (!waited.ok()) return waited.status();
-    if (!waited->ok()) return EngineError("wait for container", *waited);
+    absl::Status failed;
+    if (!streamed.ok() || !streamed->ok()) {
+      failed = streamed.ok() ? EngineError("container output", *streamed) : streamed.status();
+    } else if (!waited.ok() || !waited->ok()) {
+      failed = waited.ok() ? EngineError("wait for container", *waited) : waited.status();
+    }
+    if (!failed.ok()) {  // Unfollowed, it must not run on: kill it, remove it unless kept.
+      (void)client_.Call("POST", absl::StrCat("/containers/", id, "/kill"));
+      (void)Remove(id, exit);
+      return failed;
+    }
     const Struct wait_answer = waited->Json();
     const Value* code = Field(wait_answer, "StatusCode");
     const int status = code != nullptr ? static_cast<int>(code->number_value()) : kDockerError;
@@ -411,7 +425,9 @@ class ContainerExecution final : public RunningProcess {
     const int64_t t = static_cast<int64_t>(std::ceil(absl::ToDoubleSeconds(grace)));
     spdlog::info("container_stopping task_id={} container={} grace_s={}", task_id_,
                  id.substr(0, 12), t);
-    auto stopped = client_.Call("POST", absl::StrCat("/containers/", id, "/stop?t=", t));
+    // The call lasts as long as the grace: wait that long, and the usual bound on top.
+    auto stopped = client_.Call("POST", absl::StrCat("/containers/", id, "/stop?t=", t), nullptr,
+                                absl::Seconds(t) + client_.timeout());
     if (!stopped.ok() || (!stopped->ok() && stopped->status != 304)) {
       // Docker would not stop it: kill it, so the task cannot outlive its cancel.
       (void)client_.Call("POST", absl::StrCat("/containers/", id, "/kill"));
@@ -440,11 +456,11 @@ class ContainerExecution final : public RunningProcess {
 
   // One call on an owned container; 304 means it was already so.
   absl::Status Simple(absl::string_view method, absl::string_view suffix, absl::string_view done,
-                      absl::string_view already) {
+                      absl::string_view already, absl::Duration timeout = absl::ZeroDuration()) {
     TASKGRID_RETURN_IF_ERROR(Owned().status());
     const std::string& c = spec_.container();
     const std::string path = absl::StrCat("/containers/", PercentEncode(c), suffix);
-    TASKGRID_ASSIGN_OR_RETURN(DockerResponse r, client_.Call(method, path));
+    TASKGRID_ASSIGN_OR_RETURN(DockerResponse r, client_.Call(method, path, nullptr, timeout));
     if (r.status == 304 && !already.empty()) {
       Emit(1, absl::StrCat(c, " ", already, "\n"));
       return absl::OkStatus();
@@ -454,20 +470,27 @@ class ContainerExecution final : public RunningProcess {
     return absl::OkStatus();
   }
 
+  // A container's output, demultiplexed into Emit, until it ends or abort_.
+  absl::StatusOr<DockerResponse> StreamLogs(const std::string& container,
+                                            absl::string_view query) {
+    DockerStreamDemuxer demux([this](int stream, absl::string_view d) { Emit(stream, d); });
+    return client_.Stream(
+        "GET",
+        absl::StrCat("/containers/", PercentEncode(container), "/logs?stdout=1&stderr=1&", query),
+        [&demux](absl::string_view d) {
+          demux.Feed(d);
+          return true;
+        },
+        abort_);
+  }
+
   absl::Status Logs(ProcessExit& exit) {
     TASKGRID_RETURN_IF_ERROR(Owned().status());
-    DockerStreamDemuxer demux([this](int stream, absl::string_view d) { Emit(stream, d); });
     TASKGRID_ASSIGN_OR_RETURN(
         DockerResponse r,
-        client_.Stream("GET",
-                       absl::StrCat("/containers/", PercentEncode(spec_.container()),
-                                    "/logs?stdout=1&stderr=1&follow=", spec_.follow() ? 1 : 0,
-                                    "&tail=", spec_.tail() > 0 ? absl::StrCat(spec_.tail()) : "all"),
-                       [&demux](absl::string_view d) {
-                         demux.Feed(d);
-                         return true;
-                       },
-                       abort_));
+        StreamLogs(spec_.container(),
+                   absl::StrCat("follow=", spec_.follow() ? 1 : 0, "&tail=",
+                                spec_.tail() > 0 ? absl::StrCat(spec_.tail()) : "all")));
     if (abort_) exit.signal = SIGTERM;  // Cancelled while following.
     if (r.status != 0 && !r.ok()) return EngineError("container logs", r);
     return absl::OkStatus();
@@ -499,14 +522,17 @@ class ContainerExecution final : public RunningProcess {
   absl::Status Pull() {
     std::string image = spec_.image(), tag = "latest";
     const size_t colon = image.rfind(':');
-    if (colon != std::string::npos && image.find('/', colon) == std::string::npos) {
+    if (image.find('@') != std::string::npos) {
+      tag.clear();  // A digest names the image exactly.
+    } else if (colon != std::string::npos && image.find('/', colon) == std::string::npos) {
       tag = image.substr(colon + 1);
       image.resize(colon);
     }
     std::string error, line;
     auto r = client_.Stream(
-        "POST", absl::StrCat("/images/create?fromImage=", PercentEncode(image), "&tag=",
-                             PercentEncode(tag)),
+        "POST",
+        absl::StrCat("/images/create?fromImage=", PercentEncode(image),
+                     tag.empty() ? "" : "&tag=", PercentEncode(tag)),
         [&](absl::string_view d) {
           // Progress arrives as JSON lines; an "error" line ends a failed pull.
           for (char ch : d) {
@@ -564,7 +590,7 @@ class ContainerExecution final : public RunningProcess {
   const std::string task_id_;
   const uint32_t attempt_;
   const v1::DockerSpec spec_;
-  const std::string adopt_id_;
+  const std::optional<OwnedContainer> adopt_;
   int64_t skip_[2];  // Only the io thread touches it.
   const OutputCallback on_output_;
   const ExitCallback on_exit_;
@@ -603,7 +629,9 @@ DockerRunner::DockerRunner(DockerOptions options, AgentMetrics* metrics)
       metrics_(metrics) {}
 
 absl::Status DockerRunner::Probe() const {
-  TASKGRID_ASSIGN_OR_RETURN(DockerResponse r, client_.Call("GET", "/_ping"));
+  // Short: the agent checks before each connection to its coordinator.
+  TASKGRID_ASSIGN_OR_RETURN(DockerResponse r,
+                            client_.Call("GET", "/_ping", nullptr, absl::Seconds(5)));
   if (!r.ok()) return EngineError("Docker ping", r);
   return absl::OkStatus();
 }
@@ -612,7 +640,7 @@ std::unique_ptr<RunningProcess> DockerRunner::Start(const std::string& task_id, 
                                                     const v1::DockerSpec& spec,
                                                     OutputCallback on_output,
                                                     ExitCallback on_exit) const {
-  auto e = std::make_unique<ContainerExecution>(*this, task_id, attempt, spec, "", 0, 0,
+  auto e = std::make_unique<ContainerExecution>(*this, task_id, attempt, spec, std::nullopt, 0, 0,
                                                 std::move(on_output), std::move(on_exit));
   e->Begin();
   return e;
@@ -630,7 +658,7 @@ absl::StatusOr<std::vector<OwnedContainer>> DockerRunner::FindOwned() const {
     if (!absl::SimpleAtoi(StringField(*labels, kAttemptLabel), &o.attempt) || o.task_id.empty()) {
       continue;
     }
-    o.running = StringField(c, "State") == "running";
+    o.state = StringField(c, "State");
     o.keep = StringField(*labels, kKeepLabel) == "true";
     owned.push_back(std::move(o));
   }
@@ -642,7 +670,7 @@ std::unique_ptr<RunningProcess> DockerRunner::Adopt(const OwnedContainer& c, int
                                                     ExitCallback on_exit) const {
   v1::DockerSpec spec;
   spec.set_keep(c.keep);
-  auto e = std::make_unique<ContainerExecution>(*this, c.task_id, c.attempt, spec, c.id,
+  auto e = std::make_unique<ContainerExecution>(*this, c.task_id, c.attempt, spec, c,
                                                 skip_stdout, skip_stderr, std::move(on_output),
                                                 std::move(on_exit));
   e->Begin();

@@ -47,7 +47,9 @@ struct OwnedContainer {
   std::string id;
   std::string task_id;
   uint32_t attempt = 0;
-  bool running = false;
+  // The Engine's state: created, running, exited, ...
+  std::string state;
+  bool running() const { return state == "running"; }
   // Created with DockerSpec.keep.
   bool keep = false;
 };

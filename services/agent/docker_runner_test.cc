@@ -324,7 +324,7 @@ TEST_F(DockerRunnerTest, AdoptFollowsAFoundContainerFromTheDeliveredOffsets) {
   ASSERT_EQ(owned->size(), 1u);
   EXPECT_EQ((*owned)[0].task_id, "old-task");
   EXPECT_EQ((*owned)[0].attempt, 2u);
-  EXPECT_TRUE((*owned)[0].running);
+  EXPECT_TRUE((*owned)[0].running());
 
   Outcome o;
   auto p = runner_->Adopt((*owned)[0], /*skip_stdout=*/6, /*skip_stderr=*/0, o.OnOutput(),
@@ -334,6 +334,22 @@ TEST_F(DockerRunnerTest, AdoptFollowsAFoundContainerFromTheDeliveredOffsets) {
   EXPECT_EQ(o.err(), "e\n");
   EXPECT_EQ(o.exit().exit_code, 4);
   EXPECT_FALSE(ContainerExists(id));
+  EXPECT_THAT(runner_->FindOwned().value(), ::testing::IsEmpty());
+
+  // Created but never started (the agent died in between): reported, removed.
+  daemon_->Api(absl::StrCat(
+      "-XPOST -H 'Content-Type: application/json' -d '{\"Image\":\"", DockerDaemon::kImage,
+      "\",\"Cmd\":[\"true\"],\"Labels\":{\"taskgrid.agent_id\":\"agent-under-test\","
+      "\"taskgrid.task_id\":\"unstarted\",\"taskgrid.attempt\":\"1\"}}' "
+      "http://x/v1.41/containers/create"));
+  owned = runner_->FindOwned();
+  ASSERT_EQ(owned->size(), 1u);
+  EXPECT_EQ((*owned)[0].state, "created");
+  Outcome never;
+  auto q = runner_->Adopt((*owned)[0], 0, 0, never.OnOutput(), never.OnExit());
+  ASSERT_TRUE(never.WaitExit());
+  EXPECT_EQ(never.exit().exit_code, 125);
+  EXPECT_THAT(never.exit().error, HasSubstr("restarted before it started the container"));
   EXPECT_THAT(runner_->FindOwned().value(), ::testing::IsEmpty());
 }
 

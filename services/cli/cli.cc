@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "services/cli/args.h"
 #include "services/common/coordinator_channel.h"
+#include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
@@ -135,9 +136,8 @@ absl::StatusOr<google::protobuf::Duration> ParseDurationFlag(const std::string& 
 std::string CommandLine(const v1::TaskSpec& spec) {
   if (spec.has_docker()) {
     const v1::DockerSpec& d = spec.docker();
-    std::string op = absl::AsciiStrToLower(
-        v1::DockerSpec::Operation_Name(d.operation()).substr(sizeof("DOCKER_OPERATION_") - 1));
-    std::vector<std::string> words = {"docker", op};
+    std::vector<std::string> words = {
+        "docker", EnumWord(v1::DockerSpec::Operation_Name(d.operation()), "DOCKER_OPERATION_")};
     for (const std::string* w : {&d.image(), &d.container()}) {
       if (!w->empty()) words.push_back(*w);
     }

@@ -18,11 +18,9 @@ ABSL_FLAG(std::string, grpc_address, "127.0.0.1:7000", "Address for clients and 
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9100",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(std::string, api_keys, "",
-          "Client API keys, KEY:SCOPE,... (scope read|submit|admin). "
-          "Default from TASKGRID_API_KEYS.");
+          "Client API keys, KEY:SCOPE,... (scope read|submit|admin).");
 ABSL_FLAG(std::string, agent_tokens, "",
-          "Comma-separated agent tokens. Default from "
-          "TASKGRID_AGENT_TOKENS.");
+          "Comma-separated agent tokens.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
 ABSL_FLAG(std::string, data_dir, "taskgrid-data",
           "Directory for the coordinator's files (created if missing).");
@@ -68,16 +66,6 @@ ABSL_FLAG(std::string, port_file, "",
           "Write the bound gRPC and metrics ports here, one per line "
           "(for scripts that start it on port 0).");
 
-namespace {
-
-std::string FlagOrEnv(const std::string& flag, const char* env) {
-  if (!flag.empty()) return flag;
-  const char* v = std::getenv(env);
-  return v ? v : "";
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "taskgrid coordinator: owns the task registry and every timeout. Every flag may also be "
@@ -97,10 +85,9 @@ int main(int argc, char** argv) {
   taskgrid::CoordinatorOptions options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  options.api_keys = FlagOrEnv(absl::GetFlag(FLAGS_api_keys), "TASKGRID_API_KEYS");
+  options.api_keys = absl::GetFlag(FLAGS_api_keys);
   options.agent_tokens =
-      absl::StrSplit(FlagOrEnv(absl::GetFlag(FLAGS_agent_tokens), "TASKGRID_AGENT_TOKENS"), ',',
-                     absl::SkipWhitespace());
+      absl::StrSplit(absl::GetFlag(FLAGS_agent_tokens), ',', absl::SkipWhitespace());
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.store = absl::GetFlag(FLAGS_store);
   if (options.store.empty()) {

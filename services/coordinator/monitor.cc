@@ -2,6 +2,9 @@
 
 #include <limits>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "services/common/proto_time.h"
@@ -77,10 +80,15 @@ Monitor::Verdict Monitor::Judge(double value, double warning, double critical, d
   return v;
 }
 
+v1::AlertSeverity Monitor::ActiveLocked(const std::string& rule, const std::string& source) const {
+  auto it = active_.find(Key(rule, source));
+  return it == active_.end() ? v1::ALERT_SEVERITY_UNSPECIFIED : alerts_.at(it->second).severity();
+}
+
 void Monitor::ApplyLocked(const std::string& rule, const std::string& source, double value,
                           const Verdict& v, const std::string& message,
                           std::vector<v1::TaskEvent>& events) {
-  const std::string key = absl::StrCat(rule, "|", source);
+  const std::string key = Key(rule, source);
   if (silenced_.contains(key)) {  // Resolved by hand: quiet until the condition clears.
     if (v.severity == v1::ALERT_SEVERITY_UNSPECIFIED) silenced_.erase(key);
     return;
@@ -91,8 +99,9 @@ void Monitor::ApplyLocked(const std::string& rule, const std::string& source, do
     ResolveLocked(alert, "auto", events);                   // Cleared, or a new severity.
   }
   if (v.severity == v1::ALERT_SEVERITY_UNSPECIFIED) return;
+  const uint64_t number = next_alert_++;
   v1::Alert alert;
-  alert.set_id(absl::StrCat("alert-", next_alert_++));
+  alert.set_id(absl::StrCat("alert-", number));
   alert.set_severity(v.severity);
   alert.set_rule(rule);
   alert.set_source(source);
@@ -100,29 +109,28 @@ void Monitor::ApplyLocked(const std::string& rule, const std::string& source, do
   alert.set_value(value);
   alert.set_threshold(v.threshold);
   *alert.mutable_created_at() = ToProto(clock_.Now());
-  active_[key] = alert.id();
-  alert_order_.push_back(alert.id());
+  active_[key] = number;
   v1::TaskEvent e = Event(v1::EVENT_TYPE_ALERT_CREATED);
   *e.mutable_alert() = alert;
   events.push_back(std::move(e));
-  alerts_[alert.id()] = std::move(alert);
-  // Keep every active alert and the newest resolved ones.
-  while (alert_order_.size() > kMaxResolvedAlerts + active_.size()) {
-    auto oldest = alerts_.find(alert_order_.front());
-    if (oldest != alerts_.end() && !oldest->second.has_resolved_at()) break;
-    if (oldest != alerts_.end()) alerts_.erase(oldest);
-    alert_order_.pop_front();
-  }
+  alerts_[number] = std::move(alert);
 }
 
 void Monitor::ResolveLocked(v1::Alert& alert, const std::string& by,
                             std::vector<v1::TaskEvent>& events) {
   *alert.mutable_resolved_at() = ToProto(clock_.Now());
   alert.set_resolved_by(by);
-  active_.erase(absl::StrCat(alert.rule(), "|", alert.source()));
+  auto it = active_.find(Key(alert.rule(), alert.source()));
+  resolved_.push_back(it->second);
+  active_.erase(it);
   v1::TaskEvent e = Event(v1::EVENT_TYPE_ALERT_RESOLVED);
   *e.mutable_alert() = alert;
   events.push_back(std::move(e));
+  // Every active alert is kept, and the newest resolved ones.
+  while (resolved_.size() > kMaxResolvedAlerts) {
+    alerts_.erase(resolved_.front());
+    resolved_.pop_front();
+  }
 }
 
 Monitor::Service& Monitor::ServiceLocked(const std::string& name, const std::string& kind) {
@@ -181,12 +189,11 @@ std::vector<v1::TaskEvent> Monitor::OnHostMetrics(const std::string& agent_id,
   events.push_back(std::move(e));
 
   const std::string source = AgentSource(agent_id);
-  auto active = [&](const std::string& rule) {
-    auto it = active_.find(absl::StrCat(rule, "|", source));
-    return it == active_.end() ? v1::ALERT_SEVERITY_UNSPECIFIED : alerts_[it->second].severity();
+  auto active = [&](const std::string& rule) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ActiveLocked(rule, source);
   };
   auto percent_rule = [&](const std::string& rule, const char* what, double value, double warning,
-                          double critical) {
+                          double critical) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const Verdict v = Judge(value, warning, critical, options_.hysteresis, active(rule));
     ApplyLocked(rule, source, value, v,
                 absl::StrFormat("%s at %.1f%% on agent %s (%s above %.0f%%)", what, value,
@@ -211,8 +218,8 @@ std::vector<v1::TaskEvent> Monitor::OnHostMetrics(const std::string& agent_id,
               events);
 
   bool critical = false;
-  for (const auto& [key, id] : active_) {
-    const v1::Alert& a = alerts_[id];
+  for (const auto& [key, number] : active_) {
+    const v1::Alert& a = alerts_[number];
     critical |= a.source() == source && a.severity() == v1::ALERT_SEVERITY_CRITICAL;
   }
   UpdateHealthLocked(s, critical ? v1::HEALTH_STATUS_DEGRADED : v1::HEALTH_STATUS_HEALTHY,
@@ -241,6 +248,24 @@ std::vector<v1::TaskEvent> Monitor::OnAgentDisconnected(const std::string& agent
   s.connected = false;
   s.disconnected_at = clock_.Now();
   UpdateHealthLocked(s, v1::HEALTH_STATUS_DOWN, "disconnected", events);
+  return events;
+}
+
+std::vector<v1::TaskEvent> Monitor::ForgetAgent(const std::string& agent_id) {
+  std::vector<v1::TaskEvent> events;
+  const std::string source = AgentSource(agent_id);
+  absl::MutexLock lock(&mu_);
+  history_.erase(agent_id);
+  services_.erase(source);
+  std::vector<uint64_t> open;
+  for (const auto& [key, number] : active_) {
+    if (alerts_[number].source() == source) open.push_back(number);
+  }
+  for (uint64_t number : open) ResolveLocked(alerts_[number], "agent removed", events);
+  for (auto it = silenced_.begin(); it != silenced_.end();) {
+    auto cur = it++;
+    if (absl::EndsWith(*cur, "|" + source)) silenced_.erase(cur);
+  }
   return events;
 }
 
@@ -286,10 +311,6 @@ std::vector<v1::TaskEvent> Monitor::Evaluate(int64_t queued) {
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
   if (!running_) return events;
-  auto active = [&](const std::string& key) {
-    auto it = active_.find(key);
-    return it == active_.end() ? v1::ALERT_SEVERITY_UNSPECIFIED : alerts_[it->second].severity();
-  };
 
   while (!finished_.empty() && finished_.front().first <= now - options_.failure_window) {
     finished_.pop_front();
@@ -299,7 +320,7 @@ std::vector<v1::TaskEvent> Monitor::Evaluate(int64_t queued) {
   const int n = static_cast<int>(finished_.size());
   const double rate = n > 0 ? 100.0 * failed / n : 0;
   Verdict v = Judge(rate, options_.failure_rate * 100, kNever, options_.hysteresis,
-                    active("failure_rate|coordinator"));
+                    ActiveLocked("failure_rate", "coordinator"));
   if (n < options_.failure_min_tasks && !v.hold) v.severity = v1::ALERT_SEVERITY_UNSPECIFIED;
   ApplyLocked("failure_rate", "coordinator", rate, v,
               absl::StrFormat("%d of the %d tasks finished in the last %s failed (%.0f%%, warning "
@@ -311,7 +332,7 @@ std::vector<v1::TaskEvent> Monitor::Evaluate(int64_t queued) {
   const double depth = static_cast<double>(queued);
   const double most = static_cast<double>(options_.queue_depth);
   ApplyLocked("queue_depth", "coordinator", depth,
-              Judge(depth, most, kNever, most / 10, active("queue_depth|coordinator")),
+              Judge(depth, most, kNever, most / 10, ActiveLocked("queue_depth", "coordinator")),
               absl::StrFormat("%d tasks queued (warning above %d)", queued, options_.queue_depth),
               events);
 
@@ -349,12 +370,16 @@ absl::StatusOr<std::vector<v1::TaskEvent>> Monitor::Resolve(const std::string& a
                                                             const std::string& by) {
   std::vector<v1::TaskEvent> events;
   absl::MutexLock lock(&mu_);
-  auto it = alerts_.find(alert_id);
+  absl::string_view digits = alert_id;
+  uint64_t number = 0;
+  auto it = absl::ConsumePrefix(&digits, "alert-") && absl::SimpleAtoi(digits, &number)
+                ? alerts_.find(number)
+                : alerts_.end();
   if (it == alerts_.end()) return absl::NotFoundError(absl::StrCat("alert ", alert_id, " not found"));
   if (it->second.has_resolved_at()) {
     return absl::FailedPreconditionError(absl::StrCat("alert ", alert_id, " is already resolved"));
   }
-  silenced_.insert(absl::StrCat(it->second.rule(), "|", it->second.source()));
+  silenced_.insert(Key(it->second.rule(), it->second.source()));
   ResolveLocked(it->second, by, events);
   return events;
 }
@@ -401,10 +426,8 @@ std::vector<v1::ServiceHealth> Monitor::Services() const {
 std::vector<v1::Alert> Monitor::Alerts(bool active_only) const {
   absl::MutexLock lock(&mu_);
   std::vector<v1::Alert> out;
-  for (auto it = alert_order_.rbegin(); it != alert_order_.rend(); ++it) {
-    auto a = alerts_.find(*it);
-    if (a == alerts_.end() || (active_only && a->second.has_resolved_at())) continue;
-    out.push_back(a->second);
+  for (auto it = alerts_.rbegin(); it != alerts_.rend(); ++it) {
+    if (!active_only || !it->second.has_resolved_at()) out.push_back(it->second);
   }
   return out;
 }

@@ -72,6 +72,9 @@ class Monitor {
       ABSL_LOCKS_EXCLUDED(mu_);
   std::vector<v1::TaskEvent> OnAgentDisconnected(const std::string& agent_id)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The registry forgot the agent: its samples, health and alerts go too
+  // (its active alerts resolve).
+  std::vector<v1::TaskEvent> ForgetAgent(const std::string& agent_id) ABSL_LOCKS_EXCLUDED(mu_);
   // A task reached a final state on `agent_id` (empty: it never ran).
   void OnTaskFinished(const std::string& agent_id, v1::TaskStatus status, absl::Duration ran)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -123,6 +126,12 @@ class Monitor {
 
   Verdict Judge(double value, double warning, double critical, double margin,
                 v1::AlertSeverity active) const;
+  static std::string Key(const std::string& rule, const std::string& source) {
+    return rule + "|" + source;
+  }
+  // The severity of the active alert of (rule, source); UNSPECIFIED if none.
+  v1::AlertSeverity ActiveLocked(const std::string& rule, const std::string& source) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fires, escalates, holds or resolves the alert of (rule, source).
   void ApplyLocked(const std::string& rule, const std::string& source, double value,
                    const Verdict& v, const std::string& message,
@@ -145,10 +154,11 @@ class Monitor {
   bool running_ ABSL_GUARDED_BY(mu_) = true;
   absl::flat_hash_map<std::string, std::deque<v1::HostMetrics>> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Service> services_ ABSL_GUARDED_BY(mu_);
-  // Every alert by id; `active_` maps "rule|source" to the unresolved one.
-  std::map<std::string, v1::Alert> alerts_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> alert_order_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::string> active_ ABSL_GUARDED_BY(mu_);
+  // Alerts by number (alert-N); `active_` maps Key(rule, source) to the
+  // unresolved one; the newest resolved ones are kept, oldest first.
+  std::map<uint64_t, v1::Alert> alerts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> active_ ABSL_GUARDED_BY(mu_);
+  std::deque<uint64_t> resolved_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> silenced_ ABSL_GUARDED_BY(mu_);
   uint64_t next_alert_ ABSL_GUARDED_BY(mu_) = 1;
   // Final tasks within the failure window: (time, failed).

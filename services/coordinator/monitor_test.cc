@@ -203,6 +203,20 @@ TEST_F(MonitorTest, StoppedKeepsSamplesButPublishesAndEvaluatesNothing) {
   EXPECT_THAT(Cpu(99), ElementsAre("created:cpu:critical", "health:agent/a1:degraded"));
 }
 
+TEST_F(MonitorTest, ForgottenAgentsTakeTheirAlertsAndResolvedOnesAreBounded) {
+  Cpu(95);
+  monitor_.OnAgentConnected("a1");
+  EXPECT_THAT(Describe(monitor_.ForgetAgent("a1")), ElementsAre("resolved:cpu:critical:agent removed"));
+  EXPECT_EQ(monitor_.History("a1", absl::InfinitePast(), absl::InfiniteFuture()).status().code(),
+            absl::StatusCode::kNotFound);
+  for (int i = 0; i < 1200; ++i) {  // Fire and clear, over and over.
+    Cpu(80);
+    Cpu(10);
+  }
+  EXPECT_EQ(monitor_.Alerts(false).size(), 1000u) << "the newest 1000 resolved alerts are kept";
+  EXPECT_EQ(monitor_.Alerts(false).front().id(), "alert-1201");
+}
+
 TEST(MonitorOptionsTest, ValidateNamesTheFlag) {
   MonitorOptions o;
   o.cpu_warning = 95;

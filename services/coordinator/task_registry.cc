@@ -945,6 +945,10 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
   if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id,
                it->second.assigned.size());
+  EmitDisconnectedLocked(agent_id);
+}
+
+void TaskRegistry::EmitDisconnectedLocked(const std::string& agent_id) {
   EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
   PublishLocked(monitor_.OnAgentDisconnected(agent_id));
 }
@@ -991,7 +995,18 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
       a.info.set_load1(h.load1());
       a.info.set_memory_total_bytes(h.memory_total_bytes());
       a.info.set_memory_available_bytes(h.memory_available_bytes());
-      if (h.has_host()) PublishLocked(monitor_.OnHostMetrics(agent_id, h.host()));
+      v1::HostMetrics host = h.host();
+      if (!h.has_host()) {  // An agent from before host sampling: what it does send.
+        host.set_memory_total_bytes(h.memory_total_bytes());
+        host.set_memory_available_bytes(h.memory_available_bytes());
+        host.set_memory_used_bytes(h.memory_total_bytes() - h.memory_available_bytes());
+        if (h.memory_total_bytes() > 0) {
+          host.set_memory_percent(100.0 * host.memory_used_bytes() / h.memory_total_bytes());
+        }
+        host.set_load1(h.load1());
+        host.set_running_tasks(h.running_tasks());
+      }
+      PublishLocked(monitor_.OnHostMetrics(agent_id, std::move(host)));
       return;
     }
     default:
@@ -1086,8 +1101,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
   if (a.link != nullptr) {
     a.link->Close(absl::DeadlineExceededError(reason));
     a.link = nullptr;
-    EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, a.info.agent_id());
-    PublishLocked(monitor_.OnAgentDisconnected(a.info.agent_id()));
+    EmitDisconnectedLocked(a.info.agent_id());
   }
   spdlog::warn("agent_offline agent_id={} lost_tasks={} reason=\"{}\"", a.info.agent_id(),
                a.assigned.size(), reason);
@@ -1136,6 +1150,7 @@ void TaskRegistry::Tick() {
     if (!it->second.online && it->second.link == nullptr &&
         now - it->second.offline_since >= options_.retention) {
       store_.DeleteAgent(it->first);
+      PublishLocked(monitor_.ForgetAgent(it->first));
       it = agents_.erase(it);
     } else {
       ++it;

@@ -201,6 +201,8 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts the monitor's events in the log.
   void PublishLocked(std::vector<v1::TaskEvent> events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AGENT_DISCONNECTED, and the monitor told.
+  void EmitDisconnectedLocked(const std::string& agent_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewTaskIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
 #include "services/common/status_util.h"
 
@@ -62,8 +63,7 @@ absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
     return Invalid("spec.docker.operation", absl::StrCat("unknown operation ", d.operation()));
   }
   const Spec::Operation op = d.operation();
-  const std::string op_name =
-      absl::AsciiStrToLower(Spec::Operation_Name(op).substr(sizeof("DOCKER_OPERATION_") - 1));
+  const std::string op_name = EnumWord(Spec::Operation_Name(op), "DOCKER_OPERATION_");
   const bool run = op == Spec::DOCKER_OPERATION_RUN;
   TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.image", d.image(), 512));
   TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.container", d.container(), kMaxIdBytes));

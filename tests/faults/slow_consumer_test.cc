@@ -74,12 +74,12 @@ TEST_F(SlowConsumerTest, StalledClientsDoNotHoldUpOthersOrMemory) {
 
   const int64_t coordinator_before = ResidentBytes(coordinator_->pid());
   const int64_t gateway_before = ResidentBytes(gateway_->pid());
-  // seq 1 20000000 (168,888,897 bytes) in 40 bursts: the reading watcher
+  // seq 1 20000000 (168,888,897 bytes) in 80 bursts: the reading watcher
   // must keep within the event log (16 MiB) of the producer, which a
   // producer at full speed can outrun on a loaded 2-core machine.
   const std::string id = Submit(
-      "for i in $(seq 0 39); do seq $((i * 500000 + 1)) $((i * 500000 + 500000)); "
-      "sleep 0.1; done");
+      "for i in $(seq 0 79); do seq $((i * 250000 + 1)) $((i * 250000 + 250000)); "
+      "sleep 0.15; done");
   int64_t coordinator_peak = 0, gateway_peak = 0;
   WatchedTask w;
   std::thread watcher([&] { w = Watch(id, absl::Seconds(120)); });

@@ -1,6 +1,7 @@
 // A loopback TCP proxy a fault test controls: it forwards every connection to
-// an upstream port until Cut() closes them all and refuses new ones, as a
-// broken link would; Restore() accepts again on the same port.
+// an upstream port until Cut() closes them all and drops new ones at once, as
+// a broken link would; Restore() forwards again. The listening port is kept
+// throughout, so no other process can take it in between.
 #ifndef TASKGRID_TESTS_FAULTS_TCP_PROXY_H_
 #define TASKGRID_TESTS_FAULTS_TCP_PROXY_H_
 
@@ -23,10 +24,7 @@ namespace taskgrid {
 class TcpProxy {
  public:
   explicit TcpProxy(int upstream_port) : upstream_port_(upstream_port) {
-    {
-      absl::MutexLock lock(&mu_);
-      Listen();
-    }
+    Listen();
     accepter_ = std::thread([this] { AcceptLoop(); });
   }
   TcpProxy(const TcpProxy&) = delete;
@@ -35,18 +33,18 @@ class TcpProxy {
     stop_ = true;
     accepter_.join();
     Cut();
+    close(listen_fd_);
   }
 
   int port() const { return port_; }
   int accepted() const { return accepted_; }
 
-  // Closes every connection and refuses new ones until Restore().
+  // Closes every connection and drops new ones until Restore().
   void Cut() {
     std::vector<std::unique_ptr<Link>> links;
     {
       absl::MutexLock lock(&mu_);
-      if (listen_fd_ >= 0) close(listen_fd_);
-      listen_fd_ = -1;
+      cut_ = true;
       links.swap(links_);
     }
     for (auto& l : links) {
@@ -58,7 +56,7 @@ class TcpProxy {
 
   void Restore() {
     absl::MutexLock lock(&mu_);
-    if (listen_fd_ < 0) Listen();
+    cut_ = false;
   }
 
  private:
@@ -67,7 +65,7 @@ class TcpProxy {
     std::thread pumps[2];
   };
 
-  void Listen() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void Listen() {
     listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -81,18 +79,16 @@ class TcpProxy {
 
   void AcceptLoop() {
     while (!stop_) {
-      int fd;
-      {
-        absl::MutexLock lock(&mu_);
-        fd = listen_fd_;
-        if (fd >= 0) {
-          pollfd p{fd, POLLIN, 0};
-          if (poll(&p, 1, 0) == 1) fd = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
-          else fd = -1;
-          if (fd >= 0) Connect(fd);
-        }
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 5) != 1) continue;
+      const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      absl::MutexLock lock(&mu_);
+      if (cut_) {
+        close(fd);  // A broken link: the peer sees its connection end at once.
+      } else {
+        Connect(fd);
       }
-      if (fd < 0) usleep(5000);
     }
   }
 
@@ -139,7 +135,8 @@ class TcpProxy {
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
   absl::Mutex mu_;
-  int listen_fd_ ABSL_GUARDED_BY(mu_) = -1;
+  int listen_fd_ = -1;  // Set before the accept thread starts, closed after it ends.
+  bool cut_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::unique_ptr<Link>> links_ ABSL_GUARDED_BY(mu_);
   std::thread accepter_;
 };
