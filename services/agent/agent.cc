@@ -220,7 +220,7 @@ void Agent::CheckDocker() {
   docker_up_ = true;
   for (const OwnedContainer& c : *owned) {
     auto held = executions_.find(c.task_id);
-    if (held != executions_.end() && held->second->attempt >= c.attempt) continue;  // Ours now.
+    if (held != executions_.end() && held->second->attempt == c.attempt) continue;  // Ours now.
     auto e = std::make_unique<Execution>(options_);
     e->task_id = c.task_id;
     e->attempt = c.attempt;
@@ -229,7 +229,7 @@ void Agent::CheckDocker() {
     e->adopt = c;
     spdlog::info("container_found agent_id={} task_id={} attempt={} container={} state={}",
                  options_.agent_id, c.task_id, c.attempt, c.id.substr(0, 12), c.state);
-    if (held != executions_.end()) {  // An older attempt than the one running.
+    if (held != executions_.end()) {  // Another attempt than the one the agent runs.
       e->forget = true;
       StartAdoptedLocked(*e);
       e->process->Terminate(options_.shutdown_grace);
