@@ -36,7 +36,6 @@ wait_for 10 test -s "$dir/g" || fail "gateway did not start"
 # A task and a request through, so their series have values too.
 wait_for 10 "$cli" --coordinator="$address" run -- true </dev/null || fail "a task did not run"
 curl -sf "http://127.0.0.1:$(sed -n 1p "$dir/g")/api/tasks/stats" >/dev/null || fail "gateway"
-sleep 0.5  # A heartbeat after the task: host gauges set.
 for p in $cm $am $gm; do curl -sf "http://127.0.0.1:$p/metrics"; done |
   grep -v '^#' | sed -E 's/[{ ].*//; s/_(bucket|sum|count)$//' | sort -u >"$dir/scraped"
 grep -ohE '\b(coordinator|agent|gateway)_[a-z0-9_]+' "$deploy"/prometheus/*.yml "$deploy"/grafana/*.json |
