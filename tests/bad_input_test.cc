@@ -136,12 +136,12 @@ TEST_F(BadInputTest, GrpcCallsGetTheRightCodeAndNameTheField) {
          for (int i = 0; i < 100; ++i) r.mutable_spec()->add_tags(absl::StrCat("t", i));
        }),
        StatusCode::INVALID_ARGUMENT, "spec.tags"},
-      {"agent and selector",
-       SubmitWith([](auto& r) {
-         r.mutable_spec()->set_agent_id("bad-input-agent");
-         (*r.mutable_spec()->mutable_selector())["role"] = "web";
-       }),
-       StatusCode::INVALID_ARGUMENT, "spec.selector: set either agent_id or selector"},
+      {"short secret",
+       SubmitWith([](auto& r) { (*r.mutable_spec()->mutable_secret_env())["TOKEN"] = "abc"; }),
+       StatusCode::INVALID_ARGUMENT, "spec.secret_env: the value of TOKEN is shorter than 4"},
+      {"negative output limit",
+       SubmitWith([](auto& r) { r.mutable_spec()->set_max_output_bytes(-1); }),
+       StatusCode::INVALID_ARGUMENT, "spec.max_output_bytes"},
       {"empty selector key",
        SubmitWith([](auto& r) { (*r.mutable_spec()->mutable_selector())[""] = "web"; }),
        StatusCode::INVALID_ARGUMENT, "spec.selector"},

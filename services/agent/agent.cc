@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/agent_policy.h"
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "services/common/service_process.h"
@@ -95,6 +96,7 @@ v1::AgentMessage Agent::HelloLocked() {
   h->set_slots(options_.slots);
   h->set_version(kVersion);
   h->set_hostname(HostName());
+  *h->mutable_policy() = options_.policy;
   for (const auto& [id, e] : executions_) {
     if (e->forget) continue;
     v1::HeldTask* held = h->add_held_tasks();
@@ -436,21 +438,36 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
 
   const std::string id = a.task_id();
   const uint32_t attempt = a.attempt();
-  auto fail = [&](const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  auto fail = [&](const absl::Status& why, int exit_code = 127) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, why.ToString());
     if (metrics_) metrics_->spawn_failures.Increment();
     e.exited = true;
-    e.finished.mutable_exit()->set_exit_code(127);
+    e.finished.mutable_exit()->set_exit_code(exit_code);
     e.finished.mutable_exit()->set_error(std::string(why.message()));
     PumpLocked(e);
   };
+  // The coordinator checks the policy too; this guards against one that
+  // does not (an older version, or a compromised one).
+  if (std::string refusal = PolicyRefusal(options_.policy, a.spec()); !refusal.empty()) {
+    return fail(absl::PermissionDeniedError(
+                    absl::StrCat("agent ", options_.agent_id, " ", refusal, " by its policy")),
+                126);
+  }
+  const auto& secrets = a.spec().secret_env();
+  if (!secrets.empty()) {
+    std::vector<std::string> values;
+    for (const auto& [name, value] : secrets) values.push_back(value);
+    e.redact[0] = std::make_unique<SecretRedactor>(values);
+    e.redact[1] = std::make_unique<SecretRedactor>(*e.redact[0]);
+  }
   if (a.spec().has_docker()) {
     if (docker_ == nullptr) {
       return fail(absl::FailedPreconditionError(absl::StrCat(
           "agent ", options_.agent_id, " runs no container tasks (--docker_socket is empty)")));
     }
-    e.process = docker_->Start(id, attempt, a.spec().docker(), OutputTo(id, attempt),
-                               ExitTo(id, attempt));
+    v1::DockerSpec docker = a.spec().docker();
+    for (const auto& [name, value] : secrets) (*docker.mutable_env())[name] = value;
+    e.process = docker_->Start(id, attempt, docker, OutputTo(id, attempt), ExitTo(id, attempt));
   } else {
     const v1::ShellSpec& shell = a.spec().shell();
     ProcessSpec spec;
@@ -463,6 +480,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
     spec.env.push_back("TASKGRID_TASK_ID=" + a.task_id());
     spec.env.push_back("TASKGRID_AGENT_ID=" + options_.agent_id);
     for (const auto& [k, v] : shell.env()) spec.env.push_back(absl::StrCat(k, "=", v));
+    for (const auto& [k, v] : secrets) spec.env.push_back(absl::StrCat(k, "=", v));
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
     auto process = runner_.Start(spec, OutputTo(id, attempt), ExitTo(id, attempt));
@@ -521,6 +539,11 @@ void Agent::OnOutput(const std::string& task_id, uint32_t attempt, StdStream str
   Execution& e = *found;
   if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(data.size()));
   if (e.forget) return;  // Being killed; nobody wants its output.
+  std::string redacted;
+  if (SecretRedactor* r = e.redact[Index(stream)].get()) {
+    r->Feed(data, &redacted);
+    data = redacted;
+  }
   e.spool[Index(stream)].Append(data);
   if (stream == StdStream::kStdout) ScanProgressLocked(e, data);
   PumpLocked(e);
@@ -568,6 +591,12 @@ void Agent::OnExit(const std::string& task_id, uint32_t attempt, const ProcessEx
   if (found == nullptr) return;
   Execution& e = *found;
   e.exited = true;
+  for (int i = 0; i < 2; ++i) {
+    if (e.redact[i] == nullptr || e.forget) continue;
+    std::string tail;
+    e.redact[i]->Flush(&tail);
+    e.spool[i].Append(tail);
+  }
   if (metrics_) metrics_->running_tasks.Decrement();
   v1::ExitInfo* exit = e.finished.mutable_exit();
   exit->set_exit_code(x.exit_code);

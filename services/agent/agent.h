@@ -29,6 +29,7 @@
 #include "services/agent/host_sampler.h"
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
+#include "services/agent/secret_redactor.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
 namespace taskgrid {
@@ -44,6 +45,9 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   // Concurrent tasks; 0 means the number of CPUs.
   uint32_t slots = 0;
+  // What this agent refuses to run (told to the coordinator, and checked
+  // again on every assignment).
+  v1::AgentPolicy policy;
   // Output in flight (sent, not yet acknowledged) per task stream, and the
   // most kept in memory; while connected, the agent stops reading the pipe
   // at this much unacknowledged output and the process blocks on its next
@@ -105,6 +109,8 @@ class Agent {
     bool finished_sent = false;  // On the current stream.
     bool forget = false;         // Coordinator no longer wants it.
     v1::Finished finished;       // Valid once exited.
+    // Hides the task's secret_env values (null without secrets).
+    std::unique_ptr<SecretRedactor> redact[2];
     // The current stdout line, kept while it may be a "::progress" line.
     std::string stdout_line;
     bool line_is_candidate = true;

@@ -36,6 +36,11 @@ ABSL_FLAG(std::string, docker_mounts, "",
           "Host paths containers may bind-mount, comma-separated (default: none).");
 ABSL_FLAG(std::string, docker_networks, "none,bridge",
           "Network modes container tasks may use, comma-separated.");
+ABSL_FLAG(std::string, allow_task_types, "",
+          "Task types this agent runs, shell and/or docker (empty: both).");
+ABSL_FLAG(std::string, allow_commands, "",
+          "Programs shell tasks may start, by path or name (empty: any). A task given as a "
+          "command line runs /bin/sh, so it needs sh here.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {
@@ -76,6 +81,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.slots = static_cast<uint32_t>(absl::GetFlag(FLAGS_slots));
+  for (absl::string_view type :
+       absl::StrSplit(absl::GetFlag(FLAGS_allow_task_types), ',', absl::SkipWhitespace())) {
+    if (type != "shell" && type != "docker") {
+      std::fprintf(stderr, "taskgrid-agent: allow_task_types: \"%s\" is not shell or docker\n",
+                   std::string(type).c_str());
+      return 2;
+    }
+    options.policy.add_task_types(std::string(type));
+  }
+  for (absl::string_view command :
+       absl::StrSplit(absl::GetFlag(FLAGS_allow_commands), ',', absl::SkipWhitespace())) {
+    options.policy.add_commands(std::string(command));
+  }
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
   if (options.spool_dir.empty()) options.spool_dir = env("TMPDIR", "/var/tmp");

@@ -20,6 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "services/cli/args.h"
+#include "services/common/auth.h"
+#include "services/common/byte_size.h"
 #include "services/common/coordinator_channel.h"
 #include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
@@ -353,32 +355,10 @@ FlagSpec Spec(std::set<std::string> with_value, std::set<std::string> boolean = 
   return FlagSpec{std::move(with_value), std::move(boolean)};
 }
 
-// "64m", "1g", "512k" or plain bytes.
 absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& value) {
-  std::string digits = value;
-  int64_t unit = 1;
-  if (!digits.empty()) {
-    switch (absl::ascii_tolower(digits.back())) {
-      case 'k':
-        unit = int64_t{1} << 10;
-        break;
-      case 'm':
-        unit = int64_t{1} << 20;
-        break;
-      case 'g':
-        unit = int64_t{1} << 30;
-        break;
-      default:
-        break;
-    }
-    if (unit != 1) digits.pop_back();
-  }
-  int64_t n;
-  if (!absl::SimpleAtoi(digits, &n) || n < 0 || n > (int64_t{1} << 50) / unit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": \"", value, "\" is not a size (e.g. 64m, 1g, 1048576)"));
-  }
-  return n * unit;
+  absl::StatusOr<int64_t> n = ParseByteSize(value);
+  if (!n.ok()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", n.status().message()));
+  return n;
 }
 
 // The container flags of `run` into `d`; a usage message on error.

@@ -1,8 +1,11 @@
-// Credentials shared by every service: scoped API keys for clients, constant-
-// time comparison for secrets, and the loopback check behind "safe by default".
+// Credentials shared by every service: API keys with scopes and a policy,
+// kept as SHA-256 hashes in a keys file; constant-time comparison for
+// secrets; and the loopback check behind "safe by default".
 #ifndef TASKGRID_SERVICES_COMMON_AUTH_H_
 #define TASKGRID_SERVICES_COMMON_AUTH_H_
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,35 +13,78 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace taskgrid {
 
-// What a key may do; each scope includes the ones below it.
-enum class Scope { kRead = 1, kSubmit = 2, kAdmin = 3 };
+// What a key may do. submit and cancel include read; admin includes all.
+// A submit key may also cancel and delete the tasks it submitted.
+enum class Scope : uint32_t { kRead = 1, kSubmit = 2, kCancel = 4, kAdmin = 8 };
+
+// Parses "read", "submit", "cancel", "admin" joined by `separator`.
+absl::StatusOr<uint32_t> ParseScopes(absl::string_view text, char separator);
+std::string ScopeNames(uint32_t scopes);
+// Whether a key with `scopes` may act at `s`.
+bool ScopesAllow(uint32_t scopes, Scope s);
+
+// Limits on what a key's callers may do; zero or empty means no limit.
+struct KeyPolicy {
+  std::map<std::string, std::string> selector;  // Tasks run only on agents with these labels.
+  std::vector<std::string> task_types;          // "shell", "docker".
+  int max_running = 0;                          // Tasks submitted and not yet final.
+  double submit_rate = 0;                       // Submits per second (bursts of as many).
+  absl::Duration max_runtime = absl::ZeroDuration();
+  int64_t max_output_bytes = 0;  // Per task.
+  int max_streams = 0;           // Open Watch streams.
+};
+
+struct ApiKey {
+  std::string name;
+  std::string sha256;  // Lowercase hex of the key's SHA-256.
+  uint32_t scopes = 0;
+  KeyPolicy policy;
+
+  // The keys-file line for this key.
+  std::string ToLine() const;
+};
+
+// Lowercase hex SHA-256 of `data`.
+std::string Sha256Hex(absl::string_view data);
+// A new random key ("tgk_" and 43 base64url characters, 256 bits).
+std::string NewApiKeySecret();
+// Parses one keys-file line (see ApiKey::ToLine); kInvalidArgument naming
+// the part that is malformed.
+absl::StatusOr<ApiKey> ParseKeyLine(absl::string_view line);
+
+// The configured client keys. Immutable after construction; thread-safe.
+class ApiKeys {
+ public:
+  ApiKeys() = default;
+  // Parses "KEY:SCOPE,KEY:SCOPE" (scopes joined by '+': "k:submit+cancel"),
+  // keys given in the clear, each named "key-" and its hash's first 8 hex
+  // digits. kInvalidArgument naming the entry that is malformed.
+  static absl::StatusOr<ApiKeys> Parse(absl::string_view spec);
+  // Reads a keys file: one key per line as written by `taskgrid keys
+  // create`; blank lines and # comments ignored.
+  static absl::StatusOr<ApiKeys> LoadFile(const std::string& path);
+  // Both kinds together; either may be empty.
+  static absl::StatusOr<ApiKeys> Load(absl::string_view spec, const std::string& path);
+
+  bool empty() const { return keys_.empty(); }
+  size_t size() const { return keys_.size(); }
+  // The key `presented` is; kUnauthenticated for a missing or unknown key.
+  // Compares against every key, so timing reveals nothing.
+  absl::StatusOr<const ApiKey*> Find(absl::string_view presented) const;
+
+ private:
+  std::vector<ApiKey> keys_;
+};
 
 // Compares without an early exit, so timing does not reveal a prefix match.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
 // True for 127.0.0.0/8, [::1] and localhost addresses ("host:port").
 bool IsLoopbackAddress(absl::string_view address);
-
-// The configured client keys. Immutable after Parse; thread-safe.
-class ApiKeys {
- public:
-  ApiKeys() = default;
-  // Parses "KEY:SCOPE,KEY:SCOPE" (scope: read, submit, admin). Returns
-  // kInvalidArgument naming the entry that is malformed.
-  static absl::StatusOr<ApiKeys> Parse(absl::string_view spec);
-
-  bool empty() const { return keys_.empty(); }
-  // OK when no keys are configured or `presented` has at least `needed`.
-  // kUnauthenticated for a missing or unknown key, kPermissionDenied for a
-  // key whose scope is too low.
-  absl::Status Check(absl::string_view presented, Scope needed) const;
-
- private:
-  std::vector<std::pair<std::string, Scope>> keys_;
-};
 
 // The agent tokens a coordinator accepts. Immutable; thread-safe.
 class AgentTokens {

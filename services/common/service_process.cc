@@ -16,11 +16,12 @@
 namespace taskgrid {
 namespace {
 
-sigset_t StopSignals() {
+sigset_t TakenSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
@@ -28,16 +29,19 @@ sigset_t StopSignals() {
 
 absl::Status InitServiceProcess(const std::string& service, const std::string& log_level) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  const sigset_t set = StopSignals();
+  const sigset_t set = TakenSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return InitLogging(service, log_level);
 }
 
-int WaitForStopSignal() {
-  const sigset_t set = StopSignals();
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
+int WaitForStopSignal(const std::function<void()>& on_reload) {
+  const sigset_t set = TakenSignals();
+  for (;;) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig != SIGHUP) return sig;
+    if (on_reload) on_reload();
+  }
 }
 
 void WritePortFile(const std::string& path, std::initializer_list<int> ports) {

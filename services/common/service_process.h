@@ -3,6 +3,7 @@
 #ifndef TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
 #define TASKGRID_SERVICES_COMMON_SERVICE_PROCESS_H_
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -18,13 +19,14 @@ absl::Status ApplyEnvironmentFlags();
 
 // Installs the `service` logger at `log_level`, turns off Abseil's per-lock
 // deadlock graph (lock order is checked by the Clang thread-safety build
-// instead) and blocks SIGINT and SIGTERM in this thread and every thread
+// instead) and blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread
 // started after it. Call first in main(), before any thread exists.
 // Returns kInvalidArgument for an unknown level.
 absl::Status InitServiceProcess(const std::string& service, const std::string& log_level);
 
-// Blocks until SIGINT or SIGTERM arrives; returns its number.
-int WaitForStopSignal();
+// Blocks until SIGINT or SIGTERM arrives; returns its number. Each SIGHUP
+// meanwhile runs `on_reload` (and is otherwise ignored).
+int WaitForStopSignal(const std::function<void()>& on_reload = nullptr);
 
 // Writes `ports`, one per line, to `path` (nothing when empty), for scripts
 // that start a service on port 0. The file appears whole or not at all.

@@ -6,8 +6,9 @@
 
 namespace taskgrid {
 
-AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentTokens& tokens) {
-  auto stream = std::shared_ptr<AgentStream>(new AgentStream(registry, tokens));
+AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentTokens& tokens,
+                                 std::string peer) {
+  auto stream = std::shared_ptr<AgentStream>(new AgentStream(registry, tokens, std::move(peer)));
   stream->self_ = stream;
   stream->StartRead(&stream->in_);
   return stream.get();
@@ -72,11 +73,19 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   if (message.msg_case() != v1::AgentMessage::kHello) {
     s = absl::InvalidArgumentError("the first message must be hello");
   } else if (s = tokens_.Check(message.hello().token()); s.ok()) {
-    s = registry_.AgentConnected(message.hello(), self_);
+    s = registry_.AgentConnected(message.hello(), self_, peer_);
   }
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
                  message.has_hello() ? message.hello().agent_id() : "", s.ToString());
+    v1::AuditEntry refused;
+    refused.set_actor("agent:" + message.hello().agent_id());
+    refused.set_action("agent.connect");
+    refused.set_target(message.hello().agent_id());
+    refused.set_peer(peer_);
+    refused.set_outcome(absl::StatusCodeToString(s.code()));
+    refused.set_detail(std::string(s.message()));
+    registry_.Audit(std::move(refused));
     Close(s);
     return false;
   }
@@ -91,7 +100,7 @@ void AgentStream::OnDone() {
 
 grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  return AgentStream::Create(registry_, tokens_);
+  return AgentStream::Create(registry_, tokens_, context->peer());
 }
 
 }  // namespace taskgrid

@@ -23,14 +23,14 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
                           public AgentLink {
  public:
   // Creates the reactor for one call and starts reading.
-  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens);
+  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens, std::string peer);
 
   void Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
   void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  AgentStream(TaskRegistry& registry, const AgentTokens& tokens)
-      : registry_(registry), tokens_(tokens) {}
+  AgentStream(TaskRegistry& registry, const AgentTokens& tokens, std::string peer)
+      : registry_(registry), tokens_(tokens), peer_(std::move(peer)) {}
 
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -41,6 +41,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
 
   TaskRegistry& registry_;
   const AgentTokens& tokens_;
+  const std::string peer_;  // For the audit log.
   std::shared_ptr<AgentStream> self_;
   v1::AgentBatch in_;     // Only touched by the read chain.
   std::string agent_id_;  // Set by the first read; then constant.

@@ -52,11 +52,12 @@ absl::Status CoordinatorOptions::Validate() const {
     return absl::InvalidArgumentError("tick_interval: must not be negative");
   }
   TASKGRID_RETURN_IF_ERROR(registry.Validate());
-  TASKGRID_RETURN_IF_ERROR(ApiKeys::Parse(api_keys).status());
-  if (!insecure && !IsLoopbackAddress(grpc_address) && (api_keys.empty() || agent_tokens.empty())) {
+  TASKGRID_ASSIGN_OR_RETURN(ApiKeys keys, ApiKeys::Load(api_keys, keys_file));
+  if (!insecure && !IsLoopbackAddress(grpc_address) && (keys.empty() || agent_tokens.empty())) {
     return absl::FailedPreconditionError(
         "grpc_address " + grpc_address +
-        " is not loopback: configure --api_keys and --agent_tokens, or pass --insecure");
+        " is not loopback: configure --keys_file (or --api_keys) and --agent_tokens, or pass "
+        "--insecure");
   }
   return absl::OkStatus();
 }
@@ -99,12 +100,20 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   spdlog::info("store_loaded store={} load_seconds={:.3f} rebuild_seconds={:.3f}", options.store,
                absl::ToDoubleSeconds(loaded - load_start),
                absl::ToDoubleSeconds(recovered - loaded));
-  c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,
-                                                       *ApiKeys::Parse(options.api_keys));
+  if (leader.failover) {
+    v1::AuditEntry failover;
+    failover.set_actor("coordinator");
+    failover.set_action("coordinator.failover");
+    failover.set_target(absl::StrCat("term ", leader.term));
+    failover.set_outcome("ok");
+    c->registry_->Audit(std::move(failover));
+  }
+  TASKGRID_ASSIGN_OR_RETURN(
+      c->access_, AccessControl::Create(*c->registry_, clock, options.api_keys, options.keys_file));
+  c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_, *c->access_);
   c->agent_service_ =
       std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens));
-  c->monitoring_service_ =
-      std::make_unique<MonitoringServiceImpl>(*c->registry_, *ApiKeys::Parse(options.api_keys));
+  c->monitoring_service_ = std::make_unique<MonitoringServiceImpl>(*c->registry_, *c->access_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "services/common/auth.h"
+#include "services/coordinator/access_control.h"
 #include "services/common/clock.h"
 #include "services/common/metrics_server.h"
 #include "services/coordinator/agent_stream.h"
@@ -35,8 +36,11 @@ struct CoordinatorOptions {
   std::string grpc_address = "127.0.0.1:7000";
   // Prometheus /metrics address; empty disables it.
   std::string metrics_address = "127.0.0.1:9100";
-  // Client keys, "KEY:SCOPE,..."; empty means no client authentication.
+  // Client keys in the clear, "KEY:SCOPE,..." (for development), and a
+  // keys file of hashed keys with scopes and policies (`taskgrid keys
+  // create`). With neither, clients are not authenticated.
   std::string api_keys;
+  std::string keys_file;
   // Tokens agents must present; empty means any agent may connect.
   std::vector<std::string> agent_tokens;
   // Allow a non-loopback address without keys and tokens.
@@ -76,6 +80,8 @@ class Coordinator {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   TaskRegistry& registry() { return *registry_; }
+  // Reads the keys file again (SIGHUP); keeps the old keys on an error.
+  absl::Status ReloadKeys() { return access_->Reload(); }
   void Shutdown();
 
  private:
@@ -88,6 +94,7 @@ class Coordinator {
   // Declared after events_: its commit thread publishes into it until joined.
   std::unique_ptr<TaskStore> store_;
   std::unique_ptr<TaskRegistry> registry_;
+  std::unique_ptr<AccessControl> access_;
   std::unique_ptr<TaskServiceImpl> task_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<MonitoringServiceImpl> monitoring_service_;

@@ -18,7 +18,11 @@ ABSL_FLAG(std::string, grpc_address, "127.0.0.1:7000", "Address for clients and 
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9100",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(std::string, api_keys, "",
-          "Client API keys, KEY:SCOPE,... (scope read|submit|admin).");
+          "Client API keys in the clear, KEY:SCOPE,... (scopes read, submit, cancel, admin, "
+          "joined by +); for development: prefer --keys_file.");
+ABSL_FLAG(std::string, keys_file, "",
+          "File of hashed API keys with scopes and policies, one per line, as written by "
+          "`taskgrid keys create`; read again on SIGHUP.");
 ABSL_FLAG(std::string, agent_tokens, "",
           "Comma-separated agent tokens.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.api_keys = absl::GetFlag(FLAGS_api_keys);
+  options.keys_file = absl::GetFlag(FLAGS_keys_file);
   options.agent_tokens =
       absl::StrSplit(absl::GetFlag(FLAGS_agent_tokens), ',', absl::SkipWhitespace());
   options.insecure = absl::GetFlag(FLAGS_insecure);
@@ -134,7 +139,18 @@ int main(int argc, char** argv) {
 
   // Signals are taken on their own thread so a standby can stop while it waits.
   std::atomic<int> sig{0};
-  std::thread signals([&sig] { sig = taskgrid::WaitForStopSignal(); });
+  std::atomic<taskgrid::Coordinator*> serving{nullptr};
+  std::thread signals([&sig, &serving] {
+    sig = taskgrid::WaitForStopSignal([&serving] {
+      taskgrid::Coordinator* c = serving.load();
+      if (c == nullptr) return;
+      if (absl::Status s = c->ReloadKeys(); !s.ok()) {
+        spdlog::error("keys_reload_failed status=\"{}\" (the previous keys stay)", s.ToString());
+      } else {
+        spdlog::info("keys_reloaded");
+      }
+    });
+  });
   auto coordinator =
       taskgrid::Coordinator::Start(options, taskgrid::Clock::Real(), [&sig] { return sig != 0; });
   if (!coordinator.ok()) {
@@ -145,7 +161,9 @@ int main(int argc, char** argv) {
   }
   taskgrid::WritePortFile(absl::GetFlag(FLAGS_port_file),
                           {(*coordinator)->grpc_port(), (*coordinator)->metrics_port()});
+  serving = coordinator->get();
   signals.join();
+  serving = nullptr;
   spdlog::info("coordinator_stopping signal={}", sig.load());
   (*coordinator)->Shutdown();
   return 0;

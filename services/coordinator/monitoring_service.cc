@@ -10,7 +10,9 @@ namespace taskgrid {
 grpc::ServerUnaryReactor* MonitoringServiceImpl::GetLatestMetrics(
     grpc::CallbackServerContext* ctx, const v1::GetLatestMetricsRequest*,
     v1::MetricsResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   for (auto& m : registry_.monitor().Latest()) *resp->add_metrics() = std::move(m);
   return Reply(ctx, absl::OkStatus());
 }
@@ -18,7 +20,9 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::GetLatestMetrics(
 grpc::ServerUnaryReactor* MonitoringServiceImpl::GetMetricsHistory(
     grpc::CallbackServerContext* ctx, const v1::GetMetricsHistoryRequest* req,
     v1::MetricsResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   if (absl::Status s = ValidateId("agent_id", req->agent_id(), true); !s.ok()) {
     return Reply(ctx, s);
   }
@@ -33,7 +37,9 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::GetMetricsHistory(
 grpc::ServerUnaryReactor* MonitoringServiceImpl::ListServices(grpc::CallbackServerContext* ctx,
                                                               const v1::ListServicesRequest*,
                                                               v1::ListServicesResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   for (auto& h : registry_.monitor().Services()) *resp->add_services() = std::move(h);
   return Reply(ctx, absl::OkStatus());
 }
@@ -41,7 +47,9 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::ListServices(grpc::CallbackServ
 grpc::ServerUnaryReactor* MonitoringServiceImpl::GetService(grpc::CallbackServerContext* ctx,
                                                             const v1::GetServiceRequest* req,
                                                             v1::ServiceHealth* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   for (auto& h : registry_.monitor().Services()) {
     if (h.name() == req->name()) {
       *resp = std::move(h);
@@ -56,7 +64,9 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::GetService(grpc::CallbackServer
 grpc::ServerUnaryReactor* MonitoringServiceImpl::ListAlerts(grpc::CallbackServerContext* ctx,
                                                             const v1::ListAlertsRequest* req,
                                                             v1::ListAlertsResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   for (auto& a : registry_.monitor().Alerts(req->active_only())) *resp->add_alerts() = std::move(a);
   return Reply(ctx, absl::OkStatus());
 }
@@ -64,17 +74,22 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::ListAlerts(grpc::CallbackServer
 grpc::ServerUnaryReactor* MonitoringServiceImpl::ResolveAlert(grpc::CallbackServerContext* ctx,
                                                               const v1::ResolveAlertRequest* req,
                                                               v1::Alert* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  if (absl::Status s = ValidateId("alert_id", req->alert_id(), true); !s.ok()) {
-    return Reply(ctx, s);
-  }
-  return ReplyWhenDurable(ctx, registry_, registry_.ResolveAlert(req->alert_id(), "manual"), resp);
+  constexpr absl::string_view kAction = "alert.resolve";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  absl::Status valid = ValidateId("alert_id", req->alert_id(), true);
+  absl::StatusOr<v1::Alert> result =
+      valid.ok() ? registry_.ResolveAlert(req->alert_id(), "manual") : valid;
+  access_.Record(*caller, kAction, req->alert_id(), result.status());
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
 
 grpc::ServerUnaryReactor* MonitoringServiceImpl::GetStatus(grpc::CallbackServerContext* ctx,
                                                            const v1::GetStatusRequest*,
                                                            v1::MonitoringStatus* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   *resp = registry_.monitor().Status();
   return Reply(ctx, absl::OkStatus());
 }
@@ -82,8 +97,11 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::GetStatus(grpc::CallbackServerC
 grpc::ServerUnaryReactor* MonitoringServiceImpl::SetRunning(grpc::CallbackServerContext* ctx,
                                                             bool running,
                                                             v1::MonitoringStatus* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kAdmin); !s.ok()) return Reply(ctx, s);
+  const absl::string_view action = running ? "monitoring.start" : "monitoring.stop";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kAdmin, action);
+  if (!caller.ok()) return Reply(ctx, caller.status());
   registry_.SetMonitoring(running);
+  access_.Record(*caller, action, "", absl::OkStatus());
   *resp = registry_.monitor().Status();
   return Reply(ctx, absl::OkStatus());
 }
@@ -103,7 +121,9 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::Stop(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* MonitoringServiceImpl::ReportHealth(grpc::CallbackServerContext* ctx,
                                                               const v1::ServiceHealth* req,
                                                               v1::ReportHealthResponse*) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "monitoring.read"); !c.ok()) {
+    return Reply(ctx, c.status());
+  }
   if (req->kind() != "gateway" || req->name().rfind("gateway/", 0) != 0) {
     return Reply(ctx, absl::InvalidArgumentError(
                           "name: reports come from gateways, named gateway/ID (kind gateway)"));

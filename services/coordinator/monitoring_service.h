@@ -7,7 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "services/common/auth.h"
+#include "services/coordinator/access_control.h"
 #include "services/coordinator/task_registry.h"
 #include "taskgrid/v1/monitoring.grpc.pb.h"
 
@@ -16,8 +16,8 @@ namespace taskgrid {
 // Thread-safe; owned by the coordinator, outlived by the registry.
 class MonitoringServiceImpl final : public v1::MonitoringService::CallbackService {
  public:
-  MonitoringServiceImpl(TaskRegistry& registry, ApiKeys keys)
-      : registry_(registry), keys_(std::move(keys)) {}
+  MonitoringServiceImpl(TaskRegistry& registry, AccessControl& access)
+      : registry_(registry), access_(access) {}
 
   grpc::ServerUnaryReactor* GetLatestMetrics(grpc::CallbackServerContext* ctx,
                                              const v1::GetLatestMetricsRequest* req,
@@ -55,7 +55,7 @@ class MonitoringServiceImpl final : public v1::MonitoringService::CallbackServic
                                        v1::MonitoringStatus* resp);
 
   TaskRegistry& registry_;
-  const ApiKeys keys_;
+  AccessControl& access_;
 };
 
 }  // namespace taskgrid

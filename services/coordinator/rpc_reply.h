@@ -1,20 +1,15 @@
-// The coordinator's unary RPC edge, shared by its services: authorization by
-// API key scope, and replies from absl::Status (at once, or once the store
-// made a change durable).
+// The coordinator's unary RPC replies, shared by its services: from
+// absl::Status, at once or once the store made a change durable.
 #ifndef TASKGRID_SERVICES_COORDINATOR_RPC_REPLY_H_
 #define TASKGRID_SERVICES_COORDINATOR_RPC_REPLY_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "services/common/auth.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/task_registry.h"
 
 namespace taskgrid {
-
-// The caller's key (x-api-key, or authorization: Bearer) checked for `scope`.
-absl::Status Authorize(const ApiKeys& keys, grpc::CallbackServerContext* ctx, Scope scope);
 
 inline grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& s) {
   auto* reactor = ctx->DefaultReactor();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "services/common/agent_policy.h"
 #include "services/common/proto_time.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/task_validation.h"
@@ -23,6 +24,7 @@ constexpr int64_t kDefaultOutputRead = 1 << 20;
 constexpr int64_t kMaxOutputRead = 4 << 20;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
+constexpr char kRedacted[] = "[REDACTED]";
 constexpr int kMaxBatchSubmits = 1000;
 
 int StreamIndex(v1::OutputStream s) { return s == v1::OUTPUT_STREAM_STDERR ? 1 : 0; }
@@ -121,6 +123,7 @@ void TaskRegistry::Recover(StoredState state) {
   const absl::Time now = clock_.Now();
   for (v1::Agent& info : state.agents) {
     AgentEntry& a = agents_[info.agent_id()];
+    if (info.policy().task_types_size() + info.policy().commands_size() > 0) ++policies_;
     a.info = std::move(info);
     a.last_seen = now;
     a.offline_since = now;
@@ -180,6 +183,9 @@ void TaskRegistry::Recover(StoredState state) {
         finished_order_.emplace_back(FromProto(t.task.finished_at()), t.seq);
         ++final_count_;
     }
+    if (!IsFinal(t.task.status()) && !t.task.owner().empty()) {
+      ++unfinished_by_owner_[t.task.owner()];
+    }
     tasks_.emplace(t.task.id(), std::move(entry));
   }
   entries.clear();
@@ -222,6 +228,11 @@ void TaskRegistry::Recover(StoredState state) {
     }
     events.push_back(std::move(e));
   }
+  for (v1::AuditEntry& entry : state.audit) {
+    next_audit_seq_ = std::max(next_audit_seq_, entry.seq() + 1);
+    audit_.push_back(std::move(entry));
+    if (audit_.size() > options_.audit_memory) audit_.pop_front();
+  }
   const size_t restored_events = events.size();
   events_.Restore(std::move(events), last_cursor);
   events_trimmed_ = events_.first_cursor();
@@ -260,6 +271,7 @@ TaskRegistry::TaskEntry* TaskRegistry::FenceLocked(const AgentEntry& agent,
 
 v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
   v1::Task task = t.task;
+  for (auto& [name, value] : *task.mutable_spec()->mutable_secret_env()) value = kRedacted;
   task.mutable_stdout()->set_total_bytes(t.out[0].total());
   task.mutable_stdout()->set_dropped_bytes(t.out[0].dropped());
   task.mutable_stderr()->set_total_bytes(t.out[1].total());
@@ -357,6 +369,10 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     active_.erase(&t);
   }
   if (IsFinal(status)) {
+    if (!IsFinal(from) && !t.task.owner().empty()) {
+      auto it = unfinished_by_owner_.find(t.task.owner());
+      if (it != unfinished_by_owner_.end() && --it->second <= 0) unfinished_by_owner_.erase(it);
+    }
     Dequeue(t);
     t.task.set_status_reason(reason);
     t.task.set_pid(0);
@@ -443,7 +459,8 @@ bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
   if (a.link == nullptr || !a.online) return false;
   const v1::TaskSpec& spec = t.task.spec();
   if (spec.has_docker() && !RunsContainers(a.info.labels())) return false;
-  if (!spec.agent_id().empty()) return spec.agent_id() == a.info.agent_id();
+  if (!PolicyRefusal(a.info.policy(), spec).empty()) return false;
+  if (!spec.agent_id().empty() && spec.agent_id() != a.info.agent_id()) return false;
   return SelectorMatches(spec.selector(), a.info.labels());
 }
 
@@ -463,19 +480,38 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
                           " cannot run containers (label docker is not true: Docker is not "
                           "reachable there)");
     }
+    if (std::string refusal = PolicyRefusal(a.info.policy(), spec); !refusal.empty()) {
+      return absl::StrCat("agent ", spec.agent_id(), " ", refusal, " by its operator's policy");
+    }
+    if (!SelectorMatches(spec.selector(), a.info.labels())) {
+      return absl::StrCat("agent ", spec.agent_id(), " does not match ",
+                          FormatSelector(spec.selector()));
+    }
     return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
                         a.info.slots(), " slots in use)");
   }
-  size_t matching = agents_.size(), connected = connected_.size();
-  // Any agent matches an empty selector: no need to look.
-  if (!spec.selector().empty() || spec.has_docker()) {
+  size_t matching = agents_.size(), connected = connected_.size(), refusing = 0;
+  std::string refusal;
+  // Any agent matches an empty selector: no need to look, unless policies
+  // may refuse.
+  if (!spec.selector().empty() || spec.has_docker() || policies_ > 0) {
     matching = connected = 0;
     for (const auto& [id, a] : agents_) {
       if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
       if (spec.has_docker() && !RunsContainers(a.info.labels())) continue;
+      if (std::string why = PolicyRefusal(a.info.policy(), spec); !why.empty()) {
+        ++refusing;
+        refusal = absl::StrCat(id, " ", why);
+        continue;
+      }
       ++matching;
       if (a.link != nullptr) ++connected;
     }
+  }
+  if (matching == 0 && refusing > 0) {
+    return absl::StrCat("every agent", spec.selector().empty() ? "" : " matching ",
+                        FormatSelector(spec.selector()),
+                        " refuses it by its operator's policy (", refusal, ")");
   }
   const std::string matching_what =
       spec.selector().empty() ? "" : absl::StrCat(" matching ", FormatSelector(spec.selector()));
@@ -554,8 +590,9 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
 
 // ---------------------------------------------------------------- client API
 
-absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request) {
-  absl::StatusOr<v1::SubmitBatchResponse> out = SubmitAll({&request});
+absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest& request,
+                                                        const SubmitLimits& limits) {
+  absl::StatusOr<v1::SubmitBatchResponse> out = SubmitAll({&request}, limits);
   if (!out.ok()) return out.status();
   v1::SubmitBatchResponse::Result result = std::move(*out->mutable_results(0));
   if (result.code() != 0) {
@@ -565,7 +602,7 @@ absl::StatusOr<v1::SubmitResponse> TaskRegistry::Submit(const v1::SubmitRequest&
 }
 
 absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
-    const v1::SubmitBatchRequest& batch) {
+    const v1::SubmitBatchRequest& batch, const SubmitLimits& limits) {
   if (batch.requests_size() == 0 || batch.requests_size() > kMaxBatchSubmits) {
     return absl::InvalidArgumentError(absl::StrCat("requests: must hold 1 to ", kMaxBatchSubmits,
                                                    " submits, got ", batch.requests_size()));
@@ -573,11 +610,11 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
   std::vector<const v1::SubmitRequest*> requests;
   requests.reserve(static_cast<size_t>(batch.requests_size()));
   for (const v1::SubmitRequest& r : batch.requests()) requests.push_back(&r);
-  return SubmitAll(requests);
+  return SubmitAll(requests, limits);
 }
 
 absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
-    const std::vector<const v1::SubmitRequest*>& requests) {
+    const std::vector<const v1::SubmitRequest*>& requests, const SubmitLimits& limits) {
   if (absl::Status s = store_.health(); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "the store cannot write, so no new task is accepted until it recovers: ", s.message()));
@@ -595,7 +632,7 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
   for (size_t i = 0; i < requests.size(); ++i) {
     v1::SubmitBatchResponse::Result& result = *out.mutable_results(static_cast<int>(i));
     absl::StatusOr<TaskEntry*> t = valid[i].ok()
-                                       ? SubmitLocked(*requests[i], *result.mutable_response())
+                                       ? SubmitLocked(*requests[i], limits, *result.mutable_response())
                                        : absl::StatusOr<TaskEntry*>(valid[i]);
     if (!t.ok()) {
       result.clear_response();
@@ -619,7 +656,7 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
 }
 
 absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
-    const v1::SubmitRequest& request, v1::SubmitResponse& response) {
+    const v1::SubmitRequest& request, const SubmitLimits& limits, v1::SubmitResponse& response) {
   if (!request.idempotency_key().empty()) {
     if (auto it = idempotency_.find(request.idempotency_key()); it != idempotency_.end()) {
       response.set_existing(true);
@@ -632,6 +669,25 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
     return absl::NotFoundError(
         absl::StrCat("spec.agent_id: no agent \"", spec.agent_id(), "\" has ever connected"));
   }
+  if (limits.max_running > 0) {
+    auto it = unfinished_by_owner_.find(limits.owner);
+    if (it != unfinished_by_owner_.end() && it->second >= limits.max_running) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "key ", limits.owner, " already has ", it->second,
+          " unfinished tasks, its max_running; wait for one to finish"));
+    }
+  }
+  if (limits.max_runtime > absl::ZeroDuration() && spec.has_timeout() &&
+      FromProto(spec.timeout()) > limits.max_runtime) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "spec.timeout: ", absl::FormatDuration(FromProto(spec.timeout())), " exceeds key ",
+        limits.owner, "'s max_runtime of ", absl::FormatDuration(limits.max_runtime)));
+  }
+  if (limits.max_output_bytes > 0 && spec.max_output_bytes() > limits.max_output_bytes) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "spec.max_output_bytes: ", spec.max_output_bytes(), " exceeds key ", limits.owner,
+        "'s max_output of ", limits.max_output_bytes));
+  }
   const absl::Time now = clock_.Now();
   auto entry = std::make_unique<TaskEntry>();
   TaskEntry& t = *entry;
@@ -640,6 +696,7 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   t.seq = next_seq_++;
   t.created = now;
   t.timeout = spec.has_timeout() ? FromProto(spec.timeout()) : options_.default_task_timeout;
+  if (limits.max_runtime > absl::ZeroDuration()) t.timeout = std::min(t.timeout, limits.max_runtime);
   t.kill_grace = spec.has_kill_grace() ? FromProto(spec.kill_grace()) : options_.default_kill_grace;
   t.queue_deadline = now + QueueWindow(spec, t.timeout);
   std::string id = NewTaskIdLocked();
@@ -656,6 +713,11 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   *t.task.mutable_created_at() = ToProto(now);
   *t.task.mutable_updated_at() = ToProto(now);
   t.task.set_idempotency_key(request.idempotency_key());
+  if (limits.max_output_bytes > 0 && spec.max_output_bytes() == 0) {
+    t.task.mutable_spec()->set_max_output_bytes(limits.max_output_bytes);
+  }
+  t.task.set_owner(limits.owner);
+  if (!limits.owner.empty()) ++unfinished_by_owner_[limits.owner];
   if (!request.idempotency_key().empty()) idempotency_[request.idempotency_key()] = id;
   by_seq_[t.seq] = &t;
   tasks_[id] = std::move(entry);
@@ -865,9 +927,59 @@ v1::ListAgentsResponse TaskRegistry::ListAgents() {
   return response;
 }
 
+absl::StatusOr<std::string> TaskRegistry::OwnerOf(const std::string& task_id) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
+  absl::MutexLock lock(&mu_);
+  const TaskEntry* t = FindLocked(task_id);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
+  return t->task.owner();
+}
+
+// ---------------------------------------------------------------- audit
+
+void TaskRegistry::Audit(v1::AuditEntry entry) {
+  absl::MutexLock lock(&mu_);
+  AuditLocked(std::move(entry));
+}
+
+void TaskRegistry::AuditLocked(v1::AuditEntry entry) {
+  entry.set_seq(next_audit_seq_++);
+  if (!entry.has_time()) *entry.mutable_time() = ToProto(clock_.Now());
+  store_.AppendAudit(entry);
+  audit_.push_back(std::move(entry));
+  if (audit_.size() > options_.audit_memory) audit_.pop_front();
+}
+
+absl::StatusOr<v1::ListAuditResponse> TaskRegistry::ListAudit(const v1::ListAuditRequest& request) {
+  if (request.limit() < 0 || request.limit() > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit: must be 0 to ", kMaxPageSize, ", got ", request.limit()));
+  }
+  const size_t limit = request.limit() == 0 ? kMaxPageSize : static_cast<size_t>(request.limit());
+  const absl::Time since =
+      request.has_since() ? FromProto(request.since()) : absl::InfinitePast();
+  absl::MutexLock lock(&mu_);
+  v1::ListAuditResponse response;
+  auto it = std::lower_bound(
+      audit_.begin(), audit_.end(), request.after_seq() + 1,
+      [](const v1::AuditEntry& e, uint64_t seq) { return e.seq() < seq; });
+  for (; it != audit_.end(); ++it) {
+    if (!request.actor().empty() && it->actor() != request.actor()) continue;
+    if (!request.action().empty() && it->action() != request.action()) continue;
+    if (FromProto(it->time()) < since) continue;
+    if (static_cast<size_t>(response.entries_size()) == limit) {
+      response.set_next_after_seq(response.entries().rbegin()->seq());
+      break;
+    }
+    *response.add_entries() = *it;
+  }
+  return response;
+}
+
 // ---------------------------------------------------------------- agent API
 
-absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link) {
+absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
+                                          const std::string& peer) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("hello.agent_id", hello.agent_id(), true));
   if (hello.slots() == 0 || hello.slots() > 4096) {
     return absl::InvalidArgumentError("hello.slots: must be 1 to 4096");
@@ -887,7 +999,17 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   a.info.set_slots(hello.slots());
   a.info.set_version(hello.version());
   a.info.set_hostname(hello.hostname());
+  auto has_policy = [](const v1::AgentPolicy& p) { return p.task_types_size() + p.commands_size() > 0; };
+  policies_ += (has_policy(hello.policy()) ? 1 : 0) - (has_policy(a.info.policy()) ? 1 : 0);
+  *a.info.mutable_policy() = hello.policy();
   *a.info.mutable_connected_since() = ToProto(now);
+  v1::AuditEntry audit;
+  audit.set_actor("agent:" + hello.agent_id());
+  audit.set_action("agent.connect");
+  audit.set_target(hello.agent_id());
+  audit.set_peer(peer);
+  audit.set_outcome("ok");
+  AuditLocked(std::move(audit));
   if (metrics_) metrics_->agent_connects.Increment();
 
   // Reconcile: keep what both sides agree is running; kill what the agent
@@ -949,6 +1071,12 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
 }
 
 void TaskRegistry::EmitDisconnectedLocked(const std::string& agent_id) {
+  v1::AuditEntry audit;
+  audit.set_actor("agent:" + agent_id);
+  audit.set_action("agent.disconnect");
+  audit.set_target(agent_id);
+  audit.set_outcome("ok");
+  AuditLocked(std::move(audit));
   EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
   PublishLocked(monitor_.OnAgentDisconnected(agent_id));
 }
@@ -1056,6 +1184,14 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     }
     if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
     AppendEventLocked(std::move(e));
+    const int64_t limit = t->task.spec().max_output_bytes();
+    if (limit > 0 && t->out[0].total() + t->out[1].total() > limit &&
+        !IsFinal(t->task.status())) {
+      const std::string why =
+          absl::StrCat("output limit: wrote more than ", limit, " bytes (max_output_bytes)");
+      TransitionLocked(*t, v1::TASK_STATUS_FAILED, why);
+      SendCancelLocked(*t, why);
+    }
   }
   ack_msg->set_stdout_offset(t->out[0].total());
   ack_msg->set_stderr_offset(t->out[1].total());
@@ -1151,6 +1287,8 @@ void TaskRegistry::Tick() {
         now - it->second.offline_since >= options_.retention) {
       store_.DeleteAgent(it->first);
       PublishLocked(monitor_.ForgetAgent(it->first));
+      const v1::AgentPolicy& p = it->second.info.policy();
+      if (p.task_types_size() + p.commands_size() > 0) --policies_;
       it = agents_.erase(it);
     } else {
       ++it;

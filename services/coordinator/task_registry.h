@@ -52,6 +52,8 @@ struct RegistryOptions {
   // Host metrics history, health and alert rules. Its interval is
   // heartbeat_interval.
   MonitorOptions monitor;
+  // Audit entries kept in memory for ListAudit (the store keeps them all).
+  size_t audit_memory = 100'000;
 
   // Returns kInvalidArgument naming the first bad field.
   absl::Status Validate() const;
@@ -69,6 +71,14 @@ class AgentLink {
 };
 
 bool IsFinal(v1::TaskStatus status);
+
+// What the submitting API key allows; zero means no limit.
+struct SubmitLimits {
+  std::string owner;  // The key's name; recorded on the task.
+  int max_running = 0;
+  absl::Duration max_runtime = absl::ZeroDuration();
+  int64_t max_output_bytes = 0;
+};
 
 // Thread-safe: one mutex guards all state; no call blocks on I/O (the store
 // batches, links queue). Owned by the coordinator; the clock, store, log and
@@ -89,9 +99,13 @@ class TaskRegistry {
   void WhenDurable(std::function<void()> done) { store_.WhenDurable(std::move(done)); }
 
   // ---- Client API (TaskService); see task_service.proto for each contract.
-  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request)
+  // Beyond `limits`: kResourceExhausted (max_running) or kPermissionDenied
+  // (a longer timeout or larger output limit than the key allows).
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request,
+                                            const SubmitLimits& limits = {})
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<v1::SubmitBatchResponse> SubmitBatch(const v1::SubmitBatchRequest& batch)
+  absl::StatusOr<v1::SubmitBatchResponse> SubmitBatch(const v1::SubmitBatchRequest& batch,
+                                                      const SubmitLimits& limits = {})
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::Task> Get(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
@@ -102,13 +116,22 @@ class TaskRegistry {
   absl::StatusOr<v1::GetOutputResponse> GetOutput(const v1::GetOutputRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   v1::ListAgentsResponse ListAgents() ABSL_LOCKS_EXCLUDED(mu_);
+  // Who submitted the task ("" when unknown or without keys).
+  absl::StatusOr<std::string> OwnerOf(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ---- Audit log: appended under the registry's lock so entries share the
+  // journal's order; durable with the change they describe.
+  void Audit(v1::AuditEntry entry) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Agent API (AgentService.Connect).
   // Registers the agent behind `link` (replacing and closing an older link of
   // the same id), reconciles the tasks it holds, sends Welcome and dispatches.
   // kInvalidArgument for a bad hello.
-  absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // `peer` is where it connected from, for the audit log.
+  absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
+                              const std::string& peer = "") ABSL_LOCKS_EXCLUDED(mu_);
   // The stream behind `link` ended. Tasks stay assigned until the TTL.
   void AgentDisconnected(const std::string& agent_id, const AgentLink* link)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -161,10 +184,12 @@ class TaskRegistry {
   TaskEntry* FindLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Submit and SubmitBatch: each request accepted or refused on its own.
   absl::StatusOr<v1::SubmitBatchResponse> SubmitAll(
-      const std::vector<const v1::SubmitRequest*>& requests) ABSL_LOCKS_EXCLUDED(mu_);
+      const std::vector<const v1::SubmitRequest*>& requests, const SubmitLimits& limits)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Creates and queues the task (or finds it by idempotency key) and fills
   // the response's cursor; the caller dispatches.
   absl::StatusOr<TaskEntry*> SubmitLocked(const v1::SubmitRequest& request,
+                                          const SubmitLimits& limits,
                                           v1::SubmitResponse& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The task if `agent` runs `attempt` of it; counts a stale message if not.
@@ -206,6 +231,7 @@ class TaskRegistry {
   v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewTaskIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AuditLocked(v1::AuditEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock& clock_;
   TaskStore& store_;
@@ -231,6 +257,11 @@ class TaskRegistry {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t events_trimmed_ ABSL_GUARDED_BY(mu_) = 0;  // Store holds events from here.
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // Unfinished tasks per owner, for the keys' max_running.
+  absl::flat_hash_map<std::string, int> unfinished_by_owner_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
+  int policies_ ABSL_GUARDED_BY(mu_) = 0;  // Agents whose policy may refuse tasks.
+  uint64_t next_audit_seq_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace taskgrid

@@ -695,6 +695,7 @@ class ManualStore final : public TaskStore {
   void TrimEvents(uint64_t c) override { inner.TrimEvents(c); }
   void PutAgent(const v1::Agent& a) override { inner.PutAgent(a); }
   void DeleteAgent(const std::string& id) override { inner.DeleteAgent(id); }
+  void AppendAudit(const v1::AuditEntry& e) override { inner.AppendAudit(e); }
   void WhenDurable(std::function<void()> done) override {
     waiting.emplace_back(puts.size(), std::move(done));
   }

@@ -15,7 +15,9 @@ namespace {
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
                            public EventLog::Listener {
  public:
-  WatchReactor(EventLog& log, const v1::WatchRequest& request) : log_(log), request_(request) {
+  // `ticket` holds the caller's stream slot until the stream is done.
+  WatchReactor(EventLog& log, const v1::WatchRequest& request, std::shared_ptr<void> ticket)
+      : log_(log), request_(request), ticket_(std::move(ticket)) {
     cursor_ = request.has_after_cursor() ? request.after_cursor() : log.last_cursor();
   }
 
@@ -92,6 +94,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
 
   void OnDone() override {
     log_.RemoveListener(this);
+    ticket_.reset();
     self_.reset();  // May delete this.
   }
 
@@ -100,6 +103,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
 
   EventLog& log_;
   const v1::WatchRequest request_;
+  std::shared_ptr<void> ticket_;
   std::shared_ptr<WatchReactor> self_;
   absl::Mutex mu_;
   uint64_t cursor_ ABSL_GUARDED_BY(mu_);
@@ -111,63 +115,91 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
 
 }  // namespace
 
-absl::Status Authorize(const ApiKeys& keys, grpc::CallbackServerContext* ctx, Scope scope) {
-  if (keys.empty()) return absl::OkStatus();
-  const auto& md = ctx->client_metadata();
-  std::string key;
-  if (auto it = md.find("x-api-key"); it != md.end()) {
-    key.assign(it->second.data(), it->second.size());
-  } else if (auto it = md.find("authorization"); it != md.end()) {
-    absl::string_view v(it->second.data(), it->second.size());
-    if (absl::StartsWithIgnoreCase(v, "bearer ")) key = std::string(v.substr(7));
-  }
-  return keys.Check(key, scope);
-}
-
 grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* ctx,
                                                   const v1::SubmitRequest* req,
                                                   v1::SubmitResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return ReplyWhenDurable(ctx, registry_, registry_.Submit(*req), resp);
+  constexpr absl::string_view kAction = "task.submit";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  v1::SubmitRequest request = *req;
+  absl::StatusOr<SubmitLimits> limits = access_.AdmitSubmit(*caller, *request.mutable_spec(), kAction);
+  if (!limits.ok()) return Reply(ctx, limits.status());
+  if (absl::Status s = access_.TakeSubmits(*caller, 1, kAction); !s.ok()) return Reply(ctx, s);
+  absl::StatusOr<v1::SubmitResponse> result = registry_.Submit(request, *limits);
+  access_.Record(*caller, kAction, result.ok() ? result->task().id() : "", result.status());
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::SubmitBatch(grpc::CallbackServerContext* ctx,
                                                        const v1::SubmitBatchRequest* req,
                                                        v1::SubmitBatchResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return ReplyWhenDurable(ctx, registry_, registry_.SubmitBatch(*req), resp);
+  constexpr absl::string_view kAction = "task.submit";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  v1::SubmitBatchRequest batch = *req;
+  SubmitLimits limits;  // The same for every request of the caller.
+  limits.owner = caller->key;
+  for (v1::SubmitRequest& r : *batch.mutable_requests()) {
+    absl::StatusOr<SubmitLimits> admitted = access_.AdmitSubmit(*caller, *r.mutable_spec(), kAction);
+    if (!admitted.ok()) return Reply(ctx, admitted.status());
+    limits = *admitted;
+  }
+  if (absl::Status s = access_.TakeSubmits(*caller, batch.requests_size(), kAction); !s.ok()) {
+    return Reply(ctx, s);
+  }
+  absl::StatusOr<v1::SubmitBatchResponse> result = registry_.SubmitBatch(batch, limits);
+  if (!result.ok()) {
+    access_.Record(*caller, kAction, "", result.status());
+  } else {
+    for (const auto& r : result->results()) {
+      access_.Record(*caller, kAction, r.response().task().id(),
+                     absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
+    }
+  }
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                                const v1::GetRequest* req, v1::Task* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "task.get"); !c.ok()) return Reply(ctx, c.status());
   return Reply(ctx, registry_.Get(req->task_id()), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::List(grpc::CallbackServerContext* ctx,
                                                 const v1::ListRequest* req,
                                                 v1::ListResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "task.list"); !c.ok()) return Reply(ctx, c.status());
   return Reply(ctx, registry_.List(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* ctx,
                                                   const v1::CancelRequest* req, v1::Task* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return ReplyWhenDurable(ctx, registry_, registry_.Cancel(req->task_id(), req->reason()), resp);
+  constexpr absl::string_view kAction = "task.cancel";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  absl::Status allowed = access_.MayChangeTask(*caller, req->task_id(), kAction);
+  absl::StatusOr<v1::Task> result =
+      allowed.ok() ? registry_.Cancel(req->task_id(), req->reason()) : allowed;
+  access_.Record(*caller, kAction, req->task_id(), result.status());
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* ctx,
                                                   const v1::DeleteRequest* req,
                                                   v1::DeleteResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kSubmit); !s.ok()) return Reply(ctx, s);
-  return ReplyWhenDurable(ctx, registry_, registry_.Delete(req->task_id()));
+  constexpr absl::string_view kAction = "task.delete";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  absl::Status s = access_.MayChangeTask(*caller, req->task_id(), kAction);
+  if (s.ok()) s = registry_.Delete(req->task_id());
+  access_.Record(*caller, kAction, req->task_id(), s);
+  return ReplyWhenDurable(ctx, registry_, s);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ctx,
                                                  const v1::StatsRequest* req,
                                                  v1::StatsResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "task.stats"); !c.ok()) return Reply(ctx, c.status());
   *resp = registry_.Stats();
   return Reply(ctx, absl::OkStatus());
 }
@@ -175,21 +207,31 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Stats(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* TaskServiceImpl::GetOutput(grpc::CallbackServerContext* ctx,
                                                      const v1::GetOutputRequest* req,
                                                      v1::GetOutputResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "task.output"); !c.ok()) return Reply(ctx, c.status());
   return Reply(ctx, registry_.GetOutput(*req), resp);
 }
 
 grpc::ServerUnaryReactor* TaskServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
                                                       const v1::ListAgentsRequest* req,
                                                       v1::ListAgentsResponse* resp) {
-  if (absl::Status s = Authorize(keys_, ctx, Scope::kRead); !s.ok()) return Reply(ctx, s);
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "agent.list"); !c.ok()) return Reply(ctx, c.status());
   *resp = registry_.ListAgents();
   return Reply(ctx, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* TaskServiceImpl::ListAudit(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListAuditRequest* req,
+                                                     v1::ListAuditResponse* resp) {
+  if (auto c = access_.Authorize(ctx, Scope::kAdmin, "audit.list"); !c.ok()) return Reply(ctx, c.status());
+  return Reply(ctx, registry_.ListAudit(*req), resp);
+}
+
 grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(
     grpc::CallbackServerContext* ctx, const v1::WatchRequest* req) {
-  absl::Status s = Authorize(keys_, ctx, Scope::kRead);
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, "task.watch");
+  absl::Status s = caller.status();
+  absl::StatusOr<std::shared_ptr<void>> ticket;
+  if (s.ok()) s = (ticket = access_.OpenStream(*caller, "task.watch")).status();
   for (int type : req->types()) {
     if (s.ok() && (!v1::EventType_IsValid(type) || type == v1::EVENT_TYPE_UNSPECIFIED)) {
       s = absl::InvalidArgumentError("types: unknown event type " + std::to_string(type));
@@ -203,7 +245,7 @@ grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(
     };
     return new Rejected(s);
   }
-  auto reactor = std::make_shared<WatchReactor>(events_, *req);
+  auto reactor = std::make_shared<WatchReactor>(events_, *req, std::move(*ticket));
   reactor->Begin(reactor);
   return reactor.get();
 }

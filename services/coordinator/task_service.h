@@ -1,11 +1,12 @@
-// TaskService over gRPC: authorizes each call by its API key's scope, then
-// delegates to the registry. Watch streams the event log from a cursor.
+// TaskService over gRPC: authorizes each call (AccessControl), delegates to
+// the registry and audits what changed. Watch streams the event log from a
+// cursor.
 #ifndef TASKGRID_SERVICES_COORDINATOR_TASK_SERVICE_H_
 #define TASKGRID_SERVICES_COORDINATOR_TASK_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
-#include "services/common/auth.h"
+#include "services/coordinator/access_control.h"
 #include "services/coordinator/event_log.h"
 #include "services/coordinator/task_registry.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
@@ -15,8 +16,8 @@ namespace taskgrid {
 // Thread-safe; owned by the coordinator, outlived by the registry and log.
 class TaskServiceImpl final : public v1::TaskService::CallbackService {
  public:
-  TaskServiceImpl(TaskRegistry& registry, EventLog& events, ApiKeys keys)
-      : registry_(registry), events_(events), keys_(std::move(keys)) {}
+  TaskServiceImpl(TaskRegistry& registry, EventLog& events, AccessControl& access)
+      : registry_(registry), events_(events), access_(access) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx, const v1::SubmitRequest* req,
                                    v1::SubmitResponse* resp) override;
@@ -39,13 +40,16 @@ class TaskServiceImpl final : public v1::TaskService::CallbackService {
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx,
                                        const v1::ListAgentsRequest* req,
                                        v1::ListAgentsResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* ctx,
+                                      const v1::ListAuditRequest* req,
+                                      v1::ListAuditResponse* resp) override;
   grpc::ServerWriteReactor<v1::WatchResponse>* Watch(grpc::CallbackServerContext* ctx,
                                                      const v1::WatchRequest* req) override;
 
  private:
   TaskRegistry& registry_;
   EventLog& events_;
-  const ApiKeys keys_;
+  AccessControl& access_;
 };
 
 }  // namespace taskgrid

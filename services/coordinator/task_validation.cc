@@ -29,6 +29,9 @@ absl::Status ValidateDuration(absl::string_view field, const google::protobuf::D
 
 bool HasNul(absl::string_view s) { return s.find('\0') != absl::string_view::npos; }
 
+// The agent's redactor ignores shorter values (SecretRedactor::kMinSecretBytes).
+constexpr size_t kMinSecretBytes = 4;
+
 absl::Status ValidateEnv(absl::string_view field,
                          const google::protobuf::Map<std::string, std::string>& env) {
   if (env.size() > kMaxEnvEntries) {
@@ -168,9 +171,15 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
     }
   }
   TASKGRID_RETURN_IF_ERROR(ValidateId("spec.agent_id", spec.agent_id(), false));
-  if (!spec.agent_id().empty() && !spec.selector().empty()) {
-    return Invalid("spec.selector", "set either agent_id or selector, not both");
+  TASKGRID_RETURN_IF_ERROR(ValidateEnv("spec.secret_env", spec.secret_env()));
+  for (const auto& [name, value] : spec.secret_env()) {
+    if (value.size() < kMinSecretBytes) {
+      return Invalid("spec.secret_env", absl::StrCat("the value of ", name, " is shorter than ",
+                                                     kMinSecretBytes,
+                                                     " bytes, too short to redact from output"));
+    }
   }
+  if (spec.max_output_bytes() < 0) return Invalid("spec.max_output_bytes", "must not be negative");
   if (spec.selector_size() > static_cast<int>(kMaxSelectorEntries)) {
     return Invalid("spec.selector", absl::StrCat("at most ", kMaxSelectorEntries, " labels"));
   }

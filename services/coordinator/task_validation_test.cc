@@ -69,9 +69,8 @@ TEST(TaskValidationTest, NamesTheBadField) {
   ExpectInvalid(s, "spec.shell.stdin");
 
   s = Valid();
-  s.set_agent_id("a1");
-  (*s.mutable_selector())["role"] = "web";
-  ExpectInvalid(s, "spec.selector");
+  (*s.mutable_secret_env())["TOKEN"] = "abc";
+  ExpectInvalid(s, "spec.secret_env");
 
   s = Valid();
   s.set_agent_id("has space");

@@ -21,11 +21,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "services/common/metrics_server.h"
+#include "services/common/rate_limiter.h"
 #include "services/gateway/event_hub.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
-#include "services/gateway/rate_limiter.h"
 #include "taskgrid/v1/monitoring.grpc.pb.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 

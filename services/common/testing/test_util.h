@@ -32,6 +32,15 @@ MATCHER_P(StatusIs, code, "has status code " + testing::PrintToString(code)) {
   return s.code() == code;
 }
 
+// The code, and a message that `message_matcher` accepts.
+MATCHER_P2(StatusIs, code, message_matcher,
+           "has status code " + testing::PrintToString(code) + " and a matching message") {
+  const absl::Status s = GetStatus(arg);
+  *result_listener << "status is " << s.ToString();
+  return s.code() == code &&
+         testing::Matches(message_matcher)(std::string(s.message()));
+}
+
 // Polls `cond` until it holds or `timeout` passes; returns its last value.
 inline bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout = absl::Seconds(10)) {
   const absl::Time deadline = absl::Now() + timeout;

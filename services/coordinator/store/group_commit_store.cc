@@ -118,6 +118,12 @@ void GroupCommitStore::PutAgent(const v1::Agent& agent) {
   Enqueue(std::move(c));
 }
 
+void GroupCommitStore::AppendAudit(const v1::AuditEntry& entry) {
+  change::Audit c{entry.seq(), entry.SerializeAsString()};
+  absl::MutexLock lock(&mu_);
+  Enqueue(std::move(c));
+}
+
 void GroupCommitStore::DeleteAgent(const std::string& agent_id) {
   absl::MutexLock lock(&mu_);
   Enqueue(change::DeleteAgent{agent_id});

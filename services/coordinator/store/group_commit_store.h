@@ -67,11 +67,16 @@ struct PutAgent {
 struct DeleteAgent {
   std::string agent_id;
 };
+struct Audit {
+  uint64_t seq = 0;
+  std::string blob;  // Serialized v1::AuditEntry.
+};
 }  // namespace change
 
 using StoreChange =
     std::variant<change::PutTask, change::DeleteTask, change::Output, change::TrimOutput,
-                 change::Event, change::TrimEvents, change::PutAgent, change::DeleteAgent>;
+                 change::Event, change::TrimEvents, change::PutAgent, change::DeleteAgent,
+                 change::Audit>;
 
 class GroupCommitStore : public TaskStore {
  public:
@@ -86,6 +91,7 @@ class GroupCommitStore : public TaskStore {
   void AppendEvent(const v1::TaskEvent& event) override ABSL_LOCKS_EXCLUDED(mu_);
   void TrimEvents(uint64_t first_kept) override ABSL_LOCKS_EXCLUDED(mu_);
   void PutAgent(const v1::Agent& agent) override ABSL_LOCKS_EXCLUDED(mu_);
+  void AppendAudit(const v1::AuditEntry& entry) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void WhenDurable(std::function<void()> done) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status health() const override ABSL_LOCKS_EXCLUDED(mu_);

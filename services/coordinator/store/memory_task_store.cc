@@ -55,6 +55,11 @@ void MemoryTaskStore::PutAgent(const v1::Agent& agent) {
   agents_[agent.agent_id()] = agent;
 }
 
+void MemoryTaskStore::AppendAudit(const v1::AuditEntry& entry) {
+  absl::MutexLock lock(&mu_);
+  audit_.push_back(entry);
+}
+
 void MemoryTaskStore::DeleteAgent(const std::string& agent_id) {
   absl::MutexLock lock(&mu_);
   agents_.erase(agent_id);
@@ -70,6 +75,8 @@ absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   }
   for (const auto& [cursor, e] : events_) state.events.push_back(e);
   for (const auto& [id, agent] : agents_) state.agents.push_back(agent);
+  const size_t first = audit_.size() > kAuditLoaded ? audit_.size() - kAuditLoaded : 0;
+  state.audit.assign(audit_.begin() + static_cast<std::ptrdiff_t>(first), audit_.end());
   return state;
 }
 

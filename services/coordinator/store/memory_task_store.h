@@ -25,6 +25,7 @@ class MemoryTaskStore final : public TaskStore {
   void AppendEvent(const v1::TaskEvent& event) override ABSL_LOCKS_EXCLUDED(mu_);
   void TrimEvents(uint64_t first_kept) override ABSL_LOCKS_EXCLUDED(mu_);
   void PutAgent(const v1::Agent& agent) override ABSL_LOCKS_EXCLUDED(mu_);
+  void AppendAudit(const v1::AuditEntry& entry) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void WhenDurable(std::function<void()> done) override { done(); }
   absl::StatusOr<StoredState> Load() override ABSL_LOCKS_EXCLUDED(mu_);
@@ -38,6 +39,7 @@ class MemoryTaskStore final : public TaskStore {
   absl::flat_hash_map<std::string, uint64_t> seq_of_ ABSL_GUARDED_BY(mu_);
   std::map<OutputKey, std::string> output_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, StoredState::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Agent> agents_ ABSL_GUARDED_BY(mu_);
 };
 

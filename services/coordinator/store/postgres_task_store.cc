@@ -54,6 +54,11 @@ BEGIN
   END IF;
 END $$;
 )sql",
+    R"sql(
+CREATE TABLE audit (
+  seq   bigint PRIMARY KEY,
+  entry bytea NOT NULL);
+)sql",
 };
 
 constexpr char kFencedState[] = "TG001";
@@ -88,6 +93,9 @@ constexpr Prepared kStatements[] = {
      "INSERT INTO agents (id, agent) VALUES ($1, $2) "
      "ON CONFLICT (id) DO UPDATE SET agent = EXCLUDED.agent"},
     {"delete_agent", "DELETE FROM agents WHERE id = $1"},
+    {"put_audit",
+     "INSERT INTO audit (seq, entry) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET "
+     "entry = EXCLUDED.entry"},
 };
 
 // A query parameter: text for numbers and ids, binary for blobs.
@@ -439,6 +447,9 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
       send("put_agent", {ag->agent_id, Param(ag->blob, true)});
     } else if (const auto* da = std::get_if<change::DeleteAgent>(&ch)) {
       send("delete_agent", {da->agent_id});
+    } else if (const auto* au = std::get_if<change::Audit>(&ch)) {
+      a = std::to_string(au->seq);
+      send("put_audit", {a, Param(au->blob, true)});
     }
   }
   plain("COMMIT");  // Skipped by the server after an error.
@@ -516,6 +527,20 @@ absl::StatusOr<StoredState> PostgresTaskStore::Load() {
       }
       return absl::OkStatus();
     });
+  }
+  if (s.ok()) {
+    const std::string audit = absl::StrCat(
+        "SELECT seq, entry FROM (SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT ",
+        kAuditLoaded, ") AS newest ORDER BY seq");
+    s = read("au", audit.c_str(),
+             [&](PGresult* r, int i) {
+               if (!state.audit.emplace_back().ParseFromArray(PQgetvalue(r, i, 1),
+                                                               PQgetlength(r, i, 1))) {
+                 return absl::DataLossError(absl::StrCat("store: cannot decode audit entry ",
+                                                         ReadInt8(PQgetvalue(r, i, 0))));
+               }
+               return absl::OkStatus();
+             });
   }
   Exec(conn_, "COMMIT").IgnoreError();
   if (!s.ok()) return s;

@@ -50,6 +50,11 @@ INSERT INTO tasks_by_seq (seq, id, status, finished, task)
 DROP TABLE tasks;
 ALTER TABLE tasks_by_seq RENAME TO tasks;
 )sql",
+    R"sql(
+CREATE TABLE audit (
+  seq   INTEGER PRIMARY KEY,
+  entry BLOB NOT NULL);
+)sql",
 };
 
 void BindText(sqlite3_stmt* s, int i, const std::string& v) {
@@ -145,7 +150,7 @@ SqliteTaskStore::SqliteTaskStore(const Options& options, sqlite3* db)
 SqliteTaskStore::~SqliteTaskStore() {
   StopCommitter();
   for (sqlite3_stmt* s : {put_task_, delete_task_, delete_output_, put_output_, trim_output_,
-                          put_event_, trim_events_, put_agent_, delete_agent_}) {
+                          put_event_, trim_events_, put_agent_, delete_agent_, put_audit_}) {
     sqlite3_finalize(s);
   }
   sqlite3_close(db_);
@@ -183,6 +188,7 @@ absl::Status SqliteTaskStore::Prepare() {
       {&trim_events_, "DELETE FROM events WHERE cursor < ?"},
       {&put_agent_, "INSERT OR REPLACE INTO agents (id, agent) VALUES (?, ?)"},
       {&delete_agent_, "DELETE FROM agents WHERE id = ?"},
+      {&put_audit_, "INSERT OR REPLACE INTO audit (seq, entry) VALUES (?, ?)"},
   };
   for (const auto& [stmt, sql] : statements) {
     if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, nullptr) != SQLITE_OK) {
@@ -240,6 +246,10 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
     } else if (const auto* da = std::get_if<change::DeleteAgent>(&c)) {
       BindText(delete_agent_, 1, da->agent_id);
       ok = run(delete_agent_);
+    } else if (const auto* au = std::get_if<change::Audit>(&c)) {
+      sqlite3_bind_int64(put_audit_, 1, static_cast<sqlite3_int64>(au->seq));
+      BindBlob(put_audit_, 2, au->blob);
+      ok = run(put_audit_);
     }
     if (!ok) break;
   }
@@ -302,6 +312,16 @@ absl::StatusOr<StoredState> SqliteTaskStore::Load() {
     v1::Agent& a = state.agents.emplace_back();
     if (!a.ParseFromArray(sqlite3_column_blob(s, 1), sqlite3_column_bytes(s, 1))) {
       return corrupt("agent " + ColumnText(s, 0));
+    }
+    return absl::OkStatus();
+  }));
+  const std::string audit = absl::StrCat(
+      "SELECT seq, entry FROM (SELECT seq, entry FROM audit ORDER BY seq DESC LIMIT ",
+      kAuditLoaded, ") ORDER BY seq");
+  TASKGRID_RETURN_IF_ERROR(query(audit.c_str(), [&](sqlite3_stmt* s) {
+    v1::AuditEntry& e = state.audit.emplace_back();
+    if (!e.ParseFromArray(sqlite3_column_blob(s, 1), sqlite3_column_bytes(s, 1))) {
+      return corrupt(absl::StrCat("audit entry ", sqlite3_column_int64(s, 0)));
     }
     return absl::OkStatus();
   }));

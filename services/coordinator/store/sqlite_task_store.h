@@ -50,6 +50,7 @@ class SqliteTaskStore final : public GroupCommitStore {
   sqlite3_stmt* trim_events_ = nullptr;
   sqlite3_stmt* put_agent_ = nullptr;
   sqlite3_stmt* delete_agent_ = nullptr;
+  sqlite3_stmt* put_audit_ = nullptr;
 };
 
 }  // namespace taskgrid

@@ -38,7 +38,11 @@ struct StoredState {
                                // where TrimOutput removed the middle.
   std::vector<Event> events;   // By cursor.
   std::vector<v1::Agent> agents;
+  std::vector<v1::AuditEntry> audit;  // The newest kAuditLoaded, by seq.
 };
+
+// Audit entries Load returns; older ones stay in the store for export.
+inline constexpr int kAuditLoaded = 100'000;
 
 // The registry's journal. Writes arrive in the order the registry made the
 // changes, from under its lock: they never block on I/O. A durable store
@@ -66,6 +70,8 @@ class TaskStore {
   // Drops events with a cursor below `first_kept`.
   virtual void TrimEvents(uint64_t first_kept) = 0;
   virtual void PutAgent(const v1::Agent& agent) = 0;
+  // Audit entries are never trimmed: they leave the store only by hand.
+  virtual void AppendAudit(const v1::AuditEntry& entry) = 0;
   virtual void DeleteAgent(const std::string& agent_id) = 0;
 
   // Runs `done` once every write made before this call is durable; inline

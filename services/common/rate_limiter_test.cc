@@ -1,10 +1,10 @@
-#include "services/gateway/rate_limiter.h"
+#include "services/common/rate_limiter.h"
 
 #include <gtest/gtest.h>
 
 #include "services/common/testing/fake_clock.h"
 
-namespace taskgrid::gateway {
+namespace taskgrid {
 namespace {
 
 TEST(RateLimiterTest, AllowsTheBurstThenTheRate) {
@@ -30,4 +30,4 @@ TEST(RateLimiterTest, ZeroRateDisablesAndMemoryStaysBounded) {
 }
 
 }  // namespace
-}  // namespace taskgrid::gateway
+}  // namespace taskgrid

@@ -1,8 +1,8 @@
-// Per-caller token buckets for the gateway: each API key (or, without one,
-// each client address) may make `rate` requests per second with bursts up to
-// `burst`. Answers how long to wait, for Retry-After.
-#ifndef TASKGRID_SERVICES_GATEWAY_RATE_LIMITER_H_
-#define TASKGRID_SERVICES_GATEWAY_RATE_LIMITER_H_
+// Per-caller token buckets: each caller (an API key, or a client address)
+// may make `rate` requests per second with bursts up to `burst`. Answers how
+// long to wait, for Retry-After.
+#ifndef TASKGRID_SERVICES_COMMON_RATE_LIMITER_H_
+#define TASKGRID_SERVICES_COMMON_RATE_LIMITER_H_
 
 #include <string>
 
@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "services/common/clock.h"
 
-namespace taskgrid::gateway {
+namespace taskgrid {
 
 // Thread-safe. Holds at most `max_callers` buckets; full buckets are the
 // first forgotten (forgetting one costs nothing: it would be full again).
@@ -22,7 +22,12 @@ class RateLimiter {
 
   // Takes a token for `caller`. Returns zero when allowed, otherwise how long
   // until a token is available. A rate of 0 disables limiting.
-  absl::Duration Take(const std::string& caller) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Duration Take(const std::string& caller) ABSL_LOCKS_EXCLUDED(mu_) {
+    return Take(caller, rate_, burst_);
+  }
+  // The same with this caller's own rate and burst.
+  absl::Duration Take(const std::string& caller, double rate, double burst)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t callers() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
@@ -33,6 +38,8 @@ class RateLimiter {
   struct Bucket {
     double tokens;
     absl::Time updated;
+    double rate;
+    double burst;
   };
   const Clock& clock_;
   const double rate_;
@@ -42,6 +49,6 @@ class RateLimiter {
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace taskgrid::gateway
+}  // namespace taskgrid
 
-#endif  // TASKGRID_SERVICES_GATEWAY_RATE_LIMITER_H_
+#endif  // TASKGRID_SERVICES_COMMON_RATE_LIMITER_H_
