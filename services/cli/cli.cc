@@ -5,13 +5,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -38,6 +42,8 @@ Commands:
       --priority low|medium|high|critical   --timeout 30s   --queue-timeout 1m
       --env K=V (repeatable)   --cwd DIR   --type T   --tag T (repeatable)
       --idempotency-key K   --detach (print the task id and return)
+      --secret-env NAME (repeatable): NAME's value from this environment, hidden from output,
+                    logs and every API   --max-output 64m (the task fails beyond it)
       One word after -- runs through /bin/sh -c; several run as argv.
       --image IMG runs the command (as argv; none: the image's own) in a container instead:
       --memory 64m   --cpus 0.5   --pids 100   --network none|bridge   --user U   --name N
@@ -53,6 +59,14 @@ Commands:
   watch [--task ID] [--agent ID] [--types a,b] [--after CURSOR]   Stream events.
   agents                      List agents.
   stats                       Task statistics.
+  audit [--actor A] [--action X] [--since 1h] [--limit N]   The audit log (admin key);
+                              --output json prints JSON lines, for export.
+  keys create --file F --name N --scope read|submit|cancel|admin[,...]   Adds a key to a
+      coordinator keys file and prints it once (the file keeps its SHA-256). Limits:
+      --selector k=v,...  --types shell,docker  --max-running N  --submit-rate N/s
+      --max-runtime 1h  --max-output 64m  --max-streams N. SIGHUP the coordinator to load it.
+  keys list --file F          The keys in a file (names, scopes, limits; no secrets).
+  keys revoke NAME --file F   Removes a key from the file.
 
 Global flags: --coordinator ADDR[,ADDR...] (or TASKGRID_COORDINATOR, default 127.0.0.1:7000;
                 a list names every coordinator of an active/standby pair)
@@ -476,6 +490,20 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
       (*env)[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   }
+  if (a.flags.count("secret-env")) {
+    for (const auto& name : a.flags.at("secret-env")) {
+      const char* value = std::getenv(name.c_str());
+      if (value == nullptr) {
+        return Usage("--secret-env: " + name + " is not set in this environment");
+      }
+      (*spec->mutable_secret_env())[name] = value;
+    }
+  }
+  if (a.Has("max-output")) {
+    auto bytes = ParseBytes("max-output", a.Get("max-output"));
+    if (!bytes.ok()) return Usage(std::string(bytes.status().message()));
+    spec->set_max_output_bytes(*bytes);
+  }
   if (a.flags.count("tag")) {
     for (const auto& t : a.flags.at("tag")) spec->add_tags(t);
   }
@@ -736,6 +764,135 @@ int CmdStats(Context& ctx, const ParsedArgs& a) {
   return 0;
 }
 
+int CmdAudit(Context& ctx, const ParsedArgs& a) {
+  v1::ListAuditRequest req;
+  req.set_actor(a.Get("actor"));
+  req.set_action(a.Get("action"));
+  if (a.Has("since")) {
+    auto d = ParseDurationFlag("since", a.Get("since"));
+    if (!d.ok()) return Usage(std::string(d.status().message()));
+    *req.mutable_since() = ToProto(absl::Now() - FromProto(*d));
+  }
+  int64_t limit = 0;
+  if (a.Has("limit") && (!absl::SimpleAtoi(a.Get("limit"), &limit) || limit <= 0)) {
+    return Usage("--limit: must be a positive number");
+  }
+  for (int64_t printed = 0;;) {
+    v1::ListAuditResponse resp;
+    grpc::Status s = ctx.stub->ListAudit(ctx.Call().get(), req, &resp);
+    if (!s.ok()) return Fail(s);
+    for (const v1::AuditEntry& e : resp.entries()) {
+      if (limit > 0 && printed++ == limit) return 0;
+      if (ctx.json) {
+        std::cout << Json(e) << "\n";
+      } else {
+        std::cout << absl::StrFormat("%s  %-18s  %-18s  %-36s  %-17s  %s%s\n",
+                                     FormatTime(e.time()), e.actor(), e.action(), e.target(),
+                                     e.outcome(), e.peer(),
+                                     e.detail().empty() ? "" : "  (" + e.detail() + ")");
+      }
+    }
+    if (resp.next_after_seq() == 0) return 0;
+    req.set_after_seq(resp.next_after_seq());
+  }
+}
+
+// The keys file's lines, with their line breaks (none when it is missing).
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  if (!in) return lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line + "\n");
+  return lines;
+}
+
+// Replaces `path` whole (0600: hashes only, but nobody else's business).
+absl::Status WriteLines(const std::string& path, const std::vector<std::string>& lines) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return absl::UnavailableError("--file: cannot write " + tmp);
+  std::string all = absl::StrJoin(lines, "");
+  const bool ok = ::write(fd, all.data(), all.size()) == static_cast<ssize_t>(all.size()) &&
+                  ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError("--file: cannot write " + path);
+  }
+  return absl::OkStatus();
+}
+
+int CmdKeys(Context&, const ParsedArgs& a) {
+  const std::string op = a.positional.empty() ? "" : a.positional[0];
+  const std::string path = a.Get("file");
+  if (path.empty()) return Usage("keys: --file is required (the coordinator's --keys_file)");
+  std::vector<std::string> lines = ReadLines(path);
+  if (op == "list") {
+    auto keys = ApiKeys::LoadFile(path);
+    if (!keys.ok()) return Fail(std::string(keys.status().message()));
+    for (const std::string& line : lines) {
+      auto key = ParseKeyLine(absl::StripAsciiWhitespace(line));
+      if (!key.ok()) continue;  // Comments and blank lines.
+      std::string shown = key->ToLine();
+      absl::StrReplaceAll({{" sha256:" + key->sha256, ""}}, &shown);
+      std::cout << shown << "\n";
+    }
+    return 0;
+  }
+  if (op == "revoke") {
+    if (a.positional.size() != 2) return Usage("keys revoke: give the key's name");
+    std::vector<std::string> kept;
+    bool found = false;
+    for (const std::string& line : lines) {
+      auto key = ParseKeyLine(absl::StripAsciiWhitespace(line));
+      if (key.ok() && key->name == a.positional[1]) {
+        found = true;
+      } else {
+        kept.push_back(line);
+      }
+    }
+    if (!found) return Fail("keys revoke: no key named " + a.positional[1] + " in " + path);
+    if (absl::Status s = WriteLines(path, kept); !s.ok()) return Fail(std::string(s.message()));
+    std::cerr << "revoked " << a.positional[1] << "; SIGHUP the coordinator to apply it\n";
+    return 0;
+  }
+  if (op != "create") return Usage("keys: want create, list or revoke");
+  const std::string name = a.Get("name");
+  if (name.empty() || absl::StrContains(name, ' ')) {
+    return Usage("keys create: --name is required (one word, used in the audit log)");
+  }
+  const std::string secret = NewApiKeySecret();
+  std::string line = absl::StrCat(name, " sha256:", Sha256Hex(secret), " scopes=", a.Get("scope"));
+  for (const auto& [flag, option] : std::vector<std::pair<std::string, std::string>>{
+           {"selector", "selector"}, {"types", "types"}, {"max-running", "max_running"},
+           {"submit-rate", "submit_rate"}, {"max-runtime", "max_runtime"},
+           {"max-output", "max_output"}, {"max-streams", "max_streams"}}) {
+    if (a.Has(flag)) absl::StrAppend(&line, " ", option, "=", a.Get(flag));
+  }
+  auto key = ParseKeyLine(line);
+  if (!key.ok()) {
+    std::string why(key.status().message());
+    absl::StrReplaceAll({{"scopes:", "--scope:"}, {"max_", "--max-"}, {"submit_rate", "--submit-rate"}},
+                        &why);
+    return Usage("keys create: " + why);
+  }
+  if (auto existing = ApiKeys::LoadFile(path);
+      !existing.ok() && !absl::IsNotFound(existing.status())) {
+    return Fail(std::string(existing.status().message()));
+  }
+  for (const std::string& other_line : lines) {
+    auto other = ParseKeyLine(absl::StripAsciiWhitespace(other_line));
+    if (other.ok() && other->name == name) {
+      return Usage("keys create: --name " + name + " is taken in " + path);
+    }
+  }
+  lines.push_back(key->ToLine() + "\n");
+  if (absl::Status s = WriteLines(path, lines); !s.ok()) return Fail(std::string(s.message()));
+  std::cout << secret << "\n";
+  std::cerr << "key " << name << " added to " << path
+            << " (only its hash is kept: store the key now); SIGHUP the coordinator to load it\n";
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(const std::vector<std::string>& raw_args) {
@@ -763,7 +920,7 @@ int RunCli(const std::vector<std::string>& raw_args) {
       {"run",
        {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd", "type",
               "tag", "idempotency-key", "image", "memory", "cpus", "pids", "network", "user",
-              "name", "mount"},
+              "name", "mount", "secret-env", "max-output"},
              {"detach", "keep"}),
         CmdRun}},
       {"docker",
@@ -778,6 +935,11 @@ int RunCli(const std::vector<std::string>& raw_args) {
       {"watch", {Spec({"task", "agent", "types", "after"}), CmdWatch}},
       {"agents", {Spec({}), CmdAgents}},
       {"stats", {Spec({}), CmdStats}},
+      {"audit", {Spec({"actor", "action", "since", "limit"}), CmdAudit}},
+      {"keys",
+       {Spec({"file", "name", "scope", "selector", "types", "max-running", "submit-rate",
+              "max-runtime", "max-output", "max-streams"}),
+        CmdKeys}},
   };
   auto it = commands.find(args[0]);
   if (it == commands.end()) return Usage("unknown command \"" + args[0] + "\"");

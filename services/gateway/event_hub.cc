@@ -32,6 +32,7 @@ class EventHub::Feed final : public grpc::ClientReadReactor<v1::WatchResponse> {
     auto feed = std::shared_ptr<Feed>(new Feed(hub));
     feed->self_ = feed;
     feed->request_.set_after_cursor(after);
+    if (!hub.api_key_.empty()) feed->context_.AddMetadata("x-api-key", hub.api_key_);
     hub.stub_.async()->Watch(&feed->context_, &feed->request_, feed.get());
     feed->StartRead(&feed->batch_);
     feed->StartCall();
@@ -65,8 +66,9 @@ class EventHub::Feed final : public grpc::ClientReadReactor<v1::WatchResponse> {
   std::shared_ptr<Feed> self_;
 };
 
-EventHub::EventHub(v1::TaskService::Stub& stub, GatewayMetrics& metrics, size_t max_bytes)
-    : stub_(stub), metrics_(metrics), max_bytes_(max_bytes) {
+EventHub::EventHub(v1::TaskService::Stub& stub, GatewayMetrics& metrics, std::string api_key,
+                   size_t max_bytes)
+    : stub_(stub), metrics_(metrics), api_key_(std::move(api_key)), max_bytes_(max_bytes) {
   flusher_ = std::thread([this] { FlushLoop(); });
 }
 
@@ -240,7 +242,9 @@ void EventHub::OnFeedEnded() {
     feed_.reset();
     // Clients reconnect with their Last-Event-ID and resume from the
     // coordinator; nothing is lost.
-    while (!subscribers_.empty()) EndLocked(subscribers_.back(), ended);
+    // A copy: EndLocked erases the vector's own pointer, which may be the
+    // subscriber's last owner.
+    while (!subscribers_.empty()) EndLocked(std::shared_ptr<Subscriber>(subscribers_.back()), ended);
   }
   for (auto& f : ended) f();
 }

@@ -29,7 +29,10 @@ namespace taskgrid::gateway {
 // (Shutdown ends them all).
 class EventHub {
  public:
-  EventHub(v1::TaskService::Stub& stub, GatewayMetrics& metrics, size_t max_bytes = 64 << 20);
+  // `api_key` (read scope) authorizes the shared Watch where the
+  // coordinator has keys.
+  EventHub(v1::TaskService::Stub& stub, GatewayMetrics& metrics, std::string api_key,
+           size_t max_bytes = 64 << 20);
   ~EventHub();
 
   // Streams events after `after` that match `filter` to `writer`. Returns
@@ -76,6 +79,7 @@ class EventHub {
 
   v1::TaskService::Stub& stub_;
   GatewayMetrics& metrics_;
+  const std::string api_key_;
   const size_t max_bytes_;
 
   absl::Mutex mu_;

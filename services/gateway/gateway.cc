@@ -52,6 +52,8 @@ void CallCoordinator(std::atomic<int>& inflight, const HttpRequest& http, Req re
   auto call = std::make_shared<Call<Req, Resp>>();
   call->request = std::move(request);
   if (std::string key = ApiKeyOf(http); !key.empty()) call->context.AddMetadata("x-api-key", key);
+  // For the coordinator's audit log: who asked, besides this gateway.
+  call->context.AddMetadata("x-forwarded-for", http.remote);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
   invoke(&call->context, &call->request, &call->response,
          [call, done = std::move(done), &inflight](grpc::Status s) {
@@ -119,7 +121,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
   g->channel_ = CoordinatorChannel(options.coordinator_address);
   g->stub_ = v1::TaskService::NewStub(g->channel_);
   g->monitoring_ = v1::MonitoringService::NewStub(g->channel_);
-  g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_);
+  g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_, options.api_key);
   HttpServerOptions http = options.http;
   http.address = options.http_address;
   http.on_slow_client = [self = g.get()] { self->metrics_.slow_client_disconnects.Increment(); };
@@ -324,8 +326,10 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     metrics_.Observe(route, 200, 0);
     auto writer = responder->StartEventStream(cors);
-    if (route == "/api/events" && watch.has_after_cursor()) {
-      // Shared fan-out when the hub's ring covers the cursor.
+    if (route == "/api/events" && watch.has_after_cursor() && req.Header("last-event-id").empty()) {
+      // Shared fan-out when the hub's ring covers the cursor, for a caller
+      // whose key the coordinator has just accepted (the listing); one that
+      // resumes gets its own Watch, so its key is checked there.
       for (auto& frame : initial) writer->Write(std::move(frame));
       initial.clear();
       writer->Write("retry: 2000\n\n");
@@ -601,6 +605,48 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
           start_stream("/api/events", after, StreamFormat::kTaskEvents,
                        {absl::StrCat("id: ", list.cursor(),
                                      "\nevent: initial_state\ndata: ", ToJson(list), "\n\n")});
+        });
+  }
+  if (m == "GET" && p0 == "api" && p1 == "audit" && parts.size() == 2) {
+    v1::ListAuditRequest audit;
+    audit.set_actor(req.Query("actor"));
+    audit.set_action(req.Query("action"));
+    for (const auto& [param, field] : {std::pair<const char*, const char*>{"after", "after_seq"},
+                                       {"limit", "limit"}}) {
+      if (req.Query(param).empty()) continue;
+      uint64_t n = 0;
+      if (!absl::SimpleAtoi(req.Query(param), &n) || n > 1'000'000'000) {
+        return reply("/api/audit", ErrorResponse(400, "invalid_argument",
+                                                 std::string(param) + ": not a number", param));
+      }
+      std::string(field) == "limit" ? audit.set_limit(static_cast<int32_t>(n))
+                                    : audit.set_after_seq(n);
+    }
+    if (const std::string since = req.Query("since"); !since.empty()) {
+      absl::Time t;
+      std::string err;
+      if (!absl::ParseTime(absl::RFC3339_full, since, &t, &err)) {
+        return reply("/api/audit", ErrorResponse(400, "invalid_argument",
+                                                 "since: not an RFC 3339 time", "since"));
+      }
+      *audit.mutable_since() = ToProto(t);
+    }
+    const bool lines = req.Query("format") == "jsonl";
+    return CallCoordinator<v1::ListAuditRequest, v1::ListAuditResponse>(
+        inflight_, req, audit,
+        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAudit(c, q, r, cb); },
+        [reply, lines](const grpc::Status& s, const v1::ListAuditResponse& resp) {
+          if (!s.ok()) return reply("/api/audit", ErrorResponse(s));
+          if (!lines) return reply("/api/audit", JsonResponse(200, ToJson(resp)));
+          // JSON lines, for export: one entry per line.
+          std::string body;
+          for (const v1::AuditEntry& e : resp.entries()) absl::StrAppend(&body, ToJson(e), "\n");
+          HttpResponse r = JsonResponse(200, std::move(body));
+          r.content_type = "application/x-ndjson";
+          if (resp.next_after_seq() != 0) {
+            r.headers.emplace_back("X-Next-After", std::to_string(resp.next_after_seq()));
+          }
+          reply("/api/audit", std::move(r));
         });
   }
   if (m == "GET" && p0 == "api" && p1 == "agents" && parts.size() == 2) {
