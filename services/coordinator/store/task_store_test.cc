@@ -237,6 +237,21 @@ TEST_P(TaskStoreTest, AgentsAreReplacedAndDeleted) {
   EXPECT_EQ(s.agents[0].slots(), 4u);
 }
 
+TEST_P(TaskStoreTest, AuditEntriesComeBackInOrder) {
+  for (uint64_t seq : {1, 2, 3}) {
+    v1::AuditEntry e;
+    e.set_seq(seq);
+    e.set_actor("key:ci");
+    e.set_action(seq == 2 ? "task.cancel" : "task.submit");
+    store_->AppendAudit(e);
+  }
+  StoredState s = Reload();
+  ASSERT_EQ(s.audit.size(), 3u);
+  EXPECT_EQ(s.audit[0].seq(), 1u);
+  EXPECT_EQ(s.audit[1].action(), "task.cancel");
+  EXPECT_EQ(s.audit[2].seq(), 3u);
+}
+
 TEST_P(TaskStoreTest, DurabilityCallbacksRunInOrderAfterTheirWrites) {
   std::vector<int> order;
   absl::Mutex mu;
