@@ -138,7 +138,7 @@ TEST_F(BadInputTest, GrpcCallsGetTheRightCodeAndNameTheField) {
        StatusCode::INVALID_ARGUMENT, "spec.tags"},
       {"short secret",
        SubmitWith([](auto& r) { (*r.mutable_spec()->mutable_secret_env())["TOKEN"] = "abc"; }),
-       StatusCode::INVALID_ARGUMENT, "spec.secret_env: the value of TOKEN is shorter than 4"},
+       StatusCode::INVALID_ARGUMENT, "spec.secret_env: the value of TOKEN must be 4 to 4096 bytes"},
       {"negative output limit",
        SubmitWith([](auto& r) { r.mutable_spec()->set_max_output_bytes(-1); }),
        StatusCode::INVALID_ARGUMENT, "spec.max_output_bytes"},

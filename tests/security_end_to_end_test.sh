@@ -74,7 +74,10 @@ wait_for 20 sh -c "'$cli' --api-key '$reader' get '$id' | grep -q succeeded"
 check "the task ran with its secret" grep -q "^done" "$dir/out"
 check "stdout shows where the secret was" grep -q "^\[REDACTED\]$" "$dir/out"
 check "stderr shows where the secret was" grep -q "to stderr: \[REDACTED\]" "$dir/stderr"
-check "get shows the secret's name, not its value" sh -c "'$cli' --api-key '$reader' get --output json '$id' | grep -q '\"DEPLOY_TOKEN\":\"\[REDACTED\]\"'"
+check "a finished task keeps no secret" sh -c "! '$cli' --api-key '$reader' get --output json '$id' | grep -q secretEnv"
+running=$("$cli" --api-key "$ci" run --detach --secret-env DEPLOY_TOKEN -- 'sleep 30' </dev/null)
+check "get shows a running task's secret by name, not value" sh -c "'$cli' --api-key '$reader' get --output json '$running' | grep -q '\"DEPLOY_TOKEN\":\"\[REDACTED\]\"'"
+"$cli" --api-key "$ci" cancel "$running" >/dev/null
 curl -sf -H "x-api-key: $reader" "$http/api/tasks/$id" >"$dir/rest-task"
 curl -sf -H "x-api-key: $reader" "$http/api/tasks" >"$dir/rest-list"
 curl -sf -m 2 -H "x-api-key: $reader" "$http/api/events?after=0" >"$dir/rest-events"

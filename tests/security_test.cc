@@ -262,6 +262,35 @@ TEST_F(SecurityTest, QuotasAnswerResourceExhaustedOrPermissionDenied) {
   first_watch->Finish();
 }
 
+TEST_F(SecurityTest, IdempotencyKeysAreEachOwnersOwn) {
+  v1::SubmitRequest req = Shell("echo mine");
+  req.set_idempotency_key("deploy-42");
+  auto first = Submit("busy", req);
+  ASSERT_TRUE(first.ok()) << first.status();
+  // Another key choosing the same word gets a task of its own, not busy's.
+  req.mutable_spec()->mutable_shell()->set_command("echo theirs");
+  auto other = Submit("admin", req);
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE(other->existing());
+  EXPECT_NE(other->task().id(), first->task().id());
+  EXPECT_EQ(other->task().owner(), "admin");
+  auto again = Submit("admin", req);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->existing());
+  EXPECT_EQ(again->task().id(), other->task().id());
+}
+
+TEST_F(SecurityTest, ABatchBeyondTheKeysBurstIsRefusedWhole) {
+  v1::SubmitBatchRequest batch;
+  for (int i = 0; i < 3; ++i) *batch.add_requests() = Shell("true");
+  v1::SubmitBatchResponse resp;
+  grpc::Status s = stub_->SubmitBatch(As("rate").get(), batch, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("a batch of 3 submits exceeds key rate's burst of 1"));
+  // The refusal took nothing: one submit still fits the burst.
+  EXPECT_TRUE(Submit("rate", Shell("true")).ok());
+}
+
 TEST_F(SecurityTest, AnAgentsPolicyKeepsWhatItRefusesAway) {
   v1::SubmitRequest argv;
   argv.mutable_spec()->mutable_shell()->add_argv("echo");
@@ -278,7 +307,7 @@ TEST_F(SecurityTest, AnAgentsPolicyKeepsWhatItRefusesAway) {
   EXPECT_EQ(Get(refused->task().id()).status(), v1::TASK_STATUS_QUEUED);
   EXPECT_THAT(Get(refused->task().id()).waiting_reason(),
               HasSubstr("every agent matching role=locked refuses it by its operator's policy "
-                        "(locked-1 refuses to run sh (allows echo))"));
+                        "(locked-1 refuses to run /bin/sh (allows echo))"));
 
   v1::ListAgentsResponse agents;
   ASSERT_TRUE(stub_->ListAgents(As("reader").get(), v1::ListAgentsRequest(), &agents).ok());

@@ -105,6 +105,7 @@ v1::AgentMessage Agent::HelloLocked() {
     held->set_stdout_resend_from(e->spool[0].start());
     held->set_stderr_resend_from(e->spool[1].start());
     held->set_finished(e->exited || (e->adopt && !e->adopt->running()));
+    held->set_adopted(e->adopted);
   }
   return m;
 }
@@ -229,6 +230,7 @@ void Agent::CheckDocker() {
     e->finished.set_task_id(c.task_id);
     e->finished.set_attempt(c.attempt);
     e->adopt = c;
+    e->adopted = true;
     spdlog::info("container_found agent_id={} task_id={} attempt={} container={} state={}",
                  options_.agent_id, c.task_id, c.attempt, c.id.substr(0, 12), c.state);
     if (held != executions_.end()) {  // Another attempt than the one the agent runs.

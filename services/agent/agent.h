@@ -29,7 +29,7 @@
 #include "services/agent/host_sampler.h"
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
-#include "services/agent/secret_redactor.h"
+#include "services/common/secret_redactor.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
 namespace taskgrid {
@@ -117,6 +117,7 @@ class Agent {
     // A container found after a restart, followed once the coordinator says
     // from which offsets (or stopped if it no longer wants it).
     std::optional<OwnedContainer> adopt;
+    bool adopted = false;  // Found after a restart, not started by this run.
   };
 
   void RunLoop();

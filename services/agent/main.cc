@@ -39,8 +39,9 @@ ABSL_FLAG(std::string, docker_networks, "none,bridge",
 ABSL_FLAG(std::string, allow_task_types, "",
           "Task types this agent runs, shell and/or docker (empty: both).");
 ABSL_FLAG(std::string, allow_commands, "",
-          "Programs shell tasks may start, by path or name (empty: any). A task given as a "
-          "command line runs /bin/sh, so it needs sh here.");
+          "Programs shell tasks may start, as argv[0] must name them: a name found in the "
+          "agent's PATH or a path (empty: any). A task given as a command line runs /bin/sh, so "
+          "it needs /bin/sh here. Tasks may then not set PATH, LD_*, BASH_ENV or ENV.");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
 
 int main(int argc, char** argv) {

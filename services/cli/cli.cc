@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdio>
@@ -63,7 +64,7 @@ Commands:
                               --output json prints JSON lines, for export.
   keys create --file F --name N --scope read|submit|cancel|admin[,...]   Adds a key to a
       coordinator keys file and prints it once (the file keeps its SHA-256). Limits:
-      --selector k=v,...  --types shell,docker  --max-running N  --submit-rate N/s
+      --selector k=v,...  --types shell,docker  --max-running N  --submit-rate N (per second)
       --max-runtime 1h  --max-output 64m  --max-streams N. SIGHUP the coordinator to load it.
   keys list --file F          The keys in a file (names, scopes, limits; no secrets).
   keys revoke NAME --file F   Removes a key from the file.
@@ -777,6 +778,7 @@ int CmdAudit(Context& ctx, const ParsedArgs& a) {
   if (a.Has("limit") && (!absl::SimpleAtoi(a.Get("limit"), &limit) || limit <= 0)) {
     return Usage("--limit: must be a positive number");
   }
+  req.set_limit(static_cast<int32_t>(std::min<int64_t>(limit, 1000)));
   for (int64_t printed = 0;;) {
     v1::ListAuditResponse resp;
     grpc::Status s = ctx.stub->ListAudit(ctx.Call().get(), req, &resp);
@@ -806,16 +808,24 @@ std::vector<std::string> ReadLines(const std::string& path) {
   return lines;
 }
 
-// Replaces `path` whole (0600: hashes only, but nobody else's business).
+// Replaces `path` whole, keeping its mode and owner (a new file is 0600:
+// hashes only, but nobody else's business).
 absl::Status WriteLines(const std::string& path, const std::vector<std::string>& lines) {
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  struct stat old {};
+  const bool existed = ::stat(path.c_str(), &old) == 0;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return absl::UnavailableError("--file: cannot write " + tmp);
-  std::string all = absl::StrJoin(lines, "");
-  const bool ok = ::write(fd, all.data(), all.size()) == static_cast<ssize_t>(all.size()) &&
-                  ::fsync(fd) == 0;
+  const std::string all = absl::StrJoin(lines, "");
+  bool ok = ::write(fd, all.data(), all.size()) == static_cast<ssize_t>(all.size());
+  if (ok && existed) {
+    ok = ::fchmod(fd, old.st_mode & 07777) == 0 &&
+         (::fchown(fd, old.st_uid, old.st_gid) == 0 || old.st_uid == ::geteuid());
+  }
+  ok = ok && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
     return absl::UnavailableError("--file: cannot write " + path);
   }
   return absl::OkStatus();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -13,12 +14,17 @@ bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list,
   return std::find(list.begin(), list.end(), value) != list.end();
 }
 
-std::string BaseName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
+// Variables that would make an allowed program run something else.
+bool Redirects(const std::string& name) {
+  return name == "PATH" || name == "BASH_ENV" || name == "ENV" || name == "SHELLOPTS" ||
+         absl::StartsWith(name, "LD_");
 }
 
 }  // namespace
+
+bool HasPolicy(const v1::AgentPolicy& policy) {
+  return policy.task_types_size() + policy.commands_size() > 0;
+}
 
 std::string PolicyRefusal(const v1::AgentPolicy& policy, const v1::TaskSpec& spec) {
   const std::string type = spec.has_docker() ? "docker" : "shell";
@@ -29,12 +35,17 @@ std::string PolicyRefusal(const v1::AgentPolicy& policy, const v1::TaskSpec& spe
   if (policy.commands().empty() || spec.has_docker()) return "";
   // A command line runs through /bin/sh, which can then start anything.
   const std::string program =
-      spec.shell().argv().empty() ? std::string("sh") : spec.shell().argv(0);
-  if (Contains(policy.commands(), program) || Contains(policy.commands(), BaseName(program))) {
-    return "";
+      spec.shell().argv().empty() ? std::string("/bin/sh") : spec.shell().argv(0);
+  if (!Contains(policy.commands(), program)) {
+    return absl::StrCat("refuses to run ", program, " (allows ",
+                        absl::StrJoin(policy.commands(), ","), ")");
   }
-  return absl::StrCat("refuses to run ", program, " (allows ",
-                      absl::StrJoin(policy.commands(), ","), ")");
+  for (const auto* env : {&spec.shell().env(), &spec.secret_env()}) {
+    for (const auto& [name, value] : *env) {
+      if (Redirects(name)) return absl::StrCat("refuses to let a task set ", name);
+    }
+  }
+  return "";
 }
 
 }  // namespace taskgrid

@@ -9,6 +9,9 @@
 
 namespace taskgrid {
 
+// Whether `policy` limits anything.
+bool HasPolicy(const v1::AgentPolicy& policy);
+
 // Why `policy` refuses `spec` ("refuses docker tasks (allows shell)"), or
 // empty when it allows it.
 std::string PolicyRefusal(const v1::AgentPolicy& policy, const v1::TaskSpec& spec);

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -99,6 +100,11 @@ absl::StatusOr<ApiKey> ParseKeyLine(absl::string_view line) {
   }
   ApiKey key;
   key.name = std::string(parts[0]);
+  if (!std::all_of(key.name.begin(), key.name.end(), [](char c) {
+        return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+      })) {
+    return absl::InvalidArgumentError("the name may hold only letters, digits, '.', '_', '-'");
+  }
   absl::string_view hash = parts[1];
   if (!absl::ConsumePrefix(&hash, "sha256:") || hash.size() != 64 ||
       !std::all_of(hash.begin(), hash.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
@@ -131,7 +137,8 @@ absl::StatusOr<ApiKey> ParseKeyLine(absl::string_view line) {
       if (!absl::SimpleAtoi(value, &n) || n < 0) return bad("want a count");
       (option == "max_running" ? key.policy.max_running : key.policy.max_streams) = n;
     } else if (option == "submit_rate") {
-      if (!absl::SimpleAtod(value, &key.policy.submit_rate) || key.policy.submit_rate < 0) {
+      if (!absl::SimpleAtod(value, &key.policy.submit_rate) ||
+          !std::isfinite(key.policy.submit_rate) || key.policy.submit_rate < 0) {
         return bad("want submits per second");
       }
     } else if (option == "max_runtime") {

@@ -88,6 +88,10 @@ TEST(ApiKeysTest, KeyLineErrorsNameThePart) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_runtime")));
   EXPECT_THAT(ParseKeyLine("ci " + hash + " scopes=read types=vm"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("types")));
+  EXPECT_THAT(ParseKeyLine("ci " + hash + " scopes=submit submit_rate=inf"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("submit_rate")));
+  EXPECT_THAT(ParseKeyLine("#ci " + hash + " scopes=read"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the name may hold only")));
 }
 
 TEST(ApiKeysTest, LoadsAKeysFileAndNamesTheBadLine) {

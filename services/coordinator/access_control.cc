@@ -22,10 +22,12 @@ std::string PresentedKey(grpc::CallbackServerContext* ctx) {
   return absl::StartsWithIgnoreCase(auth, "bearer ") ? auth.substr(7) : "";
 }
 
-// The peer, and the client a gateway says it forwards for (recorded, never
-// trusted for a decision).
+// The peer, and the client a gateway says it forwards for: recorded as
+// claimed, never trusted for a decision.
 std::string PeerOf(grpc::CallbackServerContext* ctx) {
-  const std::string forwarded = Metadata(ctx, "x-forwarded-for");
+  std::string forwarded = Metadata(ctx, "x-forwarded-for").substr(0, 64);
+  std::replace_if(
+      forwarded.begin(), forwarded.end(), [](char c) { return c < 0x21 || c > 0x7e; }, '?');
   return forwarded.empty() ? ctx->peer() : absl::StrCat(forwarded, " via ", ctx->peer());
 }
 
@@ -49,6 +51,7 @@ AccessControl::AccessControl(TaskRegistry& registry, const Clock& clock, std::st
       inline_keys_(std::move(inline_keys)),
       keys_file_(std::move(keys_file)),
       submits_(clock, 0, 0),
+      refusals_(clock, kRefusalsPerSecond, kRefusalsBurst),
       keys_(std::make_shared<const ApiKeys>(std::move(keys))) {}
 
 absl::Status AccessControl::Reload() {
@@ -126,8 +129,15 @@ absl::StatusOr<SubmitLimits> AccessControl::AdmitSubmit(const Caller& caller, v1
 absl::Status AccessControl::TakeSubmits(const Caller& caller, int count, absl::string_view action) {
   const double rate = caller.policy.submit_rate;
   if (rate <= 0) return absl::OkStatus();
+  const double burst = std::max(1.0, rate);
+  if (count > burst) {
+    return Refuse(caller, action,
+                  absl::ResourceExhaustedError(absl::StrCat(
+                      "a batch of ", count, " submits exceeds key ", caller.key, "'s burst of ",
+                      burst, " (submit_rate ", rate, " per second); send smaller batches")));
+  }
   for (int i = 0; i < count; ++i) {
-    if (absl::Duration wait = submits_.Take(caller.key, rate, std::max(1.0, rate));
+    if (absl::Duration wait = submits_.Take(caller.key, rate, burst);
         wait > absl::ZeroDuration()) {
       return Refuse(caller, action,
                     absl::ResourceExhaustedError(absl::StrCat(
@@ -144,10 +154,15 @@ absl::Status AccessControl::MayChangeTask(const Caller& caller, const std::strin
   absl::StatusOr<std::string> owner = registry_.OwnerOf(task_id);
   if (!owner.ok()) return owner.status();
   if (caller.Has(Scope::kSubmit) && *owner == caller.key) return absl::OkStatus();
+  const absl::string_view verb = action.substr(action.find('.') + 1);
   return Refuse(caller, action,
-                absl::PermissionDeniedError(absl::StrCat(
-                    "key ", caller.key, " may ", action.substr(action.find('.') + 1),
-                    " only tasks it submitted (or needs the cancel scope)")));
+                absl::PermissionDeniedError(
+                    caller.Has(Scope::kSubmit)
+                        ? absl::StrCat("key ", caller.key, " may ", verb,
+                                       " only tasks it submitted (or needs the cancel scope)")
+                        : absl::StrCat("key ", caller.key, " has scopes ",
+                                       ScopeNames(caller.scopes), "; ", action,
+                                       " needs cancel (or submit, for its own tasks)")));
 }
 
 absl::StatusOr<std::shared_ptr<void>> AccessControl::OpenStream(const Caller& caller,
@@ -174,19 +189,15 @@ absl::StatusOr<std::shared_ptr<void>> AccessControl::OpenStream(const Caller& ca
 
 void AccessControl::Record(const Caller& caller, absl::string_view action,
                            absl::string_view target, const absl::Status& outcome) {
-  v1::AuditEntry e;
-  e.set_actor(caller.actor);
-  e.set_action(std::string(action));
-  e.set_target(std::string(target));
-  e.set_peer(caller.peer);
-  e.set_outcome(outcome.ok() ? "ok" : absl::StatusCodeToString(outcome.code()));
-  e.set_detail(std::string(outcome.message()));
-  registry_.Audit(std::move(e));
+  registry_.Audit(NewAuditEntry(caller.actor, action, target, caller.peer, outcome));
 }
 
 absl::Status AccessControl::Refuse(const Caller& caller, absl::string_view action,
                                    absl::Status status) {
-  Record(caller, action, "", status);
+  // Refusals cost a caller nothing, so each peer's are audited at a bounded
+  // rate: a flood cannot fill the store.
+  const std::string host = caller.peer.substr(0, caller.peer.rfind(':'));
+  if (refusals_.Take(host) == absl::ZeroDuration()) Record(caller, action, "", status);
   return status;
 }
 

@@ -48,13 +48,14 @@ class AccessControl {
   absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, Scope scope,
                                    absl::string_view action) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Applies the key's policy to `count` submits of `spec`: refuses task
-  // types it does not allow and selectors outside its own (which it adds),
-  // takes from its submit rate (kResourceExhausted beyond), and returns the
-  // limits the registry enforces. Refusals are audited as `action`.
+  // Applies the key's policy to a submit of `spec`: refuses task types it
+  // does not allow and selectors outside its own (which it adds), and
+  // returns the limits the registry enforces. Refusals are audited as
+  // `action`.
   absl::StatusOr<SubmitLimits> AdmitSubmit(const Caller& caller, v1::TaskSpec& spec,
                                            absl::string_view action) ABSL_LOCKS_EXCLUDED(mu_);
-  // Takes `count` submits from the caller's rate at once (SubmitBatch).
+  // Takes `count` submits from the caller's submit_rate (kResourceExhausted
+  // beyond, or for a batch larger than its burst).
   absl::Status TakeSubmits(const Caller& caller, int count, absl::string_view action)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -80,7 +81,10 @@ class AccessControl {
   TaskRegistry& registry_;
   const std::string inline_keys_;
   const std::string keys_file_;
+  static constexpr double kRefusalsPerSecond = 10;
+  static constexpr double kRefusalsBurst = 100;
   RateLimiter submits_;
+  RateLimiter refusals_;  // Audited refusals per peer host.
   absl::Mutex mu_;
   std::shared_ptr<const ApiKeys> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> streams_ ABSL_GUARDED_BY(mu_);

@@ -78,14 +78,8 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
                  message.has_hello() ? message.hello().agent_id() : "", s.ToString());
-    v1::AuditEntry refused;
-    refused.set_actor("agent:" + message.hello().agent_id());
-    refused.set_action("agent.connect");
-    refused.set_target(message.hello().agent_id());
-    refused.set_peer(peer_);
-    refused.set_outcome(absl::StatusCodeToString(s.code()));
-    refused.set_detail(std::string(s.message()));
-    registry_.Audit(std::move(refused));
+    registry_.Audit(NewAuditEntry("agent:" + message.hello().agent_id(), "agent.connect",
+                                  message.hello().agent_id(), peer_, s));
     Close(s);
     return false;
   }

@@ -101,12 +101,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
                absl::ToDoubleSeconds(loaded - load_start),
                absl::ToDoubleSeconds(recovered - loaded));
   if (leader.failover) {
-    v1::AuditEntry failover;
-    failover.set_actor("coordinator");
-    failover.set_action("coordinator.failover");
-    failover.set_target(absl::StrCat("term ", leader.term));
-    failover.set_outcome("ok");
-    c->registry_->Audit(std::move(failover));
+    c->registry_->Audit(NewAuditEntry("coordinator", "coordinator.failover",
+                                      absl::StrCat("term ", leader.term), "", absl::OkStatus()));
   }
   TASKGRID_ASSIGN_OR_RETURN(
       c->access_, AccessControl::Create(*c->registry_, clock, options.api_keys, options.keys_file));

@@ -25,6 +25,12 @@ constexpr int64_t kMaxOutputRead = 4 << 20;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 constexpr char kRedacted[] = "[REDACTED]";
+
+// Idempotency keys are each owner's own: another key's choice of the same
+// word never hands over its task.
+std::string IdempotencyKey(const std::string& owner, const std::string& key) {
+  return absl::StrCat(owner, "\n", key);
+}
 constexpr int kMaxBatchSubmits = 1000;
 
 int StreamIndex(v1::OutputStream s) { return s == v1::OUTPUT_STREAM_STDERR ? 1 : 0; }
@@ -123,7 +129,7 @@ void TaskRegistry::Recover(StoredState state) {
   const absl::Time now = clock_.Now();
   for (v1::Agent& info : state.agents) {
     AgentEntry& a = agents_[info.agent_id()];
-    if (info.policy().task_types_size() + info.policy().commands_size() > 0) ++policies_;
+    if (HasPolicy(info.policy())) ++policies_;
     a.info = std::move(info);
     a.last_seen = now;
     a.offline_since = now;
@@ -157,7 +163,9 @@ void TaskRegistry::Recover(StoredState state) {
   for (std::unique_ptr<TaskEntry>& entry : entries) {
     TaskEntry& t = *entry;
     next_seq_ = std::max(next_seq_, t.seq + 1);
-    if (!t.task.idempotency_key().empty()) idempotency_[t.task.idempotency_key()] = t.task.id();
+    if (!t.task.idempotency_key().empty()) {
+      idempotency_[IdempotencyKey(t.task.owner(), t.task.idempotency_key())] = t.task.id();
+    }
     by_seq_.emplace_hint(by_seq_.end(), t.seq, &t);
     switch (t.task.status()) {
       case v1::TASK_STATUS_PENDING:
@@ -231,7 +239,7 @@ void TaskRegistry::Recover(StoredState state) {
   for (v1::AuditEntry& entry : state.audit) {
     next_audit_seq_ = std::max(next_audit_seq_, entry.seq() + 1);
     audit_.push_back(std::move(entry));
-    if (audit_.size() > options_.audit_memory) audit_.pop_front();
+    if (audit_.size() > static_cast<size_t>(kAuditLoaded)) audit_.pop_front();
   }
   const size_t restored_events = events.size();
   events_.Restore(std::move(events), last_cursor);
@@ -369,6 +377,8 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     active_.erase(&t);
   }
   if (IsFinal(status)) {
+    // Nothing will run it again: the store need not keep its secrets.
+    t.task.mutable_spec()->clear_secret_env();
     if (!IsFinal(from) && !t.task.owner().empty()) {
       auto it = unfinished_by_owner_.find(t.task.owner());
       if (it != unfinished_by_owner_.end() && --it->second <= 0) unfinished_by_owner_.erase(it);
@@ -582,7 +592,9 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   active_.erase(&t);
   by_seq_.erase(t.seq);
   if (IsFinal(t.task.status())) --final_count_;
-  if (!t.task.idempotency_key().empty()) idempotency_.erase(t.task.idempotency_key());
+  if (!t.task.idempotency_key().empty()) {
+    idempotency_.erase(IdempotencyKey(t.task.owner(), t.task.idempotency_key()));
+  }
   store_.DeleteTask(task_id);
   EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.task.agent_id());
   tasks_.erase(it);
@@ -658,7 +670,8 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
 absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
     const v1::SubmitRequest& request, const SubmitLimits& limits, v1::SubmitResponse& response) {
   if (!request.idempotency_key().empty()) {
-    if (auto it = idempotency_.find(request.idempotency_key()); it != idempotency_.end()) {
+    if (auto it = idempotency_.find(IdempotencyKey(limits.owner, request.idempotency_key()));
+        it != idempotency_.end()) {
       response.set_existing(true);
       response.set_cursor(events_.last_cursor());
       return tasks_.at(it->second).get();
@@ -718,7 +731,9 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   }
   t.task.set_owner(limits.owner);
   if (!limits.owner.empty()) ++unfinished_by_owner_[limits.owner];
-  if (!request.idempotency_key().empty()) idempotency_[request.idempotency_key()] = id;
+  if (!request.idempotency_key().empty()) {
+    idempotency_[IdempotencyKey(limits.owner, request.idempotency_key())] = id;
+  }
   by_seq_[t.seq] = &t;
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
@@ -937,6 +952,23 @@ absl::StatusOr<std::string> TaskRegistry::OwnerOf(const std::string& task_id) {
 
 // ---------------------------------------------------------------- audit
 
+v1::AuditEntry NewAuditEntry(absl::string_view actor, absl::string_view action,
+                             absl::string_view target, absl::string_view peer,
+                             const absl::Status& outcome) {
+  // Callers refused before they proved anything still choose some of these
+  // fields: bounded, so the log holds what happened, not what they sent.
+  constexpr size_t kMaxField = 256;
+  auto bounded = [](absl::string_view s) { return std::string(s.substr(0, kMaxField)); };
+  v1::AuditEntry e;
+  e.set_actor(bounded(actor));
+  e.set_action(bounded(action));
+  e.set_target(bounded(target));
+  e.set_peer(bounded(peer));
+  e.set_outcome(outcome.ok() ? "ok" : absl::StatusCodeToString(outcome.code()));
+  e.set_detail(bounded(outcome.message()));
+  return e;
+}
+
 void TaskRegistry::Audit(v1::AuditEntry entry) {
   absl::MutexLock lock(&mu_);
   AuditLocked(std::move(entry));
@@ -947,7 +979,7 @@ void TaskRegistry::AuditLocked(v1::AuditEntry entry) {
   if (!entry.has_time()) *entry.mutable_time() = ToProto(clock_.Now());
   store_.AppendAudit(entry);
   audit_.push_back(std::move(entry));
-  if (audit_.size() > options_.audit_memory) audit_.pop_front();
+  if (audit_.size() > static_cast<size_t>(kAuditLoaded)) audit_.pop_front();
 }
 
 absl::StatusOr<v1::ListAuditResponse> TaskRegistry::ListAudit(const v1::ListAuditRequest& request) {
@@ -999,17 +1031,11 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   a.info.set_slots(hello.slots());
   a.info.set_version(hello.version());
   a.info.set_hostname(hello.hostname());
-  auto has_policy = [](const v1::AgentPolicy& p) { return p.task_types_size() + p.commands_size() > 0; };
-  policies_ += (has_policy(hello.policy()) ? 1 : 0) - (has_policy(a.info.policy()) ? 1 : 0);
+  policies_ += (HasPolicy(hello.policy()) ? 1 : 0) - (HasPolicy(a.info.policy()) ? 1 : 0);
   *a.info.mutable_policy() = hello.policy();
   *a.info.mutable_connected_since() = ToProto(now);
-  v1::AuditEntry audit;
-  audit.set_actor("agent:" + hello.agent_id());
-  audit.set_action("agent.connect");
-  audit.set_target(hello.agent_id());
-  audit.set_peer(peer);
-  audit.set_outcome("ok");
-  AuditLocked(std::move(audit));
+  AuditLocked(NewAuditEntry("agent:" + hello.agent_id(), "agent.connect", hello.agent_id(), peer,
+                            absl::OkStatus()));
   if (metrics_) metrics_->agent_connects.Increment();
 
   // Reconcile: keep what both sides agree is running; kill what the agent
@@ -1025,7 +1051,10 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
     TaskEntry* t = FindLocked(h.task_id());
     const bool ours =
         t != nullptr && t->task.agent_id() == hello.agent_id() && t->task.attempt() == h.attempt();
-    if (!ours || (IsFinal(t->task.status()) && !h.finished())) {
+    // A container found after the agent restarted has lost its redactor's
+    // state: a task with secrets is not resumed from it.
+    if (!ours || (IsFinal(t->task.status()) && !h.finished()) ||
+        (h.adopted() && !t->task.spec().secret_env().empty())) {
       r->set_keep(false);
       continue;
     }
@@ -1071,12 +1100,8 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
 }
 
 void TaskRegistry::EmitDisconnectedLocked(const std::string& agent_id) {
-  v1::AuditEntry audit;
-  audit.set_actor("agent:" + agent_id);
-  audit.set_action("agent.disconnect");
-  audit.set_target(agent_id);
-  audit.set_outcome("ok");
-  AuditLocked(std::move(audit));
+  AuditLocked(NewAuditEntry("agent:" + agent_id, "agent.disconnect", agent_id, "",
+                            absl::OkStatus()));
   EmitLocked(v1::EVENT_TYPE_AGENT_DISCONNECTED, nullptr, agent_id);
   PublishLocked(monitor_.OnAgentDisconnected(agent_id));
 }
@@ -1287,8 +1312,7 @@ void TaskRegistry::Tick() {
         now - it->second.offline_since >= options_.retention) {
       store_.DeleteAgent(it->first);
       PublishLocked(monitor_.ForgetAgent(it->first));
-      const v1::AgentPolicy& p = it->second.info.policy();
-      if (p.task_types_size() + p.commands_size() > 0) --policies_;
+      if (HasPolicy(it->second.info.policy())) --policies_;
       it = agents_.erase(it);
     } else {
       ++it;

@@ -52,8 +52,6 @@ struct RegistryOptions {
   // Host metrics history, health and alert rules. Its interval is
   // heartbeat_interval.
   MonitorOptions monitor;
-  // Audit entries kept in memory for ListAudit (the store keeps them all).
-  size_t audit_memory = 100'000;
 
   // Returns kInvalidArgument naming the first bad field.
   absl::Status Validate() const;
@@ -71,6 +69,12 @@ class AgentLink {
 };
 
 bool IsFinal(v1::TaskStatus status);
+
+// An audit entry: "ok" or the status code's name as its outcome, the
+// status message as its detail, every field bounded in length.
+v1::AuditEntry NewAuditEntry(absl::string_view actor, absl::string_view action,
+                             absl::string_view target, absl::string_view peer,
+                             const absl::Status& outcome);
 
 // What the submitting API key allows; zero means no limit.
 struct SubmitLimits {
@@ -120,7 +124,8 @@ class TaskRegistry {
   absl::StatusOr<std::string> OwnerOf(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Audit log: appended under the registry's lock so entries share the
-  // journal's order; durable with the change they describe.
+  // journal's order; durable with the change they describe. The newest
+  // kAuditLoaded are kept in memory for ListAudit.
   void Audit(v1::AuditEntry entry) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -249,6 +254,7 @@ class TaskRegistry {
   absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.
   std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
   size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // By owner and idempotency key (IdempotencyKey).
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
   // The agents dispatch can use (a link, online), so that a directory of

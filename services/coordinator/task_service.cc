@@ -178,8 +178,8 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* c
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
   absl::Status allowed = access_.MayChangeTask(*caller, req->task_id(), kAction);
-  absl::StatusOr<v1::Task> result =
-      allowed.ok() ? registry_.Cancel(req->task_id(), req->reason()) : allowed;
+  if (!allowed.ok()) return Reply(ctx, allowed);  // Audited as refused.
+  absl::StatusOr<v1::Task> result = registry_.Cancel(req->task_id(), req->reason());
   access_.Record(*caller, kAction, req->task_id(), result.status());
   return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
@@ -190,8 +190,11 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* c
   constexpr absl::string_view kAction = "task.delete";
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  absl::Status s = access_.MayChangeTask(*caller, req->task_id(), kAction);
-  if (s.ok()) s = registry_.Delete(req->task_id());
+  if (absl::Status allowed = access_.MayChangeTask(*caller, req->task_id(), kAction);
+      !allowed.ok()) {
+    return Reply(ctx, allowed);  // Audited as refused.
+  }
+  absl::Status s = registry_.Delete(req->task_id());
   access_.Record(*caller, kAction, req->task_id(), s);
   return ReplyWhenDurable(ctx, registry_, s);
 }

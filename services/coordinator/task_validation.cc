@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
+#include "services/common/secret_redactor.h"
 #include "services/common/status_util.h"
 
 namespace taskgrid {
@@ -29,8 +30,9 @@ absl::Status ValidateDuration(absl::string_view field, const google::protobuf::D
 
 bool HasNul(absl::string_view s) { return s.find('\0') != absl::string_view::npos; }
 
-// The agent's redactor ignores shorter values (SecretRedactor::kMinSecretBytes).
-constexpr size_t kMinSecretBytes = 4;
+// Each secret becomes a few dozen patterns in the agent's redactor.
+constexpr size_t kMaxSecrets = 16;
+constexpr size_t kMaxSecretBytes = 4096;
 
 absl::Status ValidateEnv(absl::string_view field,
                          const google::protobuf::Map<std::string, std::string>& env) {
@@ -172,11 +174,19 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
   }
   TASKGRID_RETURN_IF_ERROR(ValidateId("spec.agent_id", spec.agent_id(), false));
   TASKGRID_RETURN_IF_ERROR(ValidateEnv("spec.secret_env", spec.secret_env()));
+  if (spec.secret_env_size() > static_cast<int>(kMaxSecrets)) {
+    return Invalid("spec.secret_env", absl::StrCat("at most ", kMaxSecrets, " secrets"));
+  }
+  const auto& env = spec.has_docker() ? spec.docker().env() : spec.shell().env();
   for (const auto& [name, value] : spec.secret_env()) {
-    if (value.size() < kMinSecretBytes) {
-      return Invalid("spec.secret_env", absl::StrCat("the value of ", name, " is shorter than ",
-                                                     kMinSecretBytes,
-                                                     " bytes, too short to redact from output"));
+    if (value.size() < SecretRedactor::kMinSecretBytes || value.size() > kMaxSecretBytes) {
+      return Invalid("spec.secret_env",
+                     absl::StrCat("the value of ", name, " must be ", SecretRedactor::kMinSecretBytes,
+                                  " to ", kMaxSecretBytes,
+                                  " bytes (shorter ones cannot be redacted from output)"));
+    }
+    if (env.contains(name)) {
+      return Invalid("spec.secret_env", absl::StrCat(name, " is also in env: set it in one"));
     }
   }
   if (spec.max_output_bytes() < 0) return Invalid("spec.max_output_bytes", "must not be negative");

@@ -94,8 +94,7 @@ constexpr Prepared kStatements[] = {
      "ON CONFLICT (id) DO UPDATE SET agent = EXCLUDED.agent"},
     {"delete_agent", "DELETE FROM agents WHERE id = $1"},
     {"put_audit",
-     "INSERT INTO audit (seq, entry) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET "
-     "entry = EXCLUDED.entry"},
+     "INSERT INTO audit (seq, entry) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING"},
 };
 
 // A query parameter: text for numbers and ids, binary for blobs.

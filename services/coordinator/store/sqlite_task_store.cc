@@ -188,7 +188,7 @@ absl::Status SqliteTaskStore::Prepare() {
       {&trim_events_, "DELETE FROM events WHERE cursor < ?"},
       {&put_agent_, "INSERT OR REPLACE INTO agents (id, agent) VALUES (?, ?)"},
       {&delete_agent_, "DELETE FROM agents WHERE id = ?"},
-      {&put_audit_, "INSERT OR REPLACE INTO audit (seq, entry) VALUES (?, ?)"},
+      {&put_audit_, "INSERT OR IGNORE INTO audit (seq, entry) VALUES (?, ?)"},
   };
   for (const auto& [stmt, sql] : statements) {
     if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, nullptr) != SQLITE_OK) {

@@ -1,4 +1,4 @@
-#include "services/agent/secret_redactor.h"
+#include "services/common/secret_redactor.h"
 
 #include <gtest/gtest.h>
 

@@ -10,8 +10,8 @@
 // secrets over 57 bytes), other escapings (JSON, shell quoting), and
 // transformations such as reversing or splitting with other output. This is
 // a guard against accidental disclosure, not against a hostile task.
-#ifndef TASKGRID_SERVICES_AGENT_SECRET_REDACTOR_H_
-#define TASKGRID_SERVICES_AGENT_SECRET_REDACTOR_H_
+#ifndef TASKGRID_SERVICES_COMMON_SECRET_REDACTOR_H_
+#define TASKGRID_SERVICES_COMMON_SECRET_REDACTOR_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -94,4 +94,4 @@ class SecretRedactor {
 
 }  // namespace taskgrid
 
-#endif  // TASKGRID_SERVICES_AGENT_SECRET_REDACTOR_H_
+#endif  // TASKGRID_SERVICES_COMMON_SECRET_REDACTOR_H_
