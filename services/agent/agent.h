@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "services/agent/agent_metrics.h"
 #include "services/agent/coordinator_link.h"
+#include "services/common/tls.h"
 #include "services/agent/docker_runner.h"
 #include "services/agent/host_sampler.h"
 #include "services/agent/output_spool.h"
@@ -40,6 +41,9 @@ struct AgentOptions {
   std::string agent_id;
   // Shared secret the coordinator expects.
   std::string token;
+  // TLS to the coordinator (plaintext when tls.ca_file is empty); a client
+  // certificate whose name is agent_id when the coordinator requires one.
+  ChannelTlsOptions tls;
   // Labels for selectors (e.g. env=staging, role=web).
   std::map<std::string, std::string> labels;
   // Concurrent tasks; 0 means the number of CPUs.

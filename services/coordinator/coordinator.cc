@@ -53,6 +53,7 @@ absl::Status CoordinatorOptions::Validate() const {
   }
   TASKGRID_RETURN_IF_ERROR(registry.Validate());
   TASKGRID_RETURN_IF_ERROR(ApiKeys::Parse(api_keys).status());
+  TASKGRID_RETURN_IF_ERROR(tls.Validate());
   if (!insecure && !IsLoopbackAddress(grpc_address) && (api_keys.empty() || agent_tokens.empty())) {
     return absl::FailedPreconditionError(
         "grpc_address " + grpc_address +
@@ -102,14 +103,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,
                                                        *ApiKeys::Parse(options.api_keys));
   c->agent_service_ =
-      std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens));
+      std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens),
+                                         !options.tls.client_ca_file.empty());
   c->monitoring_service_ =
       std::make_unique<MonitoringServiceImpl>(*c->registry_, *ApiKeys::Parse(options.api_keys));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &c->grpc_port_);
+  builder.AddListeningPort(options.grpc_address, GrpcServerCredentials(options.tls),
+                           &c->grpc_port_);
   builder.RegisterService(c->task_service_.get());
   builder.RegisterService(c->agent_service_.get());
   builder.RegisterService(c->monitoring_service_.get());
@@ -135,8 +138,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
       }
     });
   }
-  spdlog::info("coordinator_started grpc_port={} metrics_port={}", c->grpc_port_,
-               c->metrics_port());
+  spdlog::info("coordinator_started grpc_port={} metrics_port={} tls={} mtls={}", c->grpc_port_,
+               c->metrics_port(), options.tls.enabled(), !options.tls.client_ca_file.empty());
   return c;
 }
 
