@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libspdlog-dev libgtest-dev libgmock-dev
-  libbenchmark-dev libboost-dev libsqlite3-dev libpq-dev postgresql libjemalloc-dev curl procps chromium wrk
+  libbenchmark-dev libboost-dev libssl-dev openssl libsqlite3-dev libpq-dev postgresql libjemalloc-dev curl procps chromium wrk
   docker.io busybox-static prometheus python3-yaml
 )
 # The dashboard test runs on Node (any version with node:test, 18+).

@@ -25,11 +25,11 @@
 #include "absl/time/time.h"
 #include "services/agent/agent_metrics.h"
 #include "services/agent/coordinator_link.h"
-#include "services/common/tls.h"
 #include "services/agent/docker_runner.h"
 #include "services/agent/host_sampler.h"
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
+#include "services/common/tls.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
 namespace taskgrid {

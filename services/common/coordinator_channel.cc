@@ -17,7 +17,7 @@ std::string CoordinatorTarget(const std::string& addresses) {
 }
 
 std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& addresses,
-                                                 const ChannelTlsOptions& tls) {
+                                                  const ChannelTlsOptions& tls) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);

@@ -22,7 +22,7 @@ std::string CoordinatorTarget(const std::string& addresses);
 // the coordinator's certificate must name the target's host, or
 // tls.server_name (for a list: the first address's host by default).
 std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& addresses,
-                                                 const ChannelTlsOptions& tls = {});
+                                                  const ChannelTlsOptions& tls = {});
 
 }  // namespace taskgrid
 

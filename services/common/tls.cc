@@ -5,6 +5,7 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -52,8 +53,8 @@ absl::Status CheckPemFile(absl::string_view flag, const std::string& path) {
 absl::Status ServerTlsOptions::Validate(absl::string_view prefix) const {
   if (absl::Status s = CheckPair(prefix, cert_file, key_file); !s.ok()) return s;
   if (!client_ca_file.empty() && cert_file.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "client_ca: needs --", prefix,
-                                                   "cert and --", prefix, "key"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "client_ca: needs --", prefix, "cert and --", prefix, "key"));
   }
   if (!enabled()) return absl::OkStatus();
   if (reload_interval < absl::Seconds(1)) {
@@ -107,8 +108,7 @@ std::shared_ptr<grpc::ServerCredentials> GrpcServerCredentials(const ServerTlsOp
   return grpc::experimental::TlsServerCredentials(tls);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> GrpcChannelCredentials(
-    const ChannelTlsOptions& options) {
+std::shared_ptr<grpc::ChannelCredentials> GrpcChannelCredentials(const ChannelTlsOptions& options) {
   if (!options.enabled()) return grpc::InsecureChannelCredentials();
   using grpc::experimental::FileWatcherCertificateProvider;
   auto provider = std::make_shared<FileWatcherCertificateProvider>(
@@ -119,8 +119,7 @@ std::shared_ptr<grpc::ChannelCredentials> GrpcChannelCredentials(
   tls.watch_root_certs();
   if (!options.cert_file.empty()) tls.watch_identity_key_cert_pairs();
   tls.set_verify_server_certs(true);
-  tls.set_certificate_verifier(
-      std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+  tls.set_certificate_verifier(std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
   return grpc::experimental::TlsCredentials(tls);
 }
 
@@ -128,7 +127,11 @@ std::vector<std::string> PeerCertificateNames(const grpc::AuthContext& context) 
   std::vector<std::string> names;
   for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
     for (const grpc::string_ref& v : context.FindPropertyValues(property)) {
-      names.emplace_back(v.data(), v.size());
+      std::string name(v.data(), v.size());
+      // The common name is usually repeated as a SAN.
+      if (std::find(names.begin(), names.end(), name) == names.end()) {
+        names.push_back(std::move(name));
+      }
     }
   }
   return names;

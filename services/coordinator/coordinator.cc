@@ -102,9 +102,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
                absl::ToDoubleSeconds(recovered - loaded));
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_,
                                                        *ApiKeys::Parse(options.api_keys));
-  c->agent_service_ =
-      std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens),
-                                         !options.tls.client_ca_file.empty());
+  c->agent_service_ = std::make_unique<AgentServiceImpl>(
+      *c->registry_, AgentTokens(options.agent_tokens), !options.tls.client_ca_file.empty());
   c->monitoring_service_ =
       std::make_unique<MonitoringServiceImpl>(*c->registry_, *ApiKeys::Parse(options.api_keys));
 

@@ -58,8 +58,8 @@ class TestCerts {
     for (const Want& w : std::vector<Want>{
              {&c->server_, "server", &c->ca_, "localhost", local, false},
              {&c->expired_server_, "expired", &c->ca_, "localhost", local, true},
-             {&c->wrong_name_server_, "wrong-name", &c->ca_, "other.example",
-              "DNS:other.example", false},
+             {&c->wrong_name_server_, "wrong-name", &c->ca_, "other.example", "DNS:other.example",
+              false},
              {&c->wrong_ca_server_, "wrong-ca", &c->other_ca_, "localhost", local, false}}) {
       absl::StatusOr<CertFiles> f = c->Issue(w.name, *w.ca, w.cn, w.san, "serverAuth", w.expired);
       if (!f.ok()) return f.status();
@@ -113,8 +113,7 @@ class TestCerts {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     const std::string log = Path("openssl.log");
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0600);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     pid_t pid = 0;
     const int rc = posix_spawnp(&pid, "openssl", &actions, nullptr, argv.data(), environ);
@@ -175,9 +174,9 @@ class TestCerts {
         !s.ok()) {
       return s;
     }
-    std::vector<std::string> args = {"ca",   "-batch",  "-config", cnf,       "-cert",
-                                     ca.cert, "-keyfile", ca.key,  "-in",     csr,
-                                     "-out",  out.cert, "-notext", "-extfile", ext};
+    std::vector<std::string> args = {"ca",    "-batch",   "-config", cnf,        "-cert",
+                                     ca.cert, "-keyfile", ca.key,    "-in",      csr,
+                                     "-out",  out.cert,   "-notext", "-extfile", ext};
     if (expired) {
       for (const char* a : {"-startdate", "20200101000000Z", "-enddate", "20200102000000Z"}) {
         args.push_back(a);
