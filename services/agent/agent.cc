@@ -42,7 +42,7 @@ absl::Status AgentOptions::Validate() const {
   if (reconnect_min <= absl::ZeroDuration() || reconnect_max < reconnect_min) {
     return absl::InvalidArgumentError("reconnect_min/reconnect_max: need 0 < min <= max");
   }
-  return absl::OkStatus();
+  return tls.Validate();
 }
 
 Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
@@ -55,7 +55,7 @@ Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
       metrics_(metrics),
       docker_(docker),
       rng_(std::random_device{}()) {
-  channel_ = CoordinatorChannel(options_.coordinator_address);
+  channel_ = CoordinatorChannel(options_.coordinator_address, options_.tls);
   stub_ = v1::AgentService::NewStub(channel_);
 }
 

@@ -30,6 +30,7 @@
 #include "services/agent/output_spool.h"
 #include "services/agent/process_runner.h"
 #include "services/common/secret_redactor.h"
+#include "services/common/tls.h"
 #include "taskgrid/v1/agent.grpc.pb.h"
 
 namespace taskgrid {
@@ -41,6 +42,9 @@ struct AgentOptions {
   std::string agent_id;
   // Shared secret the coordinator expects.
   std::string token;
+  // TLS to the coordinator (plaintext when tls.ca_file is empty); a client
+  // certificate whose name is agent_id when the coordinator requires one.
+  ChannelTlsOptions tls;
   // Labels for selectors (e.g. env=staging, role=web).
   std::map<std::string, std::string> labels;
   // Concurrent tasks; 0 means the number of CPUs.

@@ -19,6 +19,14 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
 ABSL_FLAG(std::string, agent_id, "", "Agent id (default: the hostname).");
 ABSL_FLAG(std::string, token, "",
           "Agent token (also TASKGRID_AGENT_TOKEN, as every flag is also TASKGRID_<NAME>).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA the coordinator's certificate must chain to (TLS; plaintext when empty).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate (its CN or a DNS name must be --agent_id) for a coordinator "
+          "with --tls_client_ca.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the coordinator's certificate must carry, if not the host of --coordinator.");
 ABSL_FLAG(std::string, labels, "", "Labels as k=v,k=v.");
 ABSL_FLAG(int32_t, slots, 0, "Concurrent tasks (0: number of CPUs).");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9101",
@@ -68,6 +76,10 @@ int main(int argc, char** argv) {
   if (options.agent_id.empty()) options.agent_id = taskgrid::HostName();
   options.token = absl::GetFlag(FLAGS_token);
   if (options.token.empty()) options.token = env("TASKGRID_AGENT_TOKEN", "");
+  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
   for (absl::string_view kv :
        absl::StrSplit(absl::GetFlag(FLAGS_labels), ',', absl::SkipWhitespace())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));

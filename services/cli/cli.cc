@@ -72,6 +72,8 @@ Commands:
 Global flags: --coordinator ADDR[,ADDR...] (or TASKGRID_COORDINATOR, default 127.0.0.1:7000;
                 a list names every coordinator of an active/standby pair)
               --api-key KEY (or TASKGRID_API_KEY)   --output text|json
+              --tls-ca FILE (or TASKGRID_TLS_CA): TLS, trusting this CA for the coordinator
+              --tls-server-name NAME (or TASKGRID_TLS_SERVER_NAME): expected in its certificate
 Exit codes of run: the task's own; 128+N when killed by signal N; 124 timed out;
 130 cancelled; 125 lost or a taskgrid error; 2 usage error.
 )";
@@ -363,7 +365,8 @@ class CancelOnSignal {
   std::thread thread_;
 };
 
-const std::set<std::string> kGlobalFlags = {"coordinator", "api-key", "output"};
+const std::set<std::string> kGlobalFlags = {"coordinator", "api-key", "output", "tls-ca",
+                                            "tls-server-name"};
 
 FlagSpec Spec(std::set<std::string> with_value, std::set<std::string> boolean = {}) {
   with_value.insert(kGlobalFlags.begin(), kGlobalFlags.end());
@@ -964,7 +967,13 @@ int RunCli(const std::vector<std::string>& raw_args) {
   const std::string output = parsed->Get("output", "text");
   if (output != "text" && output != "json") return Usage("--output: must be text or json");
   ctx.json = output == "json";
-  ctx.stub = v1::TaskService::NewStub(CoordinatorChannel(address));
+  ChannelTlsOptions tls;
+  const char* env_ca = std::getenv("TASKGRID_TLS_CA");
+  const char* env_name = std::getenv("TASKGRID_TLS_SERVER_NAME");
+  tls.ca_file = parsed->Get("tls-ca", env_ca ? env_ca : "");
+  tls.server_name = parsed->Get("tls-server-name", env_name ? env_name : "");
+  if (absl::Status s = tls.Validate("tls-"); !s.ok()) return Usage(std::string(s.message()));
+  ctx.stub = v1::TaskService::NewStub(CoordinatorChannel(address, tls));
   return it->second.run(ctx, *parsed);
 }
 

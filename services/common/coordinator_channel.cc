@@ -16,7 +16,8 @@ std::string CoordinatorTarget(const std::string& addresses) {
   return absl::StrCat(v6 ? "ipv6:" : "ipv4:", absl::StrJoin(list, ","));
 }
 
-std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& addresses) {
+std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& addresses,
+                                                  const ChannelTlsOptions& tls) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
@@ -25,8 +26,17 @@ std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& addresses) 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(8 << 20);
-  return grpc::CreateCustomChannel(CoordinatorTarget(addresses), grpc::InsecureChannelCredentials(),
-                                   args);
+  if (tls.enabled()) {
+    std::string name = tls.server_name;
+    // A list target has no single authority: expect the first host's name.
+    if (name.empty() && absl::StrContains(addresses, ',')) {
+      const std::string first(absl::StripAsciiWhitespace(addresses.substr(0, addresses.find(','))));
+      name = first.substr(0, first.rfind(':'));
+      if (absl::StartsWith(name, "[")) name = name.substr(1, name.size() - 2);
+    }
+    if (!name.empty()) args.SetSslTargetNameOverride(name);
+  }
+  return grpc::CreateCustomChannel(CoordinatorTarget(addresses), GrpcChannelCredentials(tls), args);
 }
 
 }  // namespace taskgrid

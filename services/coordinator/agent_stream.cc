@@ -2,13 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/common/status_util.h"
+#include "services/common/tls.h"
 
 namespace taskgrid {
 
 AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentTokens& tokens,
-                                 std::string peer) {
-  auto stream = std::shared_ptr<AgentStream>(new AgentStream(registry, tokens, std::move(peer)));
+                                 std::string peer, std::optional<std::vector<std::string>> cert_names) {
+  auto stream = std::shared_ptr<AgentStream>(
+      new AgentStream(registry, tokens, std::move(peer), std::move(cert_names)));
   stream->self_ = stream;
   stream->StartRead(&stream->in_);
   return stream.get();
@@ -72,8 +76,10 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   absl::Status s;
   if (message.msg_case() != v1::AgentMessage::kHello) {
     s = absl::InvalidArgumentError("the first message must be hello");
-  } else if (s = tokens_.Check(message.hello().token()); s.ok()) {
-    s = registry_.AgentConnected(message.hello(), self_, peer_);
+  } else {
+    s = CheckIdentity(message.hello().agent_id());
+    if (s.ok()) s = tokens_.Check(message.hello().token());
+    if (s.ok()) s = registry_.AgentConnected(message.hello(), self_, peer_);
   }
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
@@ -87,6 +93,19 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   return true;
 }
 
+absl::Status AgentStream::CheckIdentity(const std::string& agent_id) const {
+  if (!cert_names_) return absl::OkStatus();
+  if (cert_names_->empty()) {
+    return absl::PermissionDeniedError("agents must present a TLS client certificate");
+  }
+  for (const std::string& name : *cert_names_) {
+    if (name == agent_id) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("agent_id ", agent_id,
+                                                  " is not the client certificate's (",
+                                                  absl::StrJoin(*cert_names_, ", "), ")"));
+}
+
 void AgentStream::OnDone() {
   if (!agent_id_.empty()) registry_.AgentDisconnected(agent_id_, this);
   self_.reset();  // May delete this; nothing may follow.
@@ -94,7 +113,9 @@ void AgentStream::OnDone() {
 
 grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
-  return AgentStream::Create(registry_, tokens_, context->peer());
+  std::optional<std::vector<std::string>> cert_names;
+  if (require_client_cert_) cert_names = PeerCertificateNames(*context->auth_context());
+  return AgentStream::Create(registry_, tokens_, context->peer(), std::move(cert_names));
 }
 
 }  // namespace taskgrid

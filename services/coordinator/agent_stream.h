@@ -7,7 +7,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "services/common/auth.h"
@@ -22,15 +24,26 @@ namespace taskgrid {
 class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>,
                           public AgentLink {
  public:
-  // Creates the reactor for one call and starts reading.
-  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens, std::string peer);
+  // Creates the reactor for one call and starts reading. `peer` is where it
+  // came from, for the audit log. With `cert_names` (mutual TLS), the
+  // hello's agent id must be one of them: an empty list (no client
+  // certificate) or another id ends the stream with kPermissionDenied.
+  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens, std::string peer,
+                             std::optional<std::vector<std::string>> cert_names);
 
   void Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
   void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  AgentStream(TaskRegistry& registry, const AgentTokens& tokens, std::string peer)
-      : registry_(registry), tokens_(tokens), peer_(std::move(peer)) {}
+  AgentStream(TaskRegistry& registry, const AgentTokens& tokens, std::string peer,
+              std::optional<std::vector<std::string>> cert_names)
+      : registry_(registry),
+        tokens_(tokens),
+        peer_(std::move(peer)),
+        cert_names_(std::move(cert_names)) {}
+  // OK when the hello's agent id matches the peer certificate (or none is
+  // required).
+  absl::Status CheckIdentity(const std::string& agent_id) const;
 
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -42,6 +55,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   TaskRegistry& registry_;
   const AgentTokens& tokens_;
   const std::string peer_;  // For the audit log.
+  const std::optional<std::vector<std::string>> cert_names_;
   std::shared_ptr<AgentStream> self_;
   v1::AgentBatch in_;     // Only touched by the read chain.
   std::string agent_id_;  // Set by the first read; then constant.
@@ -53,11 +67,15 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 
-// AgentService: creates an AgentStream per call.
+// AgentService: creates an AgentStream per call. With
+// `require_client_cert`, each agent's id comes from its verified TLS client
+// certificate.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens)
-      : registry_(registry), tokens_(std::move(tokens)) {}
+  AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens, bool require_client_cert = false)
+      : registry_(registry),
+        tokens_(std::move(tokens)),
+        require_client_cert_(require_client_cert) {}
 
   grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -65,6 +83,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
  private:
   TaskRegistry& registry_;
   const AgentTokens tokens_;
+  const bool require_client_cert_;
 };
 
 }  // namespace taskgrid

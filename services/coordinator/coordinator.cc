@@ -53,6 +53,7 @@ absl::Status CoordinatorOptions::Validate() const {
   }
   TASKGRID_RETURN_IF_ERROR(registry.Validate());
   TASKGRID_ASSIGN_OR_RETURN(ApiKeys keys, ApiKeys::Load(api_keys, keys_file));
+  TASKGRID_RETURN_IF_ERROR(tls.Validate());
   if (!insecure && !IsLoopbackAddress(grpc_address) && (keys.empty() || agent_tokens.empty())) {
     return absl::FailedPreconditionError(
         "grpc_address " + grpc_address +
@@ -107,14 +108,15 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   TASKGRID_ASSIGN_OR_RETURN(
       c->access_, AccessControl::Create(*c->registry_, clock, options.api_keys, options.keys_file));
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_, *c->access_);
-  c->agent_service_ =
-      std::make_unique<AgentServiceImpl>(*c->registry_, AgentTokens(options.agent_tokens));
+  c->agent_service_ = std::make_unique<AgentServiceImpl>(
+      *c->registry_, AgentTokens(options.agent_tokens), !options.tls.client_ca_file.empty());
   c->monitoring_service_ = std::make_unique<MonitoringServiceImpl>(*c->registry_, *c->access_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &c->grpc_port_);
+  builder.AddListeningPort(options.grpc_address, GrpcServerCredentials(options.tls),
+                           &c->grpc_port_);
   builder.RegisterService(c->task_service_.get());
   builder.RegisterService(c->agent_service_.get());
   builder.RegisterService(c->monitoring_service_.get());
@@ -140,8 +142,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
       }
     });
   }
-  spdlog::info("coordinator_started grpc_port={} metrics_port={}", c->grpc_port_,
-               c->metrics_port());
+  spdlog::info("coordinator_started grpc_port={} metrics_port={} tls={} mtls={}", c->grpc_port_,
+               c->metrics_port(), options.tls.enabled(), !options.tls.client_ca_file.empty());
   return c;
 }
 

@@ -21,6 +21,7 @@
 #include "services/coordinator/access_control.h"
 #include "services/common/clock.h"
 #include "services/common/metrics_server.h"
+#include "services/common/tls.h"
 #include "services/coordinator/agent_stream.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
@@ -45,6 +46,10 @@ struct CoordinatorOptions {
   std::vector<std::string> agent_tokens;
   // Allow a non-loopback address without keys and tokens.
   bool insecure = false;
+  // TLS for the gRPC address (plaintext when tls.cert_file is empty); with
+  // tls.client_ca_file, agents must present a client certificate naming
+  // their agent id.
+  ServerTlsOptions tls;
   // Where tasks are journaled: memory, sqlite:PATH, postgres://... (see
   // OpenTaskStore).
   std::string store = "memory";

@@ -26,6 +26,13 @@ ABSL_FLAG(std::string, keys_file, "",
 ABSL_FLAG(std::string, agent_tokens, "",
           "Comma-separated agent tokens.");
 ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for the gRPC address (TLS).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA for agents' client certificates: agents must present one naming their "
+          "--agent_id (mutual TLS); clients with API keys need none.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(60),
+          "How often the TLS files are re-read (renewed certificates apply to new connections).");
 ABSL_FLAG(std::string, data_dir, "taskgrid-data",
           "Directory for the coordinator's files (created if missing).");
 ABSL_FLAG(std::string, store, "",
@@ -94,6 +101,10 @@ int main(int argc, char** argv) {
   options.agent_tokens =
       absl::StrSplit(absl::GetFlag(FLAGS_agent_tokens), ',', absl::SkipWhitespace());
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   options.store = absl::GetFlag(FLAGS_store);
   if (options.store.empty()) {
     const std::string dir = absl::GetFlag(FLAGS_data_dir);

@@ -98,7 +98,13 @@ std::string Segment(const std::vector<std::string>& parts, size_t i) {
 
 absl::Status GatewayOptions::Validate() const {
   if (coordinator_address.empty()) return absl::InvalidArgumentError("coordinator: is required");
-  if (!insecure && !IsLoopbackAddress(http_address)) {
+  if (absl::Status s = http.tls.Validate("tls_"); !s.ok()) return s;
+  if (!http.tls.client_ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "tls_client_ca: the gateway takes API keys, not client certificates");
+  }
+  if (absl::Status s = coordinator_tls.Validate("coordinator_tls_"); !s.ok()) return s;
+  if (!insecure && !http.tls.enabled() && !IsLoopbackAddress(http_address)) {
     return absl::FailedPreconditionError(
         "http_address " + http_address +
         " is not loopback: put the gateway behind TLS and keys, or pass --insecure");
@@ -118,7 +124,7 @@ Gateway::Gateway(const GatewayOptions& options)
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   std::unique_ptr<Gateway> g(new Gateway(options));
-  g->channel_ = CoordinatorChannel(options.coordinator_address);
+  g->channel_ = CoordinatorChannel(options.coordinator_address, options.coordinator_tls);
   g->stub_ = v1::TaskService::NewStub(g->channel_);
   g->monitoring_ = v1::MonitoringService::NewStub(g->channel_);
   g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_, options.api_key);

@@ -38,9 +38,12 @@ struct GatewayOptions {
   std::string metrics_address = "127.0.0.1:9102";
   // The coordinator's gRPC address.
   std::string coordinator_address = "127.0.0.1:7000";
-  // Allow a non-loopback HTTP address. The gateway forwards each caller's
-  // key to the coordinator, which decides; a coordinator without keys would
-  // otherwise be open to the network through us.
+  // TLS to the coordinator (plaintext when coordinator_tls.ca_file is empty).
+  ChannelTlsOptions coordinator_tls;
+  // Allow a non-loopback HTTP address without HTTPS (http.tls). The gateway
+  // forwards each caller's key to the coordinator, which decides; a
+  // coordinator without keys would otherwise be open to the network through
+  // us.
   bool insecure = false;
   // Requests per second per caller (its API key, or its address without
   // one), with bursts up to rate_burst; 0 disables. Beyond: 429 and

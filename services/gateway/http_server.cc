@@ -2,15 +2,19 @@
 #include "services/gateway/http_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <deque>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -26,7 +30,48 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+// Every connection is one of these: the same session code serves both.
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// A TLS context with the pair of files in `tls`. kInvalidArgument naming the
+// flag when a file does not load or the key is not the certificate's.
+absl::StatusOr<std::shared_ptr<ssl::context>> MakeTlsContext(const ServerTlsOptions& tls) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(tls.cert_file, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_cert: cannot load ", tls.cert_file, ": ", ec.message()));
+  }
+  ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_key: cannot load ", tls.key_file, ": ", ec.message()));
+  }
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls_key: ", tls.key_file, " is not the key of ", tls.cert_file));
+  }
+  return ctx;
+}
+
+// Changes whenever either file is replaced or rewritten.
+std::string FilesSignature(const ServerTlsOptions& tls) {
+  std::string sig;
+  for (const std::string& path : {tls.cert_file, tls.key_file}) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) return "";
+    absl::StrAppend(&sig, st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec, ".",
+                    st.st_mtim.tv_nsec, ";");
+  }
+  return sig;
+}
 
 std::string PercentDecode(absl::string_view s) {
   std::string out;
@@ -65,12 +110,14 @@ class Connection {
 // One TCP connection: reads requests one at a time (HTTP/1.1 keep-alive) and
 // writes each response, or turns into an event stream until it ends. All
 // socket work runs on the connection's strand.
-class Session : public Connection, public std::enable_shared_from_this<Session> {
+template <class Stream>
+class Session : public Connection, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, Server& server);
-  void Run() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
-  }
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  // `tls` is the context of a TLS connection (null for plain HTTP).
+  Session(tcp::socket socket, std::shared_ptr<ssl::context> tls, Server& server);
+  // Completes the TLS handshake (if any), then serves requests.
+  void Run();
   void Close() override;
   // Hands the socket and the upgrade request to a WebSocket session.
   std::shared_ptr<WebSocketConnection> Upgrade();
@@ -104,8 +151,15 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void RunDrainedCallback();
   void WatchPeer();
   void EndStream();
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  // After a response with Connection: close.
+  void CloseAfterResponse();
 
-  beast::tcp_stream stream_;
+  const std::shared_ptr<ssl::context> tls_;  // Outlives stream_.
+  Stream stream_;
+  // stream_'s strand; kept apart because a WebSocket upgrade moves stream_.
+  const asio::any_io_executor executor_;
+  bool upgraded_ = false;  // stream_ now belongs to a WsSession.
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> upgrade_request_;  // Kept for the WebSocket handshake.
@@ -132,15 +186,16 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   std::function<void()> on_close_ ABSL_GUARDED_BY(mu_);
 };
 
+template <class Stream>
 class ResponderImpl final : public Responder,
                             public EventStreamWriter,
-                            public std::enable_shared_from_this<ResponderImpl> {
+                            public std::enable_shared_from_this<ResponderImpl<Stream>> {
  public:
-  explicit ResponderImpl(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+  explicit ResponderImpl(std::shared_ptr<Session<Stream>> session) : session_(std::move(session)) {}
   void Reply(HttpResponse response) override { session_->SendResponse(std::move(response)); }
   std::shared_ptr<EventStreamWriter> StartEventStream(Headers headers) override {
     session_->BeginStream(std::move(headers));
-    return shared_from_this();
+    return this->shared_from_this();
   }
   bool Write(std::string data) override { return session_->Enqueue(std::move(data)); }
   void Close() override { session_->Close(); }
@@ -155,7 +210,7 @@ class ResponderImpl final : public Responder,
   }
 
  private:
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<Session<Stream>> session_;
 };
 
 class Server final : public HttpServer {
@@ -183,6 +238,13 @@ class Server final : public HttpServer {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return absl::UnavailableError("http_address " + options_.address + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
+    if (options_.tls.enabled()) {
+      tls_signature_ = FilesSignature(options_.tls);
+      absl::StatusOr<std::shared_ptr<ssl::context>> ctx = MakeTlsContext(options_.tls);
+      if (!ctx.ok()) return ctx.status();
+      SetTlsContext(*std::move(ctx));
+      WatchTlsFiles();
+    }
     Accept();
     for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { ioc_.run(); });
     return absl::OkStatus();
@@ -196,6 +258,7 @@ class Server final : public HttpServer {
     asio::post(ioc_, [this] {
       beast::error_code ec;
       acceptor_.close(ec);
+      reload_timer_.cancel();
     });
     std::vector<std::shared_ptr<Connection>> sessions;
     {
@@ -228,18 +291,49 @@ class Server final : public HttpServer {
   }
   void Forget(Connection* s) {
     absl::MutexLock lock(&mu_);
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->expired() || it->lock().get() == s) {
-        sessions_.erase(it);
-        return;
-      }
-    }
+    // Not only the first match: an expired entry before `s` must not keep it
+    // listed (Shutdown would close it again).
+    std::erase_if(sessions_, [s](const std::weak_ptr<Connection>& w) {
+      const std::shared_ptr<Connection> c = w.lock();
+      return c == nullptr || c.get() == s;
+    });
   }
   std::atomic<size_t> open_streams_{0};
   std::atomic<size_t> slow_clients_{0};
   size_t slow_clients() const override { return slow_clients_.load(); }
 
  private:
+  std::shared_ptr<ssl::context> tls_context() ABSL_LOCKS_EXCLUDED(tls_mu_) {
+    absl::MutexLock lock(&tls_mu_);
+    return tls_context_;
+  }
+  void SetTlsContext(std::shared_ptr<ssl::context> ctx) ABSL_LOCKS_EXCLUDED(tls_mu_) {
+    absl::MutexLock lock(&tls_mu_);
+    tls_context_ = std::move(ctx);
+  }
+
+  // Checks the certificate files every reload interval; a changed pair that
+  // loads becomes the context of connections accepted from then on (open
+  // ones keep theirs). A pair that does not load is retried next time.
+  void WatchTlsFiles() {
+    reload_timer_.expires_after(ToChrono(options_.tls.reload_interval));
+    reload_timer_.async_wait([this](beast::error_code ec) {
+      if (ec || shut_down_.load()) return;
+      const std::string signature = FilesSignature(options_.tls);
+      if (signature != tls_signature_) {
+        absl::StatusOr<std::shared_ptr<ssl::context>> ctx = MakeTlsContext(options_.tls);
+        if (ctx.ok()) {
+          SetTlsContext(*std::move(ctx));
+          tls_signature_ = signature;
+          spdlog::info("tls_reloaded cert={}", options_.tls.cert_file);
+        } else {
+          spdlog::warn("tls_reload_failed status=\"{}\"", ctx.status().ToString());
+        }
+      }
+      WatchTlsFiles();
+    });
+  }
+
   void Accept() {
     acceptor_.async_accept(
         asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
@@ -248,16 +342,15 @@ class Server final : public HttpServer {
               spdlog::warn("http_accept_failed error=\"{}\"", ec.message());
             if (!acceptor_.is_open()) return;
           } else {
-            auto session = std::make_shared<Session>(std::move(socket), *this);
-            {
-              absl::MutexLock lock(&mu_);
-              // Drop entries of finished sessions now and then.
-              if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
-                std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
-              }
-              sessions_.push_back(session);
+            auto start = [&](auto session) {
+              Track(session);
+              session->Run();
+            };
+            if (std::shared_ptr<ssl::context> tls = tls_context()) {
+              start(std::make_shared<Session<TlsStream>>(std::move(socket), std::move(tls), *this));
+            } else {
+              start(std::make_shared<Session<PlainStream>>(std::move(socket), nullptr, *this));
             }
-            session->Run();
           }
           Accept();
         });
@@ -272,16 +365,73 @@ class Server final : public HttpServer {
   std::atomic<bool> shut_down_{false};
   absl::Mutex mu_;
   std::vector<std::weak_ptr<Connection>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Accepts read it on any I/O thread; the reload timer replaces it.
+  absl::Mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_context_ ABSL_GUARDED_BY(tls_mu_);
+  std::string tls_signature_;  // Only touched by Listen, then the timer chain.
+  asio::steady_timer reload_timer_{ioc_};
 };
 
-Session::Session(tcp::socket socket, Server& server)
-    : stream_(std::move(socket)),
-      server_(server),
-      heartbeat_(stream_.get_executor()),
-      stall_timer_(stream_.get_executor()) {}
+template <class Stream>
+Stream MakeStream(tcp::socket socket, ssl::context* tls) {
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    return Stream(std::move(socket), *tls);
+  } else {
+    return Stream(std::move(socket));
+  }
+}
 
-void Session::Close() {
-  asio::post(stream_.get_executor(), [self = shared_from_this()] {
+template <class Stream>
+Session<Stream>::Session(tcp::socket socket, std::shared_ptr<ssl::context> tls, Server& server)
+    : tls_(std::move(tls)),
+      stream_(MakeStream<Stream>(std::move(socket), tls_.get())),
+      executor_(stream_.get_executor()),
+      server_(server),
+      heartbeat_(executor_),
+      stall_timer_(executor_) {}
+
+template <class Stream>
+void Session<Stream>::Run() {
+  asio::dispatch(executor_, [self = this->shared_from_this()] {
+    if constexpr (kTls) {
+      self->lowest().expires_after(ToChrono(self->server_.options().handshake_timeout));
+      self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+        if (ec) {
+          spdlog::debug("tls_handshake_failed error=\"{}\"", ec.message());
+          self->lowest().close();
+          self->server_.Forget(self.get());
+          return;
+        }
+        self->Read();
+      });
+    } else {
+      self->Read();
+    }
+  });
+}
+
+template <class Stream>
+void Session<Stream>::CloseAfterResponse() {
+  if constexpr (kTls) {
+    // close_notify tells the client the response is complete; bounded, as a
+    // client may never answer it.
+    lowest().expires_after(std::chrono::seconds(1));
+    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      self->lowest().close();
+      self->server_.Forget(self.get());
+    });
+  } else {
+    beast::error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().close();
+    server_.Forget(this);
+  }
+}
+
+template <class Stream>
+void Session<Stream>::Close() {
+  asio::post(executor_, [self = this->shared_from_this()] {
+    if (self->upgraded_) return;  // The WebSocket session closes itself.
     if (self->streaming_) {
       // Graceful: what is queued still goes out, then the stream ends (the
       // stall check ends it if the client takes nothing).
@@ -290,22 +440,25 @@ void Session::Close() {
       self->WriteNextFrame();
     } else {
       beast::error_code ec;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-      self->stream_.close();
+      self->lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+      self->lowest().close();
     }
   });
 }
 
-void Session::Read() {
+template <class Stream>
+void Session<Stream>::Read() {
   parser_.emplace();
   parser_->body_limit(server_.options().max_body_bytes);
   parser_->header_limit(static_cast<uint32_t>(server_.options().max_header_bytes));
-  stream_.expires_after(ToChrono(server_.options().idle_timeout));
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  lowest().expires_after(ToChrono(server_.options().idle_timeout));
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
 }
 
-void Session::OnRead(beast::error_code ec) {
+template <class Stream>
+void Session<Stream>::OnRead(beast::error_code ec) {
   if (ec == http::error::body_limit || ec == http::error::header_limit) {
     HttpResponse r;
     r.status = ec == http::error::body_limit ? 413 : 431;
@@ -318,17 +471,17 @@ void Session::OnRead(beast::error_code ec) {
     return;
   }
   if (ec) {
-    stream_.close();
+    lowest().close();
     server_.Forget(this);
     return;
   }
-  stream_.expires_never();
+  lowest().expires_never();
   http::request<http::string_body> msg = parser_->release();
   keep_alive_ = msg.keep_alive();
   HttpRequest req;
   req.websocket = websocket::is_upgrade(msg);
   beast::error_code remote_ec;
-  req.remote = stream_.socket().remote_endpoint(remote_ec).address().to_string();
+  req.remote = lowest().socket().remote_endpoint(remote_ec).address().to_string();
   if (req.websocket) upgrade_request_ = msg;
   req.method = std::string(msg.method_string());
   const std::string target(msg.target());
@@ -346,11 +499,14 @@ void Session::OnRead(beast::error_code ec) {
         std::string(field.value());
   }
   req.body = std::move(msg.body());
-  server_.handler()(std::move(req), std::make_shared<ResponderImpl>(shared_from_this()));
+  server_.handler()(std::move(req),
+                    std::make_shared<ResponderImpl<Stream>>(this->shared_from_this()));
 }
 
-void Session::SendResponse(HttpResponse response) {
-  asio::post(stream_.get_executor(), [self = shared_from_this(), response = std::move(response)] {
+template <class Stream>
+void Session<Stream>::SendResponse(HttpResponse response) {
+  asio::post(executor_, [self = this->shared_from_this(),
+                                      response = std::move(response)] {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), 11);
     res->set(http::field::server, "taskgrid-gateway");
@@ -363,56 +519,57 @@ void Session::SendResponse(HttpResponse response) {
   });
 }
 
-void Session::Write(std::shared_ptr<http::response<http::string_body>> res) {
-  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
-    if (ec || !self->keep_alive_) {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      self->stream_.close();
-      self->server_.Forget(self.get());
-      return;
-    }
-    self->Read();
-  });
+template <class Stream>
+void Session<Stream>::Write(std::shared_ptr<http::response<http::string_body>> res) {
+  http::async_write(stream_, *res,
+                    [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
+                      if (ec || !self->keep_alive_) return self->CloseAfterResponse();
+                      self->Read();
+                    });
 }
 
-void Session::BeginStream(Headers headers) {
+template <class Stream>
+void Session<Stream>::BeginStream(Headers headers) {
   std::string head =
       "HTTP/1.1 200 OK\r\nServer: taskgrid-gateway\r\nContent-Type: text/event-stream\r\n"
       "Cache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n";
   for (const auto& [k, v] : headers) absl::StrAppend(&head, k, ": ", v, "\r\n");
   head += "\r\n";
   queued_bytes_ += head.size();
-  asio::post(stream_.get_executor(), [self = shared_from_this(), head = std::move(head)]() mutable {
-    self->streaming_ = true;
-    ++self->server_.open_streams_;
-    self->frames_.push_front(std::move(head));
-    self->last_progress_ = std::chrono::steady_clock::now();
-    self->WriteNextFrame();
-    self->WatchPeer();
-    self->Heartbeat();
-    self->CheckStall();
-  });
+  asio::post(executor_,
+             [self = this->shared_from_this(), head = std::move(head)]() mutable {
+               self->streaming_ = true;
+               ++self->server_.open_streams_;
+               self->frames_.push_front(std::move(head));
+               self->last_progress_ = std::chrono::steady_clock::now();
+               self->WriteNextFrame();
+               self->WatchPeer();
+               self->Heartbeat();
+               self->CheckStall();
+             });
 }
 
-bool Session::Enqueue(std::string data) {
+template <class Stream>
+bool Session<Stream>::Enqueue(std::string data) {
   if (stream_closed_.load() || hanging_up_.load()) return false;
   if (queued_bytes_.load() + data.size() > server_.options().max_stream_queue_bytes) {
     hanging_up_ = true;
-    asio::post(stream_.get_executor(),
-               [self = shared_from_this()] { self->HangUp("queue limit reached"); });
+    asio::post(executor_,
+               [self = this->shared_from_this()] { self->HangUp("queue limit reached"); });
     return false;
   }
   queued_bytes_ += data.size();
-  asio::post(stream_.get_executor(), [self = shared_from_this(), data = std::move(data)]() mutable {
-    if (self->stream_closed_.load()) return;
-    self->frames_.push_back(std::move(data));
-    self->WriteNextFrame();
-  });
+  asio::post(executor_,
+             [self = this->shared_from_this(), data = std::move(data)]() mutable {
+               if (self->stream_closed_.load()) return;
+               self->frames_.push_back(std::move(data));
+               self->WriteNextFrame();
+             });
   return true;
 }
 
-void Session::WriteNextFrame() {
+template <class Stream>
+void Session<Stream>::WriteNextFrame() {
   if (writing_ || stream_closed_.load() || !streaming_) return;
   if (frames_.empty()) {
     if (hang_up_) EndStream();
@@ -425,41 +582,46 @@ void Session::WriteNextFrame() {
   for (size_t i = 0; i < frames_.size() && i < kMaxGather; ++i) {
     gather_.push_back(asio::buffer(frames_[i]));
   }
-  asio::async_write(stream_.socket(), gather_,
-                    [self = shared_from_this(), n = gather_.size()](beast::error_code ec, size_t) {
-                      self->writing_ = false;
-                      for (size_t i = 0; i < n; ++i) {
-                        self->queued_bytes_ -= self->frames_.front().size();
-                        self->frames_.pop_front();
-                      }
-                      if (ec) {
-                        self->EndStream();
-                        return;
-                      }
-                      self->last_progress_ = std::chrono::steady_clock::now();
-                      self->RunDrainedCallback();
-                      self->WriteNextFrame();
-                    });
+  asio::async_write(
+      stream_, gather_,
+      [self = this->shared_from_this(), n = gather_.size()](beast::error_code ec, size_t) {
+        self->writing_ = false;
+        for (size_t i = 0; i < n; ++i) {
+          self->queued_bytes_ -= self->frames_.front().size();
+          self->frames_.pop_front();
+        }
+        if (ec) {
+          self->EndStream();
+          return;
+        }
+        self->last_progress_ = std::chrono::steady_clock::now();
+        self->RunDrainedCallback();
+        self->WriteNextFrame();
+      });
 }
 
-void Session::Heartbeat() {
+template <class Stream>
+void Session<Stream>::Heartbeat() {
   heartbeat_.expires_after(ToChrono(server_.options().heartbeat_interval));
-  heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  heartbeat_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec || self->stream_closed_.load()) return;
     self->Enqueue(":\n\n");
     self->Heartbeat();
   });
 }
 
-void Session::WhenDrained(size_t low_water, std::function<void()> cb) {
-  asio::post(stream_.get_executor(), [self = shared_from_this(), low_water, cb = std::move(cb)] {
-    self->drain_low_water_ = low_water;
-    self->on_drained_ = std::move(cb);
-    self->RunDrainedCallback();
-  });
+template <class Stream>
+void Session<Stream>::WhenDrained(size_t low_water, std::function<void()> cb) {
+  asio::post(executor_,
+             [self = this->shared_from_this(), low_water, cb = std::move(cb)] {
+               self->drain_low_water_ = low_water;
+               self->on_drained_ = std::move(cb);
+               self->RunDrainedCallback();
+             });
 }
 
-void Session::RunDrainedCallback() {
+template <class Stream>
+void Session<Stream>::RunDrainedCallback() {
   if (on_drained_ && (queued_bytes_.load() <= drain_low_water_ || stream_closed_.load())) {
     auto cb = std::move(on_drained_);
     on_drained_ = nullptr;
@@ -467,10 +629,11 @@ void Session::RunDrainedCallback() {
   }
 }
 
-void Session::CheckStall() {
+template <class Stream>
+void Session<Stream>::CheckStall() {
   const auto timeout = ToChrono(server_.options().stall_timeout);
   stall_timer_.expires_after(timeout / 4);
-  stall_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+  stall_timer_.async_wait([self = this->shared_from_this(), timeout](beast::error_code ec) {
     if (ec || self->stream_closed_.load()) return;
     if (!self->frames_.empty() &&
         std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
@@ -485,7 +648,8 @@ void Session::CheckStall() {
   });
 }
 
-void Session::HangUp(const char* reason) {
+template <class Stream>
+void Session<Stream>::HangUp(const char* reason) {
   if (stream_closed_.load() || hang_up_) return;
   spdlog::info("sse_client_too_slow reason={} queued_bytes={}", reason, queued_bytes_.load());
   ++server_.slow_clients_;
@@ -504,22 +668,24 @@ void Session::HangUp(const char* reason) {
   WriteNextFrame();
 }
 
-void Session::WatchPeer() {
+template <class Stream>
+void Session<Stream>::WatchPeer() {
   // A browser never sends on an event stream; any read completion means it
   // went away.
-  stream_.socket().async_read_some(
+  stream_.async_read_some(
       asio::buffer(&peer_byte_, 1),
-      [self = shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
+      [self = this->shared_from_this()](beast::error_code, size_t) { self->EndStream(); });
 }
 
-void Session::EndStream() {
+template <class Stream>
+void Session<Stream>::EndStream() {
   if (stream_closed_.exchange(true)) return;
   --server_.open_streams_;
   heartbeat_.cancel();
   stall_timer_.cancel();
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+  lowest().socket().close(ec);
   std::function<void()> cb;
   {
     absl::MutexLock lock(&mu_);
@@ -533,21 +699,22 @@ void Session::EndStream() {
 
 // A WebSocket connection after the upgrade: one read loop, one write queue
 // (bounded like an event stream's), all on the connection's strand.
+template <class Stream>
 class WsSession final : public Connection,
                         public WebSocketConnection,
-                        public std::enable_shared_from_this<WsSession> {
+                        public std::enable_shared_from_this<WsSession<Stream>> {
  public:
   WsSession(Server& server, asio::any_io_executor executor)
       : server_(server), executor_(std::move(executor)), stall_timer_(executor_) {}
 
   // On the strand: takes the socket and completes the handshake.
-  void Accept(beast::tcp_stream stream, http::request<http::string_body> request) {
+  void Accept(Stream stream, http::request<http::string_body> request) {
     ws_.emplace(std::move(stream));
     ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_->set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "taskgrid-gateway"); }));
     request_ = std::move(request);
-    ws_->async_accept(request_, [self = shared_from_this()](beast::error_code ec) {
+    ws_->async_accept(request_, [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->End();
       self->accepted_ = true;
       ++self->server_.open_streams_;
@@ -568,7 +735,7 @@ class WsSession final : public Connection,
       return false;
     }
     queued_bytes_ += data.size();
-    asio::post(executor_, [self = shared_from_this(), data = std::move(data)]() mutable {
+    asio::post(executor_, [self = this->shared_from_this(), data = std::move(data)]() mutable {
       if (self->closed_.load()) return;
       self->out_.push_back(std::move(data));
       self->WriteNext();
@@ -579,26 +746,27 @@ class WsSession final : public Connection,
   bool closed() const override { return closed_.load(); }
   size_t queued_bytes() const override { return queued_bytes_.load(); }
   void OnClose(std::function<void()> callback) override {
-    asio::post(executor_, [self = shared_from_this(), callback = std::move(callback)] {
+    asio::post(executor_, [self = this->shared_from_this(), callback = std::move(callback)] {
       if (self->closed_.load()) return callback();
       self->on_close_ = std::move(callback);
     });
   }
   void WhenDrained(size_t low_water, std::function<void()> callback) override {
-    asio::post(executor_, [self = shared_from_this(), low_water, callback = std::move(callback)] {
-      self->low_water_ = low_water;
-      self->on_drained_ = std::move(callback);
-      self->RunDrained();
-    });
+    asio::post(executor_,
+               [self = this->shared_from_this(), low_water, callback = std::move(callback)] {
+                 self->low_water_ = low_water;
+                 self->on_drained_ = std::move(callback);
+                 self->RunDrained();
+               });
   }
   void OnMessage(std::function<void(std::string)> callback) override {
-    asio::post(executor_, [self = shared_from_this(), callback = std::move(callback)] {
+    asio::post(executor_, [self = this->shared_from_this(), callback = std::move(callback)] {
       self->on_message_ = std::move(callback);
     });
   }
   void CloseWith(uint16_t code, std::string reason) override {
     closing_ = true;
-    asio::post(executor_, [self = shared_from_this(), code, reason = std::move(reason)] {
+    asio::post(executor_, [self = this->shared_from_this(), code, reason = std::move(reason)] {
       if (self->close_code_ == 0) {
         self->close_code_ = code;
         self->close_reason_ = reason;
@@ -609,7 +777,7 @@ class WsSession final : public Connection,
 
  private:
   void Read() {
-    ws_->async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    ws_->async_read(in_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->End();
       if (self->on_message_) self->on_message_(beast::buffers_to_string(self->in_.data()));
       self->in_.consume(self->in_.size());
@@ -624,14 +792,14 @@ class WsSession final : public Connection,
         close_sent_ = true;
         ws_->async_close(
             websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
-            [self = shared_from_this()](beast::error_code) { self->End(); });
+            [self = this->shared_from_this()](beast::error_code) { self->End(); });
       }
       return;
     }
     writing_ = true;
     ws_->text(true);
     ws_->async_write(asio::buffer(out_.front()),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
                        self->writing_ = false;
                        self->queued_bytes_ -= self->out_.front().size();
                        self->out_.pop_front();
@@ -645,7 +813,7 @@ class WsSession final : public Connection,
   void CheckStall() {
     const auto timeout = ToChrono(server_.options().stall_timeout);
     stall_timer_.expires_after(timeout / 4);
-    stall_timer_.async_wait([self = shared_from_this(), timeout](beast::error_code ec) {
+    stall_timer_.async_wait([self = this->shared_from_this(), timeout](beast::error_code ec) {
       if (ec || self->closed_.load()) return;
       if (!self->out_.empty() &&
           std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
@@ -680,7 +848,7 @@ class WsSession final : public Connection,
 
   Server& server_;
   asio::any_io_executor executor_;
-  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  std::optional<websocket::stream<Stream>> ws_;
   http::request<http::string_body> request_;
   beast::flat_buffer in_;
   std::deque<std::string> out_;
@@ -696,10 +864,12 @@ class WsSession final : public Connection,
   std::chrono::steady_clock::time_point last_progress_;
 };
 
-std::shared_ptr<WebSocketConnection> Session::Upgrade() {
-  auto ws = std::make_shared<WsSession>(server_, stream_.get_executor());
+template <class Stream>
+std::shared_ptr<WebSocketConnection> Session<Stream>::Upgrade() {
+  auto ws = std::make_shared<WsSession<Stream>>(server_, executor_);
   server_.Track(ws);
-  asio::post(stream_.get_executor(), [self = shared_from_this(), ws] {
+  asio::post(executor_, [self = this->shared_from_this(), ws] {
+    self->upgraded_ = true;
     ws->Accept(std::move(self->stream_), std::move(self->upgrade_request_));
     self->server_.Forget(self.get());
   });

@@ -2,7 +2,8 @@
 // http_server.cc): keep-alive requests answered from any thread,
 // text/event-stream responses and WebSockets fed through bounded queues. A
 // few I/O threads (each connection on its own strand) hold thousands of
-// connections.
+// connections. Plain HTTP, or HTTPS (and wss) with a certificate that is
+// re-read when its files change.
 #ifndef TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
 #define TASKGRID_SERVICES_GATEWAY_HTTP_SERVER_H_
 
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/tls.h"
 
 namespace taskgrid::gateway {
 
@@ -109,6 +111,12 @@ struct HttpServerOptions {
   std::function<void()> on_slow_client;
   // Idle keep-alive connections are closed after this.
   absl::Duration idle_timeout = absl::Seconds(60);
+  // HTTPS (and wss) when tls.cert_file is set. The files are checked every
+  // tls.reload_interval; a changed pair applies to connections accepted
+  // afterwards, open ones keep theirs. client_ca_file is not supported.
+  ServerTlsOptions tls;
+  // TLS handshakes that take longer are dropped.
+  absl::Duration handshake_timeout = absl::Seconds(10);
 };
 
 // Owns the listener, the I/O thread and every connection. Thread-safe.

@@ -16,7 +16,16 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9103",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
           "Coordinator address, or every coordinator as a comma-separated list of IP:port.");
-ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address.");
+ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address without --tls_cert.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve HTTPS (and wss).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(60),
+          "How often --tls_cert/--tls_key are checked for changes (new connections get the new "
+          "pair).");
+ABSL_FLAG(std::string, coordinator_tls_ca, "",
+          "PEM CA the coordinator's certificate must chain to (TLS; plaintext when empty).");
+ABSL_FLAG(std::string, coordinator_tls_server_name, "",
+          "Name the coordinator's certificate must carry, if not the host of --coordinator.");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (413 beyond).");
 ABSL_FLAG(int64_t, max_stream_queue_bytes, 4 << 20,
           "Bytes queued per event-stream client before it is cut off as too slow.");
@@ -53,6 +62,11 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.http.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.http.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.http.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  options.coordinator_tls.ca_file = absl::GetFlag(FLAGS_coordinator_tls_ca);
+  options.coordinator_tls.server_name = absl::GetFlag(FLAGS_coordinator_tls_server_name);
   options.rate_limit = absl::GetFlag(FLAGS_rate_limit);
   options.rate_burst = absl::GetFlag(FLAGS_rate_burst);
   options.cors_origins =
