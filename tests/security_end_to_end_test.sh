@@ -20,6 +20,7 @@ admin=$("$cli" keys create --file "$keys" --name admin --scope admin)
 ci=$("$cli" keys create --file "$keys" --name ci --scope submit --selector env=staging \
   --types shell --max-running 5 --max-runtime 10m)
 reader=$("$cli" keys create --file "$keys" --name reader --scope read)
+slow=$("$cli" keys create --file "$keys" --name slow --scope submit --submit-rate 0.01)
 check "keys create prints a fresh key" test "${#ci}" -eq 47
 check "the keys file holds no key" sh -c "! grep -q -e '$admin' -e '$ci' -e '$reader' '$keys'"
 check "keys list shows names and limits" sh -c "'$cli' keys list --file '$keys' | grep -q 'ci scopes=submit selector=env=staging types=shell'"
@@ -60,6 +61,12 @@ code=$(curl -s -o "$dir/body" -w '%{http_code}' -H "x-api-key: $ci" -H 'content-
   -d '{"docker":{"image":"busybox"}}' "$http/api/tasks")
 check "REST: a task type outside the key's is 403" test "$code" = 403
 check "REST: the 403 names the rule" grep -q "may submit only shell tasks, not docker" "$dir/body"
+for i in 1 2; do
+  code=$(curl -s -o "$dir/body" -w '%{http_code}' -H "x-api-key: $slow" -H 'content-type: application/json' \
+    -d '{"shell":{"command":"true"}}' "$http/api/tasks")
+done
+check "REST: beyond the key's submit rate is 429" test "$code" = 429
+check "REST: the 429 names the rate" grep -q "key slow may submit 0.01 tasks per second" "$dir/body"
 
 # A secret, printed one byte per write, on stderr, and in base64 at every alignment.
 secret='Sup3r-s3cret-Value-$(x)'
@@ -103,7 +110,7 @@ kill -HUP "$coordinator_pid"
 wait_for 10 sh -c "! '$cli' --api-key '$ci' agents >/dev/null 2>&1"
 "$cli" --api-key "$ci" agents >/dev/null 2>"$dir/err"
 check "a revoked key is unknown after SIGHUP" grep -q "unknown API key" "$dir/err"
-check "the reload is audited" sh -c "'$cli' --api-key '$admin' audit --action keys.reload | grep -q '2 keys'"
+check "the reload is audited" sh -c "'$cli' --api-key '$admin' audit --action keys.reload | grep -q '3 keys'"
 
 # The scan: no log, output or answer of this run holds the secret.
 kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; pids=()
