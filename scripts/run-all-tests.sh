@@ -26,7 +26,8 @@ scripts/build.sh build-clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Deb
 echo "== ASan + UBSan"
 scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DTASKGRID_SANITIZE="address;undefined" \
   -DTASKGRID_BUILD_BENCH=OFF -DTASKGRID_BROWSER_TESTS=OFF
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j2 --timeout 600 $retry)
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions="$root/scripts/lsan-suppressions.txt" \
+  ctest --output-on-failure -j2 --timeout 600 $retry)
 
 echo "== Fuzzing: libFuzzer with ASan+UBSan, ${TASKGRID_FUZZ_SECONDS:=15} s per target"
 scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \

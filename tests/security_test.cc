@@ -8,7 +8,6 @@
 
 #include <fstream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
@@ -244,20 +243,22 @@ TEST_F(SecurityTest, QuotasAnswerResourceExhaustedOrPermissionDenied) {
   EXPECT_THAT(Submit("capped", more), StatusIs(absl::StatusCode::kPermissionDenied,
                                                HasSubstr("max_output of 1000")));
 
-  // max_streams: a second Watch is refused while the first is open.
+  // max_streams: a second Watch is refused while the first is open. The
+  // first replays from cursor 0, so once a batch arrives it holds its slot.
   auto first_ctx = As("streams");
-  auto first_watch = stub_->Watch(first_ctx.get(), v1::WatchRequest());
+  v1::WatchRequest replay;
+  replay.set_after_cursor(0);
+  auto first_watch = stub_->Watch(first_ctx.get(), replay);
   v1::WatchResponse batch;
-  ASSERT_TRUE(WaitFor([&] {
-    auto ctx = As("streams");
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    auto second = stub_->Watch(ctx.get(), v1::WatchRequest());
-    while (second->Read(&batch)) {
-    }
-    grpc::Status s = second->Finish();
-    return s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-           absl::StrContains(s.error_message(), "already has 1 open streams, its max_streams");
-  }));
+  ASSERT_TRUE(first_watch->Read(&batch));
+  auto second_ctx = As("streams");
+  second_ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto second = stub_->Watch(second_ctx.get(), v1::WatchRequest());
+  while (second->Read(&batch)) {
+  }
+  grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("already has 1 open streams, its max_streams"));
   first_ctx->TryCancel();
   first_watch->Finish();
 }
