@@ -388,13 +388,23 @@ TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
   ASSERT_TRUE(durable.WaitForNotificationWithTimeout(absl::Seconds(10)));
 
   // The old leader stalls past its lease (as if paused; here its lease is
-  // expired by hand) and a new leader takes the lease.
-  ASSERT_EQ(std::system(("psql -q -d '" + uri_ +
-                         "' -c \"UPDATE leader SET expires_at = now() - interval '1 second'\"")
-                            .c_str()),
-            0);
+  // expired by hand, again and again, since its renewer is still running)
+  // and a new leader takes the lease.
+  const std::string expire =
+      "psql -q -d '" + uri_ + "' -c \"UPDATE leader SET expires_at = now() - interval '1 second' " +
+      "WHERE term = " + std::to_string(old_leader->leader().term) + "\"";
+  std::atomic<bool> elected{false};
+  std::thread expirer([&] {
+    while (!elected) {
+      EXPECT_EQ(std::system(expire.c_str()), 0);
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  });
   auto new_leader = Open();
-  ASSERT_TRUE(new_leader->AwaitLeadership(nullptr, nullptr).ok());
+  const absl::Status took = new_leader->AwaitLeadership(nullptr, nullptr);
+  elected = true;
+  expirer.join();
+  ASSERT_TRUE(took.ok()) << took;
 
   v1::Task b;
   b.set_id("after");
