@@ -6,12 +6,6 @@ set -uo pipefail
 coordinator=$1 agent=$2 cli=$3
 source "$(dirname "$0")/lib.sh"
 
-passed=0 failed=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
   --data_dir="$dir/data" --port_file="$dir/ports" --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/ports" || { echo "coordinator did not start"; exit 1; }

@@ -1,5 +1,5 @@
 # Shared by the shell tests: start processes in the background, stop them all
-# by PID on exit, and bounded waits.
+# by PID on exit, bounded waits, and named checks counted for the summary.
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -15,4 +15,11 @@ wait_for() {
     [ $SECONDS -ge $deadline ] && return 1
     sleep 0.05
   done
+}
+# check NAME CONDITION...: runs CONDITION and counts it in $passed or $failed.
+passed=0 failed=0
+check() {
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; fi
 }

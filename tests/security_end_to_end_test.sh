@@ -9,12 +9,6 @@ set -uo pipefail
 coordinator=$1 agent=$2 gateway=$3 cli=$4
 source "$(dirname "$0")/lib.sh"
 
-passed=0 failed=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
 keys=$dir/keys
 admin=$("$cli" keys create --file "$keys" --name admin --scope admin)
 ci=$("$cli" keys create --file "$keys" --name ci --scope submit --selector env=staging \

@@ -8,12 +8,6 @@ set -uo pipefail
 coordinator=$1 agent=$2 gateway=$3 cli=$4
 source "$(dirname "$0")/lib.sh"
 
-passed=0 failed=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"
-  else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
 refused() {  # refused RC PATTERN OUTPUT: the command failed and said PATTERN.
   [ "$1" -ne 0 ] && grep -q "$2" <<< "$3"
 }
