@@ -89,6 +89,26 @@ class TlsTest : public ::testing::Test {
 
   std::string Address() const { return absl::StrCat("localhost:", port_); }
 
+  // Submits `command` over a TLS channel with no client certificate (as API
+  // clients do); the agent that ran it once it succeeded, else "".
+  std::string RunOverTls(const std::string& command) {
+    auto stub = v1::TaskService::NewStub(CoordinatorChannel(Address(), ClientTls()));
+    v1::SubmitRequest req;
+    req.mutable_spec()->mutable_shell()->set_command(command);
+    v1::SubmitResponse resp;
+    grpc::ClientContext ctx;
+    if (!stub->Submit(&ctx, req, &resp).ok()) return "";
+    v1::Task t;
+    WaitFor([&] {
+      v1::GetRequest get;
+      get.set_task_id(resp.task().id());
+      grpc::ClientContext c;
+      stub->Get(&c, get, &t);
+      return t.status() == v1::TASK_STATUS_SUCCEEDED;
+    });
+    return t.status() == v1::TASK_STATUS_SUCCEEDED ? t.agent_id() : "";
+  }
+
   // One ListAgents call on a fresh connection (no subchannel shared with
   // earlier channels); returns its status and, in `peer_pem`, the server
   // certificate it saw.
@@ -212,20 +232,7 @@ TEST_F(TlsTest, MutualTlsAgentRunsATask) {
   ASSERT_TRUE(WaitFor([&] { return agent.connected(); }));
 
   // API clients need no certificate.
-  auto stub = v1::TaskService::NewStub(CoordinatorChannel(Address(), ClientTls()));
-  v1::SubmitRequest req;
-  req.mutable_spec()->mutable_shell()->set_command("echo over-tls");
-  v1::SubmitResponse resp;
-  grpc::ClientContext ctx;
-  ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
-  EXPECT_TRUE(WaitFor([&] {
-    v1::GetRequest get;
-    get.set_task_id(resp.task().id());
-    v1::Task t;
-    grpc::ClientContext c;
-    stub->Get(&c, get, &t);
-    return t.status() == v1::TASK_STATUS_SUCCEEDED && t.agent_id() == "agent-1";
-  }));
+  EXPECT_EQ(RunOverTls("echo over-tls"), "agent-1");
 }
 
 TEST_F(TlsTest, MutualTlsRefusesAgentWithoutCertificate) {
@@ -280,20 +287,7 @@ TEST_F(TlsTest, ReloadedCertificateServesNewConnectionsAndKeepsLiveStreams) {
   // The agent's stream, opened under the old certificate, still works.
   EXPECT_TRUE(agent.connected());
   EXPECT_EQ(metrics.reconnects.Value(), reconnects);
-  auto stub = v1::TaskService::NewStub(CoordinatorChannel(Address(), ClientTls()));
-  v1::SubmitRequest req;
-  req.mutable_spec()->mutable_shell()->set_command("true");
-  v1::SubmitResponse resp;
-  grpc::ClientContext ctx;
-  ASSERT_TRUE(stub->Submit(&ctx, req, &resp).ok());
-  EXPECT_TRUE(WaitFor([&] {
-    v1::GetRequest get;
-    get.set_task_id(resp.task().id());
-    v1::Task t;
-    grpc::ClientContext c;
-    stub->Get(&c, get, &t);
-    return t.status() == v1::TASK_STATUS_SUCCEEDED;
-  }));
+  EXPECT_EQ(RunOverTls("true"), "agent-1");
   EXPECT_EQ(metrics.reconnects.Value(), reconnects);
 }
 
