@@ -59,8 +59,9 @@ class AccessControl {
   absl::Status TakeSubmits(const Caller& caller, int count, absl::string_view action)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Cancel and Delete: the cancel scope, or submit scope on one's own task.
-  absl::Status MayChangeTask(const Caller& caller, const std::string& task_id,
+  // Cancel and Delete of a task, or cancel of a run: the cancel scope, or the
+  // submit scope on what the caller submitted.
+  absl::Status MayChangeTask(const Caller& caller, const std::string& id,
                              absl::string_view action);
 
   // Counts an open Watch stream until the returned handle is released;

@@ -15,76 +15,31 @@
 #include "services/common/agent_policy.h"
 #include "services/common/proto_time.h"
 #include "services/common/status_util.h"
+#include "services/coordinator/task_registry_util.h"
 #include "services/coordinator/task_validation.h"
 
 namespace taskgrid {
+
+using registry::DecodePageToken;
+using registry::EncodePageToken;
+using registry::FormatSelector;
+using registry::IdempotencyKey;
+using registry::kRedacted;
+using registry::PriorityName;
+using registry::PriorityOf;
+using registry::QueueWindow;
+using registry::RunsContainers;
+using registry::SelectorMatches;
+using registry::StatusName;
+using registry::StreamIndex;
+
 namespace {
 
 constexpr int64_t kDefaultOutputRead = 1 << 20;
 constexpr int64_t kMaxOutputRead = 4 << 20;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
-constexpr char kRedacted[] = "[REDACTED]";
-
-// Idempotency keys are each owner's own: another key's choice of the same
-// word never hands over its task.
-std::string IdempotencyKey(const std::string& owner, const std::string& key) {
-  return absl::StrCat(owner, "\n", key);
-}
 constexpr int kMaxBatchSubmits = 1000;
-
-int StreamIndex(v1::OutputStream s) { return s == v1::OUTPUT_STREAM_STDERR ? 1 : 0; }
-
-std::string StatusName(v1::TaskStatus s) {
-  return absl::AsciiStrToLower(v1::TaskStatus_Name(s).substr(sizeof("TASK_STATUS_") - 1));
-}
-
-std::string PriorityName(v1::Priority p) {
-  return absl::AsciiStrToLower(v1::Priority_Name(p).substr(sizeof("PRIORITY_") - 1));
-}
-
-// How long a task may wait in the queue (from submit, or from a retry).
-absl::Duration QueueWindow(const v1::TaskSpec& spec, absl::Duration timeout) {
-  return spec.has_queue_timeout() ? FromProto(spec.queue_timeout()) : timeout;
-}
-
-v1::Priority PriorityOf(const v1::TaskSpec& spec) {
-  return spec.has_priority() ? spec.priority() : v1::PRIORITY_MEDIUM;
-}
-
-bool SelectorMatches(const google::protobuf::Map<std::string, std::string>& selector,
-                     const google::protobuf::Map<std::string, std::string>& labels) {
-  for (const auto& [k, v] : selector) {
-    auto it = labels.find(k);
-    if (it == labels.end() || it->second != v) return false;
-  }
-  return true;
-}
-
-// Agents with a reachable Docker daemon label themselves docker=true.
-bool RunsContainers(const google::protobuf::Map<std::string, std::string>& labels) {
-  auto it = labels.find("docker");
-  return it != labels.end() && it->second == "true";
-}
-
-std::string FormatSelector(const google::protobuf::Map<std::string, std::string>& selector) {
-  std::map<std::string, std::string> sorted(selector.begin(), selector.end());
-  return absl::StrJoin(sorted, ",", absl::PairFormatter("="));
-}
-
-std::string EncodePageToken(uint64_t seq) {
-  return absl::WebSafeBase64Escape(absl::StrCat("v1:", seq));
-}
-
-absl::StatusOr<uint64_t> DecodePageToken(const std::string& token) {
-  std::string raw;
-  uint64_t seq = 0;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind("v1:", 0) != 0 ||
-      !absl::SimpleAtoi(raw.substr(3), &seq)) {
-    return absl::InvalidArgumentError("page_token: malformed (use next_page_token as returned)");
-  }
-  return seq;
-}
 
 }  // namespace
 
@@ -171,7 +126,8 @@ void TaskRegistry::Recover(StoredState state) {
       case v1::TASK_STATUS_PENDING:
       case v1::TASK_STATUS_QUEUED:
         t.task.set_status(v1::TASK_STATUS_QUEUED);
-        Enqueue(t);
+        // A run's targets wait for their run to release them again.
+        if (t.task.run_id().empty()) Enqueue(t);
         ++queued;
         break;
       case v1::TASK_STATUS_DISPATCHED:
@@ -244,6 +200,7 @@ void TaskRegistry::Recover(StoredState state) {
   const size_t restored_events = events.size();
   events_.Restore(std::move(events), last_cursor);
   events_trimmed_ = events_.first_cursor();
+  RecoverRunsLocked(std::move(state.runs));
   if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
   spdlog::info(
       "registry_recovered tasks={} queued={} running={} finished={} agents={} events={} "
@@ -253,7 +210,13 @@ void TaskRegistry::Recover(StoredState state) {
 
 // ---------------------------------------------------------------- helpers
 
-std::string TaskRegistry::NewTaskIdLocked() {
+std::string TaskRegistry::NewIdLocked() {
+  std::string id = RandomUuidLocked();
+  while (tasks_.contains(id) || runs_.contains(id)) id = RandomUuidLocked();
+  return id;
+}
+
+std::string TaskRegistry::RandomUuidLocked() {
   const uint64_t a = rng_(), b = rng_();
   // UUID version 4, variant 1.
   return absl::StrFormat("%08x-%04x-4%03x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
@@ -314,8 +277,10 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
   e.set_agent_id(agent_id);
   if (t != nullptr) {
     e.set_task_id(t->task.id());
+    e.set_run_id(t->task.run_id());
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
       *e.mutable_task() = SnapshotLocked(*t);
+      t->reported_reason = e.task().waiting_reason();
       // Stdin can be large and is not news to anyone watching.
       if (e.task().spec().has_shell())
         e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
@@ -355,6 +320,7 @@ void TaskRegistry::SetMonitoring(bool running) {
 void TaskRegistry::Enqueue(TaskEntry& t) {
   queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
   t.queued = true;
+  ++queued_by_priority_[PriorityOf(t.task.spec())];
   if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Increment();
 }
 
@@ -362,6 +328,7 @@ void TaskRegistry::Dequeue(TaskEntry& t) {
   if (!t.queued) return;
   queue_.erase(QueueKey{-PriorityOf(t.task.spec()), t.seq});
   t.queued = false;
+  --queued_by_priority_[PriorityOf(t.task.spec())];
   if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Decrement();
 }
 
@@ -411,6 +378,7 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
   if (status == v1::TASK_STATUS_CANCELLED) {
     EmitLocked(v1::EVENT_TYPE_TASK_CANCELLED, &t, t.task.agent_id());
   }
+  if (t.run != nullptr) OnTargetChangedLocked(t, from);
 }
 
 void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
@@ -474,12 +442,32 @@ bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
   return SelectorMatches(spec.selector(), a.info.labels());
 }
 
+size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
+  size_t ahead = 0;
+  for (int p = PriorityOf(t.task.spec()) + 1; p < v1::Priority_ARRAYSIZE; ++p) {
+    ahead += queued_by_priority_[p];
+  }
+  return ahead;
+}
+
+bool TaskRegistry::ConnectedLocked(const std::string& agent_id) const {
+  auto it = connected_.find(agent_id);
+  return it != connected_.end() && it->second->link != nullptr;
+}
+
 std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   const v1::TaskSpec& spec = t.task.spec();
-  if (const absl::Time now = clock_.Now(); t.retry_at > now) {
-    return absl::StrCat("waiting ", absl::FormatDuration(t.retry_at - now), " before attempt ",
-                        t.task.attempt() + 1, " (", t.task.status_reason(), ")");
+  if (t.held) return HeldReasonLocked(t);
+  if (t.retry_at > clock_.Now()) {
+    // The time, not the time left: the reason changes only when the state does.
+    return absl::StrCat("waiting until ", absl::FormatTime("%H:%M:%E3S UTC", t.retry_at,
+                                                           absl::UTCTimeZone()),
+                        " before attempt ", t.task.attempt() + 1, " (", t.task.status_reason(),
+                        ")");
   }
+  const size_t ahead = QueuedAheadLocked(t);
+  const std::string behind =
+      ahead == 0 ? "" : absl::StrCat("; ", ahead, " queued tasks of higher priority go first");
   if (!spec.agent_id().empty()) {
     auto it = agents_.find(spec.agent_id());
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
@@ -498,7 +486,7 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
                           FormatSelector(spec.selector()));
     }
     return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
-                        a.info.slots(), " slots in use)");
+                        a.info.slots(), " slots in use)", behind);
   }
   size_t matching = agents_.size(), connected = connected_.size(), refusing = 0;
   std::string refusal;
@@ -526,13 +514,18 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   const std::string matching_what =
       spec.selector().empty() ? "" : absl::StrCat(" matching ", FormatSelector(spec.selector()));
   const bool docker = spec.has_docker();
-  if (matching == 0 || connected == 0) {
+  if (matching == 0) {
     return absl::StrCat("no agent", matching_what,
-                        docker ? " that runs containers (docker=true)" : "",
-                        matching == 0 ? " has registered" : " is connected");
+                        docker ? " that runs containers (docker=true)" : "", " has registered");
+  }
+  if (connected == 0) {
+    return absl::StrCat(matching, matching == 1 ? " agent" : " agents", matching_what,
+                        docker ? " that run containers (docker=true)" : "",
+                        matching == 1 ? " is" : " are", " registered but offline");
   }
   return absl::StrCat("all ", connected, " connected agents", matching_what,
-                      docker ? " that run containers (docker=true)" : "", " are busy");
+                      docker ? " that run containers (docker=true)" : "",
+                      " are at capacity (every slot in use)", behind);
 }
 
 void TaskRegistry::DispatchLocked() {
@@ -597,6 +590,7 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   }
   store_.DeleteTask(task_id);
   EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.task.agent_id());
+  if (t.run != nullptr) DetachTargetLocked(t);
   tasks_.erase(it);
 }
 
@@ -625,12 +619,17 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitBatch(
   return SubmitAll(requests, limits);
 }
 
-absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
-    const std::vector<const v1::SubmitRequest*>& requests, const SubmitLimits& limits) {
+absl::Status TaskRegistry::Accepting() const {
   if (absl::Status s = store_.health(); !s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "the store cannot write, so no new task is accepted until it recovers: ", s.message()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
+    const std::vector<const v1::SubmitRequest*>& requests, const SubmitLimits& limits) {
+  TASKGRID_RETURN_IF_ERROR(Accepting());
   v1::SubmitBatchResponse out;
   std::vector<absl::Status> valid;
   for (const v1::SubmitRequest* request : requests) {
@@ -690,6 +689,22 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
           " unfinished tasks, its max_running; wait for one to finish"));
     }
   }
+  TASKGRID_RETURN_IF_ERROR(CheckLimits(spec, limits));
+  TaskEntry& t = NewTaskLocked(spec, limits, request.idempotency_key(), nullptr);
+  response.set_cursor(t.created_cursor);
+  Enqueue(t);
+  return &t;
+}
+
+absl::Duration TaskRegistry::TimeoutOf(const v1::TaskSpec& spec,
+                                       const SubmitLimits& limits) const {
+  absl::Duration timeout =
+      spec.has_timeout() ? FromProto(spec.timeout()) : options_.default_task_timeout;
+  if (limits.max_runtime > absl::ZeroDuration()) timeout = std::min(timeout, limits.max_runtime);
+  return timeout;
+}
+
+absl::Status TaskRegistry::CheckLimits(const v1::TaskSpec& spec, const SubmitLimits& limits) {
   if (limits.max_runtime > absl::ZeroDuration() && spec.has_timeout() &&
       FromProto(spec.timeout()) > limits.max_runtime) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -701,6 +716,13 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
         "spec.max_output_bytes: ", spec.max_output_bytes(), " exceeds key ", limits.owner,
         "'s max_output of ", limits.max_output_bytes));
   }
+  return absl::OkStatus();
+}
+
+TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
+                                                     const SubmitLimits& limits,
+                                                     const std::string& idempotency_key,
+                                                     RunEntry* run, std::string id) {
   const absl::Time now = clock_.Now();
   auto entry = std::make_unique<TaskEntry>();
   TaskEntry& t = *entry;
@@ -708,12 +730,10 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   t.out[1] = OutputBuffer(options_.output_cap_bytes);
   t.seq = next_seq_++;
   t.created = now;
-  t.timeout = spec.has_timeout() ? FromProto(spec.timeout()) : options_.default_task_timeout;
-  if (limits.max_runtime > absl::ZeroDuration()) t.timeout = std::min(t.timeout, limits.max_runtime);
+  t.timeout = TimeoutOf(spec, limits);
   t.kill_grace = spec.has_kill_grace() ? FromProto(spec.kill_grace()) : options_.default_kill_grace;
   t.queue_deadline = now + QueueWindow(spec, t.timeout);
-  std::string id = NewTaskIdLocked();
-  while (tasks_.contains(id)) id = NewTaskIdLocked();
+  if (id.empty()) id = NewIdLocked();
   t.task.set_id(id);
   *t.task.mutable_spec() = spec;
   if (t.task.spec().type().empty()) {
@@ -725,23 +745,28 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
   t.task.set_status(v1::TASK_STATUS_PENDING);
   *t.task.mutable_created_at() = ToProto(now);
   *t.task.mutable_updated_at() = ToProto(now);
-  t.task.set_idempotency_key(request.idempotency_key());
+  t.task.set_idempotency_key(idempotency_key);
   if (limits.max_output_bytes > 0 && spec.max_output_bytes() == 0) {
     t.task.mutable_spec()->set_max_output_bytes(limits.max_output_bytes);
   }
   t.task.set_owner(limits.owner);
   if (!limits.owner.empty()) ++unfinished_by_owner_[limits.owner];
-  if (!request.idempotency_key().empty()) {
-    idempotency_[IdempotencyKey(limits.owner, request.idempotency_key())] = id;
+  if (!idempotency_key.empty()) idempotency_[IdempotencyKey(limits.owner, idempotency_key)] = id;
+  if (run != nullptr) {
+    // A target waits, held, until its run releases it.
+    t.run = run;
+    t.held = true;
+    t.queue_deadline = absl::InfiniteFuture();
+    t.task.set_run_id(run->run.id());
+    t.task.set_status(v1::TASK_STATUS_QUEUED);
   }
   by_seq_[t.seq] = &t;
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
   PersistLocked(t);
-  response.set_cursor(EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, ""));
+  t.created_cursor = EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, "");
   spdlog::debug("task_submitted task_id={} priority={}", id, PriorityName(PriorityOf(spec)));
-  Enqueue(t);
-  return &t;
+  return t;
 }
 
 absl::StatusOr<v1::Task> TaskRegistry::Get(const std::string& task_id) {
@@ -792,6 +817,7 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
       return false;
     }
     if (!SelectorMatches(request.selector(), task.spec().selector())) return false;
+    if (!request.run_id().empty() && task.run_id() != request.run_id()) return false;
     if (has_after && t.created < after_t) return false;
     if (has_before && t.created >= before_t) return false;
     return true;
@@ -828,12 +854,15 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
     return absl::FailedPreconditionError(
         absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
   }
-  const std::string why = reason.empty() ? "cancelled by client" : reason;
-  const bool on_agent =
-      t->task.status() == v1::TASK_STATUS_DISPATCHED || t->task.status() == v1::TASK_STATUS_RUNNING;
-  TransitionLocked(*t, v1::TASK_STATUS_CANCELLED, why);
-  if (on_agent) SendCancelLocked(*t, why);
+  CancelLocked(*t, reason.empty() ? "cancelled by client" : reason);
   return SnapshotLocked(*t);
+}
+
+void TaskRegistry::CancelLocked(TaskEntry& t, const std::string& why) {
+  const bool on_agent =
+      t.task.status() == v1::TASK_STATUS_DISPATCHED || t.task.status() == v1::TASK_STATUS_RUNNING;
+  TransitionLocked(t, v1::TASK_STATUS_CANCELLED, why);
+  if (on_agent) SendCancelLocked(t, why);
 }
 
 absl::Status TaskRegistry::Delete(const std::string& task_id) {
@@ -942,12 +971,12 @@ v1::ListAgentsResponse TaskRegistry::ListAgents() {
   return response;
 }
 
-absl::StatusOr<std::string> TaskRegistry::OwnerOf(const std::string& task_id) {
-  TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
+absl::StatusOr<std::string> TaskRegistry::OwnerOf(const std::string& id) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId("id", id, true));
   absl::MutexLock lock(&mu_);
-  const TaskEntry* t = FindLocked(task_id);
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
-  return t->task.owner();
+  if (const TaskEntry* t = FindLocked(id); t != nullptr) return t->task.owner();
+  if (auto it = runs_.find(id); it != runs_.end()) return it->second->run.owner();
+  return absl::NotFoundError(absl::StrCat("no task or run ", id));
 }
 
 // ---------------------------------------------------------------- audit
@@ -1083,6 +1112,9 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
                hello.slots(), hello.held_tasks_size(), hello.version());
   EmitLocked(v1::EVENT_TYPE_AGENT_CONNECTED, nullptr, hello.agent_id());
   PublishLocked(monitor_.OnAgentConnected(hello.agent_id()));
+  for (auto& [seq, r] : open_runs_) {
+    if (r->held > 0) ReleaseTargetsLocked(*r);
+  }
   DispatchLocked();
   return absl::OkStatus();
 }
@@ -1197,6 +1229,7 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     e.set_type(v1::EVENT_TYPE_TASK_LOG);
     *e.mutable_time() = ToProto(a.last_seen);
     e.set_task_id(m.task_id());
+    e.set_run_id(t->task.run_id());
     e.set_agent_id(a.info.agent_id());
     e.set_attempt(m.attempt());
     e.mutable_output()->set_stream(chunk.stream());
@@ -1280,15 +1313,20 @@ void TaskRegistry::Tick() {
   if (now >= next_evaluation_) {
     next_evaluation_ = now + absl::Seconds(1);
     PublishLocked(monitor_.Evaluate(static_cast<int64_t>(queue_.size())));
+    ReportWaitingLocked();
   }
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    TaskEntry& t = *it->second;
-    ++it;
-    if (now >= t.queue_deadline) {
-      TransitionLocked(t, v1::TASK_STATUS_TIMED_OUT,
-                       absl::StrCat("not started within ", absl::FormatDuration(now - t.created),
-                                    " (queue timeout): ", WaitingReasonLocked(t)));
-    }
+  TickRunsLocked(now);
+  // Collected first: a target's end can stop its run, which takes others
+  // out of the queue.
+  std::vector<TaskEntry*> expired;
+  for (const auto& [key, t] : queue_) {
+    if (now >= t->queue_deadline) expired.push_back(t);
+  }
+  for (TaskEntry* t : expired) {
+    if (!t->queued) continue;
+    TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT,
+                     absl::StrCat("not started within ", absl::FormatDuration(now - t->created),
+                                  " (queue timeout): ", WaitingReasonLocked(*t)));
   }
   std::vector<TaskEntry*> overdue;
   for (TaskEntry* t : active_) {

@@ -2,7 +2,10 @@
 // and accepts tasks, schedules them onto agents (priority, FIFO, targeting,
 // free slots), applies every agent report under attempt fencing, retries lost
 // attempts by policy, enforces queue and run timeouts and the agents'
-// heartbeat TTL, keeps capped output and stats, and journals each change to
+// heartbeat TTL, expands fleet runs into one task per matching agent (started
+// within the run's max_concurrency, stopped at its max_errors), says why
+// every waiting task and run waits, keeps capped output and stats, and
+// journals each change to
 // the TaskStore and the EventLog. Acknowledgements (replies to changes,
 // messages to agents) and events to readers wait for the store's commit;
 // reads show the newest state.
@@ -120,8 +123,18 @@ class TaskRegistry {
   absl::StatusOr<v1::GetOutputResponse> GetOutput(const v1::GetOutputRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   v1::ListAgentsResponse ListAgents() ABSL_LOCKS_EXCLUDED(mu_);
-  // Who submitted the task ("" when unknown or without keys).
-  absl::StatusOr<std::string> OwnerOf(const std::string& task_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Who submitted the task or run ("" when unknown or without keys).
+  absl::StatusOr<std::string> OwnerOf(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ---- Fleet runs (task_registry_runs.cc); contracts in task_service.proto.
+  absl::StatusOr<v1::SubmitRunResponse> SubmitRun(const v1::SubmitRunRequest& request,
+                                                  const SubmitLimits& limits = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Run> GetRun(const std::string& run_id) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::ListRunsResponse> ListRuns(const v1::ListRunsRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<v1::Run> CancelRun(const std::string& run_id, const std::string& reason)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Audit log: appended under the registry's lock so entries share the
   // journal's order; durable with the change they describe. The newest
@@ -164,6 +177,7 @@ class TaskRegistry {
   const RegistryOptions& options() const { return options_; }
 
  private:
+  struct RunEntry;
   struct TaskEntry {
     v1::Task task;
     OutputBuffer out[2];  // stdout, stderr
@@ -175,6 +189,32 @@ class TaskRegistry {
     absl::Duration kill_grace;
     absl::Time retry_at = absl::InfinitePast();  // Not dispatched before.
     bool queued = false;                         // In queue_.
+    uint64_t created_cursor = 0;  // Of its TASK_CREATED event.
+    RunEntry* run = nullptr;      // The fleet run it is a target of ...
+    size_t run_index = 0;         // ... at this index of its targets.
+    bool held = false;        // A run's target not yet released to queue_.
+    // The waiting reason last put in an event, so a change makes a new one.
+    mutable std::string reported_reason;
+  };
+  // A fleet run. Its record in the store holds what cannot be derived from
+  // its targets' tasks: the spec, the target list, limits, times and, once
+  // stopped or final, why.
+  struct RunEntry {
+    v1::Run run;                        // Without its target rows ...
+    std::vector<v1::RunTarget> rows;    // ... which are here, in agent order.
+    uint64_t seq = 0;
+    std::vector<TaskEntry*> targets;  // As run.targets(); null when skipped or removed.
+    absl::Time offline_deadline;
+    int in_flight = 0;  // Released and not final: what max_concurrency bounds.
+    int held = 0;
+    int finals = 0;  // Targets final (skipped ones not counted).
+    int errors = 0;  // Failed, timed out or lost.
+    int live = 0;    // Targets whose task still exists.
+    bool dispatched = false;  // A target has been dispatched.
+    bool updating = false;    // Inside SettleRunLocked: targets change, it settles once.
+    bool cancelled = false;   // By a client.
+    mutable std::string reported_reason;  // As reported_reason of a task.
+    bool stopped() const { return !run.status_reason().empty(); }
   };
   struct AgentEntry {
     v1::Agent info;
@@ -197,6 +237,17 @@ class TaskRegistry {
                                           const SubmitLimits& limits,
                                           v1::SubmitResponse& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates, journals and announces a task (a held target of `run` when
+  // not null); the caller queues it.
+  TaskEntry& NewTaskLocked(const v1::TaskSpec& spec, const SubmitLimits& limits,
+                           const std::string& idempotency_key, RunEntry* run,
+                           std::string id = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new UUID no task or run has.
+  std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The run timeout of a task of `spec`.
+  absl::Duration TimeoutOf(const v1::TaskSpec& spec, const SubmitLimits& limits) const;
+  // kUnavailable while the store cannot write.
+  absl::Status Accepting() const;
   // The task if `agent` runs `attempt` of it; counts a stale message if not.
   TaskEntry* FenceLocked(const AgentEntry& agent, const std::string& task_id, uint32_t attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -234,8 +285,44 @@ class TaskRegistry {
   // AGENT_DISCONNECTED, and the monitor told.
   void EmitDisconnectedLocked(const std::string& agent_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends `t` as cancelled and kills it where it runs.
+  void CancelLocked(TaskEntry& t, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // kPermissionDenied when `spec` asks for more than `limits` allow.
+  static absl::Status CheckLimits(const v1::TaskSpec& spec, const SubmitLimits& limits);
+  // Tasks queued with a higher priority than `t`.
+  size_t QueuedAheadLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ConnectedLocked(const std::string& agent_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- Fleet runs (task_registry_runs.cc).
+  // Rebuilds runs from their records and their targets' tasks (Recover).
+  void RecoverRunsLocked(std::vector<v1::Run> runs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A target moved from `from` to its current status: counts, stops at
+  // max_errors, releases more targets, finishes the run, emits RUN_STATUS.
+  void OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After targets changed: stops at max_errors, releases more targets,
+  // finishes the run when every target is final, emits RUN_STATUS.
+  void SettleRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases held targets whose agent is connected, within max_concurrency.
+  void ReleaseTargetsLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels what has not started, with `why` as the run's reason.
+  void StopRunLocked(RunEntry& r, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Held targets of runs past their offline deadline whose agent is away
+  // time out; reports changed waiting reasons of tasks and runs.
+  void TickRunsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportWaitingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The run's state; target rows and output tails only when asked.
+  v1::Run RunSnapshotLocked(const RunEntry& r, bool with_targets) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RunTarget TargetRowLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string HeldReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t EmitRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A target's task is being removed: its row stays in the run, and the run
+  // goes once final with no task left.
+  void DetachTargetLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string NewTaskIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string RandomUuidLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AuditLocked(v1::AuditEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Clock& clock_;
@@ -251,6 +338,12 @@ class TaskRegistry {
   absl::flat_hash_map<std::string, std::unique_ptr<TaskEntry>> tasks_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, TaskEntry*> by_seq_ ABSL_GUARDED_BY(mu_);
   std::map<QueueKey, TaskEntry*> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_by_priority_[v1::Priority_ARRAYSIZE] ABSL_GUARDED_BY(mu_) = {};
+  absl::flat_hash_map<std::string, std::unique_ptr<RunEntry>> runs_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, RunEntry*> runs_by_seq_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, RunEntry*> open_runs_ ABSL_GUARDED_BY(mu_);  // Not final, by seq.
+  // By owner and idempotency key, as idempotency_ for tasks.
+  absl::flat_hash_map<std::string, std::string> run_idempotency_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.
   std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
   size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -696,6 +696,8 @@ class ManualStore final : public TaskStore {
   void PutAgent(const v1::Agent& a) override { inner.PutAgent(a); }
   void DeleteAgent(const std::string& id) override { inner.DeleteAgent(id); }
   void AppendAudit(const v1::AuditEntry& e) override { inner.AppendAudit(e); }
+  void PutRun(const v1::Run& r) override { inner.PutRun(r); }
+  void DeleteRun(const std::string& id) override { inner.DeleteRun(id); }
   void WhenDurable(std::function<void()> done) override {
     waiting.emplace_back(puts.size(), std::move(done));
   }

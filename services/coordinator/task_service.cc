@@ -37,6 +37,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
   bool Matches(const v1::TaskEvent& e) const {
     if (!request_.task_id().empty() && e.task_id() != request_.task_id()) return false;
     if (!request_.agent_id().empty() && e.agent_id() != request_.agent_id()) return false;
+    if (!request_.run_id().empty() && e.run_id() != request_.run_id()) return false;
     if (request_.types_size() > 0 && std::find(request_.types().begin(), request_.types().end(),
                                                e.type()) == request_.types().end()) {
       return false;
@@ -227,6 +228,48 @@ grpc::ServerUnaryReactor* TaskServiceImpl::ListAudit(grpc::CallbackServerContext
                                                      v1::ListAuditResponse* resp) {
   if (auto c = access_.Authorize(ctx, Scope::kAdmin, "audit.list"); !c.ok()) return Reply(ctx, c.status());
   return Reply(ctx, registry_.ListAudit(*req), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::SubmitRun(grpc::CallbackServerContext* ctx,
+                                                     const v1::SubmitRunRequest* req,
+                                                     v1::SubmitRunResponse* resp) {
+  constexpr absl::string_view kAction = "run.submit";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  v1::SubmitRunRequest request = *req;
+  absl::StatusOr<SubmitLimits> limits =
+      access_.AdmitSubmit(*caller, *request.mutable_spec()->mutable_task(), kAction);
+  if (!limits.ok()) return Reply(ctx, limits.status());
+  if (absl::Status s = access_.TakeSubmits(*caller, 1, kAction); !s.ok()) return Reply(ctx, s);
+  absl::StatusOr<v1::SubmitRunResponse> result = registry_.SubmitRun(request, *limits);
+  access_.Record(*caller, kAction, result.ok() ? result->run().id() : "", result.status());
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::GetRun(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetRunRequest* req, v1::Run* resp) {
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "run.get"); !c.ok()) return Reply(ctx, c.status());
+  return Reply(ctx, registry_.GetRun(req->run_id()), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::ListRuns(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListRunsRequest* req,
+                                                    v1::ListRunsResponse* resp) {
+  if (auto c = access_.Authorize(ctx, Scope::kRead, "run.list"); !c.ok()) return Reply(ctx, c.status());
+  return Reply(ctx, registry_.ListRuns(*req), resp);
+}
+
+grpc::ServerUnaryReactor* TaskServiceImpl::CancelRun(grpc::CallbackServerContext* ctx,
+                                                     const v1::CancelRunRequest* req,
+                                                     v1::Run* resp) {
+  constexpr absl::string_view kAction = "run.cancel";
+  absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
+  if (!caller.ok()) return Reply(ctx, caller.status());
+  absl::Status allowed = access_.MayChangeTask(*caller, req->run_id(), kAction);
+  if (!allowed.ok()) return Reply(ctx, allowed);  // Audited as refused.
+  absl::StatusOr<v1::Run> result = registry_.CancelRun(req->run_id(), req->reason());
+  access_.Record(*caller, kAction, req->run_id(), result.status());
+  return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
 
 grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(

@@ -1,6 +1,11 @@
 #include "services/coordinator/task_validation.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
@@ -257,6 +262,47 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
   if (HasNul(shell.cwd())) return Invalid("spec.shell.cwd", "contains a NUL byte");
   if (shell.stdin().size() > kMaxStdinBytes) {
     return Invalid("spec.shell.stdin", absl::StrCat("larger than ", kMaxStdinBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+uint32_t TargetShare::Of(size_t targets) const {
+  if (count > 0) return count;
+  if (percent == 0) return 0;
+  return static_cast<uint32_t>(std::max<size_t>(1, (targets * percent + 99) / 100));
+}
+
+absl::StatusOr<TargetShare> ParseTargetShare(absl::string_view field, absl::string_view text) {
+  TargetShare share;
+  if (text.empty()) return share;
+  absl::string_view number = text;
+  const bool percent = absl::ConsumeSuffix(&number, "%");
+  uint32_t n = 0;
+  if (!absl::SimpleAtoi(number, &n) || n == 0 || n > (percent ? 100u : 100'000u)) {
+    return Invalid(field, absl::StrCat("\"", text.substr(0, 64),
+                                       "\" is not a count of 1 to 100000 or a percentage of 1% "
+                                       "to 100% (like 10 or 25%)"));
+  }
+  (percent ? share.percent : share.count) = n;
+  return share;
+}
+
+absl::Status ValidateRunSpec(const v1::RunSpec& spec) {
+  if (!spec.has_task()) return Invalid("spec.task", "is required (what every target runs)");
+  if (absl::Status s = ValidateTaskSpec(spec.task()); !s.ok()) {
+    absl::string_view message = s.message();
+    if (!absl::ConsumePrefix(&message, "spec.")) return s;
+    return absl::InvalidArgumentError(absl::StrCat("spec.task.", message));
+  }
+  if (!spec.task().agent_id().empty()) {
+    return Invalid("spec.task.agent_id",
+                   "must be empty: a run picks its agents with spec.task.selector");
+  }
+  TASKGRID_RETURN_IF_ERROR(ParseTargetShare("spec.max_concurrency", spec.max_concurrency()).status());
+  TASKGRID_RETURN_IF_ERROR(ParseTargetShare("spec.max_errors", spec.max_errors()).status());
+  if (spec.has_offline_timeout()) {
+    TASKGRID_RETURN_IF_ERROR(ValidateDuration("spec.offline_timeout", spec.offline_timeout(),
+                                              absl::Milliseconds(1), absl::Hours(24 * 30)));
   }
   return absl::OkStatus();
 }

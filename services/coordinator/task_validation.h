@@ -4,6 +4,7 @@
 #define TASKGRID_SERVICES_COORDINATOR_TASK_VALIDATION_H_
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "taskgrid/v1/task.pb.h"
 
 namespace taskgrid {
@@ -25,6 +26,23 @@ inline constexpr int64_t kMinContainerMemoryBytes = 6 << 20;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);
+
+// A number of a run's targets: a count ("10") or a share of them ("25%").
+struct TargetShare {
+  uint32_t count = 0;
+  uint32_t percent = 0;
+  bool unset() const { return count == 0 && percent == 0; }
+  // The count for `targets` targets (a share rounded up, at least 1); 0 when unset.
+  uint32_t Of(size_t targets) const;
+};
+
+// kInvalidArgument naming `field` unless `text` is empty, a count of 1 to
+// 100000 or a percentage of 1 to 100.
+absl::StatusOr<TargetShare> ParseTargetShare(absl::string_view field, absl::string_view text);
+
+// ValidateTaskSpec for the template (its fields named spec.task.*), plus the
+// run's own fields.
+absl::Status ValidateRunSpec(const v1::RunSpec& spec);
 
 // Checks a client-supplied identifier (task id, agent id, idempotency key).
 absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required);

@@ -129,6 +129,17 @@ void GroupCommitStore::DeleteAgent(const std::string& agent_id) {
   Enqueue(change::DeleteAgent{agent_id});
 }
 
+void GroupCommitStore::PutRun(const v1::Run& run) {
+  change::PutRun c{run.id(), run.SerializeAsString()};
+  absl::MutexLock lock(&mu_);
+  Enqueue(std::move(c));
+}
+
+void GroupCommitStore::DeleteRun(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  Enqueue(change::DeleteRun{run_id});
+}
+
 void GroupCommitStore::WhenDurable(std::function<void()> done) {
   {
     absl::MutexLock lock(&mu_);

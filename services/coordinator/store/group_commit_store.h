@@ -71,12 +71,19 @@ struct Audit {
   uint64_t seq = 0;
   std::string blob;  // Serialized v1::AuditEntry.
 };
+struct PutRun {
+  std::string run_id;
+  std::string blob;  // Serialized v1::Run.
+};
+struct DeleteRun {
+  std::string run_id;
+};
 }  // namespace change
 
 using StoreChange =
     std::variant<change::PutTask, change::DeleteTask, change::Output, change::TrimOutput,
                  change::Event, change::TrimEvents, change::PutAgent, change::DeleteAgent,
-                 change::Audit>;
+                 change::Audit, change::PutRun, change::DeleteRun>;
 
 class GroupCommitStore : public TaskStore {
  public:
@@ -93,6 +100,8 @@ class GroupCommitStore : public TaskStore {
   void PutAgent(const v1::Agent& agent) override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendAudit(const v1::AuditEntry& entry) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
+  void PutRun(const v1::Run& run) override ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteRun(const std::string& run_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void WhenDurable(std::function<void()> done) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status health() const override ABSL_LOCKS_EXCLUDED(mu_);
 

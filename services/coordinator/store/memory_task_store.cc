@@ -65,6 +65,16 @@ void MemoryTaskStore::DeleteAgent(const std::string& agent_id) {
   agents_.erase(agent_id);
 }
 
+void MemoryTaskStore::PutRun(const v1::Run& run) {
+  absl::MutexLock lock(&mu_);
+  runs_[run.id()] = run;
+}
+
+void MemoryTaskStore::DeleteRun(const std::string& run_id) {
+  absl::MutexLock lock(&mu_);
+  runs_.erase(run_id);
+}
+
 absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   absl::MutexLock lock(&mu_);
   StoredState state;
@@ -75,6 +85,7 @@ absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   }
   for (const auto& [cursor, e] : events_) state.events.push_back(e);
   for (const auto& [id, agent] : agents_) state.agents.push_back(agent);
+  for (const auto& [id, run] : runs_) state.runs.push_back(run);
   const size_t first = audit_.size() > kAuditLoaded ? audit_.size() - kAuditLoaded : 0;
   state.audit.assign(audit_.begin() + static_cast<std::ptrdiff_t>(first), audit_.end());
   return state;

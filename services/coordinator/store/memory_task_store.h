@@ -27,6 +27,8 @@ class MemoryTaskStore final : public TaskStore {
   void PutAgent(const v1::Agent& agent) override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendAudit(const v1::AuditEntry& entry) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
+  void PutRun(const v1::Run& run) override ABSL_LOCKS_EXCLUDED(mu_);
+  void DeleteRun(const std::string& run_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void WhenDurable(std::function<void()> done) override { done(); }
   absl::StatusOr<StoredState> Load() override ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -41,6 +43,7 @@ class MemoryTaskStore final : public TaskStore {
   std::map<uint64_t, StoredState::Event> events_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Agent> agents_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::Run> runs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace taskgrid

@@ -59,6 +59,11 @@ CREATE TABLE audit (
   seq   bigint PRIMARY KEY,
   entry bytea NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE runs (
+  id  text PRIMARY KEY,
+  run bytea NOT NULL);
+)sql",
 };
 
 constexpr char kFencedState[] = "TG001";
@@ -95,6 +100,9 @@ constexpr Prepared kStatements[] = {
     {"delete_agent", "DELETE FROM agents WHERE id = $1"},
     {"put_audit",
      "INSERT INTO audit (seq, entry) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING"},
+    {"put_run",
+     "INSERT INTO runs (id, run) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET run = EXCLUDED.run"},
+    {"delete_run", "DELETE FROM runs WHERE id = $1"},
 };
 
 // A query parameter: text for numbers and ids, binary for blobs.
@@ -449,6 +457,10 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
     } else if (const auto* au = std::get_if<change::Audit>(&ch)) {
       a = std::to_string(au->seq);
       send("put_audit", {a, Param(au->blob, true)});
+    } else if (const auto* ru = std::get_if<change::PutRun>(&ch)) {
+      send("put_run", {ru->run_id, Param(ru->blob, true)});
+    } else if (const auto* dr = std::get_if<change::DeleteRun>(&ch)) {
+      send("delete_run", {dr->run_id});
     }
   }
   plain("COMMIT");  // Skipped by the server after an error.
@@ -523,6 +535,14 @@ absl::StatusOr<StoredState> PostgresTaskStore::Load() {
     s = read("a", "SELECT id, agent FROM agents", [&](PGresult* r, int i) {
       if (!state.agents.emplace_back().ParseFromArray(PQgetvalue(r, i, 1), PQgetlength(r, i, 1))) {
         return absl::DataLossError("store: cannot decode agent " + bytes(r, i, 0));
+      }
+      return absl::OkStatus();
+    });
+  }
+  if (s.ok()) {
+    s = read("r", "SELECT id, run FROM runs", [&](PGresult* r, int i) {
+      if (!state.runs.emplace_back().ParseFromArray(PQgetvalue(r, i, 1), PQgetlength(r, i, 1))) {
+        return absl::DataLossError("store: cannot decode run " + bytes(r, i, 0));
       }
       return absl::OkStatus();
     });

@@ -55,6 +55,11 @@ CREATE TABLE audit (
   seq   INTEGER PRIMARY KEY,
   entry BLOB NOT NULL);
 )sql",
+    R"sql(
+CREATE TABLE runs (
+  id  TEXT PRIMARY KEY,
+  run BLOB NOT NULL);
+)sql",
 };
 
 void BindText(sqlite3_stmt* s, int i, const std::string& v) {
@@ -150,7 +155,8 @@ SqliteTaskStore::SqliteTaskStore(const Options& options, sqlite3* db)
 SqliteTaskStore::~SqliteTaskStore() {
   StopCommitter();
   for (sqlite3_stmt* s : {put_task_, delete_task_, delete_output_, put_output_, trim_output_,
-                          put_event_, trim_events_, put_agent_, delete_agent_, put_audit_}) {
+                          put_event_, trim_events_, put_agent_, delete_agent_, put_audit_,
+                          put_run_, delete_run_}) {
     sqlite3_finalize(s);
   }
   sqlite3_close(db_);
@@ -189,6 +195,8 @@ absl::Status SqliteTaskStore::Prepare() {
       {&put_agent_, "INSERT OR REPLACE INTO agents (id, agent) VALUES (?, ?)"},
       {&delete_agent_, "DELETE FROM agents WHERE id = ?"},
       {&put_audit_, "INSERT OR IGNORE INTO audit (seq, entry) VALUES (?, ?)"},
+      {&put_run_, "INSERT OR REPLACE INTO runs (id, run) VALUES (?, ?)"},
+      {&delete_run_, "DELETE FROM runs WHERE id = ?"},
   };
   for (const auto& [stmt, sql] : statements) {
     if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, stmt, nullptr) != SQLITE_OK) {
@@ -250,6 +258,13 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
       sqlite3_bind_int64(put_audit_, 1, static_cast<sqlite3_int64>(au->seq));
       BindBlob(put_audit_, 2, au->blob);
       ok = run(put_audit_);
+    } else if (const auto* r = std::get_if<change::PutRun>(&c)) {
+      BindText(put_run_, 1, r->run_id);
+      BindBlob(put_run_, 2, r->blob);
+      ok = run(put_run_);
+    } else if (const auto* dr = std::get_if<change::DeleteRun>(&c)) {
+      BindText(delete_run_, 1, dr->run_id);
+      ok = run(delete_run_);
     }
     if (!ok) break;
   }
@@ -312,6 +327,13 @@ absl::StatusOr<StoredState> SqliteTaskStore::Load() {
     v1::Agent& a = state.agents.emplace_back();
     if (!a.ParseFromArray(sqlite3_column_blob(s, 1), sqlite3_column_bytes(s, 1))) {
       return corrupt("agent " + ColumnText(s, 0));
+    }
+    return absl::OkStatus();
+  }));
+  TASKGRID_RETURN_IF_ERROR(query("SELECT id, run FROM runs", [&](sqlite3_stmt* s) {
+    if (!state.runs.emplace_back().ParseFromArray(sqlite3_column_blob(s, 1),
+                                                  sqlite3_column_bytes(s, 1))) {
+      return corrupt("run " + ColumnText(s, 0));
     }
     return absl::OkStatus();
   }));

@@ -51,6 +51,8 @@ class SqliteTaskStore final : public GroupCommitStore {
   sqlite3_stmt* put_agent_ = nullptr;
   sqlite3_stmt* delete_agent_ = nullptr;
   sqlite3_stmt* put_audit_ = nullptr;
+  sqlite3_stmt* put_run_ = nullptr;
+  sqlite3_stmt* delete_run_ = nullptr;
 };
 
 }  // namespace taskgrid

@@ -39,6 +39,7 @@ struct StoredState {
   std::vector<Event> events;   // By cursor.
   std::vector<v1::Agent> agents;
   std::vector<v1::AuditEntry> audit;  // The newest kAuditLoaded, by seq.
+  std::vector<v1::Run> runs;
 };
 
 // Audit entries Load returns; older ones stay in the store for export.
@@ -73,6 +74,9 @@ class TaskStore {
   // Audit entries are never trimmed: they leave the store only by hand.
   virtual void AppendAudit(const v1::AuditEntry& entry) = 0;
   virtual void DeleteAgent(const std::string& agent_id) = 0;
+  // Inserts or replaces a fleet run's record; removes it.
+  virtual void PutRun(const v1::Run& run) = 0;
+  virtual void DeleteRun(const std::string& run_id) = 0;
 
   // Runs `done` once every write made before this call is durable; inline
   // when it already is. Callbacks run in the order they were registered.

@@ -1,6 +1,7 @@
-// The taskgrid dashboard: one EventSource for task and agent events, one per
-// followed task for its output. No polling; the browser's own reconnect
-// (with Last-Event-ID) resumes both streams without gaps or repeats.
+// The taskgrid dashboard: one EventSource for task, run and agent events, one
+// per followed task for its output, one for the open fleet run's targets. No
+// polling; the browser's own reconnect (with Last-Event-ID) resumes every
+// stream without gaps or repeats.
 const FINAL = new Set(['succeeded', 'failed', 'timed_out', 'cancelled', 'lost']);
 const tasks = new Map();          // id -> Task (proto JSON)
 const finishedAt = [];            // ms timestamps of tasks reaching a final state
@@ -20,6 +21,13 @@ const commandOf = (t) => {
   return sh.argv && sh.argv.length ? sh.argv.join(' ') : (sh.command || '');
 };
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+// "k=v,k=v" -> { k: v }; null when a pair has no '='.
+const selectorOf = (text) => {
+  const pairs = text.split(',').map((kv) => kv.trim()).filter(Boolean);
+  if (pairs.some((kv) => kv.indexOf('=') < 1)) return null;
+  return Object.fromEntries(pairs.map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]));
+};
+const selectorText = (sel) => Object.entries(sel || {}).map(([k, v]) => `${k}=${v}`).join(',');
 
 function setConnection(state) {
   const el = $('#connection');
@@ -194,8 +202,8 @@ async function loadMonitoring() {
 
 // ---------------------------------------------------------------- events
 function connectEvents() {
-  const types = 'task:created,task:status,task:progress,task:deleted,agent:connected,agent:disconnected,'
-    + 'system:metrics,service:health,alert:created,alert:resolved';
+  const types = 'task:created,task:status,task:progress,task:waiting,task:deleted,run:status,'
+    + 'agent:connected,agent:disconnected,system:metrics,service:health,alert:created,alert:resolved';
   const es = new EventSource(`/api/events?types=${types}`);
   es.onopen = () => setConnection('live');
   es.onerror = () => setConnection('reconnecting');
@@ -207,6 +215,7 @@ function connectEvents() {
   es.addEventListener('resync', async () => {
     // The log no longer holds our cursor: reload the state.
     await loadRecent();
+    if (shown) refreshRun(shown);
   });
   const onTask = (e) => {
     const ev = JSON.parse(e.data);
@@ -215,6 +224,8 @@ function connectEvents() {
   es.addEventListener('task:created', (e) => { counts.total++; onTask(e); });
   es.addEventListener('task:status', (e) => { onTask(e); refreshAgents(); });
   es.addEventListener('task:progress', onTask);
+  es.addEventListener('task:waiting', onTask);
+  es.addEventListener('run:status', (e) => onRunStatus(JSON.parse(e.data).run));
   es.addEventListener('task:deleted', (e) => { tasks.delete(JSON.parse(e.data).taskId); render(); });
   es.addEventListener('agent:connected', refreshAgents);
   es.addEventListener('agent:disconnected', refreshAgents);
@@ -232,8 +243,10 @@ function connectEvents() {
 }
 
 async function loadRecent() {
-  const [list, stats] = await Promise.all([fetch('/api/tasks?pageSize=100'), fetch('/api/tasks/stats')]);
+  const [list, stats, recentRuns] = await Promise.all([
+    fetch('/api/tasks?pageSize=100'), fetch('/api/tasks/stats'), fetch('/api/runs?pageSize=50')]);
   if (list.ok) ((await list.json()).tasks || []).forEach((t) => tasks.set(t.id, t));
+  if (recentRuns.ok) ((await recentRuns.json()).runs || []).forEach(onRunStatus);
   if (stats.ok) {
     const s = await stats.json();
     counts = { total: s.total, succeeded: s.byStatus.succeeded || 0,
@@ -260,10 +273,10 @@ function appendOutput(text, cls) {
   if (atBottom) out.scrollTop = out.scrollHeight;
 }
 
-function follow(id) {
+function follow(id, label) {
   if (selected) selected.source.close();
   $('#output').innerHTML = '';
-  $('#detail-title').textContent = `Output of ${id.slice(0, 8)}`;
+  $('#detail-title').textContent = `Output of ${label || id.slice(0, 8)}`;
   const source = new EventSource(`/api/tasks/${encodeURIComponent(id)}/events`);
   selected = { id, source, next: [0, 0], decoders: [new TextDecoder(), new TextDecoder()] };
   const mine = selected;
@@ -287,6 +300,240 @@ function follow(id) {
   });
   source.addEventListener('resync', () => appendOutput('\n[stream resynchronised]\n', 'note'));
   render();
+  later(renderRun);  // The followed target is highlighted in the run grid.
+}
+
+// ---------------------------------------------------------------- fleet runs
+const runs = new Map();           // id -> Run (proto JSON, without target rows)
+let shown = null;                 // the open run: { id, run, targets, index, source, tailsFor, fetching }
+const ZERO = { targets: 0, waiting: 0, running: 0, succeeded: 0, failed: 0, timedOut: 0, cancelled: 0, lost: 0, skipped: 0 };
+const countsOf = (r) => ({ ...ZERO, ...(r.counts || {}) });
+const doneOf = (c) => c.succeeded + c.failed + c.timedOut + c.cancelled + c.lost + c.skipped;
+const targetStatus = (t) => (t.skipped ? 'skipped' : statusOf(t));
+// Cell colour by state: failures of any kind look alike.
+const GROUP = { pending: 'waiting', queued: 'waiting', dispatched: 'running', running: 'running',
+                succeeded: 'succeeded', failed: 'failed', timed_out: 'failed', lost: 'failed',
+                cancelled: 'cancelled', skipped: 'skipped' };
+const withoutTargets = ({ targets, ...run }) => run;
+const decodeTail = (b64) => (b64 ? new TextDecoder().decode(b64bytes(b64)) : '');
+const clock = (ts) => (ts ? new Date(ts).toLocaleTimeString() : '-');
+
+// One rAF per view however many events arrive in a frame.
+const scheduled = new Set();
+function later(fn) {
+  if (scheduled.has(fn)) return;
+  scheduled.add(fn);
+  requestAnimationFrame(() => { scheduled.delete(fn); fn(); });
+}
+
+function renderRuns() {
+  const rows = [...runs.values()]
+    .sort((a, b) => (b.createdAt || '').localeCompare(a.createdAt || ''))
+    .slice(0, 50)
+    .map((r) => {
+      const s = statusOf(r);
+      const c = countsOf(r);
+      const failed = c.failed + c.timedOut + c.lost;
+      const why = r.waitingReason || (FINAL.has(s) ? r.statusReason || '' : '');
+      const command = commandOf({ spec: (r.spec || {}).task });
+      return `<tr data-run-id="${esc(r.id)}" class="${shown && shown.id === r.id ? 'selected' : ''}">
+        <td class="id">${esc(r.id.slice(0, 8))}</td><td class="cmd" title="${esc(command)}">${esc(command)}</td>
+        <td><span class="badge ${s}" data-status="${s}">${s.replace('_', ' ')}</span></td>
+        <td class="counts"><span data-count="done">${doneOf(c)}/${c.targets}</span> done${
+          [['running', c.running], ['waiting', c.waiting], ['failed', failed]].filter(([, n]) => n)
+            .map(([k, n]) => ` · <span data-count="${k}" class="${k === 'failed' ? 'bad' : ''}">${n}</span> ${k}`).join('')}</td>
+        <td>${esc(clock(r.createdAt))}</td><td class="why" title="${esc(why)}">${esc(why)}</td></tr>`;
+    });
+  $('#runs tbody').innerHTML = rows.length ? rows.join('') : '<tr class="hint"><td colspan="6">No runs yet.</td></tr>';
+}
+
+function targetCell(t) {
+  const s = targetStatus(t);
+  const state = s === 'failed' && t.exitCode ? `exit ${t.exitCode}` : s.replace('_', ' ');
+  const title = [`${t.agentId}: ${state}`, t.duration, t.reason].filter(Boolean).join(' · ');
+  const picked = selected && t.taskId && selected.id === t.taskId ? ' selected' : '';
+  return `<div class="target ${GROUP[s] || 'waiting'}${picked}" data-agent="${esc(t.agentId || '')}"
+    data-status="${s}" data-task-id="${esc(t.taskId || '')}" title="${esc(title)}">
+    <span class="agent">${esc(t.agentId || '?')}</span><span class="state">${esc(state)}</span></div>`;
+}
+
+function renderRun() {
+  const view = $('#run-view');
+  if (!shown) {
+    view.hidden = true;
+    return;
+  }
+  const r = shown.run;
+  const s = statusOf(r);
+  const c = countsOf(r);
+  const spec = r.spec || {};
+  view.hidden = false;
+  view.dataset.runId = shown.id;
+  $('#run-title').textContent = `Run ${shown.id.slice(0, 8)}`;
+  const badge = $('#run-status');
+  badge.textContent = s.replace('_', ' ');
+  badge.className = `badge ${s}`;
+  badge.dataset.status = s;
+  $('#run-cancel').hidden = FINAL.has(s);
+  const selector = selectorText((spec.task || {}).selector);
+  const limits = [
+    r.concurrencyLimit ? `${r.concurrencyLimit} at once` : 'all at once',
+    r.errorLimit ? `stops after ${r.errorLimit} failed` : 'no error limit',
+  ];
+  if (r.offlineDeadline && !FINAL.has(s)) limits.push(`waits for offline agents until ${clock(r.offlineDeadline)}`);
+  $('#run-meta').innerHTML = `<span class="cmd">${esc(commandOf({ spec: spec.task }))}</span>
+    on <b id="run-selector-shown">${esc(selector || 'every agent')}</b> · ${esc(limits.join(' · '))}`;
+  $('#run-counts').innerHTML = [
+    ['targets', 'targets', c.targets], ['waiting', 'waiting', c.waiting], ['running', 'running', c.running],
+    ['succeeded', 'succeeded', c.succeeded], ['failed', 'failed', c.failed], ['failed', 'timed out', c.timedOut],
+    ['failed', 'lost', c.lost], ['cancelled', 'cancelled', c.cancelled], ['skipped', 'skipped', c.skipped],
+  ].map(([group, label, n]) => `<span class="count ${group}${n ? '' : ' zero'}" data-count="${label.replace(' ', '_')}">
+    <i></i>${label} <b>${n}</b></span>`).join('');
+  $('#run-reason').textContent = [r.statusReason, r.waitingReason].filter(Boolean).join(' · ');
+  const f = r.firstFailure;
+  const failure = $('#run-failure');
+  failure.hidden = !f;
+  if (f) {
+    const fs = statusOf(f);
+    const out = decodeTail(f.stdoutTail);
+    const err = decodeTail(f.stderrTail);
+    failure.dataset.taskId = f.taskId || '';
+    failure.dataset.agent = f.agentId || '';
+    failure.innerHTML = `<div>first failure: <b>${esc(f.agentId || '?')}</b>
+      <span class="badge ${fs}" data-status="${fs}">${fs.replace('_', ' ')}</span>
+      ${f.exitCode ? `exit code <b class="exit">${esc(f.exitCode)}</b>` : ''}
+      <span class="why">${esc(f.reason || '')}</span></div>
+      ${out || err ? `<pre class="output tail">${esc(out)}<span class="stderr">${esc(err)}</span></pre>` : ''}`;
+  }
+  $('#run-grid').innerHTML = shown.targets.length
+    ? shown.targets.map(targetCell).join('')
+    : '<span class="hint">No targets yet.</span>';
+}
+
+function reindex(view) {
+  view.index = new Map();
+  view.targets.forEach((t, i) => { if (t.taskId) view.index.set(t.taskId, i); });
+}
+
+// A full snapshot (initial_state, GET or POST): replaces rows and counts.
+function applyRun(view, run) {
+  if (shown !== view || !run || run.id !== view.id) return;
+  view.run = withoutTargets(run);
+  if (run.targets) {
+    view.targets = run.targets.map((t) => ({ ...t }));
+    reindex(view);
+  }
+  if (run.firstFailure) view.tailsFor = run.firstFailure.taskId;
+  runs.set(run.id, withoutTargets(run));
+  // Every target of a final run is final: nothing more will come.
+  if (FINAL.has(statusOf(run)) && view.source) view.source.close();
+  later(renderRun);
+  later(renderRuns);
+}
+
+async function refreshRun(view) {
+  if (view.fetching) {
+    view.again = true;
+    return;
+  }
+  view.fetching = true;
+  try {
+    const r = await fetch(`/api/runs/${encodeURIComponent(view.id)}`);
+    if (r.ok) {
+      applyRun(view, await r.json());
+    } else if (shown === view) {
+      const body = await r.json().catch(() => ({}));
+      $('#run-reason').textContent = (body.error && body.error.message) || `HTTP ${r.status}`;
+    }
+  } finally {
+    view.fetching = false;
+    if (view.again) {
+      view.again = false;
+      refreshRun(view);
+    }
+  }
+}
+
+// A run:status event (or a listed run): counts and state, no target rows.
+function onRunStatus(run) {
+  if (!run || !run.id) return;
+  const before = runs.get(run.id);
+  // Final states are final: an older event replayed after a reconnect.
+  if (before && FINAL.has(statusOf(before)) && !FINAL.has(statusOf(run))) return;
+  const summary = withoutTargets(run);
+  runs.set(run.id, summary);
+  later(renderRuns);
+  if (!shown || shown.id !== run.id) return;
+  const view = shown;
+  const f = summary.firstFailure;
+  const kept = view.run.firstFailure;
+  // Events carry no output tails; keep the ones fetched for this failure.
+  if (f && kept && kept.taskId === f.taskId) {
+    summary.firstFailure = { ...f, stdoutTail: kept.stdoutTail, stderrTail: kept.stderrTail };
+  }
+  view.run = summary;
+  later(renderRun);
+  if (f && view.tailsFor !== f.taskId) {
+    view.tailsFor = f.taskId;
+    refreshRun(view);  // For the failure's output tails.
+  } else if (FINAL.has(statusOf(run))) {
+    refreshRun(view);  // Final rows (exit codes, durations); then the stream closes.
+  }
+}
+
+// task:created, task:status, task:waiting of one of the open run's targets.
+function onRunTask(view, e) {
+  const { task } = JSON.parse(e.data);
+  if (shown !== view || !task || !task.id) return;
+  let i = view.index.get(task.id);
+  if (i === undefined) {
+    const agent = task.agentId || (task.spec || {}).agentId;
+    i = view.targets.findIndex((t) => !t.taskId && !t.skipped && t.agentId === agent);
+    if (i < 0) i = view.targets.push({ agentId: agent }) - 1;
+    view.targets[i].taskId = task.id;
+    view.index.set(task.id, i);
+  }
+  const t = view.targets[i];
+  const s = statusOf(task);
+  if (FINAL.has(targetStatus(t)) && !FINAL.has(s)) return;  // A replay of an older state.
+  const at = Date.parse(task.updatedAt || '');
+  if (t.updatedAt && at < t.updatedAt) return;
+  t.updatedAt = at;
+  t.status = task.status;
+  if (task.agentId) t.agentId = task.agentId;
+  t.exitCode = (task.exit && task.exit.exitCode) || 0;
+  t.reason = FINAL.has(s)
+    ? [task.statusReason, task.exit && task.exit.error].filter(Boolean).join(': ')
+    : task.waitingReason || '';
+  later(renderRun);
+}
+
+// Opens the run view; `initial` is the Run when the caller already has it.
+function showRun(id, initial) {
+  if (shown && shown.source) shown.source.close();
+  const view = { id, run: runs.get(id) || { id }, targets: [], index: new Map(), source: null };
+  shown = view;
+  if (initial) applyRun(view, initial);
+  const source = new EventSource(`/api/runs/${encodeURIComponent(id)}/events`);
+  view.source = source;
+  source.addEventListener('initial_state', (e) => applyRun(view, JSON.parse(e.data)));
+  source.addEventListener('run:status', (e) => onRunStatus(JSON.parse(e.data).run));
+  for (const type of ['task:created', 'task:status', 'task:waiting']) {
+    source.addEventListener(type, (e) => onRunTask(view, e));
+  }
+  source.addEventListener('resync', () => refreshRun(view));
+  // Closed for good (e.g. an unknown run): say why from the REST answer.
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED && shown === view) refreshRun(view); };
+  if (initial && FINAL.has(statusOf(initial))) source.close();
+  later(renderRun);
+  later(renderRuns);
+}
+
+function closeRun() {
+  if (shown && shown.source) shown.source.close();
+  shown = null;
+  later(renderRun);
+  later(renderRuns);
 }
 
 // ---------------------------------------------------------------- chart
@@ -345,6 +592,76 @@ $('#tasks').addEventListener('click', async (e) => {
   if (row) follow(row.dataset.id);
 });
 $('#status-filter').addEventListener('change', render);
+
+$('#run-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const err = $('#run-error');
+  const fail = (message) => {
+    err.hidden = false;
+    err.textContent = message;
+  };
+  const selector = selectorOf($('#run-selector').value);
+  if (!selector) return fail('selector: use k=v pairs separated by commas');
+  const task = { shell: { command: $('#run-command').value } };
+  if (Object.keys(selector).length) task.selector = selector;
+  const spec = { task };
+  const concurrency = $('#run-max-concurrency').value.trim();
+  const errors = $('#run-max-errors').value.trim();
+  if (concurrency) spec.maxConcurrency = concurrency;
+  if (errors) spec.maxErrors = errors;
+  if ($('#run-include-offline').checked) spec.includeOffline = true;
+  const button = $('#run-submit');
+  button.disabled = true;
+  try {
+    const r = await fetch('/api/runs', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(spec) });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) return fail(body.error ? body.error.message : `HTTP ${r.status}`);
+    err.hidden = true;
+    showRun(body.id, body);
+  } catch (x) {
+    fail(String(x));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$('#runs').addEventListener('click', (e) => {
+  const row = e.target.closest('tr[data-run-id]');
+  if (row) showRun(row.dataset.runId);
+});
+
+// A target's output goes to the same detail panel as any task's.
+function followTarget(taskId, agent) {
+  if (!taskId) return;
+  follow(taskId, `${agent || taskId.slice(0, 8)} (run ${shown.id.slice(0, 8)})`);
+  later(renderRun);
+}
+$('#run-grid').addEventListener('click', (e) => {
+  const cell = e.target.closest('.target[data-task-id]');
+  if (cell) followTarget(cell.dataset.taskId, cell.dataset.agent);
+});
+$('#run-failure').addEventListener('click', (e) => {
+  const box = e.currentTarget;
+  if (!e.target.closest('pre')) followTarget(box.dataset.taskId, box.dataset.agent);
+});
+
+$('#run-cancel').addEventListener('click', async () => {
+  const view = shown;
+  const button = $('#run-cancel');
+  button.disabled = true;
+  try {
+    const r = await fetch(`/api/runs/${encodeURIComponent(view.id)}/cancel`, { method: 'POST' });
+    if (r.ok) {
+      const run = await r.json();
+      if (run.targets) applyRun(view, run); else onRunStatus(run);
+    } else {
+      refreshRun(view);  // 409: it finished meanwhile.
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+$('#run-close').addEventListener('click', closeRun);
 
 $('#alerts').addEventListener('click', async (e) => {
   const button = e.target.closest('[data-resolve]');
