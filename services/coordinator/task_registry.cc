@@ -525,7 +525,7 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   }
   return absl::StrCat("all ", connected, " connected agents", matching_what,
                       docker ? " that run containers (docker=true)" : "",
-                      " are at capacity (every slot in use)", behind);
+                      " are busy (every slot in use)", behind);
 }
 
 void TaskRegistry::DispatchLocked() {

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "services/common/proto_time.h"
 #include "services/common/testing/fake_clock.h"
 #include "services/common/testing/test_util.h"
@@ -798,6 +800,321 @@ TEST_F(TaskRegistryTest, RestartDoesNotGiveOneAttemptsLogEventsTheNextOnesBytes)
   }
   EXPECT_THAT(replayed, ElementsAre("", "second"));  // The first attempt's bytes are gone.
   EXPECT_EQ(StdoutOf(id), "second");
+}
+
+// ---------------------------------------------------------------- fleet runs
+
+class FleetRunTest : public TaskRegistryTest {
+ protected:
+  v1::Run SubmitRun(const std::string& command, std::map<std::string, std::string> selector,
+                    const std::string& max_concurrency = "", const std::string& max_errors = "",
+                    bool include_offline = false) {
+    auto run = TrySubmitRun(command, selector, max_concurrency, max_errors, include_offline);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return run.ok() ? *run : v1::Run();
+  }
+  absl::StatusOr<v1::Run> TrySubmitRun(const std::string& command,
+                                       std::map<std::string, std::string> selector,
+                                       const std::string& max_concurrency = "",
+                                       const std::string& max_errors = "",
+                                       bool include_offline = false) {
+    v1::SubmitRunRequest r;
+    r.mutable_spec()->mutable_task()->mutable_shell()->set_command(command);
+    r.mutable_spec()->mutable_task()->mutable_selector()->insert(selector.begin(), selector.end());
+    r.mutable_spec()->set_max_concurrency(max_concurrency);
+    r.mutable_spec()->set_max_errors(max_errors);
+    r.mutable_spec()->set_include_offline(include_offline);
+    auto resp = registry_->SubmitRun(r);
+    if (!resp.ok()) return resp.status();
+    return resp->run();
+  }
+  v1::Run Run(const std::string& id) { return *registry_->GetRun(id); }
+  // The target's task on `agent`.
+  std::string TargetOn(const v1::Run& run, const std::string& agent) {
+    for (const auto& t : run.targets())
+      if (t.agent_id() == agent) return t.task_id();
+    ADD_FAILURE() << "no target on " << agent;
+    return "";
+  }
+  // Connects web-1 .. web-n with one slot each and role=web.
+  std::vector<std::shared_ptr<FakeLink>> Web(int n) {
+    std::vector<std::shared_ptr<FakeLink>> links;
+    for (int i = 1; i <= n; ++i) links.push_back(Connect("web-" + std::to_string(i), 1, {{"role", "web"}}));
+    return links;
+  }
+  // Runs the agent side of the target on web-i: started, then exit `code`.
+  void Complete(const v1::Run& run, std::vector<std::shared_ptr<FakeLink>>& links, int i,
+                int code = 0) {
+    const std::string agent = "web-" + std::to_string(i);
+    const std::string id = TargetOn(run, agent);
+    Started(agent, *links[i - 1], id);
+    Finished(agent, *links[i - 1], id, code);
+  }
+  // The most targets of `run_id` dispatched or running at any moment, as the
+  // event stream tells it.
+  int MaxInProgress(const std::string& run_id) {
+    std::map<std::string, v1::TaskStatus> status;
+    int most = 0;
+    for (const v1::TaskEvent& e : EventsAfter(0)) {
+      if (e.run_id() != run_id || e.type() != v1::EVENT_TYPE_TASK_STATUS) continue;
+      status[e.task_id()] = e.task().status();
+      int now = 0;
+      for (const auto& [id, s] : status)
+        now += s == v1::TASK_STATUS_DISPATCHED || s == v1::TASK_STATUS_RUNNING;
+      most = std::max(most, now);
+    }
+    return most;
+  }
+};
+
+TEST_F(FleetRunTest, ExpandsSelectorIntoOneTargetPerMatchingAgent) {
+  auto web = Web(2);
+  auto db = Connect("db-1", 1, {{"role", "db"}});
+  auto gone = Connect("web-9", 1, {{"role", "web"}});
+  registry_->AgentDisconnected("web-9", gone.get());
+  v1::Run run = SubmitRun("uptime", {{"role", "web"}});
+  ASSERT_EQ(run.targets_size(), 3);
+  EXPECT_EQ(run.counts().targets(), 3);
+  EXPECT_EQ(run.counts().skipped(), 1);
+  EXPECT_EQ(run.concurrency_limit(), 0u);
+  EXPECT_TRUE(run.targets(2).skipped());
+  EXPECT_THAT(run.targets(2).reason(), HasSubstr("web-9 was offline when the run was submitted"));
+  for (int i : {0, 1}) {
+    const v1::Task t = *registry_->Get(run.targets(i).task_id());
+    EXPECT_EQ(t.run_id(), run.id());
+    EXPECT_EQ(t.spec().agent_id(), run.targets(i).agent_id());
+    ASSERT_EQ(web[i]->Assigns().size(), 1u);
+    EXPECT_EQ(web[i]->Assigns()[0].task_id(), t.id());
+  }
+  EXPECT_TRUE(db->Assigns().empty());
+  Complete(run, web, 1);
+  EXPECT_EQ(Run(run.id()).status(), v1::TASK_STATUS_RUNNING);
+  Complete(run, web, 2);
+  run = Run(run.id());
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(run.counts().succeeded(), 2);
+  EXPECT_THAT(run.status_reason(), HasSubstr("all 2 targets succeeded; 1 agent skipped"));
+  v1::ListRequest list;
+  list.set_run_id(run.id());
+  EXPECT_EQ(registry_->List(list)->total(), 2);
+}
+
+TEST_F(FleetRunTest, RefusesWhatCannotRunWithTheFieldNamed) {
+  Web(1);
+  EXPECT_THAT(TrySubmitRun("true", {{"role", "nope"}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no agent matches role=nope")));
+  EXPECT_THAT(TrySubmitRun("true", {{"role", "web"}}, "abc"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.max_concurrency")));
+  EXPECT_THAT(TrySubmitRun("true", {{"role", "web"}}, "101%"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.max_concurrency")));
+  EXPECT_THAT(TrySubmitRun("true", {{"role", "web"}}, "", "0"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.max_errors")));
+  EXPECT_THAT(TrySubmitRun("", {{"role", "web"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.task.shell.command")));
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("true");
+  r.mutable_spec()->mutable_task()->set_agent_id("web-1");
+  EXPECT_THAT(registry_->SubmitRun(r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.task.agent_id")));
+  auto gone = Connect("db-1", 1, {{"role", "db"}});
+  registry_->AgentDisconnected("db-1", gone.get());
+  EXPECT_THAT(TrySubmitRun("true", {{"role", "db"}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("include_offline")));
+  EXPECT_EQ(registry_->Stats().total(), 0);  // Nothing half-created.
+}
+
+TEST_F(FleetRunTest, MaxConcurrencyHoldsAtEveryMoment) {
+  auto web = Web(5);
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "40%");
+  EXPECT_EQ(run.concurrency_limit(), 2u);
+  EXPECT_EQ(run.counts().running(), 2);
+  EXPECT_EQ(run.counts().waiting(), 3);
+  EXPECT_THAT(run.waiting_reason(), HasSubstr("3 of 5 targets waiting: 3 held by max_concurrency of 2"));
+  const v1::Task held = *registry_->Get(TargetOn(run, "web-3"));
+  EXPECT_EQ(held.status(), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(held.waiting_reason(), HasSubstr("held by the run's max_concurrency of 2"));
+  EXPECT_TRUE(web[2]->Assigns().empty());
+  for (int i = 1; i <= 5; ++i) {
+    EXPECT_EQ(web[i - 1]->Assigns().size(), 1u) << "web-" << i;
+    Complete(run, web, i);
+  }
+  EXPECT_EQ(Run(run.id()).status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(MaxInProgress(run.id()), 2);
+}
+
+TEST_F(FleetRunTest, MaxErrorsStopsNewStartsAndCancelsTheRest) {
+  auto web = Web(4);
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "1", "1");
+  Complete(run, web, 1, /*code=*/3);
+  run = Run(run.id());
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(run.counts().failed(), 1);
+  EXPECT_EQ(run.counts().cancelled(), 3);
+  EXPECT_THAT(run.status_reason(), HasSubstr("stopped after 1 target failed (max_errors 1)"));
+  EXPECT_EQ(run.first_failure().agent_id(), "web-1");
+  EXPECT_EQ(run.first_failure().exit_code(), 3);
+  for (int i = 2; i <= 4; ++i) {
+    EXPECT_TRUE(web[i - 1]->Assigns().empty());
+    EXPECT_THAT(registry_->Get(TargetOn(run, "web-" + std::to_string(i)))->status_reason(),
+                HasSubstr("not started: the run stopped after 1 target failed"));
+  }
+}
+
+TEST_F(FleetRunTest, FirstFailureCarriesItsOutputTail) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("true", {{"role", "web"}});
+  const std::string id = TargetOn(run, "web-2");
+  Started("web-2", *web[1], id);
+  Output("web-2", *web[1], id, 0, "disk full\n");
+  Finished("web-2", *web[1], id, 1);
+  run = Run(run.id());
+  EXPECT_EQ(run.first_failure().task_id(), id);
+  EXPECT_EQ(run.first_failure().stdout_tail(), "disk full\n");
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_RUNNING);  // web-1 still runs.
+}
+
+TEST_F(FleetRunTest, OfflineTargetsAreWaitedForAndStartWhenTheyConnect) {
+  auto web = Web(1);
+  for (const char* id : {"web-2", "web-3"}) {
+    auto l = Connect(id, 1, {{"role", "web"}});
+    registry_->AgentDisconnected(id, l.get());
+  }
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("true");
+  (*r.mutable_spec()->mutable_task()->mutable_selector())["role"] = "web";
+  r.mutable_spec()->set_include_offline(true);
+  r.mutable_spec()->mutable_offline_timeout()->set_seconds(60);
+  v1::Run run = registry_->SubmitRun(r)->run();
+  EXPECT_EQ(run.counts().skipped(), 0);
+  EXPECT_EQ(run.counts().waiting(), 2);
+  EXPECT_THAT(run.waiting_reason(), HasSubstr("2 waiting for offline agents web-2, web-3 until"));
+  EXPECT_THAT(registry_->Get(TargetOn(run, "web-2"))->waiting_reason(),
+              HasSubstr("agent web-2 is offline; the run waits for it"));
+  auto web2 = Connect("web-2", 1, {{"role", "web"}});
+  ASSERT_EQ(web2->Assigns().size(), 1u);
+  EXPECT_EQ(web2->Assigns()[0].task_id(), TargetOn(run, "web-2"));
+  clock_.Advance(absl::Seconds(61));
+  registry_->Tick();
+  const v1::Task late = *registry_->Get(TargetOn(run, "web-3"));
+  EXPECT_EQ(late.status(), v1::TASK_STATUS_TIMED_OUT);
+  EXPECT_THAT(late.status_reason(), HasSubstr("web-3 did not connect within 1m"));
+}
+
+TEST_F(FleetRunTest, TargetWhoseAgentDiesIsLostAndTheRunSaysSo) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("sleep 60", {{"role", "web"}});
+  Started("web-1", *web[0], TargetOn(run, "web-1"));
+  Complete(run, web, 2);
+  for (int i = 0; i < 4; ++i) {  // web-2 heartbeats; web-1 is silent.
+    clock_.Advance(absl::Seconds(5));
+    v1::AgentMessage hb;
+    hb.mutable_heartbeat();
+    Report("web-2", *web[1], hb);
+    registry_->Tick();
+  }
+  run = Run(run.id());
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(run.counts().lost(), 1);
+  EXPECT_EQ(run.counts().succeeded(), 1);
+  EXPECT_EQ(run.first_failure().status(), v1::TASK_STATUS_LOST);
+  EXPECT_THAT(run.first_failure().reason(), HasSubstr("web-1 silent"));
+}
+
+TEST_F(FleetRunTest, CancelRunCancelsEveryUnfinishedTarget) {
+  auto web = Web(3);
+  v1::Run run = SubmitRun("sleep 60", {{"role", "web"}}, "1");
+  Started("web-1", *web[0], TargetOn(run, "web-1"));
+  auto cancelled = registry_->CancelRun(run.id(), "");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->status(), v1::TASK_STATUS_CANCELLED);
+  EXPECT_EQ(cancelled->counts().cancelled(), 3);
+  EXPECT_EQ(web[0]->Cancels().size(), 1u);
+  EXPECT_THAT(registry_->CancelRun(run.id(), ""), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(registry_->GetRun("nope"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(FleetRunTest, RunSurvivesARestartWithinItsConcurrency) {
+  auto web = Web(3);
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "1");
+  const std::string first = TargetOn(run, "web-1");
+  Started("web-1", *web[0], first);
+  Restart(Options());
+  EXPECT_EQ(Run(run.id()).counts().running(), 1);
+  v1::HeldTask held;
+  held.set_task_id(first);
+  held.set_attempt(1);
+  auto web1 = Connect("web-1", 1, {{"role", "web"}}, {held});
+  auto web2 = Connect("web-2", 1, {{"role", "web"}});
+  auto web3 = Connect("web-3", 1, {{"role", "web"}});
+  EXPECT_TRUE(web2->Assigns().empty());  // Still held: web-1's target is in progress.
+  Finished("web-1", *web1, first, 0);
+  ASSERT_EQ(web2->Assigns().size(), 1u);
+  Finished("web-2", *web2, TargetOn(run, "web-2"), 0);
+  Finished("web-3", *web3, TargetOn(run, "web-3"), 0);
+  run = Run(run.id());
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(run.counts().succeeded(), 3);
+}
+
+TEST_F(FleetRunTest, RunEventsCarryEveryTargetAndTheRunId) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("true", {{"role", "web"}});
+  Complete(run, web, 1);
+  std::set<std::string> tasks;
+  int run_events = 0;
+  for (const v1::TaskEvent& e : EventsAfter(0)) {
+    if (e.run_id() != run.id()) continue;
+    if (e.type() == v1::EVENT_TYPE_RUN_STATUS) {
+      ++run_events;
+      EXPECT_EQ(e.run().targets_size(), 0);  // Counts only.
+    } else {
+      tasks.insert(e.task_id());
+    }
+  }
+  EXPECT_EQ(tasks.size(), 2u);
+  EXPECT_GT(run_events, 1);
+}
+
+TEST_F(FleetRunTest, WaitingReasonsSayWhyAndChangeWithAnEvent) {
+  v1::TaskSpec spec;
+  spec.mutable_selector()->insert({"role", "web"});
+  spec.set_priority(v1::PRIORITY_LOW);
+  EXPECT_THAT(registry_->Get(Submit(spec))->waiting_reason(),
+              HasSubstr("no agent matching role=web has registered"));
+  auto gone = Connect("web-1", 1, {{"role", "web"}});  // Takes that one.
+  registry_->AgentDisconnected("web-1", gone.get());
+  const std::string id = Submit(spec);
+  EXPECT_THAT(registry_->Get(id)->waiting_reason(),
+              HasSubstr("1 agent matching role=web is registered but offline"));
+
+  auto count_waiting = [&](uint64_t after) {
+    int n = 0;
+    for (const v1::TaskEvent& e : EventsAfter(after)) {
+      if (e.type() != v1::EVENT_TYPE_TASK_WAITING || e.task_id() != id) continue;
+      ++n;
+      EXPECT_THAT(e.task().waiting_reason(), HasSubstr("are busy"));
+    }
+    return n;
+  };
+  v1::TaskSpec first = spec;
+  first.set_priority(v1::PRIORITY_MEDIUM);
+  Submit(first);
+  const uint64_t cursor = events_->last_cursor();
+  auto busy = Connect("web-2", 1, {{"role", "web"}});  // Takes `first`: `id` waits on.
+  clock_.Advance(absl::Seconds(1));
+  registry_->Tick();
+  EXPECT_THAT(registry_->Get(id)->waiting_reason(),
+              HasSubstr("all 1 connected agents matching role=web are busy"));
+  EXPECT_EQ(count_waiting(cursor), 1);
+  clock_.Advance(absl::Seconds(1));
+  registry_->Tick();  // Unchanged: no new event.
+  EXPECT_EQ(count_waiting(cursor), 1);
+
+  v1::TaskSpec high = spec;
+  high.set_priority(v1::PRIORITY_HIGH);
+  Submit(high);
+  EXPECT_THAT(registry_->Get(id)->waiting_reason(),
+              HasSubstr("1 queued tasks of higher priority go first"));
 }
 
 }  // namespace
