@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "services/cli/args.h"
+#include "services/cli/follow.h"
 #include "services/common/auth.h"
 #include "services/common/byte_size.h"
 #include "services/common/coordinator_channel.h"
@@ -49,15 +50,21 @@ Commands:
       --image IMG runs the command (as argv; none: the image's own) in a container instead:
       --memory 64m   --cpus 0.5   --pids 100   --network none|bridge   --user U   --name N
       --mount SRC:DST[:ro] (repeatable, within the agent's --docker_mounts)   --keep
+      A fleet run, on every agent matching --selector (all agents without one), with
+      --fleet or any of: --max-concurrency 10|25%   --max-errors 3|10%   --include-offline
+      (wait for matching agents that are offline)   --offline-timeout 10m. Each line is
+      printed after its agent's id; exits 0 when every target succeeded, 1 when one failed,
+      timed out or was lost, 130 cancelled. --detach prints the run id.
   docker OP [ARG] --agent ID   A container operation on an agent, output streamed:
       start|stop|logs|inspect|rm CONTAINER   ps   pull IMAGE
       --follow --tail N (logs)   --stop-timeout 10s (stop)   ps and pull may omit --agent.
   get ID                      Show a task.
   list [--status s,s] [--agent ID] [--type T] [--tag T] [--priority p,p] [--limit N] [--page-token T]
-  cancel ID [--reason TEXT]   Cancel a task (kills its process tree).
+  cancel ID [--reason TEXT]   Cancel a task (kills its process tree), or every target of a run.
+  runs [ID] [--limit N]       List fleet runs, or show one with a row per target.
   delete ID                   Delete a finished task and its output.
   logs ID [--follow]          Print a task's output (stdout to stdout, stderr to stderr).
-  watch [--task ID] [--agent ID] [--types a,b] [--after CURSOR]   Stream events.
+  watch [--task ID] [--agent ID] [--run ID] [--types a,b] [--after CURSOR]   Stream events.
   agents                      List agents.
   stats                       Task statistics.
   audit [--actor A] [--action X] [--since 1h] [--limit N]   The audit log (admin key);
@@ -74,52 +81,18 @@ Global flags: --coordinator ADDR[,ADDR...] (or TASKGRID_COORDINATOR, default 127
               --api-key KEY (or TASKGRID_API_KEY)   --output text|json
               --tls-ca FILE (or TASKGRID_TLS_CA): TLS, trusting this CA for the coordinator
               --tls-server-name NAME (or TASKGRID_TLS_SERVER_NAME): expected in its certificate
-Exit codes of run: the task's own; 128+N when killed by signal N; 124 timed out;
+Exit codes of run (one task): the task's own; 128+N when killed by signal N; 124 timed out;
 130 cancelled; 125 lost or a taskgrid error; 2 usage error.
 )";
-
-struct Context {
-  std::unique_ptr<v1::TaskService::Stub> stub;
-  std::string api_key;
-  bool json = false;
-
-  std::unique_ptr<grpc::ClientContext> Call(absl::Duration timeout = absl::Seconds(30)) const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!api_key.empty()) ctx->AddMetadata("x-api-key", api_key);
-    if (timeout != absl::InfiniteDuration())
-      ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    return ctx;
-  }
-};
-
-int Fail(const std::string& what) {
-  std::cerr << "taskgrid: " << what << "\n";
-  return kExitError;
-}
-
-int Fail(const grpc::Status& s) {
-  return Fail(s.error_code() == grpc::StatusCode::UNAVAILABLE
-                  ? "coordinator unavailable: " + s.error_message()
-                  : s.error_message());
-}
 
 int Usage(const std::string& what) {
   std::cerr << "taskgrid: " << what << "\n(taskgrid help for usage)\n";
   return kExitUsage;
 }
 
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = false;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
-
 std::string Lower(const std::string& enum_name, size_t prefix) {
   return absl::AsciiStrToLower(enum_name.substr(prefix));
 }
-std::string StatusName(v1::TaskStatus s) { return Lower(v1::TaskStatus_Name(s), 12); }
 std::string PriorityName(v1::Priority p) { return Lower(v1::Priority_Name(p), 9); }
 
 absl::StatusOr<v1::TaskStatus> ParseStatus(absl::string_view s) {
@@ -201,169 +174,6 @@ void PrintTask(const v1::Task& t) {
             << t.stderr().total_bytes() << " B\n";
 }
 
-int ExitCodeOf(const v1::Task& t) {
-  switch (t.status()) {
-    case v1::TASK_STATUS_SUCCEEDED:
-      return 0;
-    case v1::TASK_STATUS_FAILED:
-      if (t.exit().signal() != 0) return 128 + t.exit().signal();
-      return t.exit().exit_code() != 0 ? t.exit().exit_code() : kExitError;
-    case v1::TASK_STATUS_TIMED_OUT:
-      return kExitTimedOut;
-    case v1::TASK_STATUS_CANCELLED:
-      return kExitCancelled;
-    default:
-      return kExitError;
-  }
-}
-
-bool IsFinal(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
-
-// Writes a task's output exactly once, whatever mix of live events,
-// replays and GetOutput reads delivers it.
-class OutputSink {
- public:
-  OutputSink(const Context& ctx, std::string task_id) : ctx_(ctx), task_id_(std::move(task_id)) {}
-
-  void OnChunk(const v1::OutputChunk& c) {
-    const int i = c.stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
-    if (c.offset() > next_[i]) {
-      CatchUp(i, c.offset());  // A gap: fetch what the stream skipped.
-    }
-    const int64_t end = c.offset() + static_cast<int64_t>(c.data().size());
-    if (end <= next_[i] || c.offset() > next_[i]) return;
-    Write(i, absl::string_view(c.data()).substr(static_cast<size_t>(next_[i] - c.offset())));
-    next_[i] = end;
-  }
-
-  // Reads retained output up to `until` (or everything) for stream i.
-  void CatchUp(int i, int64_t until = INT64_MAX) {
-    while (next_[i] < until) {
-      v1::GetOutputRequest req;
-      req.set_task_id(task_id_);
-      req.set_stream(i == 0 ? v1::OUTPUT_STREAM_STDOUT : v1::OUTPUT_STREAM_STDERR);
-      req.set_offset(next_[i]);
-      v1::GetOutputResponse resp;
-      if (!ctx_.stub->GetOutput(ctx_.Call().get(), req, &resp).ok()) return;
-      if (resp.offset() > next_[i]) {
-        Write(i, absl::StrFormat("\n[taskgrid: %d bytes of output dropped]\n",
-                                 resp.offset() - next_[i]));
-        next_[i] = resp.offset();
-      }
-      if (resp.data().empty()) return;
-      Write(i, resp.data());
-      next_[i] += static_cast<int64_t>(resp.data().size());
-    }
-  }
-
- private:
-  void Write(int i, absl::string_view data) {
-    FILE* f = i == 0 ? stdout : stderr;
-    fwrite(data.data(), 1, data.size(), f);
-    fflush(f);
-  }
-
-  const Context& ctx_;
-  const std::string task_id_;
-  int64_t next_[2] = {0, 0};
-};
-
-// Follows a task's events from `after` until it is final, writing output.
-// Returns the final task. Survives broken streams by resuming at the last
-// cursor seen.
-absl::StatusOr<v1::Task> Follow(const Context& ctx, const std::string& task_id, uint64_t after,
-                                bool show_progress) {
-  OutputSink sink(ctx, task_id);
-  v1::TaskStatus shown = v1::TASK_STATUS_UNSPECIFIED;
-  absl::Duration backoff = absl::Milliseconds(100);
-  for (;;) {
-    v1::WatchRequest req;
-    req.set_task_id(task_id);
-    req.set_after_cursor(after);
-    auto call = ctx.Call(absl::InfiniteDuration());
-    auto reader = ctx.stub->Watch(call.get(), req);
-    v1::WatchResponse batch;
-    while (reader->Read(&batch)) {
-      for (const v1::TaskEvent& e : batch.events()) {
-        backoff = absl::Milliseconds(100);
-        after = e.cursor();
-        v1::Task task;
-        if (e.type() == v1::EVENT_TYPE_RESYNC) {
-          // Our cursor fell out of the coordinator's log: read state instead.
-          v1::GetRequest g;
-          g.set_task_id(task_id);
-          grpc::Status s = ctx.stub->Get(ctx.Call().get(), g, &task);
-          if (!s.ok())
-            return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-          sink.CatchUp(0);
-          sink.CatchUp(1);
-        } else if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
-          sink.OnChunk(e.output());
-          continue;
-        } else if (e.has_task()) {
-          task = e.task();
-        } else {
-          continue;
-        }
-        if (show_progress && task.status() != shown) {
-          shown = task.status();
-          std::string line = StatusName(shown);
-          if (shown == v1::TASK_STATUS_QUEUED) line += ": " + task.waiting_reason();
-          if (shown == v1::TASK_STATUS_DISPATCHED) line += " to " + task.agent_id();
-          if (IsFinal(shown) && !task.status_reason().empty()) line += ": " + task.status_reason();
-          std::cerr << "\033[2m[taskgrid " << task_id.substr(0, 8) << "] " << line << "\033[0m\n";
-        }
-        if (IsFinal(task.status())) {
-          call->TryCancel();
-          reader->Finish();
-          sink.CatchUp(0, task.stdout().total_bytes());
-          sink.CatchUp(1, task.stderr().total_bytes());
-          return task;
-        }
-      }
-    }
-    grpc::Status s = reader->Finish();
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::CANCELLED) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-    }
-    absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
-  }
-}
-
-// Cancels `task_id` on the first SIGINT/SIGTERM; exits at once on the second.
-class CancelOnSignal {
- public:
-  CancelOnSignal(const Context& ctx, std::string task_id) {
-    thread_ = std::thread([&ctx, task_id] {
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, SIGINT);
-      sigaddset(&set, SIGTERM);
-      sigaddset(&set, SIGUSR1);
-      for (int count = 0;;) {
-        int sig = 0;
-        sigwait(&set, &sig);
-        if (sig == SIGUSR1) return;  // Destructor: stop waiting.
-        if (++count > 1) _exit(kExitCancelled);
-        std::cerr << "\ntaskgrid: cancelling " << task_id << " (Ctrl-C again to detach)\n";
-        v1::CancelRequest req;
-        req.set_task_id(task_id);
-        req.set_reason("cancelled from the CLI");
-        v1::Task t;
-        (void)ctx.stub->Cancel(ctx.Call().get(), req, &t);
-      }
-    });
-  }
-  ~CancelOnSignal() {
-    pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-
- private:
-  std::thread thread_;
-};
 
 const std::set<std::string> kGlobalFlags = {"coordinator", "api-key", "output", "tls-ca",
                                             "tls-server-name"};
@@ -442,7 +252,13 @@ int SubmitAndFollow(Context& ctx, const ParsedArgs& a, const v1::SubmitRequest& 
     std::cout << (ctx.json ? Json(resp.task()) : id) << "\n";
     return 0;
   }
-  CancelOnSignal cancel(ctx, id);
+  CancelOnSignal cancel(id, [&ctx, id] {
+    v1::CancelRequest req;
+    req.set_task_id(id);
+    req.set_reason("cancelled from the CLI");
+    v1::Task t;
+    (void)ctx.stub->Cancel(ctx.Call().get(), req, &t);
+  });
   auto final_task = Follow(ctx, id, resp.cursor(), !ctx.json && isatty(STDERR_FILENO));
   if (!final_task.ok()) return Fail(std::string(final_task.status().message()));
   if (ctx.json) std::cout << Json(*final_task) << "\n";
@@ -451,6 +267,67 @@ int SubmitAndFollow(Context& ctx, const ParsedArgs& a, const v1::SubmitRequest& 
     std::cerr << "taskgrid: " << final_task->exit().error() << "\n";
   }
   return ExitCodeOf(*final_task);
+}
+
+// Exit code of a followed run.
+int ExitCodeOf(const v1::Run& run) {
+  switch (run.status()) {
+    case v1::TASK_STATUS_SUCCEEDED:
+      return 0;
+    case v1::TASK_STATUS_CANCELLED:
+      return kExitCancelled;
+    default:
+      return kExitTargetFailed;
+  }
+}
+
+// The run's end in words, on stderr, and each agent it skipped.
+void PrintRunSummary(const v1::Run& run) {
+  std::cerr << "taskgrid: run " << run.id() << " " << StatusName(run.status()) << ": "
+            << run.status_reason() << "\n";
+  for (const v1::RunTarget& t : run.targets()) {
+    if (t.skipped()) std::cerr << "taskgrid: skipped " << t.reason() << "\n";
+  }
+}
+
+// `run` over every agent matching the selector: submits the run, then
+// prints its id (--detach) or follows it to its end.
+int SubmitRunAndFollow(Context& ctx, const ParsedArgs& a, const v1::SubmitRequest& task) {
+  v1::SubmitRunRequest req;
+  v1::RunSpec* spec = req.mutable_spec();
+  *spec->mutable_task() = task.spec();
+  spec->set_max_concurrency(a.Get("max-concurrency"));
+  spec->set_max_errors(a.Get("max-errors"));
+  spec->set_include_offline(a.Has("include-offline"));
+  if (a.Has("offline-timeout")) {
+    auto d = ParseDurationFlag("offline-timeout", a.Get("offline-timeout"));
+    if (!d.ok()) return Usage(std::string(d.status().message()));
+    *spec->mutable_offline_timeout() = *d;
+  }
+  req.set_idempotency_key(task.idempotency_key());
+  v1::SubmitRunResponse resp;
+  grpc::Status s = ctx.stub->SubmitRun(ctx.Call().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  const std::string id = resp.run().id();
+  if (a.Has("detach")) {
+    std::cout << (ctx.json ? Json(resp.run()) : id) << "\n";
+    return 0;
+  }
+  CancelOnSignal cancel("run " + id, [&ctx, id] {
+    v1::CancelRunRequest req;
+    req.set_run_id(id);
+    req.set_reason("cancelled from the CLI");
+    v1::Run r;
+    (void)ctx.stub->CancelRun(ctx.Call().get(), req, &r);
+  });
+  auto run = FollowRun(ctx, resp.run(), resp.cursor(), !ctx.json && isatty(STDERR_FILENO));
+  if (!run.ok()) return Fail(std::string(run.status().message()));
+  if (ctx.json) {
+    std::cout << R"({"type":"run","run":)" << Json(*run) << "}\n";
+  } else {
+    PrintRunSummary(*run);
+  }
+  return ExitCodeOf(*run);
 }
 
 int CmdRun(Context& ctx, const ParsedArgs& a) {
@@ -519,7 +396,10 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
     std::string in((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     spec->mutable_shell()->set_stdin(in);
   }
-  return SubmitAndFollow(ctx, a, req);
+  const bool fleet = a.Has("fleet") || a.Has("max-concurrency") || a.Has("max-errors") ||
+                     a.Has("include-offline") || a.Has("offline-timeout");
+  if (fleet && a.Has("agent")) return Usage("--agent: a fleet run picks its agents by --selector");
+  return fleet ? SubmitRunAndFollow(ctx, a, req) : SubmitAndFollow(ctx, a, req);
 }
 
 int CmdDocker(Context& ctx, const ParsedArgs& a) {
@@ -635,13 +515,98 @@ int CmdList(Context& ctx, const ParsedArgs& a) {
   return 0;
 }
 
+// `runs`: the newest runs, or one run with a row per target.
+int CmdRuns(Context& ctx, const ParsedArgs& a) {
+  if (a.positional.size() > 1) return Usage("runs: give at most one run id");
+  if (a.positional.empty()) {
+    v1::ListRunsRequest req;
+    if (a.Has("limit")) {
+      int limit;
+      if (!absl::SimpleAtoi(a.Get("limit"), &limit)) return Usage("--limit: not a number");
+      req.set_page_size(limit);
+    }
+    v1::ListRunsResponse resp;
+    grpc::Status s = ctx.stub->ListRuns(ctx.Call().get(), req, &resp);
+    if (!s.ok()) return Fail(s);
+    if (ctx.json) {
+      std::cout << Json(resp) << "\n";
+      return 0;
+    }
+    std::cout << absl::StrFormat("%-36s  %-10s  %-7s  %-7s  %-7s  %-6s  %-19s  %s\n", "RUN ID",
+                                 "STATUS", "TARGETS", "DONE", "RUNNING", "FAILED", "CREATED",
+                                 "COMMAND");
+    for (const v1::Run& r : resp.runs()) {
+      const v1::RunCounts& c = r.counts();
+      const int failed = c.failed() + c.timed_out() + c.lost();
+      std::cout << absl::StrFormat(
+          "%-36s  %-10s  %-7d  %-7d  %-7d  %-6d  %-19s  %s\n", r.id(), StatusName(r.status()),
+          c.targets(), c.succeeded() + failed + c.cancelled(), c.running(), failed,
+          FormatTime(r.created_at()).substr(0, 19), CommandLine(r.spec().task()).substr(0, 50));
+    }
+    return 0;
+  }
+  v1::GetRunRequest req;
+  req.set_run_id(a.positional[0]);
+  v1::Run r;
+  grpc::Status s = ctx.stub->GetRun(ctx.Call().get(), req, &r);
+  if (!s.ok()) return Fail(s);
+  if (ctx.json) {
+    std::cout << Json(r) << "\n";
+    return 0;
+  }
+  std::cout << "id:          " << r.id() << "\n"
+            << "status:      " << StatusName(r.status());
+  if (!r.status_reason().empty()) std::cout << " (" << r.status_reason() << ")";
+  std::cout << "\n";
+  if (!r.waiting_reason().empty()) std::cout << "waiting:     " << r.waiting_reason() << "\n";
+  std::cout << "command:     " << CommandLine(r.spec().task()) << "\n"
+            << "selector:    " << absl::StrJoin(r.spec().task().selector(), ",", absl::PairFormatter("="))
+            << "\n"
+            << "concurrency: " << (r.concurrency_limit() ? absl::StrCat(r.concurrency_limit()) : "all")
+            << "   max errors: " << (r.error_limit() ? absl::StrCat(r.error_limit()) : "none") << "\n"
+            << "created:     " << FormatTime(r.created_at()) << "\n"
+            << "finished:    " << FormatTime(r.finished_at()) << "\n";
+  if (r.has_first_failure()) {
+    const v1::RunFailure& f = r.first_failure();
+    std::cout << "first failure: " << f.agent_id() << " " << StatusName(f.status()) << " ("
+              << f.reason() << ")\n";
+    for (const std::string* tail : {&f.stdout_tail(), &f.stderr_tail()}) {
+      if (!tail->empty()) std::cout << *tail << (tail->back() == '\n' ? "" : "\n");
+    }
+  }
+  std::cout << absl::StrFormat("\n%-24s  %-10s  %-4s  %-10s  %-36s  %s\n", "AGENT", "STATUS",
+                               "EXIT", "DURATION", "TASK ID", "REASON");
+  for (const v1::RunTarget& t : r.targets()) {
+    std::cout << absl::StrFormat(
+        "%-24s  %-10s  %-4s  %-10s  %-36s  %s\n", t.agent_id(),
+        t.skipped() ? "skipped" : StatusName(t.status()),
+        IsFinal(t.status()) ? absl::StrCat(t.exit_code()) : "-",
+        t.has_duration() ? absl::FormatDuration(absl::Trunc(FromProto(t.duration()), absl::Milliseconds(1))) : "-",
+        t.task_id().empty() ? "-" : t.task_id(), t.reason());
+  }
+  return 0;
+}
+
 int CmdCancel(Context& ctx, const ParsedArgs& a) {
-  if (a.positional.size() != 1) return Usage("cancel: give one task id");
+  if (a.positional.size() != 1) return Usage("cancel: give one task or run id");
   v1::CancelRequest req;
   req.set_task_id(a.positional[0]);
   req.set_reason(a.Get("reason"));
   v1::Task t;
   grpc::Status s = ctx.stub->Cancel(ctx.Call().get(), req, &t);
+  if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
+    v1::CancelRunRequest run_req;
+    run_req.set_run_id(a.positional[0]);
+    run_req.set_reason(a.Get("reason"));
+    v1::Run run;
+    grpc::Status rs = ctx.stub->CancelRun(ctx.Call().get(), run_req, &run);
+    if (rs.error_code() == grpc::StatusCode::NOT_FOUND) {
+      return Fail("no task or run " + a.positional[0]);
+    }
+    if (!rs.ok()) return Fail(rs);
+    std::cout << (ctx.json ? Json(run) : "cancelled run " + run.id()) << "\n";
+    return 0;
+  }
   if (!s.ok()) return Fail(s);
   std::cout << (ctx.json ? Json(t) : "cancelled " + t.id()) << "\n";
   return 0;
@@ -698,6 +663,7 @@ int CmdWatch(Context& ctx, const ParsedArgs& a) {
   v1::WatchRequest req;
   req.set_task_id(a.Get("task"));
   req.set_agent_id(a.Get("agent"));
+  req.set_run_id(a.Get("run"));
   for (absl::string_view t : absl::StrSplit(a.Get("types"), ',', absl::SkipEmpty())) {
     v1::EventType type;
     std::string name = absl::StrCat("EVENT_TYPE_", absl::AsciiStrToUpper(t));
@@ -933,8 +899,9 @@ int RunCli(const std::vector<std::string>& raw_args) {
       {"run",
        {Spec({"agent", "selector", "priority", "timeout", "queue-timeout", "env", "cwd", "type",
               "tag", "idempotency-key", "image", "memory", "cpus", "pids", "network", "user",
-              "name", "mount", "secret-env", "max-output"},
-             {"detach", "keep"}),
+              "name", "mount", "secret-env", "max-output", "max-concurrency", "max-errors",
+              "offline-timeout"},
+             {"detach", "keep", "fleet", "include-offline"}),
         CmdRun}},
       {"docker",
        {Spec({"agent", "selector", "timeout", "tail", "stop-timeout"}, {"detach", "follow"}),
@@ -945,7 +912,8 @@ int RunCli(const std::vector<std::string>& raw_args) {
       {"cancel", {Spec({"reason"}), CmdCancel}},
       {"delete", {Spec({}), CmdDelete}},
       {"logs", {Spec({}, {"follow"}), CmdLogs}},
-      {"watch", {Spec({"task", "agent", "types", "after"}), CmdWatch}},
+      {"watch", {Spec({"task", "agent", "run", "types", "after"}), CmdWatch}},
+      {"runs", {Spec({"limit"}), CmdRuns}},
       {"agents", {Spec({}), CmdAgents}},
       {"stats", {Spec({}), CmdStats}},
       {"audit", {Spec({"actor", "action", "since", "limit"}), CmdAudit}},

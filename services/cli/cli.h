@@ -10,6 +10,7 @@
 namespace taskgrid::cli {
 
 // Exit codes beyond a task's own.
+inline constexpr int kExitTargetFailed = 1;  // A fleet run's target did not succeed.
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitTimedOut = 124;
 inline constexpr int kExitError = 125;  // taskgrid itself failed, or the task was lost.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -306,38 +307,37 @@ void TaskRegistry::StopRunLocked(RunEntry& r, const std::string& why) {
 }
 
 void TaskRegistry::FinishRunLocked(RunEntry& r) {
-  int cancelled = 0, targets = 0;
+  std::map<v1::TaskStatus, int> ended;
+  int targets = 0;
   for (size_t i = 0; i < r.rows.size(); ++i) {
     if (r.targets[i] != nullptr) r.rows[i] = TargetRowLocked(*r.targets[i]);
     if (r.rows[i].skipped()) continue;
     ++targets;
-    if (r.rows[i].status() == v1::TASK_STATUS_CANCELLED) ++cancelled;
+    ++ended[r.rows[i].status()];
   }
   v1::TaskStatus status = v1::TASK_STATUS_SUCCEEDED;
-  std::string why;
   if (r.cancelled) {
     status = v1::TASK_STATUS_CANCELLED;
   } else if (r.errors > 0) {
     status = v1::TASK_STATUS_FAILED;
-    why = absl::StrCat(r.errors, " of ", Plural(targets, "target", "targets"),
-                       " failed, timed out or were lost");
-  } else if (cancelled > 0) {
+  } else if (ended.count(v1::TASK_STATUS_CANCELLED) > 0) {
     status = v1::TASK_STATUS_CANCELLED;
-    why = absl::StrCat(cancelled, " of ", Plural(targets, "target", "targets"), " cancelled");
+  }
+  std::string why;
+  if (ended.size() == 1 && ended.begin()->first == v1::TASK_STATUS_SUCCEEDED) {
+    why = targets == 1 ? "the target succeeded" : absl::StrCat("all ", targets, " targets succeeded");
   } else {
-    why = targets == 1 ? "the target succeeded"
-                       : absl::StrCat("all ", targets, " targets succeeded");
+    std::vector<std::string> parts;
+    for (const auto& [s, n] : ended) parts.push_back(absl::StrCat(n, " ", StatusName(s)));
+    why = absl::StrCat(absl::StrJoin(parts, ", "), " of ", Plural(targets, "target", "targets"));
   }
   if (const size_t skipped = r.rows.size() - static_cast<size_t>(targets); skipped > 0) {
-    absl::StrAppend(&why, why.empty() ? "" : "; ", Plural(skipped, "agent", "agents"),
-                    " skipped");
+    absl::StrAppend(&why, "; ", Plural(skipped, "agent", "agents"), " skipped");
   }
   // A stop's or cancel's reason comes first: it says why the rest did not run.
-  if (r.run.status_reason().empty()) {
-    r.run.set_status_reason(why);
-  } else if (!why.empty()) {
-    r.run.set_status_reason(absl::StrCat(r.run.status_reason(), "; ", why));
-  }
+  r.run.set_status_reason(r.run.status_reason().empty()
+                              ? why
+                              : absl::StrCat(r.run.status_reason(), "; ", why));
   r.run.set_status(status);
   *r.run.mutable_finished_at() = ToProto(clock_.Now());
   open_runs_.erase(r.seq);

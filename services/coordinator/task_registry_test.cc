@@ -950,7 +950,7 @@ TEST_F(FleetRunTest, MaxErrorsStopsNewStartsAndCancelsTheRest) {
   EXPECT_EQ(run.status(), v1::TASK_STATUS_FAILED);
   EXPECT_EQ(run.counts().failed(), 1);
   EXPECT_EQ(run.counts().cancelled(), 3);
-  EXPECT_THAT(run.status_reason(), HasSubstr("stopped after 1 target failed (max_errors 1)"));
+  EXPECT_THAT(run.status_reason(), HasSubstr("stopped after 1 target failed (max_errors 1); 1 failed, 3 cancelled of 4 targets"));
   EXPECT_EQ(run.first_failure().agent_id(), "web-1");
   EXPECT_EQ(run.first_failure().exit_code(), 3);
   for (int i = 2; i <= 4; ++i) {

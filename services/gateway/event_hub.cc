@@ -16,9 +16,10 @@ constexpr size_t kLowWaterBytes = 16 << 10;
 constexpr absl::Duration kRoundDelay = absl::Milliseconds(5);
 
 bool Matches(const v1::WatchRequest& f, v1::EventType type, const std::string& task,
-             const std::string& agent) {
+             const std::string& agent, const std::string& run) {
   if (!f.task_id().empty() && f.task_id() != task) return false;
   if (!f.agent_id().empty() && f.agent_id() != agent) return false;
+  if (!f.run_id().empty() && f.run_id() != run) return false;
   return f.types_size() == 0 ||
          std::find(f.types().begin(), f.types().end(), type) != f.types().end();
 }
@@ -127,7 +128,8 @@ void EventHub::OnEvents(const v1::WatchResponse& batch) {
       }
       auto frame = std::make_shared<const std::string>(SseFrame(e));
       bytes_ += frame->size();
-      entries_.push_back({e.cursor(), e.type(), e.task_id(), e.agent_id(), std::move(frame)});
+      entries_.push_back(
+          {e.cursor(), e.type(), e.task_id(), e.agent_id(), e.run_id(), std::move(frame)});
       while (bytes_ > max_bytes_ && entries_.size() > 1) {
         bytes_ -= entries_.front().frame->size();
         entries_.pop_front();
@@ -185,7 +187,7 @@ void EventHub::PumpLocked(const std::shared_ptr<Subscriber>& sub) {
   uint64_t c = sub->cursor + 1;
   for (; c <= end; ++c) {
     const Entry& e = entries_[c - base_ - 1];
-    if (!Matches(sub->filter, e.type, e.task_id, e.agent_id)) continue;
+    if (!Matches(sub->filter, e.type, e.task_id, e.agent_id, e.run_id)) continue;
     if (sub->writer->queued_bytes() + out.size() > kHighWaterBytes) break;
     out += *e.frame;
     ++events;

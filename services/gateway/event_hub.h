@@ -51,6 +51,7 @@ class EventHub {
     v1::EventType type;
     std::string task_id;
     std::string agent_id;
+    std::string run_id;
     std::shared_ptr<const std::string> frame;
   };
   struct Subscriber {

@@ -496,6 +496,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       for (const std::string& t : SplitList(req.Query("type"))) list.add_type(t);
       for (const std::string& t : SplitList(req.Query("tags"))) list.add_tags(t);
       list.set_agent_id(req.Query("assignedTo"));
+      list.set_run_id(req.Query("run"));
       if (std::string ps = req.Query("pageSize"); !ps.empty()) {
         int n = 0;
         if (!absl::SimpleAtoi(ps, &n)) {
@@ -586,10 +587,77 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       });
     }
   }
+  if (p0 == "api" && p1 == "runs") {
+    const std::string& id = p2;
+    if (parts.size() == 2 && m == "POST") {
+      if (!needs_json("/api/runs")) return;
+      v1::SubmitRunRequest submit;
+      if (absl::Status s = FromJson(req.body, submit.mutable_spec()); !s.ok()) {
+        return reply("/api/runs", ErrorResponse(400, "invalid_argument", s.message(), "body"));
+      }
+      submit.set_idempotency_key(req.Header("idempotency-key"));
+      return CallCoordinator<v1::SubmitRunRequest, v1::SubmitRunResponse>(
+          inflight_, req, submit,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.SubmitRun(c, q, r, cb); },
+          [reply](const grpc::Status& s, const v1::SubmitRunResponse& resp) {
+            if (!s.ok()) return reply("/api/runs", ErrorResponse(s));
+            HttpResponse r = JsonResponse(resp.existing() ? 200 : 201, ToJson(resp.run()));
+            r.headers.emplace_back("X-Taskgrid-Cursor", std::to_string(resp.cursor()));
+            r.headers.emplace_back("Location", "/api/runs/" + resp.run().id());
+            reply("/api/runs", std::move(r));
+          });
+    }
+    if (parts.size() == 2 && m == "GET") {
+      v1::ListRunsRequest list;
+      if (std::string ps = req.Query("pageSize"); !ps.empty()) {
+        int n = 0;
+        if (!absl::SimpleAtoi(ps, &n)) {
+          return reply("/api/runs", ErrorResponse(400, "invalid_argument",
+                                                  "pageSize: not a number", "pageSize"));
+        }
+        list.set_page_size(n);
+      }
+      list.set_page_token(req.Query("pageToken"));
+      return CallCoordinator<v1::ListRunsRequest, v1::ListRunsResponse>(
+          inflight_, req, list,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.ListRuns(c, q, r, cb); },
+          proto_reply("/api/runs", 200));
+    }
+    auto get_run = [&](auto done) {
+      v1::GetRunRequest g;
+      g.set_run_id(id);
+      CallCoordinator<v1::GetRunRequest, v1::Run>(
+          inflight_, req, g,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.GetRun(c, q, r, cb); },
+          std::move(done));
+    };
+    if (parts.size() == 3 && m == "GET") return get_run(proto_reply("/api/runs/{id}", 200));
+    if (parts.size() == 4 && p3 == "cancel" && m == "POST") {
+      v1::CancelRunRequest cancel;
+      cancel.set_run_id(id);
+      return CallCoordinator<v1::CancelRunRequest, v1::Run>(
+          inflight_, req, cancel,
+          [&async](auto* c, auto* q, auto* r, auto cb) { async.CancelRun(c, q, r, cb); },
+          proto_reply("/api/runs/{id}/cancel", 200));
+    }
+    if (parts.size() == 4 && p3 == "events" && m == "GET") {
+      // Opens with the run and every target's row, then replays what the
+      // coordinator's log holds of the run and follows it live.
+      return get_run([start_stream, reply, id](const grpc::Status& s, const v1::Run& run) {
+        if (!s.ok()) return reply("/api/runs/{id}/events", ErrorResponse(s));
+        v1::WatchRequest watch;
+        watch.set_run_id(id);
+        watch.set_after_cursor(0);
+        start_stream("/api/runs/{id}/events", watch, StreamFormat::kTaskEvents,
+                     {absl::StrCat("event: initial_state\ndata: ", ToJson(run), "\n\n")});
+      });
+    }
+  }
   if (m == "GET" && req.path == "/api/events") {
     v1::WatchRequest watch;
     watch.set_task_id(req.Query("task"));
     watch.set_agent_id(req.Query("agent"));
+    watch.set_run_id(req.Query("run"));
     if (absl::Status s = AddEventTypes("types", req.Query("types"), watch); !s.ok()) {
       return reply("/api/events", ErrorResponse(400, "invalid_argument", s.message(), "types"));
     }

@@ -397,12 +397,13 @@ function renderRun() {
     const fs = statusOf(f);
     const out = decodeTail(f.stdoutTail);
     const err = decodeTail(f.stderrTail);
+    const why = f.reason === `exit code ${f.exitCode}` ? '' : f.reason || '';  // Already said.
     failure.dataset.taskId = f.taskId || '';
     failure.dataset.agent = f.agentId || '';
     failure.innerHTML = `<div>first failure: <b>${esc(f.agentId || '?')}</b>
       <span class="badge ${fs}" data-status="${fs}">${fs.replace('_', ' ')}</span>
       ${f.exitCode ? `exit code <b class="exit">${esc(f.exitCode)}</b>` : ''}
-      <span class="why">${esc(f.reason || '')}</span></div>
+      <span class="why">${esc(why)}</span></div>
       ${out || err ? `<pre class="output tail">${esc(out)}<span class="stderr">${esc(err)}</span></pre>` : ''}`;
   }
   $('#run-grid').innerHTML = shown.targets.length
