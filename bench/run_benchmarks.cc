@@ -35,7 +35,7 @@ namespace {
 
 // In the order they run; each prints one PrintFigures document.
 const std::vector<std::string> kPrograms = {"throughput", "control_plane", "gateway", "recovery",
-                                            "scale"};
+                                            "scale", "fleet"};
 
 struct Series {
   std::string benchmark, unit;

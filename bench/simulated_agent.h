@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -83,6 +84,7 @@ inline void SubmitOneAtATime(v1::TaskService::Stub& stub, Timeline& timeline, in
 // Counts shared by every simulated agent of a run.
 struct AgentCounters {
   std::atomic<int64_t> welcomed{0};
+  std::atomic<int64_t> assigned{0};  // Tasks that reached an agent.
   std::atomic<int64_t> acked{0};  // Finishes acknowledged as durable.
   std::atomic<int64_t> heartbeats{0};
 };
@@ -92,7 +94,8 @@ class SimulatedAgent final
     : public grpc::ClientBidiReactor<v1::AgentBatch, v1::CoordinatorBatch> {
  public:
   SimulatedAgent(v1::AgentService::Stub& stub, const std::string& id, int slots,
-                 AgentCounters& counters, Timeline& timeline)
+                 AgentCounters& counters, Timeline& timeline,
+                 const std::map<std::string, std::string>& labels = {})
       : counters_(counters), timeline_(timeline) {
     stub.async()->Connect(&ctx_, this);
     {
@@ -101,6 +104,7 @@ class SimulatedAgent final
       h->set_agent_id(id);
       h->set_slots(static_cast<uint32_t>(slots));
       h->set_version("bench");
+      h->mutable_labels()->insert(labels.begin(), labels.end());
     }
     Flush();
     StartRead(&in_);
@@ -140,6 +144,7 @@ class SimulatedAgent final
       if (m.has_welcome()) {
         counters_.welcomed.fetch_add(1, std::memory_order_relaxed);
       } else if (m.has_assign()) {
+        counters_.assigned.fetch_add(1, std::memory_order_relaxed);
         timeline_.Started(m.assign().task_id());
         v1::Started* s = pending_.add_messages()->mutable_started();
         s->set_task_id(m.assign().task_id());

@@ -99,6 +99,18 @@ wait "$run_cli"; rc=$?
 check "the waited-for agent runs its target" grep -qx "web-4  ran on web-4" "$dir/out"
 check "and the run succeeds" test "$rc" -eq 0
 
+# A target's agent dies mid-run: that target is lost and the run says so.
+start_agent web-5 role=doomed
+web5=$agent_pid
+wait_for 10 sh -c "'$cli' agents | grep web-5 | grep -q ' connected'"
+"$cli" run --fleet --selector role=doomed -- 'echo up; sleep 30' </dev/null >"$dir/doomed" 2>&1 & run_cli=$!
+wait_for 10 grep -q "web-5  up" "$dir/doomed"
+kill -9 "$web5"
+wait "$run_cli"; rc=$?
+check "a lost target makes the run exit 1" test "$rc" -eq 1
+check "the lost target says its agent went silent" grep -q "web-5  \[lost: agent web-5 silent" "$dir/doomed"
+check "the run reports it lost" grep -q "failed: 1 lost of 1 target" "$dir/doomed"
+
 # Ctrl-C cancels every target.
 "$cli" run --fleet --selector role=web -- 'echo up; sleep 30' </dev/null >"$dir/long" 2>&1 & run_cli=$!
 wait_for 10 sh -c "[ \$(grep -c up '$dir/long') -eq 4 ]"

@@ -529,6 +529,11 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
 }
 
 void TaskRegistry::DispatchLocked() {
+  DispatchQueueLocked();
+  FlushRunsLocked();
+}
+
+void TaskRegistry::DispatchQueueLocked() {
   if (queue_.empty()) return;
   const absl::Time now = clock_.Now();
   size_t free_slots = 0;
@@ -855,6 +860,7 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
         absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
   }
   CancelLocked(*t, reason.empty() ? "cancelled by client" : reason);
+  FlushRunsLocked();
   return SnapshotLocked(*t);
 }
 
@@ -1156,10 +1162,12 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
         metrics_->start_latency_seconds.Observe(absl::ToDoubleSeconds(a.last_seen - t->created));
       }
       TransitionLocked(*t, v1::TASK_STATUS_RUNNING, "");
+      FlushRunsLocked();
       return;
     }
     case v1::AgentMessage::kOutput:
       ApplyOutputLocked(a, message.output());
+      FlushRunsLocked();  // The output limit may have ended a target.
       return;
     case v1::AgentMessage::kProgress: {
       const v1::ProgressReport& m = message.progress();
@@ -1368,7 +1376,8 @@ void TaskRegistry::Tick() {
     store_.TrimEvents(first);
     events_trimmed_ = first;
   }
-  if (!overdue.empty() || !queue_.empty()) DispatchLocked();
+  if (!overdue.empty() || !queue_.empty()) DispatchQueueLocked();
+  FlushRunsLocked();
 }
 
 }  // namespace taskgrid

@@ -213,6 +213,8 @@ class TaskRegistry {
     bool dispatched = false;  // A target has been dispatched.
     bool updating = false;    // Inside SettleRunLocked: targets change, it settles once.
     bool cancelled = false;   // By a client.
+    bool dirty = false;       // In dirty_runs_.
+    size_t release_from = 0;  // Targets before it are all released.
     mutable std::string reported_reason;  // As reported_reason of a task.
     bool stopped() const { return !run.status_reason().empty(); }
   };
@@ -251,7 +253,9 @@ class TaskRegistry {
   // The task if `agent` runs `attempt` of it; counts a stale message if not.
   TaskEntry* FenceLocked(const AgentEntry& agent, const std::string& task_id, uint32_t attempt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Dispatches what it can, then flushes run events.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchQueueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string WaitingReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -300,8 +304,12 @@ class TaskRegistry {
   // max_errors, releases more targets, finishes the run, emits RUN_STATUS.
   void OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After targets changed: stops at max_errors, releases more targets,
-  // finishes the run when every target is final, emits RUN_STATUS.
+  // finishes the run when every target is final; its RUN_STATUS waits for
+  // FlushRunsLocked, so a thousand targets dispatched at once make one.
   void SettleRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Emits RUN_STATUS for every run changed since the last flush. Called at
+  // the end of each change that can move targets.
+  void FlushRunsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Releases held targets whose agent is connected, within max_concurrency.
@@ -342,6 +350,7 @@ class TaskRegistry {
   absl::flat_hash_map<std::string, std::unique_ptr<RunEntry>> runs_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, RunEntry*> runs_by_seq_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, RunEntry*> open_runs_ ABSL_GUARDED_BY(mu_);  // Not final, by seq.
+  std::vector<RunEntry*> dirty_runs_ ABSL_GUARDED_BY(mu_);
   // By owner and idempotency key, as idempotency_ for tasks.
   absl::flat_hash_map<std::string, std::string> run_idempotency_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.

@@ -174,7 +174,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
                run.id(), FormatSelector(task.selector()), targets, r.rows.size() - targets,
                run.concurrency_limit());
   SettleRunLocked(r);
-  DispatchLocked();
+  DispatchLocked();  // Flushes.
   *response.mutable_run() = RunSnapshotLocked(r, true);
   return response;
 }
@@ -232,6 +232,7 @@ absl::StatusOr<v1::Run> TaskRegistry::CancelRun(const std::string& run_id,
   }
   r.updating = false;
   SettleRunLocked(r);
+  FlushRunsLocked();
   return RunSnapshotLocked(r, true);
 }
 
@@ -277,14 +278,30 @@ void TaskRegistry::SettleRunLocked(RunEntry& r) {
       r.rows.begin(), r.rows.end(), [](const v1::RunTarget& row) { return !row.skipped(); }));
   if (r.finals == targets && !IsFinal(r.run.status())) FinishRunLocked(r);
   r.updating = false;
-  EmitRunLocked(r);
+  if (!r.dirty) {
+    r.dirty = true;
+    dirty_runs_.push_back(&r);
+  }
+}
+
+void TaskRegistry::FlushRunsLocked() {
+  for (RunEntry* r : dirty_runs_) {
+    r->dirty = false;
+    EmitRunLocked(*r);
+  }
+  dirty_runs_.clear();
 }
 
 void TaskRegistry::ReleaseTargetsLocked(RunEntry& r) {
   if (r.stopped()) return;
   const uint32_t limit = r.run.concurrency_limit();
   const absl::Time now = clock_.Now();
-  for (TaskEntry* t : r.targets) {
+  while (r.release_from < r.targets.size() &&
+         (r.targets[r.release_from] == nullptr || !r.targets[r.release_from]->held)) {
+    ++r.release_from;
+  }
+  for (size_t i = r.release_from; i < r.targets.size(); ++i) {
+    TaskEntry* t = r.targets[i];
     if (r.held == 0 || (limit > 0 && r.in_flight >= static_cast<int>(limit))) break;
     // A target whose agent is away waits held, without taking a place.
     if (t == nullptr || !t->held || !ConnectedLocked(t->task.spec().agent_id())) continue;
@@ -369,6 +386,7 @@ void TaskRegistry::DetachTargetLocked(TaskEntry& t) {
   t.run = nullptr;
   if (--r.live > 0 || !IsFinal(r.run.status())) return;
   // The run's last task is gone: so is the run.
+  std::erase(dirty_runs_, &r);
   store_.DeleteRun(r.run.id());
   runs_by_seq_.erase(r.seq);
   open_runs_.erase(r.seq);
@@ -621,6 +639,7 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
   std::vector<RunEntry*> open;
   for (const auto& [seq, r] : open_runs_) open.push_back(r);
   for (RunEntry* r : open) SettleRunLocked(*r);
+  FlushRunsLocked();
 }
 
 }  // namespace taskgrid
