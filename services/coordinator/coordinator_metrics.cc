@@ -67,9 +67,21 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
       term(AddGauge(r, "coordinator_store_term",
                     "Lease term held; each new active coordinator gets a higher one.")),
       failovers(AddCounter(r, "coordinator_failovers_total",
-                           "Times this coordinator took the lease over from another one.")) {
+                           "Times this coordinator took the lease over from another one.")),
+      runs_submitted(AddCounter(r, "coordinator_runs_submitted_total",
+                                "Fleet runs accepted by SubmitRun.")),
+      runs_finished(prometheus::BuildCounter()
+                        .Name("coordinator_runs_finished_total")
+                        .Help("Fleet runs whose every target is final, by outcome.")
+                        .Register(r)),
+      open_runs(AddGauge(r, "coordinator_open_runs", "Fleet runs with unfinished targets.")),
+      run_targets(AddCounter(r, "coordinator_run_targets_total",
+                             "Tasks created as targets of fleet runs.")) {
   for (int s = v1::TASK_STATUS_SUCCEEDED; s <= v1::TASK_STATUS_LOST; ++s) {
     finished(static_cast<v1::TaskStatus>(s));  // Export zeros from the start.
+  }
+  for (auto s : {v1::TASK_STATUS_SUCCEEDED, v1::TASK_STATUS_FAILED, v1::TASK_STATUS_CANCELLED}) {
+    run_finished(s);
   }
   for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
     queue_depth(static_cast<v1::Priority>(p));
@@ -78,6 +90,11 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
 
 prometheus::Counter& CoordinatorMetrics::finished(v1::TaskStatus status) {
   return tasks_finished.Add(
+      {{"outcome", Lower(v1::TaskStatus_Name(status).substr(sizeof("TASK_STATUS_") - 1))}});
+}
+
+prometheus::Counter& CoordinatorMetrics::run_finished(v1::TaskStatus status) {
+  return runs_finished.Add(
       {{"outcome", Lower(v1::TaskStatus_Name(status).substr(sizeof("TASK_STATUS_") - 1))}});
 }
 

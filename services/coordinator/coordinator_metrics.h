@@ -18,6 +18,7 @@ struct CoordinatorMetrics {
   explicit CoordinatorMetrics(prometheus::Registry& registry);
 
   prometheus::Counter& finished(v1::TaskStatus status);
+  prometheus::Counter& run_finished(v1::TaskStatus status);
   prometheus::Gauge& queue_depth(v1::Priority priority);
 
   prometheus::Counter& tasks_submitted;                     // coordinator_tasks_submitted_total
@@ -40,6 +41,10 @@ struct CoordinatorMetrics {
   prometheus::Gauge& leader;                    // 1 while holding the store's lease
   prometheus::Gauge& term;                      // coordinator_store_term
   prometheus::Counter& failovers;               // leases taken over from another holder
+  prometheus::Counter& runs_submitted;          // coordinator_runs_submitted_total
+  prometheus::Family<prometheus::Counter>& runs_finished;  // {outcome}
+  prometheus::Gauge& open_runs;                 // coordinator_open_runs
+  prometheus::Counter& run_targets;             // coordinator_run_targets_total
 
   StoreMetrics store() {
     return {&store_commit_seconds, &store_batch_changes, &store_commit_failures};

@@ -170,6 +170,11 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
     ++r.live;
   }
   r.updating = false;
+  if (metrics_) {
+    metrics_->runs_submitted.Increment();
+    metrics_->run_targets.Increment(static_cast<double>(targets));
+    metrics_->open_runs.Set(static_cast<double>(open_runs_.size()));
+  }
   spdlog::info("run_submitted run_id={} selector=\"{}\" targets={} skipped={} max_concurrency={}",
                run.id(), FormatSelector(task.selector()), targets, r.rows.size() - targets,
                run.concurrency_limit());
@@ -358,6 +363,10 @@ void TaskRegistry::FinishRunLocked(RunEntry& r) {
   r.run.set_status(status);
   *r.run.mutable_finished_at() = ToProto(clock_.Now());
   open_runs_.erase(r.seq);
+  if (metrics_) {
+    metrics_->run_finished(status).Increment();
+    metrics_->open_runs.Set(static_cast<double>(open_runs_.size()));
+  }
   PersistRunLocked(r);
   spdlog::info("run_finished run_id={} status={} reason=\"{}\"", r.run.id(), StatusName(status),
                r.run.status_reason());
@@ -640,6 +649,7 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
   for (const auto& [seq, r] : open_runs_) open.push_back(r);
   for (RunEntry* r : open) SettleRunLocked(*r);
   FlushRunsLocked();
+  if (metrics_) metrics_->open_runs.Set(static_cast<double>(open_runs_.size()));
 }
 
 }  // namespace taskgrid
