@@ -33,7 +33,7 @@ echo "== Fuzzing: libFuzzer with ASan+UBSan, ${TASKGRID_FUZZ_SECONDS:=15} s per 
 scripts/build.sh build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
   -DTASKGRID_SANITIZE="address;undefined" -DTASKGRID_FUZZ=ON -DTASKGRID_BUILD_TESTS=OFF \
   -DTASKGRID_BUILD_BENCH=OFF
-for target in submit agent_messages rest_json http_requests; do
+for target in submit runs agent_messages rest_json http_requests; do
   corpus=$(mktemp -d)  # The seeds in fuzz/corpus stay as they are.
   cp fuzz/corpus/$target/* "$corpus"/
   build-fuzz/fuzz/${target}_fuzzer -max_total_time="$TASKGRID_FUZZ_SECONDS" \
