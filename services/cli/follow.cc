@@ -315,6 +315,7 @@ absl::StatusOr<v1::Task> Follow(const Context& ctx, const std::string& task_id, 
                                 bool show_progress) {
   OutputSink sink(ctx, task_id);
   v1::TaskStatus shown = v1::TASK_STATUS_UNSPECIFIED;
+  std::string shown_reason;
   absl::StatusOr<v1::Task> result = absl::UnknownError("the stream ended early");
   v1::WatchRequest req;
   req.set_task_id(task_id);
@@ -339,8 +340,10 @@ absl::StatusOr<v1::Task> Follow(const Context& ctx, const std::string& task_id, 
     } else {
       return false;
     }
-    if (show_progress && task.status() != shown) {
+    // A new state, or a waiting task's new reason (TASK_WAITING).
+    if (show_progress && (task.status() != shown || task.waiting_reason() != shown_reason)) {
       shown = task.status();
+      shown_reason = task.waiting_reason();
       std::string line = StatusName(shown);
       if (shown == v1::TASK_STATUS_QUEUED) line += ": " + task.waiting_reason();
       if (shown == v1::TASK_STATUS_DISPATCHED) line += " to " + task.agent_id();

@@ -35,9 +35,11 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
 // The first failure's output shown with a run.
 constexpr int64_t kFailureTail = 4096;
-// Waiting reasons compared per pass (once a second): the head of the queue
-// and the held targets of open runs, so the pass stays bounded.
+// Waiting reasons compared per pass (once a second), so the pass stays
+// bounded: tasks at the head of the queue, and targets of open runs (their
+// held ones, and every row for the run's own reason).
 constexpr int kWaitingChecks = 2000;
+constexpr int kRunRowChecks = 20'000;
 // Agents named in a run's waiting reason per kind of wait.
 constexpr size_t kNamedAgents = 3;
 
@@ -441,10 +443,13 @@ void TaskRegistry::ReportWaitingLocked() {
     if (--budget < 0) break;
     report(*t);
   }
+  budget = kRunRowChecks;
   for (const auto& [seq, r] : open_runs_) {
+    if (budget < 0) break;
     for (const TaskEntry* t : r->targets) {
       if (t != nullptr && t->held && --budget >= 0) report(*t);
     }
+    budget -= static_cast<int>(r->rows.size());  // The run's reason reads every row.
     if (RunSnapshotLocked(*r, false).waiting_reason() != r->reported_reason) EmitRunLocked(*r);
   }
 }
