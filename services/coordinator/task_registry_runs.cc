@@ -61,7 +61,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   const v1::RunSpec& spec = request.spec();
   TASKGRID_RETURN_IF_ERROR(ValidateRunSpec(spec));
   TASKGRID_RETURN_IF_ERROR(ValidateId("idempotency_key", request.idempotency_key(), false));
-  TASKGRID_RETURN_IF_ERROR(CheckLimits(spec.task(), limits));
+  TASKGRID_RETURN_IF_ERROR(InRunTemplate(CheckLimits(spec.task(), limits)));
   const TargetShare concurrency = *ParseTargetShare("", spec.max_concurrency());
   const TargetShare errors = *ParseTargetShare("", spec.max_errors());
   const v1::TaskSpec& task = spec.task();

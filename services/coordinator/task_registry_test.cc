@@ -1117,5 +1117,54 @@ TEST_F(FleetRunTest, WaitingReasonsSayWhyAndChangeWithAnEvent) {
               HasSubstr("1 queued tasks of higher priority go first"));
 }
 
+TEST_F(FleetRunTest, IdempotencyKeyReturnsTheFirstRunAcrossARestart) {
+  Web(2);
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("true");
+  r.set_idempotency_key("deploy-42");
+  auto first = registry_->SubmitRun(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  Restart(Options());
+  auto second = registry_->SubmitRun(r);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->existing());
+  EXPECT_EQ(second->run().id(), first->run().id());
+  EXPECT_EQ(registry_->Stats().total(), 2);  // Its two targets, once.
+}
+
+TEST_F(FleetRunTest, RunGoesWithItsLastTargetAndKeepsRowsOfDeletedOnes) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("true", {{"role", "web"}});
+  Complete(run, web, 1);
+  Complete(run, web, 2);
+  ASSERT_TRUE(registry_->Delete(TargetOn(run, "web-1")).ok());
+  run = Run(run.id());
+  EXPECT_EQ(run.counts().succeeded(), 2);  // The deleted target's row stays.
+  EXPECT_EQ(run.targets(0).status(), v1::TASK_STATUS_SUCCEEDED);
+  clock_.Advance(absl::Hours(25));
+  registry_->Tick();  // Retention removes web-2's target, and the run with it.
+  EXPECT_THAT(registry_->GetRun(run.id()), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(registry_->ListRuns({})->runs_size(), 0);
+  Restart(Options());
+  EXPECT_THAT(registry_->GetRun(run.id()), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(FleetRunTest, SecretsStayOutOfTheRunAndItsEvents) {
+  Web(1);
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("echo $TOKEN");
+  (*r.mutable_spec()->mutable_task()->mutable_secret_env())["TOKEN"] = "hunter2-secret";
+  auto run = registry_->SubmitRun(r);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->run().spec().task().secret_env().at("TOKEN"), "[REDACTED]");
+  for (const v1::TaskEvent& e : EventsAfter(0)) {
+    EXPECT_EQ(e.DebugString().find("hunter2-secret"), std::string::npos) << e.DebugString();
+  }
+  const StoredState stored_state = *store_.Load();
+  for (const v1::Run& stored : stored_state.runs) {
+    EXPECT_EQ(stored.DebugString().find("hunter2-secret"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace taskgrid

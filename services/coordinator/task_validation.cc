@@ -287,13 +287,15 @@ absl::StatusOr<TargetShare> ParseTargetShare(absl::string_view field, absl::stri
   return share;
 }
 
+absl::Status InRunTemplate(const absl::Status& s) {
+  absl::string_view message = s.message();
+  if (s.ok() || !absl::ConsumePrefix(&message, "spec.")) return s;
+  return absl::Status(s.code(), absl::StrCat("spec.task.", message));
+}
+
 absl::Status ValidateRunSpec(const v1::RunSpec& spec) {
   if (!spec.has_task()) return Invalid("spec.task", "is required (what every target runs)");
-  if (absl::Status s = ValidateTaskSpec(spec.task()); !s.ok()) {
-    absl::string_view message = s.message();
-    if (!absl::ConsumePrefix(&message, "spec.")) return s;
-    return absl::InvalidArgumentError(absl::StrCat("spec.task.", message));
-  }
+  TASKGRID_RETURN_IF_ERROR(InRunTemplate(ValidateTaskSpec(spec.task())));
   if (!spec.task().agent_id().empty()) {
     return Invalid("spec.task.agent_id",
                    "must be empty: a run picks its agents with spec.task.selector");

@@ -44,6 +44,10 @@ absl::StatusOr<TargetShare> ParseTargetShare(absl::string_view field, absl::stri
 // run's own fields.
 absl::Status ValidateRunSpec(const v1::RunSpec& spec);
 
+// `s` with a leading field name spec.X renamed spec.task.X: an error about a
+// task spec, said of a run's template.
+absl::Status InRunTemplate(const absl::Status& s);
+
 // Checks a client-supplied identifier (task id, agent id, idempotency key).
 absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required);
 
