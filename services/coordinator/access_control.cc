@@ -148,10 +148,10 @@ absl::Status AccessControl::TakeSubmits(const Caller& caller, int count, absl::s
   return absl::OkStatus();
 }
 
-absl::Status AccessControl::MayChangeTask(const Caller& caller, const std::string& id,
+absl::Status AccessControl::MayChangeTask(const Caller& caller, absl::string_view field, const std::string& id,
                                           absl::string_view action) {
   if (caller.Has(Scope::kCancel)) return absl::OkStatus();
-  absl::StatusOr<std::string> owner = registry_.OwnerOf(id);
+  absl::StatusOr<std::string> owner = registry_.OwnerOf(field, id);
   if (!owner.ok()) return owner.status();
   if (caller.Has(Scope::kSubmit) && *owner == caller.key) return absl::OkStatus();
   const absl::string_view verb = action.substr(action.find('.') + 1);

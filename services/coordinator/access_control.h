@@ -61,7 +61,7 @@ class AccessControl {
 
   // Cancel and Delete of a task, or cancel of a run: the cancel scope, or the
   // submit scope on what the caller submitted.
-  absl::Status MayChangeTask(const Caller& caller, const std::string& id,
+  absl::Status MayChangeTask(const Caller& caller, absl::string_view field, const std::string& id,
                              absl::string_view action);
 
   // Counts an open Watch stream until the returned handle is released;

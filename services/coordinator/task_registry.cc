@@ -24,6 +24,8 @@ using registry::DecodePageToken;
 using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
+using registry::kDefaultPageSize;
+using registry::kMaxPageSize;
 using registry::kRedacted;
 using registry::PriorityName;
 using registry::PriorityOf;
@@ -37,8 +39,6 @@ namespace {
 
 constexpr int64_t kDefaultOutputRead = 1 << 20;
 constexpr int64_t kMaxOutputRead = 4 << 20;
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
 constexpr int kMaxBatchSubmits = 1000;
 
 }  // namespace
@@ -280,7 +280,7 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
     e.set_run_id(t->task.run_id());
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
       *e.mutable_task() = SnapshotLocked(*t);
-      t->reported_reason = e.task().waiting_reason();
+      t->reported_reason = std::hash<std::string>()(e.task().waiting_reason());
       // Stdin can be large and is not news to anyone watching.
       if (e.task().spec().has_shell())
         e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
@@ -384,8 +384,10 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
 void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
                                     const std::string& reason) {
   const v1::RetryPolicy& retry = t.task.spec().retry();
+  // A stopped run starts nothing again, retries included.
   const bool retryable =
-      status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed());
+      (status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed())) &&
+      (t.run == nullptr || !t.run->stopped());
   if (!retryable || t.task.attempt() >= retry.max_attempts()) {
     TransitionLocked(t, status, reason);
     return;
@@ -466,8 +468,7 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
                         ")");
   }
   const size_t ahead = QueuedAheadLocked(t);
-  const std::string behind =
-      ahead == 0 ? "" : absl::StrCat("; ", ahead, " queued tasks of higher priority go first");
+  const std::string behind = ahead == 0 ? "" : "; queued tasks of higher priority go first";
   if (!spec.agent_id().empty()) {
     auto it = agents_.find(spec.agent_id());
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
@@ -550,12 +551,21 @@ void TaskRegistry::DispatchQueueLocked() {
       continue;
     }
     AgentEntry* best = nullptr;
-    double best_load = 2;
-    for (auto& [id, a] : connected_) {
-      if (a->assigned.size() >= a->info.slots() || !EligibleLocked(t, *a)) continue;
-      const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
-      if (load < best_load) best = a, best_load = load;
-      if (load == 0) break;  // None can be less loaded.
+    if (const std::string& pinned = t.task.spec().agent_id(); !pinned.empty()) {
+      // One agent can take it: no need to look at the fleet (a run's targets).
+      auto a = connected_.find(pinned);
+      if (a != connected_.end() && a->second->assigned.size() < a->second->info.slots() &&
+          EligibleLocked(t, *a->second)) {
+        best = a->second;
+      }
+    } else {
+      double best_load = 2;
+      for (auto& [id, a] : connected_) {
+        if (a->assigned.size() >= a->info.slots() || !EligibleLocked(t, *a)) continue;
+        const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
+        if (load < best_load) best = a, best_load = load;
+        if (load == 0) break;  // None can be less loaded.
+      }
     }
     ++it;
     if (best == nullptr) continue;
@@ -695,8 +705,9 @@ absl::StatusOr<TaskRegistry::TaskEntry*> TaskRegistry::SubmitLocked(
     }
   }
   TASKGRID_RETURN_IF_ERROR(CheckLimits(spec, limits));
-  TaskEntry& t = NewTaskLocked(spec, limits, request.idempotency_key(), nullptr);
-  response.set_cursor(t.created_cursor);
+  uint64_t cursor = 0;
+  TaskEntry& t = NewTaskLocked(spec, limits, request.idempotency_key(), nullptr, "", cursor);
+  response.set_cursor(cursor);
   Enqueue(t);
   return &t;
 }
@@ -727,7 +738,8 @@ absl::Status TaskRegistry::CheckLimits(const v1::TaskSpec& spec, const SubmitLim
 TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
                                                      const SubmitLimits& limits,
                                                      const std::string& idempotency_key,
-                                                     RunEntry* run, std::string id) {
+                                                     RunEntry* run, std::string id,
+                                                     uint64_t& cursor) {
   const absl::Time now = clock_.Now();
   auto entry = std::make_unique<TaskEntry>();
   TaskEntry& t = *entry;
@@ -769,7 +781,7 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
   PersistLocked(t);
-  t.created_cursor = EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, "");
+  cursor = EmitLocked(v1::EVENT_TYPE_TASK_CREATED, &t, "");
   spdlog::debug("task_submitted task_id={} priority={}", id, PriorityName(PriorityOf(spec)));
   return t;
 }
@@ -860,7 +872,7 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
         absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
   }
   CancelLocked(*t, reason.empty() ? "cancelled by client" : reason);
-  FlushRunsLocked();
+  DispatchLocked();  // A run's target may have freed a place.
   return SnapshotLocked(*t);
 }
 
@@ -977,12 +989,13 @@ v1::ListAgentsResponse TaskRegistry::ListAgents() {
   return response;
 }
 
-absl::StatusOr<std::string> TaskRegistry::OwnerOf(const std::string& id) {
-  TASKGRID_RETURN_IF_ERROR(ValidateId("id", id, true));
+absl::StatusOr<std::string> TaskRegistry::OwnerOf(absl::string_view field,
+                                                  const std::string& id) {
+  TASKGRID_RETURN_IF_ERROR(ValidateId(field, id, true));
   absl::MutexLock lock(&mu_);
   if (const TaskEntry* t = FindLocked(id); t != nullptr) return t->task.owner();
   if (auto it = runs_.find(id); it != runs_.end()) return it->second->run.owner();
-  return absl::NotFoundError(absl::StrCat("no task or run ", id));
+  return absl::NotFoundError(absl::StrCat(field, ": no ", field == "run_id" ? "run " : "task ", id));
 }
 
 // ---------------------------------------------------------------- audit
@@ -1135,6 +1148,8 @@ void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLin
   spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id,
                it->second.assigned.size());
   EmitDisconnectedLocked(agent_id);
+  HoldTargetsOfLocked(agent_id);
+  DispatchLocked();
 }
 
 void TaskRegistry::EmitDisconnectedLocked(const std::string& agent_id) {
@@ -1167,7 +1182,7 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
     }
     case v1::AgentMessage::kOutput:
       ApplyOutputLocked(a, message.output());
-      FlushRunsLocked();  // The output limit may have ended a target.
+      DispatchLocked();  // The output limit may have ended a run's target.
       return;
     case v1::AgentMessage::kProgress: {
       const v1::ProgressReport& m = message.progress();
@@ -1305,6 +1320,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
     a.link = nullptr;
     EmitDisconnectedLocked(a.info.agent_id());
   }
+  HoldTargetsOfLocked(a.info.agent_id());
   spdlog::warn("agent_offline agent_id={} lost_tasks={} reason=\"{}\"", a.info.agent_id(),
                a.assigned.size(), reason);
   for (const std::string& id : a.assigned) {
@@ -1377,7 +1393,7 @@ void TaskRegistry::Tick() {
     events_trimmed_ = first;
   }
   if (!overdue.empty() || !queue_.empty()) DispatchQueueLocked();
-  FlushRunsLocked();
+  FlushRunsLocked(/*all=*/true);
 }
 
 }  // namespace taskgrid

@@ -123,8 +123,10 @@ class TaskRegistry {
   absl::StatusOr<v1::GetOutputResponse> GetOutput(const v1::GetOutputRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
   v1::ListAgentsResponse ListAgents() ABSL_LOCKS_EXCLUDED(mu_);
-  // Who submitted the task or run ("" when unknown or without keys).
-  absl::StatusOr<std::string> OwnerOf(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Who submitted the task or run `id` ("" without keys); kNotFound naming
+  // `field` ("task_id", "run_id").
+  absl::StatusOr<std::string> OwnerOf(absl::string_view field, const std::string& id)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Fleet runs (task_registry_runs.cc); contracts in task_service.proto.
   absl::StatusOr<v1::SubmitRunResponse> SubmitRun(const v1::SubmitRunRequest& request,
@@ -189,12 +191,11 @@ class TaskRegistry {
     absl::Duration kill_grace;
     absl::Time retry_at = absl::InfinitePast();  // Not dispatched before.
     bool queued = false;                         // In queue_.
-    uint64_t created_cursor = 0;  // Of its TASK_CREATED event.
-    RunEntry* run = nullptr;      // The fleet run it is a target of ...
-    size_t run_index = 0;         // ... at this index of its targets.
-    bool held = false;        // A run's target not yet released to queue_.
-    // The waiting reason last put in an event, so a change makes a new one.
-    mutable std::string reported_reason;
+    bool held = false;            // A run's target not yet released to queue_.
+    uint32_t run_index = 0;       // Its place among its run's targets ...
+    RunEntry* run = nullptr;      // ... of the fleet run it is a target of.
+    // A hash of the waiting reason last put in an event: a change makes a new one.
+    mutable size_t reported_reason = 0;
   };
   // A fleet run. Its record in the store holds what cannot be derived from
   // its targets' tasks: the spec, the target list, limits, times and, once
@@ -213,7 +214,9 @@ class TaskRegistry {
     bool dispatched = false;  // A target has been dispatched.
     bool updating = false;    // Inside SettleRunLocked: targets change, it settles once.
     bool cancelled = false;   // By a client.
-    bool dirty = false;       // In dirty_runs_.
+    int target_count = 0;     // Targets, skipped ones not counted.
+    bool dirty = false;       // In dirty_runs_ ...
+    bool urgent = false;      // ... to be announced now, not at the next tick.
     size_t release_from = 0;  // Targets before it are all released.
     mutable std::string reported_reason;  // As reported_reason of a task.
     bool stopped() const { return !run.status_reason().empty(); }
@@ -240,10 +243,11 @@ class TaskRegistry {
                                           v1::SubmitResponse& response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Creates, journals and announces a task (a held target of `run` when
-  // not null); the caller queues it.
+  // not null) and sets `cursor` to its TASK_CREATED event; the caller
+  // queues it.
   TaskEntry& NewTaskLocked(const v1::TaskSpec& spec, const SubmitLimits& limits,
-                           const std::string& idempotency_key, RunEntry* run,
-                           std::string id = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                           const std::string& idempotency_key, RunEntry* run, std::string id,
+                           uint64_t& cursor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A new UUID no task or run has.
   std::string NewIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The run timeout of a task of `spec`.
@@ -304,12 +308,23 @@ class TaskRegistry {
   // max_errors, releases more targets, finishes the run, emits RUN_STATUS.
   void OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After targets changed: stops at max_errors, releases more targets,
-  // finishes the run when every target is final; its RUN_STATUS waits for
-  // FlushRunsLocked, so a thousand targets dispatched at once make one.
+  // finishes the run when every target is final, and marks it changed.
   void SettleRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Emits RUN_STATUS for every run changed since the last flush. Called at
-  // the end of each change that can move targets.
-  void FlushRunsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Its RUN_STATUS comes at the next flush when `urgent` (created, a first
+  // failure, stopped, final), else at the next tick: a thousand targets
+  // changing at once make one event.
+  void MarkRunChangedLocked(RunEntry& r, bool urgent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Emits RUN_STATUS for the runs marked urgent, or for every changed one
+  // (`all`, at each tick). Called at the end of each change that can move
+  // targets.
+  void FlushRunsLocked(bool all = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Targets of `agent_id` released but not dispatched go back to held: an
+  // agent that is away takes no place in its run.
+  void HoldTargetsOfLocked(const std::string& agent_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a held target stops waiting for its offline agent: the run's
+  // offline deadline, or as long after the agent went away.
+  absl::Time OfflineDeadlineLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRunLocked(RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PersistRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Releases held targets whose agent is connected, within max_concurrency.
@@ -325,7 +340,7 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::RunTarget TargetRowLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string HeldReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t EmitRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitRunLocked(const RunEntry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A target's task is being removed: its row stays in the run, and the run
   // goes once final with no task left.
   void DetachTargetLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -22,6 +22,8 @@ using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
 using registry::IsError;
+using registry::kDefaultPageSize;
+using registry::kMaxPageSize;
 using registry::kRedacted;
 using registry::QueueWindow;
 using registry::RunsContainers;
@@ -31,8 +33,6 @@ using registry::StatusName;
 namespace {
 
 constexpr size_t kMaxRunTargets = 10'000;
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
 // The first failure's output shown with a run.
 constexpr int64_t kFailureTail = 4096;
 // Waiting reasons compared per pass (once a second), so the pass stays
@@ -62,8 +62,10 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   TASKGRID_RETURN_IF_ERROR(ValidateRunSpec(spec));
   TASKGRID_RETURN_IF_ERROR(ValidateId("idempotency_key", request.idempotency_key(), false));
   TASKGRID_RETURN_IF_ERROR(InRunTemplate(CheckLimits(spec.task(), limits)));
-  const TargetShare concurrency = *ParseTargetShare("", spec.max_concurrency());
-  const TargetShare errors = *ParseTargetShare("", spec.max_errors());
+  TASKGRID_ASSIGN_OR_RETURN(const TargetShare concurrency,
+                            ParseTargetShare("spec.max_concurrency", spec.max_concurrency()));
+  TASKGRID_ASSIGN_OR_RETURN(const TargetShare errors,
+                            ParseTargetShare("spec.max_errors", spec.max_errors()));
   const v1::TaskSpec& task = spec.task();
 
   absl::MutexLock lock(&mu_);
@@ -148,6 +150,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
                                         : QueueWindow(task, TimeoutOf(task, limits)));
   *run.mutable_offline_deadline() = ToProto(r.offline_deadline);
   r.rows = std::move(rows);
+  r.target_count = static_cast<int>(targets);
   r.targets.assign(r.rows.size(), nullptr);
   for (v1::RunTarget& row : r.rows) {
     if (!row.skipped()) row.set_task_id(NewIdLocked());
@@ -165,8 +168,9 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   for (size_t i = 0; i < r.rows.size(); ++i) {
     if (r.rows[i].skipped()) continue;
     target.set_agent_id(r.rows[i].agent_id());
-    TaskEntry& t = NewTaskLocked(target, limits, "", &r, r.rows[i].task_id());
-    t.run_index = i;
+    uint64_t cursor = 0;
+    TaskEntry& t = NewTaskLocked(target, limits, "", &r, r.rows[i].task_id(), cursor);
+    t.run_index = static_cast<uint32_t>(i);
     r.targets[i] = &t;
     ++r.held;
     ++r.live;
@@ -181,6 +185,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
                run.id(), FormatSelector(task.selector()), targets, r.rows.size() - targets,
                run.concurrency_limit());
   SettleRunLocked(r);
+  MarkRunChangedLocked(r, /*urgent=*/true);
   DispatchLocked();  // Flushes.
   *response.mutable_run() = RunSnapshotLocked(r, true);
   return response;
@@ -232,7 +237,7 @@ absl::StatusOr<v1::Run> TaskRegistry::CancelRun(const std::string& run_id,
   }
   const std::string why = reason.empty() ? "cancelled by client" : reason;
   r.cancelled = true;
-  r.run.set_status_reason(why);
+  r.run.set_status_reason(r.stopped() ? absl::StrCat(r.run.status_reason(), "; then ", why) : why);
   r.updating = true;
   for (TaskEntry* t : r.targets) {
     if (t != nullptr && !IsFinal(t->task.status())) CancelLocked(*t, why);
@@ -267,6 +272,7 @@ void TaskRegistry::OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) {
         f->set_reason(t.task.status_reason());
         f->set_exit_code(t.task.exit().exit_code());
         PersistRunLocked(r);
+        MarkRunChangedLocked(r, /*urgent=*/true);
       }
     }
   }
@@ -281,22 +287,57 @@ void TaskRegistry::SettleRunLocked(RunEntry& r) {
                                   " failed (max_errors ", error_limit, ")"));
   }
   ReleaseTargetsLocked(r);
-  const int targets = static_cast<int>(std::count_if(
-      r.rows.begin(), r.rows.end(), [](const v1::RunTarget& row) { return !row.skipped(); }));
-  if (r.finals == targets && !IsFinal(r.run.status())) FinishRunLocked(r);
+  const bool finishing = r.finals == r.target_count && !IsFinal(r.run.status());
+  if (finishing) FinishRunLocked(r);
   r.updating = false;
-  if (!r.dirty) {
-    r.dirty = true;
-    dirty_runs_.push_back(&r);
-  }
+  MarkRunChangedLocked(r, finishing);
 }
 
-void TaskRegistry::FlushRunsLocked() {
+void TaskRegistry::MarkRunChangedLocked(RunEntry& r, bool urgent) {
+  r.urgent = r.urgent || urgent;
+  if (r.dirty) return;
+  r.dirty = true;
+  dirty_runs_.push_back(&r);
+}
+
+void TaskRegistry::FlushRunsLocked(bool all) {
+  auto waiting = dirty_runs_.begin();
   for (RunEntry* r : dirty_runs_) {
-    r->dirty = false;
+    if (!all && !r->urgent) {
+      *waiting++ = r;
+      continue;
+    }
+    r->dirty = r->urgent = false;
     EmitRunLocked(*r);
   }
-  dirty_runs_.clear();
+  dirty_runs_.erase(waiting, dirty_runs_.end());
+}
+
+void TaskRegistry::HoldTargetsOfLocked(const std::string& agent_id) {
+  std::vector<RunEntry*> changed;
+  for (const auto& [seq, r] : open_runs_) {
+    bool held = false;
+    for (TaskEntry* t : r->targets) {
+      if (t == nullptr || !t->queued || t->task.spec().agent_id() != agent_id) continue;
+      Dequeue(*t);
+      t->held = true;
+      t->queue_deadline = absl::InfiniteFuture();
+      ++r->held;
+      --r->in_flight;
+      r->release_from = std::min<size_t>(r->release_from, t->run_index);
+      held = true;
+    }
+    if (held) changed.push_back(r);
+  }
+  for (RunEntry* r : changed) SettleRunLocked(*r);  // Others take the places freed.
+}
+
+absl::Time TaskRegistry::OfflineDeadlineLocked(const TaskEntry& t) const {
+  const RunEntry& r = *t.run;
+  auto it = agents_.find(t.task.spec().agent_id());
+  if (it == agents_.end()) return r.offline_deadline;
+  const absl::Duration window = r.offline_deadline - FromProto(r.run.created_at());
+  return std::max(r.offline_deadline, it->second.last_seen + window);
 }
 
 void TaskRegistry::ReleaseTargetsLocked(RunEntry& r) {
@@ -395,19 +436,23 @@ void TaskRegistry::DetachTargetLocked(TaskEntry& t) {
   r.rows[t.run_index] = TargetRowLocked(t);
   r.targets[t.run_index] = nullptr;
   t.run = nullptr;
-  if (--r.live > 0 || !IsFinal(r.run.status())) return;
-  // The run's last task is gone: so is the run.
+  --r.live;
+  if (!IsFinal(r.run.status())) {
+    PersistRunLocked(r);  // The row's end is known only here from now on.
+  } else if (r.live == 0) {
+    EraseRunLocked(r);  // The run's last task is gone: so is the run.
+  }
+}
+
+void TaskRegistry::EraseRunLocked(RunEntry& r) {
   std::erase(dirty_runs_, &r);
   store_.DeleteRun(r.run.id());
   runs_by_seq_.erase(r.seq);
   open_runs_.erase(r.seq);
-  for (auto it = run_idempotency_.begin(); it != run_idempotency_.end(); ++it) {
-    if (it->second == r.run.id()) {
-      run_idempotency_.erase(it);
-      break;
-    }
+  if (!r.run.idempotency_key().empty()) {
+    run_idempotency_.erase(IdempotencyKey(r.run.owner(), r.run.idempotency_key()));
   }
-  runs_.erase(r.run.id());
+  runs_.erase(r.run.id());  // Deletes r.
 }
 
 // ---------------------------------------------------------------- timers
@@ -418,14 +463,17 @@ void TaskRegistry::TickRunsLocked(absl::Time now) {
     if (r->held > 0 && now >= r->offline_deadline) overdue.push_back(r);
   }
   for (RunEntry* r : overdue) {
-    const absl::Duration waited = r->offline_deadline - FromProto(r->run.created_at());
+    const absl::Duration window = r->offline_deadline - FromProto(r->run.created_at());
     r->updating = true;
     for (TaskEntry* t : r->targets) {
-      if (t == nullptr || !t->held || ConnectedLocked(t->task.spec().agent_id())) continue;
+      if (t == nullptr || !t->held || ConnectedLocked(t->task.spec().agent_id()) ||
+          now < OfflineDeadlineLocked(*t)) {
+        continue;
+      }
       TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT,
-                       absl::StrCat("agent ", t->task.spec().agent_id(), " did not connect within ",
-                                    absl::FormatDuration(waited),
-                                    " of the run's submit (offline_timeout)"));
+                       absl::StrCat("agent ", t->task.spec().agent_id(), " was offline for ",
+                                    absl::FormatDuration(window),
+                                    " while the run waited for it (offline_timeout)"));
     }
     r->updating = false;
     SettleRunLocked(*r);
@@ -434,8 +482,8 @@ void TaskRegistry::TickRunsLocked(absl::Time now) {
 
 void TaskRegistry::ReportWaitingLocked() {
   int budget = kWaitingChecks;
-  auto report = [&](const TaskEntry& t) {
-    if (WaitingReasonLocked(t) != t.reported_reason) {
+  auto report = [&](const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (std::hash<std::string>()(WaitingReasonLocked(t)) != t.reported_reason) {
       EmitLocked(v1::EVENT_TYPE_TASK_WAITING, &t, "");
     }
   };
@@ -461,10 +509,11 @@ std::string TaskRegistry::HeldReasonLocked(const TaskEntry& t) const {
   const std::string& agent = t.task.spec().agent_id();
   if (!ConnectedLocked(agent)) {
     return absl::StrCat("agent ", agent, " is offline; the run waits for it until ",
-                        TimeOfDay(r.offline_deadline));
+                        TimeOfDay(OfflineDeadlineLocked(t)));
   }
-  return absl::StrCat("held by the run's max_concurrency of ", r.run.concurrency_limit(), " (",
-                      r.in_flight, " targets in progress)");
+  const uint32_t limit = r.run.concurrency_limit();
+  if (limit == 0 || r.in_flight < static_cast<int>(limit)) return "waiting for its run to start it";
+  return absl::StrCat("held by the run's max_concurrency of ", limit);
 }
 
 v1::RunTarget TaskRegistry::TargetRowLocked(const TaskEntry& t) const {
@@ -491,6 +540,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
   v1::RunCounts& c = *run.mutable_counts();
   size_t held_busy = 0;
   std::vector<std::string> offline;
+  absl::Time offline_until = absl::InfinitePast();
   std::vector<const TaskEntry*> queued;
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const TaskEntry* t = r.targets[i];
@@ -511,6 +561,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
           ++held_busy;
         } else {
           offline.push_back(t->task.spec().agent_id());
+          offline_until = std::max(offline_until, OfflineDeadlineLocked(*t));
         }
         break;
       case v1::TASK_STATUS_DISPATCHED:
@@ -552,7 +603,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
       parts.push_back(absl::StrCat(
           offline.size(), " waiting for offline ", offline.size() == 1 ? "agent " : "agents ",
           absl::StrJoin(offline.begin(), offline.begin() + static_cast<ptrdiff_t>(named), ", "),
-          offline.size() > named ? ", ..." : "", " until ", TimeOfDay(r.offline_deadline)));
+          offline.size() > named ? ", ..." : "", " until ", TimeOfDay(offline_until)));
     }
     if (!queued.empty()) {
       parts.push_back(absl::StrCat(queued.size(), " queued (", WaitingReasonLocked(*queued.front()),
@@ -578,7 +629,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
   return run;
 }
 
-uint64_t TaskRegistry::EmitRunLocked(const RunEntry& r) {
+void TaskRegistry::EmitRunLocked(const RunEntry& r) {
   v1::TaskEvent e;
   e.set_type(v1::EVENT_TYPE_RUN_STATUS);
   *e.mutable_time() = ToProto(clock_.Now());
@@ -588,7 +639,7 @@ uint64_t TaskRegistry::EmitRunLocked(const RunEntry& r) {
     e.mutable_run()->mutable_spec()->mutable_task()->mutable_shell()->clear_stdin();
   }
   r.reported_reason = e.run().waiting_reason();
-  return AppendEventLocked(std::move(e));
+  AppendEventLocked(std::move(e));
 }
 
 // ---------------------------------------------------------------- recovery
@@ -609,11 +660,12 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
     for (size_t i = 0; i < r.rows.size(); ++i) {
       const v1::RunTarget& row = r.rows[i];
       if (row.skipped()) continue;
+      ++r.target_count;
       TaskEntry* t = row.task_id().empty() ? nullptr : FindLocked(row.task_id());
       const v1::TaskStatus status = t != nullptr ? t->task.status() : row.status();
       if (t != nullptr) {
         t->run = &r;
-        t->run_index = i;
+        t->run_index = static_cast<uint32_t>(i);
         r.targets[i] = t;
         ++r.live;
         if (t->task.attempt() > 0) r.dispatched = true;
@@ -622,7 +674,8 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
         ++r.finals;
         if (IsError(status)) ++r.errors;
       } else if (t == nullptr) {
-        // Its task never reached the store: it is lost with the submit.
+        // A target ended and removed is stored with its end; one without
+        // is a task the store never got: lost.
         r.rows[i].set_status(v1::TASK_STATUS_LOST);
         ++r.finals;
         ++r.errors;
@@ -652,8 +705,11 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
   }
   std::vector<RunEntry*> open;
   for (const auto& [seq, r] : open_runs_) open.push_back(r);
-  for (RunEntry* r : open) SettleRunLocked(*r);
-  FlushRunsLocked();
+  for (RunEntry* r : open) {
+    SettleRunLocked(*r);
+    if (r->live == 0) EraseRunLocked(*r);
+  }
+  FlushRunsLocked(/*all=*/true);
   if (metrics_) metrics_->open_runs.Set(static_cast<double>(open_runs_.size()));
 }
 

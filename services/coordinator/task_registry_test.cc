@@ -997,7 +997,7 @@ TEST_F(FleetRunTest, OfflineTargetsAreWaitedForAndStartWhenTheyConnect) {
   registry_->Tick();
   const v1::Task late = *registry_->Get(TargetOn(run, "web-3"));
   EXPECT_EQ(late.status(), v1::TASK_STATUS_TIMED_OUT);
-  EXPECT_THAT(late.status_reason(), HasSubstr("web-3 did not connect within 1m"));
+  EXPECT_THAT(late.status_reason(), HasSubstr("web-3 was offline for 1m while the run waited for it"));
 }
 
 TEST_F(FleetRunTest, TargetWhoseAgentDiesIsLostAndTheRunSaysSo) {
@@ -1060,6 +1060,7 @@ TEST_F(FleetRunTest, RunEventsCarryEveryTargetAndTheRunId) {
   auto web = Web(2);
   v1::Run run = SubmitRun("true", {{"role", "web"}});
   Complete(run, web, 1);
+  registry_->Tick();  // Changes that are not news at once are announced by the tick.
   std::set<std::string> tasks;
   int run_events = 0;
   for (const v1::TaskEvent& e : EventsAfter(0)) {
@@ -1114,7 +1115,7 @@ TEST_F(FleetRunTest, WaitingReasonsSayWhyAndChangeWithAnEvent) {
   high.set_priority(v1::PRIORITY_HIGH);
   Submit(high);
   EXPECT_THAT(registry_->Get(id)->waiting_reason(),
-              HasSubstr("1 queued tasks of higher priority go first"));
+              HasSubstr("busy (every slot in use); queued tasks of higher priority go first"));
 }
 
 TEST_F(FleetRunTest, IdempotencyKeyReturnsTheFirstRunAcrossARestart) {
@@ -1164,6 +1165,94 @@ TEST_F(FleetRunTest, SecretsStayOutOfTheRunAndItsEvents) {
   for (const v1::Run& stored : stored_state.runs) {
     EXPECT_EQ(stored.DebugString().find("hunter2-secret"), std::string::npos);
   }
+}
+
+TEST_F(FleetRunTest, ABriefDisconnectAfterTheOfflineDeadlineIsWaitedFor) {
+  auto web = Web(3);
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("true");
+  r.mutable_spec()->set_max_concurrency("1");
+  r.mutable_spec()->mutable_offline_timeout()->set_seconds(60);
+  v1::Run run = registry_->SubmitRun(r)->run();
+  Started("web-1", *web[0], TargetOn(run, "web-1"));
+  for (int i = 0; i < 18; ++i) {  // Past the run's offline deadline, every agent heartbeating.
+    clock_.Advance(absl::Seconds(5));
+    for (int a = 0; a < 3; ++a) {
+      v1::AgentMessage hb;
+      hb.mutable_heartbeat();
+      Report("web-" + std::to_string(a + 1), *web[a], hb);
+    }
+    registry_->Tick();
+  }
+  registry_->AgentDisconnected("web-3", web[2].get());
+  registry_->Tick();
+  const v1::Task held = *registry_->Get(TargetOn(run, "web-3"));
+  EXPECT_EQ(held.status(), v1::TASK_STATUS_QUEUED);  // Its agent has been away for a moment only.
+  EXPECT_THAT(held.waiting_reason(), HasSubstr("agent web-3 is offline; the run waits for it"));
+  auto web3 = Connect("web-3", 1, {{"role", "web"}});
+  Finished("web-1", *web[0], TargetOn(run, "web-1"), 0);
+  Complete(run, web, 2);
+  Finished("web-3", *web3, TargetOn(run, "web-3"), 0);
+  EXPECT_EQ(Run(run.id()).status(), v1::TASK_STATUS_SUCCEEDED);
+}
+
+TEST_F(FleetRunTest, AReleasedTargetWhoseAgentGoesAwayGivesUpItsPlace) {
+  auto web1 = Connect("web-1", 1, {{"role", "web"}});
+  auto web2 = Connect("web-2", 1, {{"role", "web"}});
+  v1::TaskSpec other;
+  other.set_agent_id("web-1");
+  Submit(other);  // web-1 is busy: its target waits in the queue.
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "1");
+  EXPECT_THAT(registry_->Get(TargetOn(run, "web-1"))->waiting_reason(), HasSubstr("is busy"));
+  EXPECT_TRUE(web2->Assigns().empty());
+  registry_->AgentDisconnected("web-1", web1.get());
+  ASSERT_EQ(web2->Assigns().size(), 1u);  // Its place went to web-2's target.
+  EXPECT_EQ(web2->Assigns()[0].task_id(), TargetOn(run, "web-2"));
+  EXPECT_THAT(registry_->Get(TargetOn(run, "web-1"))->waiting_reason(),
+              HasSubstr("agent web-1 is offline"));
+  EXPECT_EQ(MaxInProgress(run.id()), 1);
+}
+
+TEST_F(FleetRunTest, AStoppedRunRetriesNothing) {
+  auto web = Web(2);
+  v1::SubmitRunRequest r;
+  r.mutable_spec()->mutable_task()->mutable_shell()->set_command("true");
+  r.mutable_spec()->mutable_task()->mutable_retry()->set_max_attempts(3);
+  r.mutable_spec()->set_max_errors("1");
+  v1::Run run = registry_->SubmitRun(r)->run();
+  Started("web-2", *web[1], TargetOn(run, "web-2"));
+  Complete(run, web, 1, /*code=*/1);  // Stops the run.
+  for (int i = 0; i < 4; ++i) {  // web-2 goes silent: its target is lost, not retried.
+    clock_.Advance(absl::Seconds(5));
+    registry_->Tick();
+  }
+  const v1::Task lost = *registry_->Get(TargetOn(run, "web-2"));
+  EXPECT_EQ(lost.status(), v1::TASK_STATUS_LOST);
+  EXPECT_EQ(lost.attempt(), 1u);
+  EXPECT_EQ(Run(run.id()).status(), v1::TASK_STATUS_FAILED);
+}
+
+TEST_F(FleetRunTest, ATargetDeletedMidRunKeepsItsEndAcrossARestart) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "1");
+  Complete(run, web, 1);
+  ASSERT_TRUE(registry_->Delete(TargetOn(run, "web-1")).ok());
+  Restart(Options());
+  run = Run(run.id());
+  EXPECT_EQ(run.counts().succeeded(), 1);
+  EXPECT_EQ(run.counts().lost(), 0);
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_RUNNING);
+}
+
+TEST_F(FleetRunTest, AHeldTargetCancelledOnItsOwnEndsTheRunCancelled) {
+  auto web = Web(2);
+  v1::Run run = SubmitRun("true", {{"role", "web"}}, "1");
+  ASSERT_TRUE(registry_->Cancel(TargetOn(run, "web-2"), "").ok());
+  Complete(run, web, 1);
+  run = Run(run.id());
+  EXPECT_EQ(run.status(), v1::TASK_STATUS_CANCELLED);
+  EXPECT_THAT(run.status_reason(), HasSubstr("1 succeeded, 1 cancelled of 2 targets"));
+  EXPECT_TRUE(web[1]->Assigns().empty());
 }
 
 }  // namespace

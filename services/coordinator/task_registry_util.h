@@ -19,6 +19,8 @@
 namespace taskgrid::registry {
 
 inline constexpr char kRedacted[] = "[REDACTED]";
+inline constexpr int kDefaultPageSize = 100;
+inline constexpr int kMaxPageSize = 1000;
 
 // Idempotency keys are each owner's own: another key's choice of the same
 // word never hands over its task.

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/rpc_reply.h"
+#include "services/coordinator/task_validation.h"
 
 namespace taskgrid {
 namespace {
@@ -178,7 +179,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Cancel(grpc::CallbackServerContext* c
   constexpr absl::string_view kAction = "task.cancel";
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  absl::Status allowed = access_.MayChangeTask(*caller, req->task_id(), kAction);
+  absl::Status allowed = access_.MayChangeTask(*caller, "task_id", req->task_id(), kAction);
   if (!allowed.ok()) return Reply(ctx, allowed);  // Audited as refused.
   absl::StatusOr<v1::Task> result = registry_.Cancel(req->task_id(), req->reason());
   access_.Record(*caller, kAction, req->task_id(), result.status());
@@ -191,7 +192,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Delete(grpc::CallbackServerContext* c
   constexpr absl::string_view kAction = "task.delete";
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  if (absl::Status allowed = access_.MayChangeTask(*caller, req->task_id(), kAction);
+  if (absl::Status allowed = access_.MayChangeTask(*caller, "task_id", req->task_id(), kAction);
       !allowed.ok()) {
     return Reply(ctx, allowed);  // Audited as refused.
   }
@@ -239,7 +240,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::SubmitRun(grpc::CallbackServerContext
   v1::SubmitRunRequest request = *req;
   absl::StatusOr<SubmitLimits> limits =
       access_.AdmitSubmit(*caller, *request.mutable_spec()->mutable_task(), kAction);
-  if (!limits.ok()) return Reply(ctx, limits.status());
+  if (!limits.ok()) return Reply(ctx, InRunTemplate(limits.status()));
   if (absl::Status s = access_.TakeSubmits(*caller, 1, kAction); !s.ok()) return Reply(ctx, s);
   absl::StatusOr<v1::SubmitRunResponse> result = registry_.SubmitRun(request, *limits);
   access_.Record(*caller, kAction, result.ok() ? result->run().id() : "", result.status());
@@ -265,7 +266,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::CancelRun(grpc::CallbackServerContext
   constexpr absl::string_view kAction = "run.cancel";
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kRead, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  absl::Status allowed = access_.MayChangeTask(*caller, req->run_id(), kAction);
+  absl::Status allowed = access_.MayChangeTask(*caller, "run_id", req->run_id(), kAction);
   if (!allowed.ok()) return Reply(ctx, allowed);  // Audited as refused.
   absl::StatusOr<v1::Run> result = registry_.CancelRun(req->run_id(), req->reason());
   access_.Record(*caller, kAction, req->run_id(), result.status());

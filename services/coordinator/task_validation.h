@@ -31,7 +31,6 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);
 struct TargetShare {
   uint32_t count = 0;
   uint32_t percent = 0;
-  bool unset() const { return count == 0 && percent == 0; }
   // The count for `targets` targets (a share rounded up, at least 1); 0 when unset.
   uint32_t Of(size_t targets) const;
 };
