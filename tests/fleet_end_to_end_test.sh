@@ -46,20 +46,30 @@ check "which counts targets as they finish" grep -q "1/3 done" "$dir/tty"
 # max_concurrency at every moment, from the run's event stream (SSE).
 id=$("$cli" run --selector role=web --max-concurrency 1 --detach -- 'sleep 0.3' </dev/null)
 wait_for 20 sh -c "'$cli' runs '$id' | grep -q '^status: *succeeded'"
-curl -sN --max-time 3 "$api/api/runs/$id/events" >"$dir/sse"
-most=$(python3 - "$dir/sse" <<'EOF'
+# Read until the run's final run:status (bounded), keeping the stream.
+most=$(timeout 20 curl -sN "$api/api/runs/$id/events" | python3 -c '
 import json, sys
-state, most = {}, 0
-for block in open(sys.argv[1]).read().split("\n\n"):
-    lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
-    if lines.get("event") != "task:status":
+state, most, block = {}, 0, {}
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    out.write(line)
+    line = line.rstrip("\n")
+    if line:
+        if ": " in line:
+            key, value = line.split(": ", 1)
+            block[key] = value
         continue
-    task = json.loads(lines["data"])["task"]
-    state[task["id"]] = task["status"]
-    most = max(most, sum(s in ("TASK_STATUS_DISPATCHED", "TASK_STATUS_RUNNING") for s in state.values()))
+    event, data = block.get("event"), block.get("data")
+    block = {}
+    if event == "task:status":
+        task = json.loads(data)["task"]
+        state[task["id"]] = task["status"]
+        most = max(most, sum(s in ("TASK_STATUS_DISPATCHED", "TASK_STATUS_RUNNING") for s in state.values()))
+    elif event == "run:status" and json.loads(data)["run"]["status"] == "TASK_STATUS_SUCCEEDED":
+        break
+out.close()
 print(most, len(state))
-EOF
-)
+' "$dir/sse")
 check "the stream shows every target" test "${most#* }" -eq 3
 check "never more than max_concurrency in progress" test "${most% *}" -eq 1
 check "the stream opens with the run" grep -q "^event: initial_state" "$dir/sse"

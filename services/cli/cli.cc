@@ -61,7 +61,7 @@ Commands:
   get ID                      Show a task.
   list [--status s,s] [--agent ID] [--type T] [--tag T] [--priority p,p] [--limit N] [--page-token T]
   cancel ID [--reason TEXT]   Cancel a task (kills its process tree), or every target of a run.
-  runs [ID] [--limit N]       List fleet runs, or show one with a row per target.
+  runs [ID] [--limit N] [--page-token T]   List fleet runs, or show one with a row per target.
   delete ID                   Delete a finished task and its output.
   logs ID [--follow]          Print a task's output (stdout to stdout, stderr to stderr).
   watch [--task ID] [--agent ID] [--run ID] [--types a,b] [--after CURSOR]   Stream events.
@@ -313,6 +313,14 @@ int SubmitRunAndFollow(Context& ctx, const ParsedArgs& a, const v1::SubmitReques
     std::cout << (ctx.json ? Json(resp.run()) : id) << "\n";
     return 0;
   }
+  if (resp.existing() && IsFinal(resp.run().status())) {  // Its idempotency key's run ended.
+    if (ctx.json) {
+      std::cout << R"({"type":"run","run":)" << Json(resp.run()) << "}\n";
+    } else {
+      PrintRunSummary(resp.run());
+    }
+    return ExitCodeOf(resp.run());
+  }
   CancelOnSignal cancel("run " + id, [&ctx, id] {
     v1::CancelRunRequest req;
     req.set_run_id(id);
@@ -520,6 +528,7 @@ int CmdRuns(Context& ctx, const ParsedArgs& a) {
   if (a.positional.size() > 1) return Usage("runs: give at most one run id");
   if (a.positional.empty()) {
     v1::ListRunsRequest req;
+    req.set_page_token(a.Get("page-token"));
     if (a.Has("limit")) {
       int limit;
       if (!absl::SimpleAtoi(a.Get("limit"), &limit)) return Usage("--limit: not a number");
@@ -532,16 +541,20 @@ int CmdRuns(Context& ctx, const ParsedArgs& a) {
       std::cout << Json(resp) << "\n";
       return 0;
     }
-    std::cout << absl::StrFormat("%-36s  %-10s  %-7s  %-7s  %-7s  %-6s  %-19s  %s\n", "RUN ID",
-                                 "STATUS", "TARGETS", "DONE", "RUNNING", "FAILED", "CREATED",
-                                 "COMMAND");
+    std::cout << absl::StrFormat("%-36s  %-10s  %-7s  %-7s  %-7s  %-6s  %-7s  %-19s  %s\n",
+                                 "RUN ID", "STATUS", "TARGETS", "DONE", "RUNNING", "FAILED",
+                                 "SKIPPED", "CREATED", "COMMAND");
     for (const v1::Run& r : resp.runs()) {
       const v1::RunCounts& c = r.counts();
       const int failed = c.failed() + c.timed_out() + c.lost();
       std::cout << absl::StrFormat(
-          "%-36s  %-10s  %-7d  %-7d  %-7d  %-6d  %-19s  %s\n", r.id(), StatusName(r.status()),
-          c.targets(), c.succeeded() + failed + c.cancelled(), c.running(), failed,
-          FormatTime(r.created_at()).substr(0, 19), CommandLine(r.spec().task()).substr(0, 50));
+          "%-36s  %-10s  %-7d  %-7d  %-7d  %-6d  %-7d  %-19s  %s\n", r.id(), StatusName(r.status()),
+          c.targets() - c.skipped(), c.succeeded() + failed + c.cancelled(), c.running(), failed,
+          c.skipped(), FormatTime(r.created_at()).substr(0, 19),
+          CommandLine(r.spec().task()).substr(0, 50));
+    }
+    if (!resp.next_page_token().empty()) {
+      std::cout << "(more: --page-token " << resp.next_page_token() << ")\n";
     }
     return 0;
   }
@@ -560,7 +573,10 @@ int CmdRuns(Context& ctx, const ParsedArgs& a) {
   std::cout << "\n";
   if (!r.waiting_reason().empty()) std::cout << "waiting:     " << r.waiting_reason() << "\n";
   std::cout << "command:     " << CommandLine(r.spec().task()) << "\n"
-            << "selector:    " << absl::StrJoin(r.spec().task().selector(), ",", absl::PairFormatter("="))
+            << "selector:    "
+            << absl::StrJoin(std::map<std::string, std::string>(r.spec().task().selector().begin(),
+                                                                r.spec().task().selector().end()),
+                             ",", absl::PairFormatter("="))
             << "\n"
             << "concurrency: " << (r.concurrency_limit() ? absl::StrCat(r.concurrency_limit()) : "all")
             << "   max errors: " << (r.error_limit() ? absl::StrCat(r.error_limit()) : "none") << "\n"
@@ -580,7 +596,7 @@ int CmdRuns(Context& ctx, const ParsedArgs& a) {
     std::cout << absl::StrFormat(
         "%-24s  %-10s  %-4s  %-10s  %-36s  %s\n", t.agent_id(),
         t.skipped() ? "skipped" : StatusName(t.status()),
-        IsFinal(t.status()) ? absl::StrCat(t.exit_code()) : "-",
+        IsFinal(t.status()) && t.has_duration() ? absl::StrCat(t.exit_code()) : "-",
         t.has_duration() ? absl::FormatDuration(absl::Trunc(FromProto(t.duration()), absl::Milliseconds(1))) : "-",
         t.task_id().empty() ? "-" : t.task_id(), t.reason());
   }
@@ -913,7 +929,7 @@ int RunCli(const std::vector<std::string>& raw_args) {
       {"delete", {Spec({}), CmdDelete}},
       {"logs", {Spec({}, {"follow"}), CmdLogs}},
       {"watch", {Spec({"task", "agent", "run", "types", "after"}), CmdWatch}},
-      {"runs", {Spec({"limit"}), CmdRuns}},
+      {"runs", {Spec({"limit", "page-token"}), CmdRuns}},
       {"agents", {Spec({}), CmdAgents}},
       {"stats", {Spec({}), CmdStats}},
       {"audit", {Spec({"actor", "action", "since", "limit"}), CmdAudit}},

@@ -105,12 +105,7 @@ class RunFollower {
   bool OnEvent(const v1::TaskEvent& e) {
     switch (e.type()) {
       case v1::EVENT_TYPE_RESYNC:
-        // Our cursor fell out of the coordinator's log: read what we missed.
-        for (auto& [id, t] : targets_) {
-          SinkOf(id, t, t.attempt).CatchUp(0);
-          SinkOf(id, t, t.attempt).CatchUp(1);
-        }
-        return false;
+        return Resync();
       case v1::EVENT_TYPE_TASK_LOG: {
         auto it = targets_.find(e.task_id());
         if (it == targets_.end()) return false;
@@ -128,6 +123,32 @@ class RunFollower {
       default:
         return false;
     }
+  }
+
+  // Our cursor fell out of the coordinator's log: read what we missed, the
+  // ends of targets included. Returns true once the run is final.
+  bool Resync() {
+    v1::GetRunRequest g;
+    g.set_run_id(run_.id());
+    v1::Run now;
+    if (!ctx_.stub->GetRun(ctx_.Call().get(), g, &now).ok()) return false;
+    for (const v1::RunTarget& row : now.targets()) {
+      auto it = targets_.find(row.task_id());
+      if (it == targets_.end() || it->second.done) continue;
+      v1::GetRequest get;
+      get.set_task_id(row.task_id());
+      v1::Task task;
+      if (IsFinal(row.status()) && ctx_.stub->Get(ctx_.Call().get(), get, &task).ok()) {
+        OnTargetStatus(task);
+      } else {
+        SinkOf(row.task_id(), it->second, it->second.attempt).CatchUp(0);
+        SinkOf(row.task_id(), it->second, it->second.attempt).CatchUp(1);
+      }
+    }
+    *run_.mutable_counts() = now.counts();
+    run_.set_status(now.status());
+    ShowProgress();
+    return IsFinal(now.status());
   }
 
   void OnTargetStatus(const v1::Task& task) {
