@@ -1,8 +1,9 @@
 // Arbitrary SubmitRun requests (protobuf bytes) into a registry with agents of
 // two roles, one of them offline: a run is accepted or refused, nothing
 // crashes, and as the agents finish what they are given (some failing) the
-// run never has more targets in progress than its max_concurrency, its
-// counts always add up to its targets, and it ends with none waiting.
+// run never has more targets in progress than its max_concurrency (at any
+// moment of its event stream), its counts always add up to its targets, and
+// it ends with none waiting.
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -14,6 +15,22 @@
 
 namespace taskgrid {
 namespace {
+
+// Targets in progress at every moment of the event log since `cursor`,
+// never more than the run's limit.
+void CheckInProgress(EventLog& events, uint64_t& cursor, const std::string& run_id, uint32_t limit,
+                     std::map<std::string, v1::TaskStatus>& state) {
+  v1::TaskEvent e;
+  while (events.Next(cursor, [&](const v1::TaskEvent& x) { return x.run_id() == run_id; }, e)) {
+    if (e.type() != v1::EVENT_TYPE_TASK_STATUS) continue;
+    state[e.task_id()] = e.task().status();
+    uint32_t now = 0;
+    for (const auto& [id, s] : state) {
+      now += s == v1::TASK_STATUS_DISPATCHED || s == v1::TASK_STATUS_RUNNING;
+    }
+    if (limit > 0 && now > limit) __builtin_trap();
+  }
+}
 
 void CheckCounts(const v1::Run& run) {
   const v1::RunCounts& c = run.counts();
@@ -44,7 +61,10 @@ int FuzzOneRun(const uint8_t* data, size_t size) {
   auto submitted = f.registry.SubmitRun(request);
   if (!submitted.ok()) return 0;
   const std::string run_id = submitted->run().id();
+  const uint32_t limit = submitted->run().concurrency_limit();
   CheckCounts(submitted->run());
+  uint64_t cursor = 0;
+  std::map<std::string, v1::TaskStatus> state;
   std::map<std::string, size_t> handled;  // Messages of each link already answered.
   for (int round = 0; round < 30; ++round) {
     for (auto& [agent, link] : links) {
@@ -64,6 +84,7 @@ int FuzzOneRun(const uint8_t* data, size_t size) {
     }
     f.clock.Advance(absl::Minutes(1));
     f.registry.Tick();
+    CheckInProgress(f.events, cursor, run_id, limit, state);
     auto run = f.registry.GetRun(run_id);
     if (!run.ok()) __builtin_trap();
     CheckCounts(*run);
