@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs a local cluster: one coordinator
 # (SQLite store in ./taskgrid-data, so tasks survive a restart), two agents and the gateway on 127.0.0.1, then a sample
-# task. Stops everything on Ctrl-C. Ports: gRPC 7000, dashboard and REST
+# task and a sample fleet run. Stops everything on Ctrl-C. Ports: gRPC 7000, dashboard and REST
 # 8080, metrics 9100 (coordinator), 9101-9102 (agents), 9103 (gateway).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,11 +26,14 @@ done
 "$bin/cli/taskgrid" agents
 echo "+ taskgrid run --selector role=web -- 'echo hello from \$TASKGRID_AGENT_ID; uname -sr'"
 "$bin/cli/taskgrid" run --selector role=web -- 'echo hello from $TASKGRID_AGENT_ID; uname -sr' </dev/null
+echo "+ taskgrid run --fleet --max-concurrency 1 -- uptime     # every agent, one at a time"
+"$bin/cli/taskgrid" run --fleet --max-concurrency 1 -- uptime </dev/null
 cat <<MSG
 
 taskgrid is running. Dashboard: http://127.0.0.1:8080/  In another terminal:
   export TASKGRID_COORDINATOR=$TASKGRID_COORDINATOR PATH=$bin/cli:\$PATH
   taskgrid run -- 'for i in 1 2 3; do echo tick \$i; sleep 1; done'
+  taskgrid run --fleet --selector role=web --max-errors 1 -- 'df -h /'; taskgrid runs
   taskgrid list; taskgrid stats; curl -s 127.0.0.1:9100/metrics | grep ^coordinator_
   curl -s -XPOST 127.0.0.1:8080/api/tasks -H 'Content-Type: application/json' -d '{"shell":{"command":"uptime"}}'
   curl -N 127.0.0.1:8080/api/events
