@@ -277,6 +277,23 @@ TEST_F(BadInputTest, RestCallsGetTheRightStatusAndNameTheField) {
        "docker"},
       {"POST", "/tasks/docker", R"({"operation":"rm"})", 400, "operation"},
       {"POST", "/tasks/docker", R"({"image":"b","command":"echo hi"})", 400, "command"},
+      {"POST", "/api/runs", "{}", 400, R"("field":"spec.task")"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":" "}}})", 400,
+       "spec.task.shell.command: is empty"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":"true"},"agentId":"bad-input-agent"}})",
+       400, "spec.task.agent_id: must be empty"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":"true"}},"maxConcurrency":"lots"})", 400,
+       R"("field":"spec.max_concurrency")"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":"true"}},"maxErrors":"0"})", 400,
+       "spec.max_errors"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":"true"},"selector":{"role":"x"}}})", 409,
+       "spec.task.selector: no agent matches role=x"},
+      {"POST", "/api/runs", R"({"task":{"shell":{"command":"true"}},"offlineTimeout":"-1s"})", 400,
+       "spec.offline_timeout"},
+      {"GET", "/api/runs/nope", "", 404, "run_id: no run nope"},
+      {"POST", "/api/runs/nope/cancel", "", 404, "run_id: no run nope"},
+      {"GET", "/api/runs?pageSize=lots", "", 400, "pageSize"},
+      {"GET", "/api/runs?pageSize=5000", "", 400, "page_size: must be 0 to 1000"},
   };
   for (const RestCase& c : cases) {
     const auto r = Fetch(port_, c.method, c.target, c.body, c.headers);

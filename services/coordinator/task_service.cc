@@ -238,6 +238,9 @@ grpc::ServerUnaryReactor* TaskServiceImpl::SubmitRun(grpc::CallbackServerContext
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
   v1::SubmitRunRequest request = *req;
+  // Without a template there is nothing for the key's policy to look at
+  // (and mutable_task() would make an empty one).
+  if (!request.spec().has_task()) return Reply(ctx, ValidateRunSpec(request.spec()));
   absl::StatusOr<SubmitLimits> limits =
       access_.AdmitSubmit(*caller, *request.mutable_spec()->mutable_task(), kAction);
   if (!limits.ok()) return Reply(ctx, InRunTemplate(limits.status()));
