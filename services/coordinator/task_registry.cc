@@ -20,12 +20,12 @@
 
 namespace taskgrid {
 
-using registry::DecodePageToken;
 using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
-using registry::kDefaultPageSize;
 using registry::kMaxPageSize;
+using registry::Page;
+using registry::ParsePage;
 using registry::kRedacted;
 using registry::PriorityName;
 using registry::PriorityOf;
@@ -795,15 +795,7 @@ absl::StatusOr<v1::Task> TaskRegistry::Get(const std::string& task_id) {
 }
 
 absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& request) {
-  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ", request.page_size()));
-  }
-  uint64_t before = UINT64_MAX;
-  if (!request.page_token().empty()) {
-    TASKGRID_ASSIGN_OR_RETURN(before, DecodePageToken(request.page_token()));
-  }
-  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  TASKGRID_ASSIGN_OR_RETURN(const Page page, ParsePage(request.page_size(), request.page_token()));
   const bool has_after = request.has_created_after();
   const bool has_before = request.has_created_before();
   const absl::Time after_t = FromProto(request.created_after());
@@ -847,8 +839,8 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
   for (auto it = by_seq_.rbegin(); it != by_seq_.rend(); ++it) {
     if (!matches(*it->second)) continue;
     ++total;
-    if (it->first >= before) continue;
-    if (response.tasks_size() < page_size) {
+    if (it->first >= page.before) continue;
+    if (response.tasks_size() < page.size) {
       *response.add_tasks() = SnapshotLocked(*it->second);
       last_seq = it->first;
     } else {

@@ -17,14 +17,13 @@
 
 namespace taskgrid {
 
-using registry::DecodePageToken;
 using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
 using registry::IsError;
-using registry::kDefaultPageSize;
-using registry::kMaxPageSize;
 using registry::kRedacted;
+using registry::Page;
+using registry::ParsePage;
 using registry::QueueWindow;
 using registry::RunsContainers;
 using registry::SelectorMatches;
@@ -200,21 +199,13 @@ absl::StatusOr<v1::Run> TaskRegistry::GetRun(const std::string& run_id) {
 }
 
 absl::StatusOr<v1::ListRunsResponse> TaskRegistry::ListRuns(const v1::ListRunsRequest& request) {
-  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ", request.page_size()));
-  }
-  uint64_t before = UINT64_MAX;
-  if (!request.page_token().empty()) {
-    TASKGRID_ASSIGN_OR_RETURN(before, DecodePageToken(request.page_token()));
-  }
-  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  TASKGRID_ASSIGN_OR_RETURN(const Page page, ParsePage(request.page_size(), request.page_token()));
   absl::MutexLock lock(&mu_);
   v1::ListRunsResponse response;
   uint64_t last = 0;
-  for (auto it = std::make_reverse_iterator(runs_by_seq_.lower_bound(before));
+  for (auto it = std::make_reverse_iterator(runs_by_seq_.lower_bound(page.before));
        it != runs_by_seq_.rend(); ++it) {
-    if (response.runs_size() == page_size) {
+    if (response.runs_size() == page.size) {
       response.set_next_page_token(EncodePageToken(last));
       break;
     }

@@ -88,6 +88,27 @@ inline absl::StatusOr<uint64_t> DecodePageToken(const std::string& token) {
   return seq;
 }
 
+// A list request's page: entries below `before` (by sequence number), at
+// most `size` of them. kInvalidArgument for a bad page_size or token.
+struct Page {
+  uint64_t before = UINT64_MAX;
+  int size = kDefaultPageSize;
+};
+inline absl::StatusOr<Page> ParsePage(int32_t page_size, const std::string& page_token) {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be 0 to ", kMaxPageSize, ", got ", page_size));
+  }
+  Page page;
+  if (page_size > 0) page.size = page_size;
+  if (!page_token.empty()) {
+    absl::StatusOr<uint64_t> before = DecodePageToken(page_token);
+    if (!before.ok()) return before.status();
+    page.before = *before;
+  }
+  return page;
+}
+
 }  // namespace taskgrid::registry
 
 #endif  // TASKGRID_SERVICES_COORDINATOR_TASK_REGISTRY_UTIL_H_
