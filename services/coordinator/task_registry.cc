@@ -45,6 +45,16 @@ constexpr int kMaxBatchSubmits = 1000;
 
 bool IsFinal(v1::TaskStatus status) { return status >= v1::TASK_STATUS_SUCCEEDED; }
 
+std::string RefusalOf(const v1::Agent& agent, const v1::TaskSpec& spec) {
+  if (spec.has_docker() && !RunsContainers(agent.labels())) {
+    return "cannot run containers (label docker is not true: Docker is not reachable there)";
+  }
+  if (std::string refusal = PolicyRefusal(agent.policy(), spec); !refusal.empty()) {
+    return absl::StrCat(refusal, " by its operator's policy");
+  }
+  return "";
+}
+
 absl::Status RegistryOptions::Validate() const {
   auto positive = [](absl::string_view name, absl::Duration d) {
     return d > absl::ZeroDuration()
@@ -474,13 +484,8 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
     const AgentEntry& a = it->second;
     if (a.link == nullptr) return absl::StrCat("agent ", spec.agent_id(), " is not connected");
-    if (spec.has_docker() && !RunsContainers(a.info.labels())) {
-      return absl::StrCat("agent ", spec.agent_id(),
-                          " cannot run containers (label docker is not true: Docker is not "
-                          "reachable there)");
-    }
-    if (std::string refusal = PolicyRefusal(a.info.policy(), spec); !refusal.empty()) {
-      return absl::StrCat("agent ", spec.agent_id(), " ", refusal, " by its operator's policy");
+    if (std::string refusal = RefusalOf(a.info, spec); !refusal.empty()) {
+      return absl::StrCat("agent ", spec.agent_id(), " ", refusal);
     }
     if (!SelectorMatches(spec.selector(), a.info.labels())) {
       return absl::StrCat("agent ", spec.agent_id(), " does not match ",

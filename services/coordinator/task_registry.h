@@ -73,6 +73,11 @@ class AgentLink {
 
 bool IsFinal(v1::TaskStatus status);
 
+// Why `agent` cannot take a task of `spec` whatever its load ("cannot run
+// containers ...", "refuses to run ... by its operator's policy"); empty
+// when it can.
+std::string RefusalOf(const v1::Agent& agent, const v1::TaskSpec& spec);
+
 // An audit entry: "ok" or the status code's name as its outcome, the
 // status message as its detail, every field bounded in length.
 v1::AuditEntry NewAuditEntry(absl::string_view actor, absl::string_view action,

@@ -8,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "services/common/agent_policy.h"
 #include "services/common/proto_time.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/task_registry.h"
@@ -25,7 +24,6 @@ using registry::kRedacted;
 using registry::Page;
 using registry::ParsePage;
 using registry::QueueWindow;
-using registry::RunsContainers;
 using registry::SelectorMatches;
 using registry::StatusName;
 
@@ -86,12 +84,8 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
     if (!SelectorMatches(task.selector(), a.info.labels())) continue;
     v1::RunTarget& row = rows.emplace_back();
     row.set_agent_id(id);
-    std::string skip;
-    if (task.has_docker() && !RunsContainers(a.info.labels())) {
-      skip = "cannot run containers (label docker is not true)";
-    } else if (std::string refusal = PolicyRefusal(a.info.policy(), task); !refusal.empty()) {
-      skip = absl::StrCat(refusal, " by its operator's policy");
-    } else if (!ConnectedLocked(id) && !spec.include_offline()) {
+    std::string skip = RefusalOf(a.info, task);
+    if (skip.empty() && !ConnectedLocked(id) && !spec.include_offline()) {
       skip = "was offline when the run was submitted (include_offline waits for such agents)";
     }
     if (skip.empty()) {
