@@ -322,16 +322,26 @@ TEST_F(GatewayTest, EdgeLimitsRateCorsStreamsAndUrl) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.headers["access-control-allow-origin"], "https://ops.example");
   r = Fetch(port_, "GET", "/api/agents", "", {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(r.status, 403);  // Refused at the edge, before it costs anything.
   EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u);
   EXPECT_EQ(Fetch(port_, "GET", "/api/tasks?" + std::string(300, 'a')).status, 414);
+  EXPECT_EQ(Fetch(port_, "GET", "/api/agents").status, 200);
   r = Fetch(port_, "GET", "/api/agents");
   EXPECT_EQ(r.status, 429);  // The burst of 2 is spent.
   EXPECT_EQ(r.headers["retry-after"], "1");
   EXPECT_EQ(Fetch(port_, "GET", "/health").status, 200);  // Never limited.
-  // Another caller (a key) has its own bucket; one stream per caller.
+  // The coordinator checks no keys, so a key is anyone's to invent: it buys
+  // no bucket of its own.
+  EXPECT_EQ(Fetch(port_, "GET", "/api/agents", "", {{"x-api-key", "fresh-key"}}).status, 429);
+
+  // One stream per caller, whatever key it claims.
+  Start("", absl::Seconds(30), [](gateway::GatewayOptions& o) {
+    o.rate_limit = 0;
+    o.max_streams_per_caller = 1;
+  });
   SseClient first(port_, "/api/events", {{"x-api-key", "k"}});
   EXPECT_EQ(first.status(), 200);
-  SseClient second(port_, "/api/events", {{"x-api-key", "k"}});
+  SseClient second(port_, "/api/events", {{"x-api-key", "another"}});
   EXPECT_EQ(second.status(), 429);
 }
 

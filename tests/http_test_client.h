@@ -60,7 +60,9 @@ inline bool ReadSome(int fd, std::string& buf, absl::Duration timeout) {
 inline std::string Request(const std::string& method, const std::string& path,
                            const std::string& body,
                            const std::map<std::string, std::string>& headers) {
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  // Host is 127.0.0.1 unless `headers` name one.
+  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\n");
+  if (!headers.count("Host")) absl::StrAppend(&req, "Host: 127.0.0.1\r\n");
   for (const auto& [k, v] : headers) absl::StrAppend(&req, k, ": ", v, "\r\n");
   if (!body.empty() || method == "POST")
     absl::StrAppend(&req, "Content-Length: ", body.size(), "\r\n");
@@ -98,6 +100,22 @@ inline Response Fetch(int port, const std::string& method, const std::string& pa
   }
   r.body = raw.substr(head_end + 4);
   return r;
+}
+
+// Sends `raw` bytes as they are and returns the status of the answer (0
+// when the connection closed without one).
+inline int RawStatus(int port, const std::string& raw) {
+  const int fd = Connect(port);
+  if (fd < 0 || !SendAll(fd, raw)) return 0;
+  std::string got;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (got.find("\r\n") == std::string::npos && absl::Now() < deadline &&
+         ReadSome(fd, got, absl::Seconds(10))) {
+  }
+  close(fd);
+  int status = 0;
+  if (got.size() >= 12) (void)absl::SimpleAtoi(got.substr(9, 3), &status);
+  return status;
 }
 
 struct SseEvent {

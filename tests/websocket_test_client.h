@@ -13,16 +13,33 @@ namespace taskgrid::testing_ws {
 
 class Client {
  public:
-  // Connects and upgrades; ok() is false when the handshake fails.
-  Client(int port, const std::string& path) : ws_(ioc_) {
+  // Connects and upgrades with `host` as Host and `origin` as Origin (none
+  // when empty); ok() is false when the handshake fails.
+  Client(int port, const std::string& path, const std::string& host = "127.0.0.1",
+         const std::string& origin = "")
+      : ws_(ioc_) {
     boost::beast::error_code ec;
     auto& socket = boost::beast::get_lowest_layer(ws_);
     socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
     socket.expires_after(std::chrono::seconds(10));
-    if (!ec) ws_.handshake("127.0.0.1", path, ec);
+    if (!origin.empty()) {
+      ws_.set_option(boost::beast::websocket::stream_base::decorator(
+          [origin](boost::beast::websocket::request_type& req) {
+            req.set(boost::beast::http::field::origin, origin);
+          }));
+    }
+    if (!ec) ws_.handshake(host, path, ec);
     ok_ = !ec;
+    socket.expires_never();
   }
   bool ok() const { return ok_; }
+
+  // Writes `bytes` to the socket as they are: frames a client must not send.
+  void SendRaw(const std::string& bytes) {
+    boost::beast::error_code ec;
+    boost::asio::write(boost::beast::get_lowest_layer(ws_).socket(), boost::asio::buffer(bytes),
+                       ec);
+  }
 
   void Send(const std::string& text) {
     boost::beast::error_code ec;

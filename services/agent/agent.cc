@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "services/common/agent_policy.h"
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
@@ -51,6 +52,12 @@ Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
         if (options.slots == 0) options.slots = std::max(1u, std::thread::hardware_concurrency());
         return options;
       }()),
+      instance_id_([] {
+        std::random_device rd;
+        std::string id;
+        for (int i = 0; i < 4; ++i) absl::StrAppendFormat(&id, "%08x", rd());
+        return id;
+      }()),
       runner_(runner),
       metrics_(metrics),
       docker_(docker),
@@ -91,6 +98,7 @@ v1::AgentMessage Agent::HelloLocked() {
   v1::Hello* h = m.mutable_hello();
   h->set_agent_id(options_.agent_id);
   h->set_token(options_.token);
+  h->set_instance_id(instance_id_);
   h->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   if (docker_ != nullptr) (*h->mutable_labels())["docker"] = docker_up_ ? "true" : "false";
   h->set_slots(options_.slots);

@@ -161,6 +161,9 @@ class Agent {
   void SendHeartbeat() ABSL_LOCKS_EXCLUDED(mu_);
 
   const AgentOptions options_;
+  // Random per process; proves to the coordinator that a hello comes from
+  // this process again (see v1::Hello.instance_id).
+  const std::string instance_id_;
   ProcessRunner& runner_;
   AgentMetrics* const metrics_;
   const DockerRunner* const docker_;

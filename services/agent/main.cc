@@ -2,8 +2,10 @@
 // runner and the Docker runner, serves metrics, stops cleanly on SIGINT or
 // SIGTERM.
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -18,7 +20,13 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
           "Coordinator address, or every coordinator as a comma-separated list of IP:port.");
 ABSL_FLAG(std::string, agent_id, "", "Agent id (default: the hostname).");
 ABSL_FLAG(std::string, token, "",
-          "Agent token (also TASKGRID_AGENT_TOKEN, as every flag is also TASKGRID_<NAME>).");
+          "Agent token, for development: every local user sees a command line until the agent "
+          "overwrites it. Prefer --token_file or TASKGRID_AGENT_TOKEN.");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the agent token (mode 0600 or stricter: others must not read it).");
+ABSL_FLAG(std::string, run_as, "",
+          "User tasks run as (the agent must be root): they can then neither read the agent's "
+          "memory nor signal it.");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA the coordinator's certificate must chain to (TLS; plaintext when empty).");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -61,9 +69,40 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::ParseCommandLine(argc, argv);
+  // Tasks run as this user by default: /proc/PID/environ, mem and the like
+  // become root's to read, and the token leaves the command line and the
+  // environment before any task starts.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  const bool token_on_command_line = !absl::GetFlag(FLAGS_token).empty() &&
+                                     std::getenv("TASKGRID_TOKEN") == nullptr;
+  std::string token = absl::GetFlag(FLAGS_token);
+  if (const char* v = std::getenv("TASKGRID_AGENT_TOKEN"); token.empty() && v != nullptr) token = v;
+  taskgrid::HideSecrets(argc, argv, {"token"}, {"TASKGRID_TOKEN", "TASKGRID_AGENT_TOKEN"});
+  absl::SetFlag(&FLAGS_token, "");
   if (auto s = taskgrid::InitServiceProcess("agent", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(s.message()).c_str());
     return 2;
+  }
+  if (token_on_command_line) {
+    spdlog::warn("agent_token_on_command_line (other users may have read it before it was "
+                 "hidden: use --token_file)");
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    absl::StatusOr<std::string> from_file = taskgrid::ReadSecretFile(path, "token_file");
+    if (!from_file.ok()) {
+      std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(from_file.status().message()).c_str());
+      return 2;
+    }
+    token = *std::move(from_file);
+  }
+  std::optional<taskgrid::RunAs> run_as;
+  if (const std::string user = absl::GetFlag(FLAGS_run_as); !user.empty()) {
+    absl::StatusOr<taskgrid::RunAs> as = taskgrid::LookUpRunAs(user);
+    if (!as.ok()) {
+      std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(as.status().message()).c_str());
+      return 2;
+    }
+    run_as = *as;
   }
 
   auto env = [](const char* name, const char* fallback) {
@@ -74,8 +113,7 @@ int main(int argc, char** argv) {
   options.coordinator_address = absl::GetFlag(FLAGS_coordinator);
   options.agent_id = absl::GetFlag(FLAGS_agent_id);
   if (options.agent_id.empty()) options.agent_id = taskgrid::HostName();
-  options.token = absl::GetFlag(FLAGS_token);
-  if (options.token.empty()) options.token = env("TASKGRID_AGENT_TOKEN", "");
+  options.token = std::move(token);
   options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
@@ -141,7 +179,7 @@ int main(int argc, char** argv) {
     }
     docker = std::make_unique<taskgrid::DockerRunner>(d, &metrics);
   }
-  taskgrid::PosixProcessRunner runner;
+  taskgrid::PosixProcessRunner runner(run_as);
   taskgrid::Agent agent(options, runner, &metrics, docker.get());
   agent.Start();
   const int sig = taskgrid::WaitForStopSignal();

@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -44,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -56,6 +58,7 @@ namespace {
 
 constexpr size_t kChunkBytes = 64 * 1024;
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+constexpr char kSetpriv[] = "/usr/bin/setpriv";  // util-linux, on every Debian.
 // How long to keep re-killing the group after the main process exited before
 // reporting survivors (a process in uninterruptible sleep dies late).
 constexpr absl::Duration kGroupCheckTimeout = absl::Seconds(1);
@@ -492,7 +495,29 @@ class PosixRunningProcess final : public RunningProcess {
 
 }  // namespace
 
-PosixProcessRunner::PosixProcessRunner() {
+absl::StatusOr<RunAs> LookUpRunAs(const std::string& user) {
+  if (geteuid() != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run_as: only an agent running as root can start tasks as ", user));
+  }
+  if (access(kSetpriv, X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run_as: ", kSetpriv, " is missing (install util-linux)"));
+  }
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  uid_t uid = 0;
+  if (absl::SimpleAtoi(user, &uid)) {
+    getpwuid_r(uid, &pw, buf, sizeof(buf), &found);
+  } else {
+    getpwnam_r(user.c_str(), &pw, buf, sizeof(buf), &found);
+  }
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("run_as: no user ", user));
+  return RunAs{found->pw_uid, found->pw_gid};
+}
+
+PosixProcessRunner::PosixProcessRunner(std::optional<RunAs> run_as) : run_as_(run_as) {
   // A child that stops reading stdin must cost an EPIPE, not the agent's
   // life. Function-local static: done once, thread-safely.
   [[maybe_unused]] static const bool sigpipe_ignored = signal(SIGPIPE, SIG_IGN) != SIG_ERR;
@@ -555,9 +580,20 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
   if (err != 0) return ErrnoError("posix_spawn setup", err);
 
   // posix_spawn takes char* const[]; it does not write through them.
+  std::vector<std::string> wrapper;
+  if (run_as_) {
+    // setpriv changes user and group, then execs the program in the same
+    // process: its pid, session and process group stay the task's.
+    wrapper = {kSetpriv, absl::StrCat("--reuid=", run_as_->uid),
+               absl::StrCat("--regid=", run_as_->gid), "--clear-groups", "--", *program};
+    program = std::string(kSetpriv);
+  }
   std::vector<char*> argv;
-  argv.reserve(spec.argv.size() + 1);
-  for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.reserve(wrapper.size() + spec.argv.size() + 1);
+  for (const std::string& arg : wrapper) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (size_t i = run_as_ ? 1 : 0; i < spec.argv.size(); ++i) {
+    argv.push_back(const_cast<char*>(spec.argv[i].c_str()));
+  }
   argv.push_back(nullptr);
   std::vector<char*> envp;
   envp.reserve(spec.env.size() + 1);

@@ -7,7 +7,10 @@
 #ifndef TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 #define TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 
+#include <sys/types.h>
+
 #include <memory>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "services/agent/process_runner.h"
@@ -43,15 +46,31 @@ namespace taskgrid {
 //    pipes open cannot hold the task forever: once the group is gone, the
 //    runner waits at most one further second of unpaused time for end of file
 //    and then closes its ends of the pipes.
+// The user tasks run as, when not the agent's own.
+struct RunAs {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// The RunAs of `user` (a name or a uid). kFailedPrecondition unless the
+// agent is root and setpriv is installed, kNotFound for an unknown user.
+absl::StatusOr<RunAs> LookUpRunAs(const std::string& user);
+
 class PosixProcessRunner final : public ProcessRunner {
  public:
-  PosixProcessRunner();
+  // With `run_as`, every process runs as that user and group (no
+  // supplementary groups) through setpriv(1), so it cannot read or signal
+  // the agent, which must then be root.
+  explicit PosixProcessRunner(std::optional<RunAs> run_as = std::nullopt);
   PosixProcessRunner(const PosixProcessRunner&) = delete;
   PosixProcessRunner& operator=(const PosixProcessRunner&) = delete;
 
   absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
                                                         OutputCallback on_output,
                                                         ExitCallback on_exit) override;
+
+ private:
+  const std::optional<RunAs> run_as_;
 };
 
 }  // namespace taskgrid

@@ -93,24 +93,47 @@ std::string NewApiKeySecret() {
                       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof(bytes)));
 }
 
+absl::Status ParseNameAndHash(absl::string_view name, absl::string_view hash,
+                              std::string& name_out, std::string& sha256_out) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+      })) {
+    return absl::InvalidArgumentError("the name may hold only letters, digits, '.', '_', '-'");
+  }
+  if (!absl::ConsumePrefix(&hash, "sha256:") || hash.size() != 64 ||
+      !std::all_of(hash.begin(), hash.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
+    return absl::InvalidArgumentError("the hash must be sha256: and 64 hex digits");
+  }
+  name_out = std::string(name);
+  sha256_out = absl::AsciiStrToLower(hash);
+  return absl::OkStatus();
+}
+
+absl::Status ForEachConfigLine(const std::string& path, absl::string_view flag,
+                               const std::function<absl::Status(absl::string_view)>& parse) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (text.empty() || text[0] == '#') continue;
+    if (absl::Status s = parse(text); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", path, " line ", number, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ApiKey> ParseKeyLine(absl::string_view line) {
   std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
   if (parts.size() < 3) {
     return absl::InvalidArgumentError("want NAME sha256:HEX scopes=... [option=value ...]");
   }
   ApiKey key;
-  key.name = std::string(parts[0]);
-  if (!std::all_of(key.name.begin(), key.name.end(), [](char c) {
-        return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
-      })) {
-    return absl::InvalidArgumentError("the name may hold only letters, digits, '.', '_', '-'");
+  if (absl::Status s = ParseNameAndHash(parts[0], parts[1], key.name, key.sha256); !s.ok()) {
+    return s;
   }
-  absl::string_view hash = parts[1];
-  if (!absl::ConsumePrefix(&hash, "sha256:") || hash.size() != 64 ||
-      !std::all_of(hash.begin(), hash.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
-    return absl::InvalidArgumentError("the hash must be sha256: and 64 hex digits");
-  }
-  key.sha256 = absl::AsciiStrToLower(hash);
   for (size_t i = 2; i < parts.size(); ++i) {
     const auto [option, value] =
         std::pair<absl::string_view, absl::string_view>(absl::StrSplit(parts[i], absl::MaxSplits('=', 1)));
@@ -181,26 +204,19 @@ absl::StatusOr<ApiKeys> ApiKeys::Parse(absl::string_view spec) {
 }
 
 absl::StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("keys_file: cannot read ", path));
   ApiKeys keys;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    absl::string_view text = absl::StripAsciiWhitespace(line);
-    if (text.empty() || text[0] == '#') continue;
+  absl::Status s = ForEachConfigLine(path, "keys_file", [&](absl::string_view text) {
     absl::StatusOr<ApiKey> key = ParseKeyLine(text);
-    if (!key.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("keys_file ", path, " line ", number, ": ", key.status().message()));
-    }
+    if (!key.ok()) return key.status();
     for (const ApiKey& k : keys.keys_) {
       if (k.name == key->name) {
-        return absl::InvalidArgumentError(absl::StrCat("keys_file ", path, " line ", number,
-                                                       ": the name \"", k.name, "\" is taken"));
+        return absl::InvalidArgumentError(absl::StrCat("the name \"", k.name, "\" is taken"));
       }
     }
     keys.keys_.push_back(std::move(*key));
-  }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
   return keys;
 }
 
@@ -250,13 +266,6 @@ bool IsLoopbackAddress(absl::string_view address) {
     host = host.substr(0, colon);
   }
   return host == "localhost" || absl::StartsWith(host, "127.");
-}
-
-absl::Status AgentTokens::Check(absl::string_view token) const {
-  if (tokens_.empty()) return absl::OkStatus();
-  bool ok = false;
-  for (const auto& t : tokens_) ok |= ConstantTimeEquals(t, token);
-  return ok ? absl::OkStatus() : absl::UnauthenticatedError("agent token rejected");
 }
 
 }  // namespace taskgrid

@@ -5,6 +5,7 @@
 #define TASKGRID_SERVICES_COMMON_AUTH_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -52,6 +53,17 @@ struct ApiKey {
 std::string Sha256Hex(absl::string_view data);
 // A new random key ("tgk_" and 43 base64url characters, 256 bits).
 std::string NewApiKeySecret();
+// The NAME and "sha256:HEX" that open a line of a keys or agent tokens
+// file, into `name_out` and lower-case `sha256_out`; kInvalidArgument saying
+// which is malformed.
+absl::Status ParseNameAndHash(absl::string_view name, absl::string_view hash,
+                              std::string& name_out, std::string& sha256_out);
+// Calls `parse` with each line of `path` that is neither blank nor a #
+// comment; its error comes back as "FLAG PATH line N: reason". kNotFound
+// when the file cannot be read.
+absl::Status ForEachConfigLine(const std::string& path, absl::string_view flag,
+                               const std::function<absl::Status(absl::string_view)>& parse);
+
 // Parses one keys-file line (see ApiKey::ToLine); kInvalidArgument naming
 // the part that is malformed.
 absl::StatusOr<ApiKey> ParseKeyLine(absl::string_view line);
@@ -85,20 +97,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 
 // True for 127.0.0.0/8, [::1] and localhost addresses ("host:port").
 bool IsLoopbackAddress(absl::string_view address);
-
-// The agent tokens a coordinator accepts. Immutable; thread-safe.
-class AgentTokens {
- public:
-  AgentTokens() = default;
-  explicit AgentTokens(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {}
-  bool empty() const { return tokens_.empty(); }
-  // OK when no tokens are configured or `token` matches one;
-  // kUnauthenticated otherwise.
-  absl::Status Check(absl::string_view token) const;
-
- private:
-  std::vector<std::string> tokens_;
-};
 
 }  // namespace taskgrid
 

@@ -117,12 +117,5 @@ TEST(ApiKeysTest, LoadsAKeysFileAndNamesTheBadLine) {
   EXPECT_THAT(ApiKeys::LoadFile(path + ".missing"), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(AgentTokensTest, EmptyAcceptsAnyConfiguredChecks) {
-  EXPECT_TRUE(AgentTokens().Check("x").ok());
-  AgentTokens tokens({"t1", "t2"});
-  EXPECT_TRUE(tokens.Check("t2").ok());
-  EXPECT_THAT(tokens.Check("t3"), StatusIs(absl::StatusCode::kUnauthenticated));
-}
-
 }  // namespace
 }  // namespace taskgrid

@@ -1,15 +1,20 @@
 #include "services/common/service_process.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/logging.h"
 
@@ -65,6 +70,52 @@ absl::Status ApplyEnvironmentFlags() {
     }
   }
   return absl::OkStatus();
+}
+
+void HideSecrets(int argc, char** argv, std::initializer_list<const char*> flags,
+                 std::initializer_list<const char*> variables) {
+  auto blank = [](char* value) { std::memset(value, '*', std::strlen(value)); };
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    for (const char* flag : flags) {
+      if (arg == flag && i + 1 < argc) {
+        blank(argv[++i]);
+      } else if (absl::StartsWith(arg, absl::StrCat(flag, "="))) {
+        blank(argv[i] + (arg.data() - argv[i]) + std::strlen(flag) + 1);  // After '='.
+      }
+    }
+  }
+  for (const char* variable : variables) {
+    const std::string prefix = absl::StrCat(variable, "=");
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (absl::StartsWith(*e, prefix)) {
+        char* value = *e + prefix.size();
+        std::memset(value, 0, std::strlen(value));
+      }
+    }
+    unsetenv(variable);
+  }
+}
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, absl::string_view flag) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s: %s has mode %04o, which lets other users read it (chmod 600 %s)", flag, path,
+        st.st_mode & 07777, path));
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return absl::NotFoundError(absl::StrCat(flag, ": cannot read ", path));
+  std::string secret(absl::StripAsciiWhitespace(text.str()));
+  if (secret.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " is empty"));
+  return secret;
 }
 
 std::string HostName() {

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace taskgrid {
 
@@ -16,6 +18,20 @@ namespace taskgrid {
 // TASKGRID_API_KEYS). Call before absl::ParseCommandLine, so the command line
 // wins. Returns kInvalidArgument naming the variable whose value is bad.
 absl::Status ApplyEnvironmentFlags();
+
+// Overwrites, in place, the values of the flags named `flags` in `argv`
+// (--token=SECRET, --token SECRET) and of the environment variables named
+// `variables` in the process's original environment block, then unsets the
+// variables: /proc/PID/cmdline and /proc/PID/environ, which other processes
+// of the user (the tasks among them) can read, no longer show them, and no
+// child inherits them. Call after absl::ParseCommandLine.
+void HideSecrets(int argc, char** argv, std::initializer_list<const char*> flags,
+                 std::initializer_list<const char*> variables);
+
+// The secret in the file at `path`, surrounding whitespace removed.
+// kPermissionDenied naming `flag` when the file is readable by group or
+// others, kNotFound when it cannot be read, kInvalidArgument when empty.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, absl::string_view flag);
 
 // Installs the `service` logger at `log_level`, turns off Abseil's per-lock
 // deadlock graph (lock order is checked by the Clang thread-safety build

@@ -68,6 +68,11 @@ absl::Status AccessControl::Reload() {
   return absl::OkStatus();
 }
 
+bool AccessControl::keys_required() const {
+  absl::MutexLock lock(&mu_);
+  return !keys_->empty();
+}
+
 absl::StatusOr<Caller> AccessControl::Authorize(grpc::CallbackServerContext* ctx, Scope scope,
                                                 absl::string_view action) {
   std::shared_ptr<const ApiKeys> keys;

@@ -40,6 +40,9 @@ class AccessControl {
                                                                std::string inline_keys,
                                                                std::string keys_file);
 
+  // Whether callers need a key (any is configured).
+  bool keys_required() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Reads the keys again (SIGHUP); on an error keeps the current ones.
   absl::Status Reload() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -86,7 +89,7 @@ class AccessControl {
   static constexpr double kRefusalsBurst = 100;
   RateLimiter submits_;
   RateLimiter refusals_;  // Audited refusals per peer host.
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::shared_ptr<const ApiKeys> keys_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> streams_ ABSL_GUARDED_BY(mu_);
 };

@@ -77,9 +77,17 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   if (message.msg_case() != v1::AgentMessage::kHello) {
     s = absl::InvalidArgumentError("the first message must be hello");
   } else {
-    s = CheckIdentity(message.hello().agent_id());
-    if (s.ok()) s = tokens_.Check(message.hello().token());
-    if (s.ok()) s = registry_.AgentConnected(message.hello(), self_, peer_);
+    const v1::Hello& hello = message.hello();
+    s = CheckIdentity(hello.agent_id());
+    if (s.ok()) {
+      const std::map<std::string, std::string> labels(hello.labels().begin(), hello.labels().end());
+      absl::StatusOr<const AgentToken*> token =
+          tokens_.Admit(hello.token(), hello.agent_id(), labels);
+      s = token.status();
+      if (s.ok()) {
+        s = registry_.AgentConnected(hello, self_, peer_, *token ? (*token)->name : "");
+      }
+    }
   }
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",

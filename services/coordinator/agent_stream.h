@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "services/common/auth.h"
+#include "services/common/agent_tokens.h"
 #include "services/common/batch_outbox.h"
 #include "services/coordinator/task_registry.h"
 #include "taskgrid/v1/agent.grpc.pb.h"

@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_join.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/store/open_task_store.h"
 
@@ -53,12 +54,18 @@ absl::Status CoordinatorOptions::Validate() const {
   }
   TASKGRID_RETURN_IF_ERROR(registry.Validate());
   TASKGRID_ASSIGN_OR_RETURN(ApiKeys keys, ApiKeys::Load(api_keys, keys_file));
+  TASKGRID_ASSIGN_OR_RETURN(AgentTokens tokens, AgentTokens::Load(agent_tokens, agent_tokens_file));
   TASKGRID_RETURN_IF_ERROR(tls.Validate());
-  if (!insecure && !IsLoopbackAddress(grpc_address) && (keys.empty() || agent_tokens.empty())) {
-    return absl::FailedPreconditionError(
-        "grpc_address " + grpc_address +
-        " is not loopback: configure --keys_file (or --api_keys) and --agent_tokens, or pass "
-        "--insecure");
+  // Metrics carry no credentials either: the same guard as the gRPC address.
+  for (const auto& [flag, address] : {std::pair<const char*, const std::string&>{"grpc_address", grpc_address},
+                                      {"metrics_address", metrics_address}}) {
+    if (!insecure && !address.empty() && !IsLoopbackAddress(address) &&
+        (keys.empty() || tokens.empty())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          flag, " ", address,
+          " is not loopback: configure --keys_file (or --api_keys) and --agent_tokens_file (or "
+          "--agent_tokens), or pass --insecure"));
+    }
   }
   return absl::OkStatus();
 }
@@ -108,9 +115,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   TASKGRID_ASSIGN_OR_RETURN(
       c->access_, AccessControl::Create(*c->registry_, clock, options.api_keys, options.keys_file));
   c->task_service_ = std::make_unique<TaskServiceImpl>(*c->registry_, c->events_, *c->access_);
-  c->agent_service_ = std::make_unique<AgentServiceImpl>(
-      *c->registry_, AgentTokens(options.agent_tokens), !options.tls.client_ca_file.empty());
-  c->monitoring_service_ = std::make_unique<MonitoringServiceImpl>(*c->registry_, *c->access_);
+  TASKGRID_ASSIGN_OR_RETURN(AgentTokens tokens,
+                            AgentTokens::Load(options.agent_tokens, options.agent_tokens_file));
+  if (const std::vector<std::string> unbound = tokens.Unbound(); !unbound.empty()) {
+    spdlog::warn(
+        "agent_tokens_unbound tokens={} (any holder may claim any agent id: bind each token to "
+        "its agents in --agent_tokens_file)",
+        absl::StrJoin(unbound, ","));
+  }
+  const bool tokens_required = !tokens.empty();
+  c->agent_service_ = std::make_unique<AgentServiceImpl>(*c->registry_, std::move(tokens),
+                                                         !options.tls.client_ca_file.empty());
+  c->monitoring_service_ =
+      std::make_unique<MonitoringServiceImpl>(*c->registry_, *c->access_, tokens_required);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

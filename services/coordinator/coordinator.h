@@ -42,8 +42,11 @@ struct CoordinatorOptions {
   // create`). With neither, clients are not authenticated.
   std::string api_keys;
   std::string keys_file;
-  // Tokens agents must present; empty means any agent may connect.
-  std::vector<std::string> agent_tokens;
+  // Tokens agents must present, in the clear ("SECRET[@AGENT_ID],...", for
+  // development), and a file of hashed tokens bound to agent ids and labels
+  // (AgentTokens::LoadFile). With neither, any agent may connect.
+  std::string agent_tokens;
+  std::string agent_tokens_file;
   // Allow a non-loopback address without keys and tokens.
   bool insecure = false;
   // TLS for the gRPC address (plaintext when tls.cert_file is empty); with

@@ -51,6 +51,9 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
       events(AddCounter(r, "coordinator_events_total", "Events appended to the event log.")),
       retries(AddCounter(r, "coordinator_task_retries_total",
                          "Attempts that were lost or failed and queued again by retry policy.")),
+      undelivered(AddCounter(r, "coordinator_task_attempts_undelivered_total",
+                             "Dispatched attempts that never reached their agent and were "
+                             "queued again.")),
       store_commit_seconds(AddHistogram(r, "coordinator_store_commit_seconds",
                                         "Time of one store transaction (group commit).",
                                         LatencyBuckets())),

@@ -34,6 +34,7 @@ struct CoordinatorMetrics {
   prometheus::Counter& stale_messages;          // coordinator_stale_agent_messages_total
   prometheus::Counter& events;                  // coordinator_events_total
   prometheus::Counter& retries;                 // coordinator_task_retries_total
+  prometheus::Counter& undelivered;  // coordinator_task_attempts_undelivered_total
   prometheus::Histogram& store_commit_seconds;  // one per store transaction
   prometheus::Histogram& store_batch_changes;   // changes per transaction
   prometheus::Counter& store_commit_failures;   // coordinator_store_commit_failures_total

@@ -24,8 +24,14 @@ ABSL_FLAG(std::string, keys_file, "",
           "File of hashed API keys with scopes and policies, one per line, as written by "
           "`taskgrid keys create`; read again on SIGHUP.");
 ABSL_FLAG(std::string, agent_tokens, "",
-          "Comma-separated agent tokens.");
-ABSL_FLAG(bool, insecure, false, "Allow a non-loopback address without keys and tokens.");
+          "Agent tokens in the clear, SECRET[@AGENT_ID],... (an @ binds the token to that agent "
+          "id); for development: prefer --agent_tokens_file.");
+ABSL_FLAG(std::string, agent_tokens_file, "",
+          "File of hashed agent tokens, one per line: NAME sha256:HEX [agents=ID,PREFIX*,...] "
+          "[labels=KEY=VALUE,KEY=*,...], binding each to the agent ids it may claim and the "
+          "labels it may announce.");
+ABSL_FLAG(bool, insecure, false,
+          "Allow a non-loopback gRPC or metrics address without keys and tokens.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for the gRPC address (TLS).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -98,8 +104,8 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.api_keys = absl::GetFlag(FLAGS_api_keys);
   options.keys_file = absl::GetFlag(FLAGS_keys_file);
-  options.agent_tokens =
-      absl::StrSplit(absl::GetFlag(FLAGS_agent_tokens), ',', absl::SkipWhitespace());
+  options.agent_tokens = absl::GetFlag(FLAGS_agent_tokens);
+  options.agent_tokens_file = absl::GetFlag(FLAGS_agent_tokens_file);
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/proto_time.h"
+#include "services/common/version.h"
 #include "services/coordinator/rpc_reply.h"
 #include "services/coordinator/task_validation.h"
 
@@ -130,6 +131,15 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::ReportHealth(grpc::CallbackServ
   }
   if (absl::Status s = ValidateId("name", req->name(), true); !s.ok()) return Reply(ctx, s);
   registry_.ReportHealth(*req);
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* MonitoringServiceImpl::GetInfo(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetInfoRequest*,
+                                                         v1::CoordinatorInfo* resp) {
+  resp->set_keys_required(access_.keys_required());
+  resp->set_agent_tokens_required(agent_tokens_required_);
+  resp->set_version(kVersion);
   return Reply(ctx, absl::OkStatus());
 }
 

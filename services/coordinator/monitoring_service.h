@@ -16,8 +16,9 @@ namespace taskgrid {
 // Thread-safe; owned by the coordinator, outlived by the registry.
 class MonitoringServiceImpl final : public v1::MonitoringService::CallbackService {
  public:
-  MonitoringServiceImpl(TaskRegistry& registry, AccessControl& access)
-      : registry_(registry), access_(access) {}
+  // `agent_tokens_required`: whether agents need a token (for GetInfo).
+  MonitoringServiceImpl(TaskRegistry& registry, AccessControl& access, bool agent_tokens_required)
+      : registry_(registry), access_(access), agent_tokens_required_(agent_tokens_required) {}
 
   grpc::ServerUnaryReactor* GetLatestMetrics(grpc::CallbackServerContext* ctx,
                                              const v1::GetLatestMetricsRequest* req,
@@ -49,6 +50,9 @@ class MonitoringServiceImpl final : public v1::MonitoringService::CallbackServic
   grpc::ServerUnaryReactor* ReportHealth(grpc::CallbackServerContext* ctx,
                                          const v1::ServiceHealth* req,
                                          v1::ReportHealthResponse* resp) override;
+  grpc::ServerUnaryReactor* GetInfo(grpc::CallbackServerContext* ctx,
+                                    const v1::GetInfoRequest* req,
+                                    v1::CoordinatorInfo* resp) override;
 
  private:
   grpc::ServerUnaryReactor* SetRunning(grpc::CallbackServerContext* ctx, bool running,
@@ -56,6 +60,7 @@ class MonitoringServiceImpl final : public v1::MonitoringService::CallbackServic
 
   TaskRegistry& registry_;
   AccessControl& access_;
+  const bool agent_tokens_required_;
 };
 
 }  // namespace taskgrid

@@ -1,5 +1,7 @@
 #include "services/coordinator/task_registry.h"
 
+#include "services/common/auth.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -398,24 +400,40 @@ void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
   const bool retryable =
       (status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed())) &&
       (t.run == nullptr || !t.run->stopped());
-  if (!retryable || t.task.attempt() >= retry.max_attempts()) {
+  // Attempts that never reached an agent are no tries of the command.
+  const uint32_t tries = t.task.attempt() - std::min(t.task.attempt(), t.task.undelivered());
+  if (!retryable || tries >= retry.max_attempts()) {
     TransitionLocked(t, status, reason);
     return;
   }
-  const absl::Time now = clock_.Now();
   const absl::Duration cap =
       retry.has_max_backoff() ? FromProto(retry.max_backoff()) : absl::Minutes(5);
   absl::Duration backoff = retry.has_backoff() ? FromProto(retry.backoff()) : absl::Seconds(1);
-  for (uint32_t i = 1; i < t.task.attempt() && backoff < cap; ++i) backoff *= 2;
+  for (uint32_t i = 1; i < tries && backoff < cap; ++i) backoff *= 2;
   backoff = std::min(backoff, cap);
   const uint32_t attempt = t.task.attempt();
   spdlog::info("task_retry task_id={} attempt={} outcome={} backoff={} reason=\"{}\"", t.task.id(),
                attempt, StatusName(status), absl::FormatDuration(backoff), reason);
-  t.retry_at = now + backoff;
+  if (metrics_) metrics_->retries.Increment();
+  RequeueLocked(t, clock_.Now() + backoff,
+                absl::StrCat("attempt ", attempt, " ", StatusName(status), ": ", reason));
+}
+
+void TaskRegistry::RequeueUndeliveredLocked(TaskEntry& t) {
+  const std::string reason = absl::StrCat("attempt ", t.task.attempt(), " never reached agent ",
+                                          t.task.agent_id(), ": queued again");
+  spdlog::info("task_requeued task_id={} attempt={} agent_id={} reason=undelivered", t.task.id(),
+               t.task.attempt(), t.task.agent_id());
+  t.task.set_undelivered(t.task.undelivered() + 1);
+  if (metrics_) metrics_->undelivered.Increment();
+  RequeueLocked(t, clock_.Now(), reason);
+}
+
+void TaskRegistry::RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason) {
+  t.retry_at = eligible_at;
   t.queue_deadline = t.retry_at + QueueWindow(t.task.spec(), t.timeout);
   *t.task.mutable_retry_at() = ToProto(t.retry_at);
-  t.task.set_status_reason(
-      absl::StrCat("attempt ", attempt, " ", StatusName(status), ": ", reason));
+  t.task.set_status_reason(std::move(reason));
   // The next attempt starts afresh; its agent reports output from offset 0.
   t.task.clear_agent_id();
   t.task.set_pid(0);
@@ -428,7 +446,6 @@ void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
     t.out[StreamIndex(stream)] = OutputBuffer(options_.output_cap_bytes);
     store_.TrimOutput(t.task.id(), stream, 0, INT64_MAX);
   }
-  if (metrics_) metrics_->retries.Increment();
   Enqueue(t);
   TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
 }
@@ -1056,16 +1073,26 @@ absl::StatusOr<v1::ListAuditResponse> TaskRegistry::ListAudit(const v1::ListAudi
 // ---------------------------------------------------------------- agent API
 
 absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
-                                          const std::string& peer) {
+                                          const std::string& peer, const std::string& token_name) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("hello.agent_id", hello.agent_id(), true));
   if (hello.slots() == 0 || hello.slots() > 4096) {
     return absl::InvalidArgumentError("hello.slots: must be 1 to 4096");
   }
+  // Only a fingerprint is kept (and listed): the instance id itself proves
+  // that a hello comes from the process that holds it.
+  const std::string instance =
+      hello.instance_id().empty() ? "" : Sha256Hex(hello.instance_id()).substr(0, 16);
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   AgentEntry& a = agents_[hello.agent_id()];
+  const bool same_process = !instance.empty() && a.info.instance() == instance;
   if (a.link != nullptr) {
-    a.link->Close(absl::AbortedError("replaced by a newer connection of the same agent"));
+    if (!same_process) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "agent_id ", hello.agent_id(),
+          " is connected (another process holds that id); a second agent with it is refused"));
+    }
+    a.link->Close(absl::AbortedError("replaced by a newer connection of the same agent process"));
   }
   a.link = std::move(link);
   a.online = true;
@@ -1078,6 +1105,8 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   a.info.set_hostname(hello.hostname());
   policies_ += (HasPolicy(hello.policy()) ? 1 : 0) - (HasPolicy(a.info.policy()) ? 1 : 0);
   *a.info.mutable_policy() = hello.policy();
+  a.info.set_instance(instance);
+  a.info.set_token_name(token_name);
   *a.info.mutable_connected_since() = ToProto(now);
   AuditLocked(NewAuditEntry("agent:" + hello.agent_id(), "agent.connect", hello.agent_id(), peer,
                             absl::OkStatus()));
@@ -1113,16 +1142,23 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   for (const std::string& id : a.assigned) {
     if (!held.contains(id)) gone.push_back(id);
   }
-  store_.PutAgent(a.info);
   SendLocked(a.link, std::move(welcome));
   for (const std::string& id : gone) {
     a.assigned.erase(id);
     TaskEntry* t = FindLocked(id);
-    if (t != nullptr && !IsFinal(t->task.status())) {
+    if (t == nullptr || IsFinal(t->task.status())) continue;
+    // The same process keeps every task it was given until its end is
+    // acknowledged: one it does not hold never reached it, so never ran.
+    if (same_process && t->task.status() == v1::TASK_STATUS_DISPATCHED) {
+      RequeueUndeliveredLocked(*t);
+    } else {
       EndAttemptLocked(*t, v1::TASK_STATUS_LOST,
                        absl::StrCat("agent ", hello.agent_id(), " reconnected without the task"));
     }
   }
+  // After those ends, so a journal cut short never records this process's
+  // instance without them (it would requeue a task an older one may have run).
+  store_.PutAgent(a.info);
   if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   spdlog::info("agent_connected agent_id={} slots={} held_tasks={} version={}", hello.agent_id(),
                hello.slots(), hello.held_tasks_size(), hello.version());

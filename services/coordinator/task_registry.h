@@ -151,12 +151,17 @@ class TaskRegistry {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- Agent API (AgentService.Connect).
-  // Registers the agent behind `link` (replacing and closing an older link of
-  // the same id), reconciles the tasks it holds, sends Welcome and dispatches.
-  // kInvalidArgument for a bad hello.
-  // `peer` is where it connected from, for the audit log.
+  // Registers the agent behind `link`, reconciles the tasks it holds, sends
+  // Welcome and dispatches. A connected agent's older link is replaced (and
+  // closed) only by the same process (the hello's instance_id); another
+  // process claiming its id gets kAlreadyExists. A dispatched task the same
+  // process does not hold never reached it and is queued again; otherwise
+  // what only we think runs is lost. kInvalidArgument for a bad hello.
+  // `peer` is where it connected from, for the audit log; `token_name` the
+  // agent token it showed.
   absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
-                              const std::string& peer = "") ABSL_LOCKS_EXCLUDED(mu_);
+                              const std::string& peer = "", const std::string& token_name = "")
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The stream behind `link` ended. Tasks stay assigned until the TTL.
   void AgentDisconnected(const std::string& agent_id, const AgentLink* link)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -276,6 +281,13 @@ class TaskRegistry {
   // Ends the current attempt as lost or failed: queues the task again when
   // its retry policy allows, otherwise makes `status` final. The caller has
   // released the agent's slot.
+  // Queues `t` again for a new attempt, eligible from `eligible_at`, with
+  // `reason` as its status reason.
+  void RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A dispatched attempt that never reached its agent: queued again at once,
+  // counted in Task.undelivered, not as a try.
+  void RequeueUndeliveredLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndAttemptLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends once everything journaled so far is durable.

@@ -46,13 +46,17 @@ class TaskRegistryTest : public ::testing::Test {
     return o;
   }
 
+  // `instance` names the agent process: the same one may replace its own
+  // connection.
   std::shared_ptr<FakeLink> Connect(const std::string& id, uint32_t slots,
                                     std::map<std::string, std::string> labels = {},
-                                    std::vector<v1::HeldTask> held = {}) {
+                                    std::vector<v1::HeldTask> held = {},
+                                    const std::string& instance = "process-1") {
     auto link = std::make_shared<FakeLink>();
     v1::Hello h;
     h.set_agent_id(id);
     h.set_slots(slots);
+    h.set_instance_id(instance);
     h.mutable_labels()->insert(labels.begin(), labels.end());
     for (auto& t : held) *h.add_held_tasks() = t;
     EXPECT_TRUE(registry_->AgentConnected(h, link).ok());
@@ -359,6 +363,71 @@ TEST_F(TaskRegistryTest, ReconnectWithoutTheTaskMakesItLostAndKillsStrays) {
   EXPECT_EQ(link->closed.code(), absl::StatusCode::kAborted);  // Replaced.
   EXPECT_FALSE(link2->sent[0].welcome().resume(0).keep());
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, SameProcessBackWithoutADispatchedTaskNeverGotItAndRunsItAgain) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  ASSERT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);  // The Assign is lost on the way.
+  auto link2 = Connect("a1", 1);
+  EXPECT_EQ(link->closed.code(), absl::StatusCode::kAborted);  // Its own stale link, replaced.
+  const v1::Task t = *registry_->Get(id);
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_DISPATCHED);  // Queued again, and dispatched at once.
+  EXPECT_EQ(t.attempt(), 2u);
+  EXPECT_EQ(t.undelivered(), 1u);
+  EXPECT_THAT(t.status_reason(), HasSubstr("attempt 1 never reached agent a1"));
+  ASSERT_EQ(link2->Assigns().size(), 1u);
+  EXPECT_EQ(link2->Assigns()[0].attempt(), 2u);
+  Started("a1", *link2, id, 2);
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_RUNNING);
+}
+
+TEST_F(TaskRegistryTest, ANewProcessWithoutADispatchedTaskMayHaveRunItSoItIsLost) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  registry_->AgentDisconnected("a1", link.get());
+  Connect("a1", 1, {}, {}, "process-2");  // Restarted: the old one may have started it.
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, AnotherProcessCannotTakeAConnectedAgentsId) {
+  auto link = Connect("a1", 1);
+  v1::Hello h;
+  h.set_agent_id("a1");
+  h.set_slots(1);
+  h.set_instance_id("impostor");
+  auto fake = std::make_shared<FakeLink>();
+  EXPECT_THAT(registry_->AgentConnected(h, fake),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("agent_id a1 is connected")));
+  EXPECT_TRUE(link->closed.ok());  // The real one keeps its stream ...
+  const std::string id = Submit();
+  EXPECT_EQ(link->Assigns().size(), 1u);  // ... and its tasks.
+  EXPECT_TRUE(fake->sent.empty());
+  h.clear_instance_id();  // No instance at all proves nothing either.
+  EXPECT_THAT(registry_->AgentConnected(h, fake), StatusIs(absl::StatusCode::kAlreadyExists));
+  registry_->AgentDisconnected("a1", link.get());
+  EXPECT_TRUE(registry_->AgentConnected(h, fake).ok());  // Once it is gone, the id is free.
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
+}
+
+TEST_F(TaskRegistryTest, UndeliveredAttemptsAreNoTries) {
+  auto link = Connect("a1", 1);
+  v1::TaskSpec spec;
+  spec.mutable_retry()->set_max_attempts(2);
+  const std::string id = Submit(spec);
+  link = Connect("a1", 1);  // Attempt 1 never arrived.
+  ASSERT_EQ(registry_->Get(id)->attempt(), 2u);
+  Started("a1", *link, id, 2);
+  registry_->AgentDisconnected("a1", link.get());
+  link = Connect("a1", 1, {}, {}, "process-2");  // Attempt 2 ran and was lost: the first try.
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_QUEUED);  // So the second try is due.
+  clock_.Advance(absl::Seconds(2));
+  registry_->Tick();
+  EXPECT_EQ(registry_->Get(id)->attempt(), 3u);
+  Started("a1", *link, id, 3);
+  registry_->AgentDisconnected("a1", link.get());
+  Connect("a1", 1, {}, {}, "process-3");
+  EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);  // Two tries, both lost.
 }
 
 TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {

@@ -123,6 +123,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::Submit(grpc::CallbackServerContext* c
   constexpr absl::string_view kAction = "task.submit";
   absl::StatusOr<Caller> caller = access_.Authorize(ctx, Scope::kSubmit, kAction);
   if (!caller.ok()) return Reply(ctx, caller.status());
+  if (absl::Status s = ValidateTargeting(req->spec()); !s.ok()) return Reply(ctx, s);
   v1::SubmitRequest request = *req;
   absl::StatusOr<SubmitLimits> limits = access_.AdmitSubmit(*caller, *request.mutable_spec(), kAction);
   if (!limits.ok()) return Reply(ctx, limits.status());
@@ -142,6 +143,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::SubmitBatch(grpc::CallbackServerConte
   SubmitLimits limits;  // The same for every request of the caller.
   limits.owner = caller->key;
   for (v1::SubmitRequest& r : *batch.mutable_requests()) {
+    if (absl::Status s = ValidateTargeting(r.spec()); !s.ok()) return Reply(ctx, s);
     absl::StatusOr<SubmitLimits> admitted = access_.AdmitSubmit(*caller, *r.mutable_spec(), kAction);
     if (!admitted.ok()) return Reply(ctx, admitted.status());
     limits = *admitted;
@@ -171,6 +173,7 @@ grpc::ServerUnaryReactor* TaskServiceImpl::List(grpc::CallbackServerContext* ctx
                                                 const v1::ListRequest* req,
                                                 v1::ListResponse* resp) {
   if (auto c = access_.Authorize(ctx, Scope::kRead, "task.list"); !c.ok()) return Reply(ctx, c.status());
+  if (absl::Status s = ValidateListRequest(*req); !s.ok()) return Reply(ctx, s);
   return Reply(ctx, registry_.List(*req), resp);
 }
 
@@ -282,11 +285,7 @@ grpc::ServerWriteReactor<v1::WatchResponse>* TaskServiceImpl::Watch(
   absl::Status s = caller.status();
   absl::StatusOr<std::shared_ptr<void>> ticket;
   if (s.ok()) s = (ticket = access_.OpenStream(*caller, "task.watch")).status();
-  for (int type : req->types()) {
-    if (s.ok() && (!v1::EventType_IsValid(type) || type == v1::EVENT_TYPE_UNSPECIFIED)) {
-      s = absl::InvalidArgumentError("types: unknown event type " + std::to_string(type));
-    }
-  }
+  if (s.ok()) s = ValidateWatchRequest(*req);
   if (!s.ok()) {
     class Rejected final : public grpc::ServerWriteReactor<v1::WatchResponse> {
      public:

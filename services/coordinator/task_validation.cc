@@ -293,6 +293,42 @@ absl::Status InRunTemplate(const absl::Status& s) {
   return absl::Status(s.code(), absl::StrCat("spec.task.", message));
 }
 
+absl::Status ValidateTargeting(const v1::TaskSpec& spec) {
+  if (!spec.agent_id().empty() && !spec.selector().empty()) {
+    return Invalid("spec.selector",
+                   "spec.agent_id and spec.selector are mutually exclusive: pin one agent or "
+                   "select agents by label");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// kInvalidArgument naming `field` for a value `known` refuses, and for 0
+// where 0 is the unspecified value.
+template <typename Values>
+absl::Status ValidateEnums(absl::string_view field, const Values& values, bool (*known)(int),
+                           bool zero_is_unspecified = true) {
+  for (int v : values) {
+    if (!known(v) || (v == 0 && zero_is_unspecified)) {
+      return Invalid(field, absl::StrCat("unknown value ", v));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateListRequest(const v1::ListRequest& request) {
+  TASKGRID_RETURN_IF_ERROR(ValidateEnums("status", request.status(), v1::TaskStatus_IsValid));
+  // PRIORITY_LOW is 0.
+  return ValidateEnums("priority", request.priority(), v1::Priority_IsValid, false);
+}
+
+absl::Status ValidateWatchRequest(const v1::WatchRequest& request) {
+  return ValidateEnums("types", request.types(), v1::EventType_IsValid);
+}
+
 absl::Status ValidateRunSpec(const v1::RunSpec& spec) {
   if (!spec.has_task()) return Invalid("spec.task", "is required (what every target runs)");
   TASKGRID_RETURN_IF_ERROR(InRunTemplate(ValidateTaskSpec(spec.task())));

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "taskgrid/v1/task.pb.h"
+#include "taskgrid/v1/task_service.pb.h"
 
 namespace taskgrid {
 
@@ -26,6 +27,15 @@ inline constexpr int64_t kMinContainerMemoryBytes = 6 << 20;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);
+
+// kInvalidArgument when `spec` both pins an agent and selects by labels.
+// Checked before a key's policy adds its own selector to the spec.
+absl::Status ValidateTargeting(const v1::TaskSpec& spec);
+
+// The filters of a List and a Watch: kInvalidArgument naming the field of
+// an unknown (or unspecified) status, priority or event type.
+absl::Status ValidateListRequest(const v1::ListRequest& request);
+absl::Status ValidateWatchRequest(const v1::WatchRequest& request);
 
 // A number of a run's targets: a count ("10") or a share of them ("25%").
 struct TargetShare {

@@ -94,6 +94,31 @@ std::string Segment(const std::vector<std::string>& parts, size_t i) {
   return i < parts.size() ? parts[i] : "";
 }
 
+// The query parameters the route at `parts` reads. Any other is refused: a
+// misspelt filter must not quietly list everything.
+std::vector<absl::string_view> QueryParamsOf(const std::vector<std::string>& parts) {
+  const std::string path = absl::StrJoin(parts, "/");
+  const std::string p0 = Segment(parts, 0), p1 = Segment(parts, 1), p3 = Segment(parts, 3);
+  if (path == "api/tasks" || path == "api/tasks/active") {
+    return {"status", "priority", "type", "tags", "assignedTo", "run", "pageSize", "pageToken"};
+  }
+  if (p0 == "api" && p1 == "tasks" && parts.size() == 4 && p3 == "output") {
+    return {"stream", "offset"};
+  }
+  if (path == "api/runs") return {"pageSize", "pageToken"};
+  if (path == "api/events") return {"task", "agent", "run", "types", "after"};
+  if (p0 == "api" && (p1 == "tasks" || p1 == "runs") && parts.size() == 4 && p3 == "events") {
+    return {"after"};
+  }
+  if (path == "api/audit") return {"actor", "action", "after", "limit", "since", "format"};
+  if (path == "api/monitoring/metrics/history") return {"agent", "since", "until"};
+  if (path == "api/monitoring/alerts") return {"active"};
+  if (path == "stream") return {"ref"};
+  if (path == "ws/monitoring") return {"task_id", "event_types", "stats_only", "after"};
+  if (p0 == "api" && p1 == "v1" && Segment(parts, 2) == "ws") return {"after"};
+  return {};
+}
+
 }  // namespace
 
 absl::Status GatewayOptions::Validate() const {
@@ -109,6 +134,7 @@ absl::Status GatewayOptions::Validate() const {
         "http_address " + http_address +
         " is not loopback: put the gateway behind TLS and keys, or pass --insecure");
   }
+  if (absl::Status s = EdgeOptions{allowed_hosts, cors_origins}.Validate(); !s.ok()) return s;
   if (health_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("health_interval: must not be negative");
   }
@@ -117,6 +143,8 @@ absl::Status GatewayOptions::Validate() const {
 
 Gateway::Gateway(const GatewayOptions& options)
     : options_(options),
+      edge_(EdgeOptions{options.allowed_hosts, options.cors_origins, options.http.tls.enabled()}),
+      needs_coordinator_keys_(!options.insecure && !IsLoopbackAddress(options.http_address)),
       registry_(std::make_shared<prometheus::Registry>()),
       metrics_(*registry_),
       limiter_(Clock::Real(), options.rate_limit, options.rate_burst) {}
@@ -128,6 +156,19 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
   g->stub_ = v1::TaskService::NewStub(g->channel_);
   g->monitoring_ = v1::MonitoringService::NewStub(g->channel_);
   g->hub_ = std::make_unique<EventHub>(*g->stub_, g->metrics_, options.api_key);
+  if (g->needs_coordinator_keys_) {
+    // Asked before listening: a coordinator that checks no keys must not be
+    // reachable from the network through us. One that is not up yet is asked
+    // again every few seconds; until it answers, requests get 503.
+    g->ProbeCoordinator(absl::Seconds(5));
+    if (g->coordinator_keys_ == Keys::kNone) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "http_address ", options.http_address, " is not loopback and the coordinator at ",
+          options.coordinator_address,
+          " checks no API keys: anyone who reaches this gateway could run commands. Give the "
+          "coordinator --keys_file, or pass --insecure"));
+    }
+  }
   HttpServerOptions http = options.http;
   http.address = options.http_address;
   http.on_slow_client = [self = g.get()] { self->metrics_.slow_client_disconnects.Increment(); };
@@ -142,12 +183,34 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Start(const GatewayOptions& op
     if (!m.ok()) return m.status();
     g->metrics_server_ = std::move(*m);
   }
-  if (options.health_interval > absl::ZeroDuration()) {
-    g->reporter_ = std::thread([self] { self->ReportHealthLoop(); });
-  }
+  g->reporter_ = std::thread([self] { self->ReportHealthLoop(); });
   spdlog::info("gateway_started http_port={} coordinator={}", g->http_port(),
                options.coordinator_address);
   return g;
+}
+
+void Gateway::ProbeCoordinator(absl::Duration wait) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + wait));
+  ctx.set_wait_for_ready(true);
+  v1::CoordinatorInfo info;
+  const grpc::Status s = monitoring_->GetInfo(&ctx, v1::GetInfoRequest(), &info);
+  if (!s.ok()) {
+    spdlog::debug("coordinator_info_failed code={} message=\"{}\"",
+                  static_cast<int>(s.error_code()), s.error_message());
+    return;  // Keeps what it knew.
+  }
+  const Keys keys = info.keys_required() ? Keys::kRequired : Keys::kNone;
+  if (coordinator_keys_.exchange(keys) != keys && keys == Keys::kNone && needs_coordinator_keys_) {
+    spdlog::error("coordinator_keys_missing coordinator={} (requests refused until it checks keys)",
+                  options_.coordinator_address);
+  }
+}
+
+std::string Gateway::CallerOf(const HttpRequest& req) const {
+  const std::string key = ApiKeyOf(req);
+  if (key.empty() || coordinator_keys_ != Keys::kRequired) return "ip:" + req.remote;
+  return "key:" + key;
 }
 
 void Gateway::ReportHealthLoop() {
@@ -158,7 +221,11 @@ void Gateway::ReportHealthLoop() {
   h.set_kind("gateway");
   h.set_status(v1::HEALTH_STATUS_HEALTHY);
   *h.mutable_started_at() = ToProto(started_);
+  const absl::Duration every =
+      options_.health_interval > absl::ZeroDuration() ? options_.health_interval : absl::Seconds(5);
   do {
+    ProbeCoordinator(absl::Seconds(2));
+    if (options_.health_interval <= absl::ZeroDuration()) continue;
     const int64_t requests = requests_.load();
     h.set_requests(requests);
     h.set_errors(server_errors_.load());
@@ -172,7 +239,7 @@ void Gateway::ReportHealthLoop() {
       spdlog::debug("health_report_failed code={} message=\"{}\"",
                     static_cast<int>(s.error_code()), s.error_message());
     }
-  } while (!stop_reporting_.WaitForNotificationWithTimeout(options_.health_interval));
+  } while (!stop_reporting_.WaitForNotificationWithTimeout(every));
 }
 
 Gateway::~Gateway() { Shutdown(); }
@@ -231,20 +298,10 @@ std::function<void()> Gateway::OpenStream(const std::string& caller, const std::
   };
 }
 
-Headers Gateway::CorsHeaders(const std::string& origin) const {
-  if (origin.empty()) return {};
-  for (const std::string& allowed : options_.cors_origins) {
-    if (allowed == "*" || allowed == origin) {
-      return {{"Access-Control-Allow-Origin", origin}, {"Vary", "Origin"}};
-    }
-  }
-  return {};
-}
-
 void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   const absl::Time start = absl::Now();
   // Every reply goes through here so metrics see the route pattern.
-  const Headers cors = CorsHeaders(req.Header("origin"));
+  const Headers cors = edge_.CorsHeaders(req);
   auto reply = [this, responder, start, cors](const std::string& route, HttpResponse r) {
     const absl::Duration took = absl::Now() - start;
     metrics_.Observe(route, r.status, absl::ToDoubleSeconds(took));
@@ -255,9 +312,18 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     responder->Reply(std::move(r));
   };
   const std::string key = ApiKeyOf(req);
-  const std::string caller = key.empty() ? "ip:" + req.remote : "key:" + key;
+  const std::string caller = CallerOf(req);
 
   // ---------------------------------------------------------------- edge policy
+  if (std::optional<HttpResponse> refusal = edge_.Refusal(req)) {
+    return reply("rejected", *std::move(refusal));
+  }
+  if (needs_coordinator_keys_ && coordinator_keys_ != Keys::kRequired && req.path != "/health") {
+    return reply("rejected",
+                 ErrorResponse(503, "unavailable",
+                               "this gateway serves the network only in front of a coordinator "
+                               "that checks API keys, which it has not confirmed yet"));
+  }
   size_t url_bytes = req.path.size();
   for (const auto& [k, v] : req.query) url_bytes += k.size() + v.size() + 2;
   if (url_bytes > options_.max_url_bytes) {
@@ -286,6 +352,19 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   }
   auto& async = *stub_->async();
   const std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+  if (!req.query.empty()) {
+    const std::vector<absl::string_view> known = QueryParamsOf(parts);
+    for (const auto& [param, value] : req.query) {
+      if (std::find(known.begin(), known.end(), param) != known.end()) continue;
+      return reply("rejected",
+                   ErrorResponse(400, "invalid_argument",
+                                 absl::StrCat(param, ": unknown query parameter",
+                                              known.empty() ? " (this route takes none)"
+                                                            : " (this route takes " +
+                                                                  absl::StrJoin(known, ", ") + ")"),
+                                 param));
+    }
+  }
   const std::string& m = req.method;
   const std::string p0 = Segment(parts, 0), p1 = Segment(parts, 1), p2 = Segment(parts, 2),
                     p3 = Segment(parts, 3);
@@ -314,11 +393,15 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   auto start_stream = [this, req, responder, reply, caller, key, cors](
                           const std::string& route, v1::WatchRequest watch, StreamFormat format,
                           std::vector<std::string> initial) {
-    if (const std::string last = req.Header("last-event-id"); !last.empty()) {
+    // ?after= is for clients that cannot set headers on their first request
+    // (a browser's EventSource).
+    const bool by_header = !req.Header("last-event-id").empty();
+    const std::string param = by_header ? "Last-Event-ID" : "after";
+    if (const std::string last = by_header ? req.Header("last-event-id") : req.Query("after");
+        !last.empty()) {
       uint64_t cursor = 0;
       if (!absl::SimpleAtoi(last, &cursor)) {
-        reply(route, ErrorResponse(400, "invalid_argument", "Last-Event-ID: not a cursor",
-                                   "Last-Event-ID"));
+        reply(route, ErrorResponse(400, "invalid_argument", param + ": not a cursor", param));
         return;
       }
       watch.set_after_cursor(cursor);
@@ -332,7 +415,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     }
     metrics_.Observe(route, 200, 0);
     auto writer = responder->StartEventStream(cors);
-    if (route == "/api/events" && watch.has_after_cursor() && req.Header("last-event-id").empty()) {
+    if (route == "/api/events" && watch.has_after_cursor() && req.Header("last-event-id").empty() &&
+        req.Query("after").empty()) {
       // Shared fan-out when the hub's ring covers the cursor, for a caller
       // whose key the coordinator has just accepted (the listing); one that
       // resumes gets its own Watch, so its key is checked there.
@@ -661,7 +745,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     if (absl::Status s = AddEventTypes("types", req.Query("types"), watch); !s.ok()) {
       return reply("/api/events", ErrorResponse(400, "invalid_argument", s.message(), "types"));
     }
-    if (!req.Header("last-event-id").empty()) {
+    if (!req.Header("last-event-id").empty() || !req.Query("after").empty()) {
       return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
     }
     // A new client first gets the unfinished tasks, then every event after

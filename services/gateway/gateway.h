@@ -22,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "services/common/metrics_server.h"
 #include "services/common/rate_limiter.h"
+#include "services/gateway/edge_policy.h"
 #include "services/gateway/event_hub.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/gateway_metrics.h"
@@ -40,19 +41,22 @@ struct GatewayOptions {
   std::string coordinator_address = "127.0.0.1:7000";
   // TLS to the coordinator (plaintext when coordinator_tls.ca_file is empty).
   ChannelTlsOptions coordinator_tls;
-  // Allow a non-loopback HTTP address without HTTPS (http.tls). The gateway
-  // forwards each caller's key to the coordinator, which decides; a
-  // coordinator without keys would otherwise be open to the network through
-  // us.
+  // Allow a non-loopback HTTP address without HTTPS (http.tls) and in front
+  // of a coordinator that checks no keys. The gateway forwards each caller's
+  // key to the coordinator, which decides; a coordinator without keys would
+  // otherwise be open to the network through us.
   bool insecure = false;
-  // Requests per second per caller (its API key, or its address without
-  // one), with bursts up to rate_burst; 0 disables. Beyond: 429 and
-  // Retry-After.
+  // Requests per second per caller (its API key when the coordinator checks
+  // keys, else its address: a key nobody checks is anyone's to invent), with
+  // bursts up to rate_burst; 0 disables. Beyond: 429 and Retry-After.
   double rate_limit = 100;
   double rate_burst = 200;
   // Origins whose pages may call the gateway (CORS); "*" allows any. Empty:
   // only the dashboard's own origin.
   std::vector<std::string> cors_origins;
+  // DNS names requests may carry as Host besides addresses and localhost
+  // (a gateway reached by name, or behind a proxy); "*" allows any.
+  std::vector<std::string> allowed_hosts;
   // Open event streams and WebSockets per caller (429 beyond).
   int max_streams_per_caller = 64;
   // Longest path plus query string (414 beyond).
@@ -89,16 +93,26 @@ class Gateway {
   // its limit; the returned callback (null when refused) uncounts it.
   std::function<void()> OpenStream(const std::string& caller, const std::string& task_id)
       ABSL_LOCKS_EXCLUDED(streams_mu_);
-  // CORS response headers for a request from `origin` (none if not allowed).
-  Headers CorsHeaders(const std::string& origin) const;
+  // Asks the coordinator whether it checks API keys (GetInfo) and records
+  // the answer; `wait` bounds a wait for it to come up.
+  void ProbeCoordinator(absl::Duration wait);
+  // Who a request counts against for rate and stream limits.
+  std::string CallerOf(const HttpRequest& req) const;
   // Counts a stream as in flight until `on_end` has run.
   std::function<void()> CountStream(std::function<void()> on_end);
   // Remembers a stream so Shutdown can cancel it.
   void TrackStream(std::weak_ptr<EventStream> stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
-  // Sends this gateway's health and counters every health_interval.
+  // Sends this gateway's health and counters every health_interval, and
+  // asks the coordinator again whether it checks keys (they can change).
   void ReportHealthLoop();
 
   const GatewayOptions options_;
+  const EdgePolicy edge_;
+  // Off loopback without --insecure: served only once the coordinator is
+  // known to check keys.
+  const bool needs_coordinator_keys_;
+  enum class Keys { kUnknown, kRequired, kNone };
+  std::atomic<Keys> coordinator_keys_{Keys::kUnknown};
   std::shared_ptr<prometheus::Registry> registry_;
   GatewayMetrics metrics_;
   std::shared_ptr<grpc::Channel> channel_;

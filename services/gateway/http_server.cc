@@ -143,6 +143,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
  private:
   void Read();
   void OnRead(beast::error_code ec);
+  // Answers with an error body, then closes (the request cannot be served).
+  void RefuseAndClose(int status, absl::string_view code, absl::string_view message);
   void Write(std::shared_ptr<http::response<http::string_body>> res);
   void WriteNextFrame();
   void Heartbeat();
@@ -459,16 +461,16 @@ void Session<Stream>::Read() {
 
 template <class Stream>
 void Session<Stream>::OnRead(beast::error_code ec) {
-  if (ec == http::error::body_limit || ec == http::error::header_limit) {
-    HttpResponse r;
-    r.status = ec == http::error::body_limit ? 413 : 431;
-    r.body = absl::StrCat(R"({"error":{"code":")",
-                          r.status == 413 ? "payload_too_large" : "headers_too_large",
-                          R"(","message":"request )", r.status == 413 ? "body" : "headers",
-                          R"( larger than the limit","field":""}})");
-    keep_alive_ = false;
-    SendResponse(std::move(r));
-    return;
+  if (ec == http::error::body_limit) {
+    return RefuseAndClose(413, "payload_too_large", "request body larger than the limit");
+  }
+  if (ec == http::error::header_limit) {
+    return RefuseAndClose(431, "headers_too_large", "request headers larger than the limit");
+  }
+  if (ec.category() == http::make_error_code(http::error::bad_version).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message) {
+    // A request we cannot parse gets a reason before the connection closes.
+    return RefuseAndClose(400, "bad_request", "malformed HTTP request: " + ec.message());
   }
   if (ec) {
     lowest().close();
@@ -501,6 +503,17 @@ void Session<Stream>::OnRead(beast::error_code ec) {
   req.body = std::move(msg.body());
   server_.handler()(std::move(req),
                     std::make_shared<ResponderImpl<Stream>>(this->shared_from_this()));
+}
+
+template <class Stream>
+void Session<Stream>::RefuseAndClose(int status, absl::string_view code,
+                                     absl::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = absl::StrCat(R"({"error":{"code":")", code, R"(","message":")", message,
+                        R"(","field":""}})");
+  keep_alive_ = false;
+  SendResponse(std::move(r));
 }
 
 template <class Stream>
@@ -711,6 +724,9 @@ class WsSession final : public Connection,
   void Accept(Stream stream, http::request<http::string_body> request) {
     ws_.emplace(std::move(stream));
     ws_->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    // Checked against each frame's header, so a larger message is refused
+    // (close 1009) before it is buffered.
+    ws_->read_message_max(server_.options().max_message_bytes);
     ws_->set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "taskgrid-gateway"); }));
     request_ = std::move(request);

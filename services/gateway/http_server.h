@@ -100,6 +100,8 @@ struct HttpServerOptions {
   int io_threads = 2;
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 16 << 10;
+  // Largest WebSocket message a client may send.
+  size_t max_message_bytes = 64 << 10;
   // Hard bound on bytes queued per event stream; a client past it is cut off.
   size_t max_stream_queue_bytes = 4 << 20;
   // A stream client that takes nothing for this long while bytes wait is cut

@@ -33,7 +33,35 @@ std::string EventToJson(const v1::TaskEvent& event) {
                       json.substr(at + empty.size()));
 }
 
+absl::Status CheckJsonNesting(absl::string_view json, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("body: nested deeper than ", max_depth, " levels"));
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message) {
+  // Checked before the parser sees it: protobuf's time on nested arrays
+  // grows much faster than their size.
+  if (absl::Status s = CheckJsonNesting(json, kMaxJsonDepth); !s.ok()) return s;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   const auto s = google::protobuf::util::JsonStringToMessage(json, message, options);

@@ -24,8 +24,14 @@ std::string ToJson(const google::protobuf::Message& message);
 // printer (which serializes and re-parses the message).
 std::string EventToJson(const v1::TaskEvent& event);
 
+// Deepest nesting of arrays and objects a JSON body or message may have.
+inline constexpr int kMaxJsonDepth = 32;
+// kInvalidArgument ("body: nested deeper than N levels") when arrays and
+// objects in `json` nest deeper than `max_depth`. One pass, no allocation.
+absl::Status CheckJsonNesting(absl::string_view json, int max_depth);
+
 // Parses strictly: unknown fields and wrong types are kInvalidArgument with
-// the parser's reason.
+// the parser's reason; nesting past kMaxJsonDepth is refused unparsed.
 absl::Status FromJson(const std::string& json, google::protobuf::Message* message);
 
 // `s` as a JSON string literal, quotes included.

@@ -16,7 +16,9 @@ ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9103",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7000",
           "Coordinator address, or every coordinator as a comma-separated list of IP:port.");
-ABSL_FLAG(bool, insecure, false, "Allow a non-loopback HTTP address without --tls_cert.");
+ABSL_FLAG(bool, insecure, false,
+          "Allow a non-loopback HTTP address without --tls_cert, or in front of a coordinator "
+          "that checks no API keys.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve HTTPS (and wss).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(60),
@@ -32,7 +34,11 @@ ABSL_FLAG(int64_t, max_stream_queue_bytes, 4 << 20,
 ABSL_FLAG(double, rate_limit, 100, "Requests per second per caller (API key or address); 0: off.");
 ABSL_FLAG(double, rate_burst, 200, "Burst allowed above the rate.");
 ABSL_FLAG(std::string, cors_origins, "",
-          "Comma-separated origins allowed to call from browsers (* for any).");
+          "Comma-separated origins of other sites whose pages may call the gateway (* for any); "
+          "its own origin always may.");
+ABSL_FLAG(std::string, allowed_hosts, "",
+          "Comma-separated DNS names requests may carry as Host, besides IP addresses and "
+          "localhost: the names the gateway is reached by (* for any; others get 421).");
 ABSL_FLAG(int32_t, max_streams_per_caller, 64, "Open event streams and WebSockets per caller.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound HTTP and metrics ports here, one per line.");
 ABSL_FLAG(std::string, gateway_id, "",
@@ -71,6 +77,8 @@ int main(int argc, char** argv) {
   options.rate_burst = absl::GetFlag(FLAGS_rate_burst);
   options.cors_origins =
       absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipWhitespace());
+  options.allowed_hosts =
+      absl::StrSplit(absl::GetFlag(FLAGS_allowed_hosts), ',', absl::SkipWhitespace());
   options.max_streams_per_caller = absl::GetFlag(FLAGS_max_streams_per_caller);
   options.http.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   options.http.max_stream_queue_bytes =

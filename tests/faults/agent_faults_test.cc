@@ -1,6 +1,7 @@
 // Agent faults: the real coordinator and agent binaries; an agent killed with
 // SIGKILL mid-task, the agent-coordinator link cut and restored through a
-// proxy the test controls, and a thousand agents reconnecting at once.
+// proxy the test controls, an Assign lost in the link as the coordinator is
+// killed, and a thousand agents reconnecting at once.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
@@ -124,6 +125,35 @@ TEST_F(AgentFaultsTest, LinkCutAndRestoredLosesAndRepeatsNothing) {
   EXPECT_EQ(w.out[1], err);
   int64_t dropped = 0;
   EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDERR, &dropped), err);
+}
+
+// Proves: a task dispatched just before the coordinator is killed, whose
+// Assign never reached the agent, runs once after the restart instead of
+// being lost: the agent, the same process as before, does not hold it, so
+// it never ran.
+TEST_F(AgentFaultsTest, DispatchLostInACoordinatorCrashRunsOnceAfterTheRestart) {
+  StartCoordinator({"--heartbeat_ttl=30s"});
+  TcpProxy proxy(port_);
+  StartAgent("crash-a1", 2, absl::StrCat("127.0.0.1:", proxy.port()));
+  ASSERT_TRUE(WaitAgents(1));
+  const std::string marker = (dir_ / "runs").string();
+  proxy.DropDownstream(true);
+  const std::string id = Submit("echo run >> " + marker + "; echo ran");
+  // The Assign leaves only once the dispatch is durable; it is lost in the link.
+  ASSERT_TRUE(WaitFor([&] { return proxy.dropped_bytes() > 0; }, absl::Seconds(10)));
+  ASSERT_EQ(Get(id).status(), v1::TASK_STATUS_DISPATCHED);
+  coordinator_->Kill(SIGKILL);
+  proxy.Cut();
+  proxy.DropDownstream(false);
+  ASSERT_TRUE(coordinator_->Start());
+  proxy.Restore();
+  const v1::Task t = WaitFinal(id);
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_SUCCEEDED) << t.DebugString();
+  EXPECT_EQ(t.attempt(), 2u);
+  EXPECT_EQ(t.undelivered(), 1u);
+  EXPECT_EQ(LinesIn(marker), 1);  // It ran once.
+  int64_t dropped = 0;
+  EXPECT_EQ(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), "ran\n");
 }
 
 // Proves: when a coordinator restart drops a thousand agents at once (real

@@ -59,6 +59,12 @@ class TcpProxy {
     cut_ = false;
   }
 
+  // While on, what the upstream sends is read and thrown away: messages
+  // lost in a link that still looks up to both ends.
+  void DropDownstream(bool on) { drop_downstream_ = on; }
+  // Bytes thrown away so far.
+  int64_t dropped_bytes() const { return dropped_bytes_; }
+
  private:
   struct Link {
     int fd[2];  // Client side, upstream side.
@@ -107,17 +113,24 @@ class TcpProxy {
     auto link = std::make_unique<Link>();
     link->fd[0] = client;
     link->fd[1] = upstream;
-    link->pumps[0] = std::thread([client, upstream] { Pump(client, upstream); });
-    link->pumps[1] = std::thread([client, upstream] { Pump(upstream, client); });
+    link->pumps[0] = std::thread([this, client, upstream] { Pump(client, upstream, nullptr); });
+    link->pumps[1] = std::thread([this, client, upstream] {
+      Pump(upstream, client, &drop_downstream_);
+    });
     links_.push_back(std::move(link));
   }
 
-  // Copies until either side fails; then ends both directions.
-  static void Pump(int from, int to) {
+  // Copies until either side fails; then ends both directions. Bytes read
+  // while `*drop` holds are not passed on.
+  void Pump(int from, int to, const std::atomic<bool>* drop) {
     char buf[64 << 10];
     for (;;) {
       const ssize_t n = read(from, buf, sizeof(buf));
       if (n <= 0) break;
+      if (drop != nullptr && drop->load()) {
+        dropped_bytes_ += n;
+        continue;
+      }
       for (ssize_t off = 0; off < n;) {
         const ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
         if (w <= 0) {
@@ -133,6 +146,8 @@ class TcpProxy {
   const int upstream_port_;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> drop_downstream_{false};
+  std::atomic<int64_t> dropped_bytes_{0};
   std::atomic<int> accepted_{0};
   absl::Mutex mu_;
   int listen_fd_ = -1;  // Set before the accept thread starts, closed after it ends.
