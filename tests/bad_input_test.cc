@@ -3,6 +3,7 @@
 // reason). After all of them, both services still serve and no task was
 // created by a refused request.
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
 #include "services/common/testing/test_util.h"
@@ -63,7 +65,8 @@ class BadInputTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     coordinator_ = std::move(*c);
     const std::string address = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    stub_ = v1::TaskService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    stub_ = v1::TaskService::NewStub(channel_);
     AgentOptions ao;
     ao.coordinator_address = address;
     ao.agent_id = "bad-input-agent";
@@ -82,6 +85,23 @@ class BadInputTest : public ::testing::Test {
     port_ = gateway_->http_port();
   }
 
+  // Sends `payload` as the request of `method`, whatever it holds.
+  grpc::Status RawCall(grpc::ClientContext& ctx, const std::string& method,
+                       const std::string& payload) {
+    grpc::GenericStub generic(channel_);
+    grpc::Slice slice(payload);
+    grpc::ByteBuffer request(&slice, 1), response;
+    absl::Notification done;
+    grpc::Status status;
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    return status;
+  }
+
   int64_t TaskCount() {
     grpc::ClientContext ctx;
     v1::ListResponse resp;
@@ -93,6 +113,7 @@ class BadInputTest : public ::testing::Test {
 
   PosixProcessRunner runner_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<gateway::Gateway> gateway_;
@@ -203,6 +224,44 @@ TEST_F(BadInputTest, GrpcCallsGetTheRightCodeAndNameTheField) {
          return s.SubmitBatch(&c, req, &resp);
        },
        StatusCode::INVALID_ARGUMENT, "requests"},
+      {"agent_id and selector",
+       SubmitWith([](auto& r) {
+         r.mutable_spec()->set_agent_id("bad-input-agent");
+         (*r.mutable_spec()->mutable_selector())["role"] = "web";
+       }),
+       StatusCode::INVALID_ARGUMENT, "spec.agent_id and spec.selector are mutually exclusive"},
+      {"List unknown status",
+       [](v1::TaskService::Stub& s, grpc::ClientContext& c) {
+         v1::ListRequest req;
+         req.add_status(static_cast<v1::TaskStatus>(77));
+         v1::ListResponse resp;
+         return s.List(&c, req, &resp);
+       },
+       StatusCode::INVALID_ARGUMENT, "status: unknown value 77"},
+      {"List unknown priority",
+       [](v1::TaskService::Stub& s, grpc::ClientContext& c) {
+         v1::ListRequest req;
+         req.add_priority(static_cast<v1::Priority>(9));
+         v1::ListResponse resp;
+         return s.List(&c, req, &resp);
+       },
+       StatusCode::INVALID_ARGUMENT, "priority: unknown value 9"},
+      {"Watch unknown type",
+       [](v1::TaskService::Stub& s, grpc::ClientContext& c) {
+         v1::WatchRequest req;
+         req.add_types(static_cast<v1::EventType>(999));
+         auto reader = s.Watch(&c, req);
+         v1::WatchResponse resp;
+         while (reader->Read(&resp)) {
+         }
+         return reader->Finish();
+       },
+       StatusCode::INVALID_ARGUMENT, "types: unknown value 999"},
+      {"random bytes as a Submit",
+       [this](v1::TaskService::Stub&, grpc::ClientContext& c) {
+         return RawCall(c, "/taskgrid.v1.TaskService/Submit", std::string("\xff\xff\xff\x07", 4));
+       },
+       StatusCode::INVALID_ARGUMENT, "not a valid taskgrid.v1.SubmitRequest"},
   };
   for (const GrpcCase& c : cases) {
     grpc::ClientContext ctx;
@@ -294,6 +353,15 @@ TEST_F(BadInputTest, RestCallsGetTheRightStatusAndNameTheField) {
       {"POST", "/api/runs/nope/cancel", "", 404, "run_id: no run nope"},
       {"GET", "/api/runs?pageSize=lots", "", 400, "pageSize"},
       {"GET", "/api/runs?pageSize=5000", "", 400, "page_size: must be 0 to 1000"},
+      {"GET", "/api/tasks?stauts=running", "", 400, R"("field":"stauts")"},
+      {"GET", "/api/tasks?page_size=100000", "", 400, "page_size: unknown query parameter"},
+      {"GET", "/api/tasks/nope?verbose=1", "", 400, "(this route takes none)"},
+      {"GET", "/api/events?after=yesterday", "", 400, "after: not a cursor"},
+      {"POST", "/api/tasks", R"({"shell":{"command":"true"},"agentId":"bad-input-agent","selector":{"a":"b"}})",
+       400, "mutually exclusive"},
+      {"POST", "/api/tasks", R"({"shell":{"command":"true"},"context":{"a":)" + std::string(40, '[') +
+           std::string(40, ']') + "}}",
+       400, "nested deeper than 32 levels"},
   };
   for (const RestCase& c : cases) {
     const auto r = Fetch(port_, c.method, c.target, c.body, c.headers);

@@ -275,6 +275,11 @@ void Agent::OnLinkDone(CoordinatorLink* link, const grpc::Status& status) {
   if (!stopping_ && welcomed_) {
     spdlog::warn("coordinator_stream_ended agent_id={} code={} message=\"{}\"", options_.agent_id,
                  static_cast<int>(status.error_code()), status.error_message());
+  } else if (!stopping_ && status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+             status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // Refused at hello (token, identity): the operator must learn why.
+    spdlog::error("coordinator_refused agent_id={} code={} message=\"{}\"", options_.agent_id,
+                  static_cast<int>(status.error_code()), status.error_message());
   }
   link_done_ = true;
   welcomed_ = false;

@@ -1,9 +1,12 @@
 #include "services/coordinator/coordinator.h"
 
+#include <google/protobuf/descriptor.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/store/open_task_store.h"
@@ -11,34 +14,67 @@
 namespace taskgrid {
 namespace {
 
+// The request type of each of our methods by path ("/taskgrid.v1.X/Y").
+const absl::flat_hash_map<std::string, std::string>& RequestTypes() {
+  static const auto* types = [] {
+    auto* m = new absl::flat_hash_map<std::string, std::string>();
+    for (const char* name :
+         {"taskgrid.v1.TaskService", "taskgrid.v1.AgentService", "taskgrid.v1.MonitoringService"}) {
+      const google::protobuf::ServiceDescriptor* service =
+          google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
+      for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+        (*m)[absl::StrCat("/", name, "/", service->method(i)->name())] =
+            service->method(i)->input_type()->full_name();
+      }
+    }
+    return m;
+  }();
+  return *types;
+}
+
 // Counts the unary calls the coordinator answers (requests, errors, time)
-// for its own service health; streams last for hours and are left out.
-class RequestStatsInterceptor final : public grpc::experimental::Interceptor {
+// for its own service health (streams last for hours and are left out), and
+// names what is wrong with a request that does not decode: gRPC answers it
+// UNIMPLEMENTED, with no message, as if the method did not exist.
+class RequestInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit RequestStatsInterceptor(TaskRegistry* registry) : registry_(registry) {}
+  RequestInterceptor(TaskRegistry* registry, grpc::experimental::ServerRpcInfo* info)
+      : registry_(registry),
+        unary_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY),
+        method_(info->method()) {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using Hook = grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
       start_ = absl::Now();
     }
     if (methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
-      registry_->RecordRequest(!methods->GetSendStatus().ok(), absl::Now() - start_);
+      const grpc::Status status = methods->GetSendStatus();
+      if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED && status.error_message().empty()) {
+        if (auto it = RequestTypes().find(method_); it != RequestTypes().end()) {
+          methods->ModifySendStatus(grpc::Status(
+              grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("request: not a valid ", it->second, " message")));
+        }
+      }
+      if (unary_) registry_->RecordRequest(!status.ok(), absl::Now() - start_);
     }
     methods->Proceed();
   }
 
  private:
   TaskRegistry* const registry_;
+  const bool unary_;
+  const std::string method_;
   absl::Time start_ = absl::Now();
 };
 
-class RequestStatsFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+class RequestInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit RequestStatsFactory(TaskRegistry* registry) : registry_(registry) {}
+  explicit RequestInterceptorFactory(TaskRegistry* registry) : registry_(registry) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
-    return new RequestStatsInterceptor(registry_);
+    return new RequestInterceptor(registry_, info);
   }
 
  private:
@@ -138,7 +174,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   builder.RegisterService(c->agent_service_.get());
   builder.RegisterService(c->monitoring_service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<RequestStatsFactory>(c->registry_.get()));
+  interceptors.push_back(std::make_unique<RequestInterceptorFactory>(c->registry_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Agents keep one stream for days: detect dead peers within ~15 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
