@@ -69,9 +69,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::ParseCommandLine(argc, argv);
-  // Tasks run as this user by default: /proc/PID/environ, mem and the like
-  // become root's to read, and the token leaves the command line and the
-  // environment before any task starts.
+  // Tasks run as the agent's user unless --run_as says otherwise: a process
+  // that is not dumpable has its /proc/PID/environ, mem and the like owned
+  // by root, and the token leaves the command line and the environment
+  // before any task starts.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const bool token_on_command_line = !absl::GetFlag(FLAGS_token).empty() &&
                                      std::getenv("TASKGRID_TOKEN") == nullptr;

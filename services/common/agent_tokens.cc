@@ -9,15 +9,6 @@
 
 namespace taskgrid {
 
-std::string AgentToken::ToLine() const {
-  std::string line = absl::StrCat(name, " sha256:", sha256);
-  if (!agents.empty()) absl::StrAppend(&line, " agents=", absl::StrJoin(agents, ","));
-  if (labels) {
-    absl::StrAppend(&line, " labels=", absl::StrJoin(*labels, ",", absl::PairFormatter("=")));
-  }
-  return line;
-}
-
 bool AgentToken::MayClaim(absl::string_view agent_id) const {
   if (agents.empty()) return true;
   for (absl::string_view allowed : agents) {

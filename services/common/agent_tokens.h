@@ -25,8 +25,6 @@ struct AgentToken {
   // agent must not announce others. Unset: any labels.
   std::optional<std::map<std::string, std::string>> labels;
 
-  // The agent tokens file line for this token.
-  std::string ToLine() const;
   // Whether the token lets its holder claim `agent_id`.
   bool MayClaim(absl::string_view agent_id) const;
 };

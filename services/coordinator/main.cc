@@ -93,6 +93,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::ParseCommandLine(argc, argv);
+  const std::string api_keys = absl::GetFlag(FLAGS_api_keys);
+  const std::string agent_tokens = absl::GetFlag(FLAGS_agent_tokens);
+  // Out of /proc/PID/cmdline and environ, which every local user can read.
+  taskgrid::HideSecrets(argc, argv, {"api_keys", "agent_tokens"},
+                        {"TASKGRID_API_KEYS", "TASKGRID_AGENT_TOKENS"});
   if (auto s = taskgrid::InitServiceProcess("coordinator", absl::GetFlag(FLAGS_log_level));
       !s.ok()) {
     std::fprintf(stderr, "taskgrid-coordinator: %s\n", std::string(s.message()).c_str());
@@ -102,9 +107,9 @@ int main(int argc, char** argv) {
   taskgrid::CoordinatorOptions options;
   options.grpc_address = absl::GetFlag(FLAGS_grpc_address);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  options.api_keys = absl::GetFlag(FLAGS_api_keys);
+  options.api_keys = api_keys;
   options.keys_file = absl::GetFlag(FLAGS_keys_file);
-  options.agent_tokens = absl::GetFlag(FLAGS_agent_tokens);
+  options.agent_tokens = agent_tokens;
   options.agent_tokens_file = absl::GetFlag(FLAGS_agent_tokens_file);
   options.insecure = absl::GetFlag(FLAGS_insecure);
   options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);

@@ -1,7 +1,5 @@
 #include "services/coordinator/task_registry.h"
 
-#include "services/common/auth.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "services/common/agent_policy.h"
+#include "services/common/auth.h"
 #include "services/common/proto_time.h"
 #include "services/common/status_util.h"
 #include "services/coordinator/task_registry_util.h"

@@ -23,8 +23,6 @@ struct EdgeOptions {
   std::vector<std::string> allowed_hosts;
   // Origins of other sites whose pages may call the gateway; "*" allows any.
   std::vector<std::string> cors_origins;
-  // Whether the gateway serves HTTPS (its own origin is then https://).
-  bool tls = false;
 
   // kInvalidArgument naming allowed_hosts or cors_origins for a malformed
   // entry.
@@ -46,8 +44,8 @@ class EdgePolicy {
 
   // Whether a Host header names this gateway.
   bool HostAllowed(absl::string_view host) const;
-  // Whether `origin` may call: the gateway's own (scheme and `host` as the
-  // request named it) or a configured one.
+  // Whether `origin` may call: the gateway's own (the authority `host` the
+  // request named, whatever the scheme) or a configured one.
   bool OriginAllowed(absl::string_view origin, absl::string_view host) const;
 
  private:

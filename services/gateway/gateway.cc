@@ -143,7 +143,7 @@ absl::Status GatewayOptions::Validate() const {
 
 Gateway::Gateway(const GatewayOptions& options)
     : options_(options),
-      edge_(EdgeOptions{options.allowed_hosts, options.cors_origins, options.http.tls.enabled()}),
+      edge_(EdgeOptions{options.allowed_hosts, options.cors_origins}),
       needs_coordinator_keys_(!options.insecure && !IsLoopbackAddress(options.http_address)),
       registry_(std::make_shared<prometheus::Registry>()),
       metrics_(*registry_),

@@ -20,6 +20,18 @@ TEST(EventToJsonTest, MatchesTheGenericPrinterByteForByte) {
   EXPECT_EQ(EventToJson(e), ToJson(e));
 }
 
+TEST(CheckJsonNestingTest, CountsArraysAndObjectsNotBracketsInStrings) {
+  EXPECT_TRUE(CheckJsonNesting("[[[]]]", 3).ok());
+  EXPECT_FALSE(CheckJsonNesting("[[[[]]]]", 3).ok());
+  EXPECT_FALSE(CheckJsonNesting(R"({"a":{"b":[{}]}})", 3).ok());
+  EXPECT_TRUE(CheckJsonNesting(R"([{}, {}, [], {"a":[]}])", 3).ok());  // Siblings do not add up.
+  EXPECT_TRUE(CheckJsonNesting(R"(["[[[[", "{{{{", "\"[[[["])", 1).ok());
+  EXPECT_TRUE(CheckJsonNesting(R"(["\\", "[[[["])", 1).ok());  // An escaped backslash ends.
+  EXPECT_EQ(CheckJsonNesting(std::string(100, '['), 32).message(),
+            "body: nested deeper than 32 levels");
+  EXPECT_TRUE(CheckJsonNesting("", 1).ok());
+}
+
 TEST(ErrorResponseTest, TakesTheFieldFromTheMessage) {
   HttpResponse r = ErrorResponse(400, "invalid_argument", "spec.shell.command: is empty");
   EXPECT_EQ(r.status, 400);

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::ParseCommandLine(argc, argv);
+  const std::string api_key = absl::GetFlag(FLAGS_api_key);
+  // Out of /proc/PID/cmdline and environ, which every local user can read.
+  taskgrid::HideSecrets(argc, argv, {"api_key"}, {"TASKGRID_API_KEY"});
   if (auto s = taskgrid::InitServiceProcess("gateway", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -85,7 +88,7 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_max_stream_queue_bytes));
   options.gateway_id = absl::GetFlag(FLAGS_gateway_id);
   options.health_interval = absl::GetFlag(FLAGS_health_interval);
-  options.api_key = absl::GetFlag(FLAGS_api_key);
+  options.api_key = api_key;
   auto gateway = taskgrid::gateway::Gateway::Start(options);
   if (!gateway.ok()) {
     std::fprintf(stderr, "taskgrid-gateway: %s\n", gateway.status().ToString().c_str());
