@@ -26,6 +26,7 @@ chmod 600 "$dir/token"
 
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --store=memory \
   --agent_tokens_file="$dir/tokens" --port_file="$dir/c" 2>"$dir/coordinator.log" & pids+=($!)
+coordinator_pid=$!
 wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 export TASKGRID_COORDINATOR=127.0.0.1:$(sed -n 1p "$dir/c")
 common=(--metrics_address= --docker_socket= --spool_dir="$dir")
@@ -76,6 +77,14 @@ check "and the real web-1 keeps its stream" test "$out" = "still-me"
 "$cli" --output json audit --action agent.connect >"$dir/audit" 2>&1
 check "each refusal is audited" test "$(grep -c PERMISSION_DENIED "$dir/audit")" -ge 2
 check "the twin's refusal is audited" grep -q ALREADY_EXISTS "$dir/audit"
+
+# A revoked token (SIGHUP) ends its agent's stream and lets it in no more.
+sed -i '/^web3 /d' "$dir/tokens"
+kill -HUP "$coordinator_pid"
+check "a revoked token's agent is disconnected" wait_for 10 sh -c "'$cli' agents | grep web-3 | grep -qv connected"
+check "and refused when it comes back" wait_for 10 grep -q "coordinator_refused.*agent token rejected" "$dir/agent-3.log"
+check "the others stay" test "$("$cli" agents | grep -c connected)" -eq 2
+check "the reload is audited" sh -c "'$cli' audit --action agent_tokens.reload | grep -q '2 agent tokens'"
 
 # A token file others can read is refused before anything starts.
 cp "$dir/token" "$dir/open-token"

@@ -390,7 +390,7 @@ TEST(CoordinatorSafetyTest, KeysAndTokensAreEnforced) {
   o.grpc_address = "127.0.0.1:0";
   o.metrics_address = "";
   o.api_keys = "reader:read,writer:submit";
-  o.agent_tokens = {"agent-secret"};
+  o.agent_tokens = "agent-secret";
   auto c = Coordinator::Start(o);
   ASSERT_TRUE(c.ok());
   const std::string address = absl::StrCat("127.0.0.1:", (*c)->grpc_port());

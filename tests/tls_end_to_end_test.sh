@@ -25,6 +25,9 @@ out=$(timeout 10 "$gateway" --http_address=127.0.0.1:0 --metrics_address= \
 check "an unreadable CA is refused" refused $rc "coordinator_tls_ca: cannot read" "$out"
 out=$(timeout 10 "$gateway" --http_address=0.0.0.0:0 --metrics_address= 2>&1); rc=$?
 check "plain HTTP off loopback is refused" refused $rc "not loopback" "$out"
+out=$(timeout 10 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address=0.0.0.0:0 \
+  --store=memory 2>&1); rc=$?
+check "metrics off loopback without keys are refused" refused $rc "metrics_address 0.0.0.0:0 is not loopback" "$out"
 
 TASKGRID_TLS_CERT=$certs/server.pem TASKGRID_TLS_KEY=$certs/server.key \
   "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --store=memory \
@@ -47,6 +50,10 @@ wait_for 10 test -s "$dir/gw" || { echo "gateway did not start"; exit 1; }
 gw=$(sed -n 1p "$dir/gw")
 check "HTTPS with the CA answers" sh -c "curl -sf --cacert '$certs/ca.pem' https://localhost:$gw/api/agents | grep -q e2e-1"
 check "HTTPS without the CA fails" sh -c "! curl -sf https://localhost:$gw/api/agents >/dev/null 2>&1"
+out=$(timeout 20 "$gateway" --http_address=0.0.0.0:0 --metrics_address= --coordinator="localhost:$port" \
+  --coordinator_tls_ca="$certs/ca.pem" --tls_cert="$certs/server.pem" \
+  --tls_key="$certs/server.key" 2>&1); rc=$?
+check "HTTPS off loopback in front of a coordinator without keys is refused" refused $rc "checks no API keys" "$out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,5 +1,7 @@
 #include "services/common/agent_tokens.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -96,6 +98,11 @@ absl::StatusOr<AgentTokens> AgentTokens::Load(absl::string_view spec, const std:
   if (!from_file.ok()) return from_file.status();
   for (AgentToken& t : from_file->tokens_) tokens->tokens_.push_back(std::move(t));
   return tokens;
+}
+
+bool AgentTokens::Has(absl::string_view name) const {
+  return std::any_of(tokens_.begin(), tokens_.end(),
+                     [name](const AgentToken& t) { return t.name == name; });
 }
 
 std::vector<std::string> AgentTokens::Unbound() const {

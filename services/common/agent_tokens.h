@@ -49,6 +49,9 @@ class AgentTokens {
   static absl::StatusOr<AgentTokens> Load(absl::string_view spec, const std::string& path);
 
   bool empty() const { return tokens_.empty(); }
+  size_t size() const { return tokens_.size(); }
+  // Whether a token is named `name`.
+  bool Has(absl::string_view name) const;
   // Names of the tokens that let their holder claim any agent id.
   std::vector<std::string> Unbound() const;
 

@@ -9,10 +9,10 @@
 
 namespace taskgrid {
 
-AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentTokens& tokens,
+AgentStream* AgentStream::Create(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens,
                                  std::string peer, std::optional<std::vector<std::string>> cert_names) {
   auto stream = std::shared_ptr<AgentStream>(
-      new AgentStream(registry, tokens, std::move(peer), std::move(cert_names)));
+      new AgentStream(registry, std::move(tokens), std::move(peer), std::move(cert_names)));
   stream->self_ = stream;
   stream->StartRead(&stream->in_);
   return stream.get();
@@ -82,7 +82,7 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
     if (s.ok()) {
       const std::map<std::string, std::string> labels(hello.labels().begin(), hello.labels().end());
       absl::StatusOr<const AgentToken*> token =
-          tokens_.Admit(hello.token(), hello.agent_id(), labels);
+          tokens_->Admit(hello.token(), hello.agent_id(), labels);
       s = token.status();
       if (s.ok()) {
         s = registry_.AgentConnected(hello, self_, peer_, *token ? (*token)->name : "");
@@ -123,7 +123,23 @@ grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* AgentServiceImpl:
     grpc::CallbackServerContext* context) {
   std::optional<std::vector<std::string>> cert_names;
   if (require_client_cert_) cert_names = PeerCertificateNames(*context->auth_context());
-  return AgentStream::Create(registry_, tokens_, context->peer(), std::move(cert_names));
+  std::shared_ptr<const AgentTokens> tokens;
+  {
+    absl::MutexLock lock(&mu_);
+    tokens = tokens_;
+  }
+  return AgentStream::Create(registry_, std::move(tokens), context->peer(), std::move(cert_names));
+}
+
+void AgentServiceImpl::ReplaceTokens(AgentTokens tokens) {
+  auto next = std::make_shared<const AgentTokens>(std::move(tokens));
+  {
+    absl::MutexLock lock(&mu_);
+    tokens_ = next;
+  }
+  registry_.DisconnectAgents([&next](const v1::Agent& agent) {
+    return !next->empty() && !next->Has(agent.token_name());
+  }, "its agent token was revoked");
 }
 
 }  // namespace taskgrid

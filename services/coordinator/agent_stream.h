@@ -28,17 +28,17 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   // came from, for the audit log. With `cert_names` (mutual TLS), the
   // hello's agent id must be one of them: an empty list (no client
   // certificate) or another id ends the stream with kPermissionDenied.
-  static AgentStream* Create(TaskRegistry& registry, const AgentTokens& tokens, std::string peer,
-                             std::optional<std::vector<std::string>> cert_names);
+  static AgentStream* Create(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens,
+                             std::string peer, std::optional<std::vector<std::string>> cert_names);
 
   void Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
   void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  AgentStream(TaskRegistry& registry, const AgentTokens& tokens, std::string peer,
+  AgentStream(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens, std::string peer,
               std::optional<std::vector<std::string>> cert_names)
       : registry_(registry),
-        tokens_(tokens),
+        tokens_(std::move(tokens)),
         peer_(std::move(peer)),
         cert_names_(std::move(cert_names)) {}
   // OK when the hello's agent id matches the peer certificate (or none is
@@ -53,7 +53,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   void MaybeWriteOrFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TaskRegistry& registry_;
-  const AgentTokens& tokens_;
+  const std::shared_ptr<const AgentTokens> tokens_;  // As they were when it connected.
   const std::string peer_;  // For the audit log.
   const std::optional<std::vector<std::string>> cert_names_;
   std::shared_ptr<AgentStream> self_;
@@ -74,15 +74,20 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
   AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens, bool require_client_cert = false)
       : registry_(registry),
-        tokens_(std::move(tokens)),
+        tokens_(std::make_shared<const AgentTokens>(std::move(tokens))),
         require_client_cert_(require_client_cert) {}
 
   grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* Connect(
-      grpc::CallbackServerContext* context) override;
+      grpc::CallbackServerContext* context) override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // New connections are checked against `tokens` from now on; connected
+  // agents whose token is no longer among them are disconnected.
+  void ReplaceTokens(AgentTokens tokens) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   TaskRegistry& registry_;
-  const AgentTokens tokens_;
+  absl::Mutex mu_;
+  std::shared_ptr<const AgentTokens> tokens_ ABSL_GUARDED_BY(mu_);
   const bool require_client_cert_;
 };
 

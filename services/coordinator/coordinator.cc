@@ -200,6 +200,17 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
   return c;
 }
 
+absl::Status Coordinator::ReloadKeys() {
+  TASKGRID_RETURN_IF_ERROR(access_->Reload());
+  TASKGRID_ASSIGN_OR_RETURN(AgentTokens tokens,
+                            AgentTokens::Load(options_.agent_tokens, options_.agent_tokens_file));
+  const size_t count = tokens.size();
+  agent_service_->ReplaceTokens(std::move(tokens));
+  registry_->Audit(NewAuditEntry("coordinator", "agent_tokens.reload",
+                                 absl::StrCat(count, " agent tokens"), "", absl::OkStatus()));
+  return absl::OkStatus();
+}
+
 void Coordinator::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;

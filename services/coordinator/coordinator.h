@@ -88,8 +88,9 @@ class Coordinator {
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   TaskRegistry& registry() { return *registry_; }
-  // Reads the keys file again (SIGHUP); keeps the old keys on an error.
-  absl::Status ReloadKeys() { return access_->Reload(); }
+  // Reads the keys file and the agent tokens file again (SIGHUP); keeps the
+  // old ones on an error. Agents whose token is gone are disconnected.
+  absl::Status ReloadKeys();
   void Shutdown();
 
  private:

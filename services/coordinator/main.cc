@@ -29,7 +29,8 @@ ABSL_FLAG(std::string, agent_tokens, "",
 ABSL_FLAG(std::string, agent_tokens_file, "",
           "File of hashed agent tokens, one per line: NAME sha256:HEX [agents=ID,PREFIX*,...] "
           "[labels=KEY=VALUE,KEY=*,...], binding each to the agent ids it may claim and the "
-          "labels it may announce.");
+          "labels it may announce; read again on SIGHUP (agents of a removed token are "
+          "disconnected).");
 ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback gRPC or metrics address without keys and tokens.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for the gRPC address (TLS).");

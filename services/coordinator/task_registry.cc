@@ -1170,6 +1170,19 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   return absl::OkStatus();
 }
 
+void TaskRegistry::DisconnectAgents(const std::function<bool(const v1::Agent&)>& pred,
+                                    const std::string& reason) {
+  std::vector<std::shared_ptr<AgentLink>> links;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, a] : connected_) {
+      if (a->link != nullptr && pred(a->info)) links.push_back(a->link);
+    }
+  }
+  // Outside the lock: a link's Close may come back to AgentDisconnected.
+  for (auto& link : links) link->Close(absl::PermissionDeniedError(reason));
+}
+
 void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLink* link) {
   absl::MutexLock lock(&mu_);
   auto it = agents_.find(agent_id);

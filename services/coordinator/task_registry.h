@@ -162,6 +162,10 @@ class TaskRegistry {
   absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
                               const std::string& peer = "", const std::string& token_name = "")
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Closes the stream of every connected agent `pred` picks, telling it
+  // `reason` (kPermissionDenied); its tasks stay assigned until the TTL.
+  void DisconnectAgents(const std::function<bool(const v1::Agent&)>& pred,
+                        const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
   // The stream behind `link` ended. Tasks stay assigned until the TTL.
   void AgentDisconnected(const std::string& agent_id, const AgentLink* link)
       ABSL_LOCKS_EXCLUDED(mu_);
