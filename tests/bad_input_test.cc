@@ -13,12 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "services/agent/agent.h"
-#include "services/agent/posix_process_runner.h"
-#include "services/common/testing/test_util.h"
-#include "services/coordinator/coordinator.h"
-#include "services/gateway/gateway.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
+#include "tests/gateway_cluster.h"
 #include "tests/http_test_client.h"
 
 namespace taskgrid {
@@ -55,34 +51,14 @@ std::function<grpc::Status(v1::TaskService::Stub&, grpc::ClientContext&)> Submit
   };
 }
 
-class BadInputTest : public ::testing::Test {
+class BadInputTest : public GatewayCluster {
  protected:
   void SetUp() override {
-    CoordinatorOptions co;
-    co.grpc_address = "127.0.0.1:0";
-    co.metrics_address = "";
-    auto c = Coordinator::Start(co);
-    ASSERT_TRUE(c.ok()) << c.status();
-    coordinator_ = std::move(*c);
-    const std::string address = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    StartCoordinator();
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
     stub_ = v1::TaskService::NewStub(channel_);
-    AgentOptions ao;
-    ao.coordinator_address = address;
-    ao.agent_id = "bad-input-agent";
-    ao.slots = 2;
-    agent_ = std::make_unique<Agent>(ao, runner_, nullptr);
-    agent_->Start();
-    ASSERT_TRUE(WaitFor([&] { return agent_->connected(); }));
-    gateway::GatewayOptions go;
-    go.http_address = "127.0.0.1:0";
-    go.metrics_address = "";
-    go.coordinator_address = address;
-    go.http.max_body_bytes = 64 << 10;
-    auto g = gateway::Gateway::Start(go);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gateway_ = std::move(*g);
-    port_ = gateway_->http_port();
+    StartAgent("bad-input-agent");
+    StartGateway([](gateway::GatewayOptions& o) { o.http.max_body_bytes = 64 << 10; });
   }
 
   // Sends `payload` as the request of `method`, whatever it holds.
@@ -111,13 +87,8 @@ class BadInputTest : public ::testing::Test {
     return resp.total();
   }
 
-  PosixProcessRunner runner_;
-  std::unique_ptr<Coordinator> coordinator_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TaskService::Stub> stub_;
-  std::unique_ptr<Agent> agent_;
-  std::unique_ptr<gateway::Gateway> gateway_;
-  int port_ = 0;
 };
 
 TEST_F(BadInputTest, GrpcCallsGetTheRightCodeAndNameTheField) {

@@ -12,12 +12,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "services/agent/agent.h"
-#include "services/agent/posix_process_runner.h"
 #include "services/common/testing/test_certs.h"
-#include "services/common/testing/test_util.h"
-#include "services/coordinator/coordinator.h"
-#include "services/gateway/gateway.h"
+#include "tests/gateway_cluster.h"
 #include "tests/http_test_client.h"
 #include "tests/websocket_test_client.h"
 
@@ -40,57 +36,15 @@ int HandshakeStatus(int port, const std::string& path, const std::string& host,
                                       origin.empty() ? "" : "Origin: " + origin + "\r\n", "\r\n"));
 }
 
-class GatewayEdgeTest : public ::testing::Test {
+class GatewayEdgeTest : public GatewayCluster {
  protected:
-  void SetUp() override {
-    StartCoordinator("");
-    Start([](gateway::GatewayOptions&) {});
-  }
+  void SetUp() override { StartKeyed(""); }
 
-  void StartCoordinator(const std::string& api_keys) {
-    gateway_.reset();
-    agent_.reset();
-    coordinator_.reset();
-    CoordinatorOptions co;
-    co.grpc_address = "127.0.0.1:0";
-    co.metrics_address = "";
-    co.api_keys = api_keys;
-    auto c = Coordinator::Start(co);
-    ASSERT_TRUE(c.ok()) << c.status();
-    coordinator_ = std::move(*c);
-    address_ = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    AgentOptions ao;
-    ao.coordinator_address = address_;
-    ao.agent_id = "edge-agent";
-    ao.slots = 2;
-    agent_ = std::make_unique<Agent>(ao, runner_, nullptr);
-    agent_->Start();
-    ASSERT_TRUE(WaitFor([&] { return agent_->connected(); }));
-  }
-
-  gateway::GatewayOptions Options() const {
-    gateway::GatewayOptions go;
-    go.http_address = "127.0.0.1:0";
-    go.metrics_address = "";
-    go.coordinator_address = address_;
-    go.health_interval = absl::ZeroDuration();
-    return go;
-  }
-
-  void Start(const std::function<void(gateway::GatewayOptions&)>& tune) {
-    gateway_.reset();
-    gateway::GatewayOptions go = Options();
-    tune(go);
-    auto g = gateway::Gateway::Start(go);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gateway_ = std::move(*g);
-    port_ = gateway_->http_port();
-  }
-
-  void TearDown() override {
-    gateway_.reset();
-    agent_.reset();
-    coordinator_.reset();
+  // A coordinator with `api_keys` (none when empty), its agent, a gateway.
+  void StartKeyed(const std::string& api_keys) {
+    StartCoordinator([&](CoordinatorOptions& o) { o.api_keys = api_keys; });
+    StartAgent("edge-agent");
+    StartGateway();
   }
 
   int TaskCount() {
@@ -101,13 +55,6 @@ class GatewayEdgeTest : public ::testing::Test {
   }
 
   std::string Own() const { return absl::StrCat("127.0.0.1:", port_); }
-
-  PosixProcessRunner runner_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<Agent> agent_;
-  std::unique_ptr<gateway::Gateway> gateway_;
-  std::string address_;
-  int port_ = 0;
 };
 
 constexpr char kSubmit[] = R"({"shell":{"command":"echo REBOUND"}})";
@@ -135,7 +82,7 @@ TEST_F(GatewayEdgeTest, ARebindingHostIsRefusedForRestSseAndWebSocket) {
   }
   EXPECT_EQ(RawStatus(port_, "GET /health HTTP/1.1\r\n\r\n"), 400);
   // A name the operator gives is accepted, for every route and stream.
-  Start([](gateway::GatewayOptions& o) { o.allowed_hosts = {"tg.example.com"}; });
+  StartGateway([](gateway::GatewayOptions& o) { o.allowed_hosts = {"tg.example.com"}; });
   EXPECT_EQ(Fetch(port_, "POST", "/api/tasks", kSubmit, {{"Host", "tg.example.com"}}).status, 201);
   EXPECT_EQ(SseClient(port_, "/api/events", {{"Host", "TG.example.com:443"}}).status(), 200);
   EXPECT_TRUE(testing_ws::Client(port_, "/ws/monitoring", "tg.example.com").ok());
@@ -177,7 +124,7 @@ TEST_F(GatewayEdgeTest, AForeignOriginCannotOpenAStreamOrChangeAnything) {
   EXPECT_EQ(r.status, 200) << r.body;  // The dashboard cancels.
 
   // An origin the operator lists may call, and is told so (CORS).
-  Start([](gateway::GatewayOptions& o) { o.cors_origins = {"https://ops.example"}; });
+  StartGateway([](gateway::GatewayOptions& o) { o.cors_origins = {"https://ops.example"}; });
   r = Fetch(port_, "GET", "/api/agents", "", {{"Origin", "https://ops.example"}});
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.headers["access-control-allow-origin"], "https://ops.example");
@@ -185,7 +132,7 @@ TEST_F(GatewayEdgeTest, AForeignOriginCannotOpenAStreamOrChangeAnything) {
 }
 
 TEST_F(GatewayEdgeTest, DeeplyNestedJsonIsRefusedUnparsedWhileHealthAnswers) {
-  Start([](gateway::GatewayOptions& o) { o.http.max_body_bytes = 2 << 20; });
+  StartGateway([](gateway::GatewayOptions& o) { o.http.max_body_bytes = 2 << 20; });
   const int depth = 500'000;  // About 1 MiB.
   const std::string body = absl::StrCat(R"({"shell":{"command":"true"},"context":{"a":)",
                                         std::string(depth, '['), std::string(depth, ']'), "}}");
@@ -270,7 +217,7 @@ TEST_F(GatewayEdgeTest, MalformedHttpIsAnsweredBeforeTheConnectionCloses) {
 }
 
 TEST_F(GatewayEdgeTest, InventedKeysLiftNoLimitOfAKeylessGateway) {
-  Start([](gateway::GatewayOptions& o) {
+  StartGateway([](gateway::GatewayOptions& o) {
     o.rate_limit = 1;
     o.rate_burst = 5;
     o.max_streams_per_caller = 2;
@@ -282,7 +229,7 @@ TEST_F(GatewayEdgeTest, InventedKeysLiftNoLimitOfAKeylessGateway) {
   }
   EXPECT_LE(answered, 7);  // The burst, and what refilled meanwhile: not 30.
 
-  Start([](gateway::GatewayOptions& o) {
+  StartGateway([](gateway::GatewayOptions& o) {
     o.rate_limit = 0;
     o.max_streams_per_caller = 2;
   });
@@ -294,8 +241,8 @@ TEST_F(GatewayEdgeTest, InventedKeysLiftNoLimitOfAKeylessGateway) {
   EXPECT_EQ(c.status(), 429);
 
   // With keys at the coordinator each key is a caller of its own.
-  StartCoordinator("k1:read,k2:read");
-  Start([](gateway::GatewayOptions& o) {
+  StartKeyed("k1:read,k2:read");
+  StartGateway([](gateway::GatewayOptions& o) {
     o.rate_limit = 1;
     o.rate_burst = 2;
   });
@@ -308,7 +255,7 @@ TEST_F(GatewayEdgeTest, InventedKeysLiftNoLimitOfAKeylessGateway) {
 TEST_F(GatewayEdgeTest, OffLoopbackOnlyInFrontOfACoordinatorThatChecksKeys) {
   auto certs = TestCerts::Make();
   ASSERT_TRUE(certs.ok()) << certs.status();
-  gateway::GatewayOptions go = Options();
+  gateway::GatewayOptions go = GatewayOptions();
   go.http_address = "0.0.0.0:0";
   go.http.tls.cert_file = (*certs)->server().cert;
   go.http.tls.key_file = (*certs)->server().key;
@@ -318,7 +265,7 @@ TEST_F(GatewayEdgeTest, OffLoopbackOnlyInFrontOfACoordinatorThatChecksKeys) {
   go.insecure = true;  // Said out loud, it starts.
   EXPECT_TRUE(gateway::Gateway::Start(go).ok());
   go.insecure = false;
-  StartCoordinator("k1:admin");
+  StartKeyed("k1:admin");
   go.coordinator_address = address_;
   auto served = gateway::Gateway::Start(go);
   EXPECT_TRUE(served.ok()) << served.status();

@@ -8,10 +8,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "services/agent/agent.h"
-#include "services/agent/posix_process_runner.h"
-#include "services/common/testing/test_util.h"
-#include "services/coordinator/coordinator.h"
+#include "tests/gateway_cluster.h"
 #include "tests/http_test_client.h"
 #include "tests/websocket_test_client.h"
 
@@ -29,47 +26,19 @@ std::string Numbers(int n) {
   return s;
 }
 
-class GatewayTest : public ::testing::Test {
+class GatewayTest : public GatewayCluster {
  protected:
   void SetUp() override { Start(""); }
 
   void Start(const std::string& api_keys, absl::Duration stall = absl::Seconds(30),
              std::function<void(gateway::GatewayOptions&)> tune = nullptr) {
-    gateway_.reset();
-    agent_.reset();
-    coordinator_.reset();
-    CoordinatorOptions co;
-    co.grpc_address = "127.0.0.1:0";
-    co.metrics_address = "";
-    co.api_keys = api_keys;
-    auto c = Coordinator::Start(co);
-    ASSERT_TRUE(c.ok()) << c.status();
-    coordinator_ = std::move(*c);
-    const std::string address = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    AgentOptions ao;
-    ao.coordinator_address = address;
-    ao.agent_id = "gw-agent";
-    ao.slots = 4;
-    agent_ = std::make_unique<Agent>(ao, runner_, nullptr);
-    agent_->Start();
-    ASSERT_TRUE(WaitFor([&] { return agent_->connected(); }));
-    gateway::GatewayOptions go;
-    go.http_address = "127.0.0.1:0";
-    go.metrics_address = "";
-    go.coordinator_address = address;
-    go.http.max_body_bytes = 64 << 10;
-    go.http.stall_timeout = stall;
-    if (tune) tune(go);
-    auto g = gateway::Gateway::Start(go);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gateway_ = std::move(*g);
-    port_ = gateway_->http_port();
-  }
-
-  void TearDown() override {
-    gateway_.reset();
-    agent_.reset();
-    coordinator_.reset();
+    StartCoordinator([&](CoordinatorOptions& o) { o.api_keys = api_keys; });
+    StartAgent("gw-agent", 4);
+    StartGateway([&](gateway::GatewayOptions& o) {
+      o.http.max_body_bytes = 64 << 10;
+      o.http.stall_timeout = stall;
+      if (tune) tune(o);
+    });
   }
 
   // Creates a task through REST; returns its JSON.
@@ -93,11 +62,6 @@ class GatewayTest : public ::testing::Test {
     return WaitFor([&] { return GetTask(id).status() == s; });
   }
 
-  PosixProcessRunner runner_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::unique_ptr<Agent> agent_;
-  std::unique_ptr<gateway::Gateway> gateway_;
-  int port_ = 0;
 };
 
 TEST_F(GatewayTest, TaskLifecycleOverRest) {

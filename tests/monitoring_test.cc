@@ -6,11 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "services/agent/agent.h"
-#include "services/agent/posix_process_runner.h"
-#include "services/common/testing/test_util.h"
-#include "services/coordinator/coordinator.h"
-#include "services/gateway/gateway.h"
+#include "tests/gateway_cluster.h"
 #include "tests/http_test_client.h"
 
 namespace taskgrid {
@@ -21,48 +17,23 @@ using testing_http::Fetch;
 using testing_http::SseClient;
 using testing_http::SseEvent;
 
-class MonitoringTest : public ::testing::Test {
+class MonitoringTest : public GatewayCluster {
  protected:
   void SetUp() override {
-    CoordinatorOptions co;
-    co.grpc_address = "127.0.0.1:0";
-    co.metrics_address = "";
-    co.registry.heartbeat_interval = absl::Milliseconds(200);
-    co.registry.heartbeat_ttl = absl::Seconds(3);
-    // Any agent process is bigger than this: a warning on its first sample.
-    co.registry.monitor.process_memory_bytes = 1000;
-    co.registry.monitor.agent_offline_after = absl::Milliseconds(500);
-    auto c = Coordinator::Start(co);
-    ASSERT_TRUE(c.ok()) << c.status();
-    coordinator_ = std::move(*c);
-    address_ = absl::StrCat("127.0.0.1:", coordinator_->grpc_port());
-    gateway::GatewayOptions go;
-    go.http_address = "127.0.0.1:0";
-    go.metrics_address = "";
-    go.coordinator_address = address_;
-    go.gateway_id = "gw-1";
-    go.health_interval = absl::Milliseconds(200);
-    auto g = gateway::Gateway::Start(go);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gateway_ = std::move(*g);
-    port_ = gateway_->http_port();
+    StartCoordinator([](CoordinatorOptions& co) {
+      co.registry.heartbeat_interval = absl::Milliseconds(200);
+      co.registry.heartbeat_ttl = absl::Seconds(3);
+      // Any agent process is bigger than this: a warning on its first sample.
+      co.registry.monitor.process_memory_bytes = 1000;
+      co.registry.monitor.agent_offline_after = absl::Milliseconds(500);
+    });
+    StartGateway([](gateway::GatewayOptions& go) {
+      go.gateway_id = "gw-1";
+      go.health_interval = absl::Milliseconds(200);
+    });
   }
 
-  void TearDown() override {
-    gateway_.reset();
-    agent_.reset();
-    coordinator_.reset();
-  }
-
-  void StartAgent() {
-    AgentOptions ao;
-    ao.coordinator_address = address_;
-    ao.agent_id = "mon-agent";
-    ao.slots = 2;
-    agent_ = std::make_unique<Agent>(ao, runner_, nullptr);
-    agent_->Start();
-    ASSERT_TRUE(WaitFor([&] { return agent_->connected(); }));
-  }
+  void StartAgent() { GatewayCluster::StartAgent("mon-agent"); }
 
   // The next event named `name` whose data holds `text`.
   static bool NextEvent(SseClient& sse, const std::string& name, const std::string& text,
@@ -80,13 +51,6 @@ class MonitoringTest : public ::testing::Test {
     const size_t at = json.find(R"("id":")") + 6;
     return json.substr(at, json.find('"', at) - at);
   }
-
-  PosixProcessRunner runner_;
-  std::unique_ptr<Coordinator> coordinator_;
-  std::string address_;
-  std::unique_ptr<gateway::Gateway> gateway_;
-  std::unique_ptr<Agent> agent_;
-  int port_ = 0;
 };
 
 TEST_F(MonitoringTest, AlertsReachSseAndRestAndResolveByHandOrByThemselves) {
