@@ -78,12 +78,15 @@ check "and the real web-1 keeps its stream" test "$out" = "still-me"
 check "each refusal is audited" test "$(grep -c PERMISSION_DENIED "$dir/audit")" -ge 2
 check "the twin's refusal is audited" grep -q ALREADY_EXISTS "$dir/audit"
 
-# A revoked token (SIGHUP) ends its agent's stream and lets it in no more.
+# A revoked token (SIGHUP) ends its agent's stream and lets it in no more;
+# so does a new secret under the same name.
 sed -i '/^web3 /d' "$dir/tokens"
+sed -i "s/^web2 sha256:[0-9a-f]*/web2 sha256:$(sha rotated)/" "$dir/tokens"
 kill -HUP "$coordinator_pid"
 check "a revoked token's agent is disconnected" wait_for 10 sh -c "'$cli' agents | grep web-3 | grep -qv connected"
 check "and refused when it comes back" wait_for 10 grep -q "coordinator_refused.*agent token rejected" "$dir/agent-3.log"
-check "the others stay" test "$("$cli" agents | grep -c connected)" -eq 2
+check "a rotated secret's agent is disconnected too" wait_for 10 sh -c "'$cli' agents | grep web-2 | grep -qv connected"
+check "the other stays" test "$("$cli" agents | grep -c connected)" -eq 1
 check "the reload is audited" sh -c "'$cli' audit --action agent_tokens.reload | grep -q '2 agent tokens'"
 
 # A token file others can read is refused before anything starts.

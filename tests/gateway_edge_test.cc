@@ -74,13 +74,13 @@ TEST_F(GatewayEdgeTest, ARebindingHostIsRefusedForRestSseAndWebSocket) {
   EXPECT_EQ(HandshakeStatus(port_, "/ws/monitoring", Own()), 101);
   EXPECT_EQ(TaskCount(), 0);  // Nothing was created.
 
-  // The names a local gateway has: addresses, localhost; no Host at all is
-  // malformed HTTP/1.1.
+  // The names a local gateway has: addresses, localhost; no Host at all (an
+  // HTTP/1.0 health check) comes from no web page.
   for (const std::string& host : {Own(), std::string("localhost:8080"), std::string("[::1]:8080"),
                                   std::string("10.1.2.3"), std::string("LOCALHOST.")}) {
     EXPECT_EQ(Fetch(port_, "GET", "/api/agents", "", {{"Host", host}}).status, 200) << host;
   }
-  EXPECT_EQ(RawStatus(port_, "GET /health HTTP/1.1\r\n\r\n"), 400);
+  EXPECT_EQ(RawStatus(port_, "GET /health HTTP/1.0\r\n\r\n"), 200);
   // A name the operator gives is accepted, for every route and stream.
   StartGateway([](gateway::GatewayOptions& o) { o.allowed_hosts = {"tg.example.com"}; });
   EXPECT_EQ(Fetch(port_, "POST", "/api/tasks", kSubmit, {{"Host", "tg.example.com"}}).status, 201);
@@ -214,6 +214,18 @@ TEST_F(GatewayEdgeTest, MalformedHttpIsAnsweredBeforeTheConnectionCloses) {
             400);
   EXPECT_EQ(RawStatus(port_, "G E T / HTTP/1.1\r\n\r\n"), 400);
   EXPECT_EQ(Fetch(port_, "GET", "/health").status, 200);
+}
+
+TEST_F(GatewayEdgeTest, QueryParametersAreStrictOnTheApiOnly) {
+  auto r = Fetch(port_, "GET", "/api/agents?verbose=1");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr("verbose: unknown query parameter (this route takes none)"));
+  EXPECT_EQ(Fetch(port_, "GET", "/api/v1/ws/tasks/x?event_types=log").status, 400);
+  // A cache buster on a static file, a health check's or a nodelink client's
+  // own parameters are nobody's typo.
+  EXPECT_EQ(Fetch(port_, "GET", "/app.js?v=2").status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/health?probe=lb").status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/tasks?client=nodelink").status, 200);
 }
 
 TEST_F(GatewayEdgeTest, InventedKeysLiftNoLimitOfAKeylessGateway) {

@@ -3,6 +3,7 @@
 // SIGTERM.
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <optional>
@@ -104,6 +105,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     run_as = *as;
+  } else if (geteuid() == 0) {
+    spdlog::warn("agent_tasks_run_as_root (they can read the agent's token and memory: start "
+                 "the agent with --run_as=USER)");
   }
 
   auto env = [](const char* name, const char* fallback) {

@@ -1,7 +1,5 @@
 #include "services/common/agent_tokens.h"
 
-#include <algorithm>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -100,11 +98,6 @@ absl::StatusOr<AgentTokens> AgentTokens::Load(absl::string_view spec, const std:
   return tokens;
 }
 
-bool AgentTokens::Has(absl::string_view name) const {
-  return std::any_of(tokens_.begin(), tokens_.end(),
-                     [name](const AgentToken& t) { return t.name == name; });
-}
-
 std::vector<std::string> AgentTokens::Unbound() const {
   std::vector<std::string> names;
   for (const AgentToken& t : tokens_) {
@@ -118,10 +111,16 @@ absl::StatusOr<const AgentToken*> AgentTokens::Admit(
     const std::map<std::string, std::string>& labels) const {
   if (tokens_.empty()) return nullptr;
   if (presented.empty()) return absl::UnauthenticatedError("agent token missing");
-  const std::string hash = Sha256Hex(presented);
+  return AdmitHash(Sha256Hex(presented), agent_id, labels);
+}
+
+absl::StatusOr<const AgentToken*> AgentTokens::AdmitHash(
+    absl::string_view sha256, absl::string_view agent_id,
+    const std::map<std::string, std::string>& labels) const {
+  if (tokens_.empty()) return nullptr;
   const AgentToken* found = nullptr;
   for (const AgentToken& t : tokens_) {  // No early exit: every token is compared.
-    if (ConstantTimeEquals(t.sha256, hash)) found = &t;
+    if (ConstantTimeEquals(t.sha256, sha256)) found = &t;
   }
   if (found == nullptr) return absl::UnauthenticatedError("agent token rejected");
   if (!found->MayClaim(agent_id)) {

@@ -50,8 +50,6 @@ class AgentTokens {
 
   bool empty() const { return tokens_.empty(); }
   size_t size() const { return tokens_.size(); }
-  // Whether a token is named `name`.
-  bool Has(absl::string_view name) const;
   // Names of the tokens that let their holder claim any agent id.
   std::vector<std::string> Unbound() const;
 
@@ -62,6 +60,11 @@ class AgentTokens {
   // against every token, so timing reveals nothing.
   absl::StatusOr<const AgentToken*> Admit(absl::string_view presented, absl::string_view agent_id,
                                           const std::map<std::string, std::string>& labels) const;
+  // Admit for the token whose SHA-256 (lowercase hex) is `sha256`: to check
+  // an agent admitted earlier against tokens read since.
+  absl::StatusOr<const AgentToken*> AdmitHash(
+      absl::string_view sha256, absl::string_view agent_id,
+      const std::map<std::string, std::string>& labels) const;
 
  private:
   std::vector<AgentToken> tokens_;

@@ -4,15 +4,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/common/auth.h"
 #include "services/common/status_util.h"
 #include "services/common/tls.h"
 
 namespace taskgrid {
 
-AgentStream* AgentStream::Create(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens,
+AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentServiceImpl& service,
                                  std::string peer, std::optional<std::vector<std::string>> cert_names) {
   auto stream = std::shared_ptr<AgentStream>(
-      new AgentStream(registry, std::move(tokens), std::move(peer), std::move(cert_names)));
+      new AgentStream(registry, service, std::move(peer), std::move(cert_names)));
   stream->self_ = stream;
   stream->StartRead(&stream->in_);
   return stream.get();
@@ -77,17 +78,8 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   if (message.msg_case() != v1::AgentMessage::kHello) {
     s = absl::InvalidArgumentError("the first message must be hello");
   } else {
-    const v1::Hello& hello = message.hello();
-    s = CheckIdentity(hello.agent_id());
-    if (s.ok()) {
-      const std::map<std::string, std::string> labels(hello.labels().begin(), hello.labels().end());
-      absl::StatusOr<const AgentToken*> token =
-          tokens_->Admit(hello.token(), hello.agent_id(), labels);
-      s = token.status();
-      if (s.ok()) {
-        s = registry_.AgentConnected(hello, self_, peer_, *token ? (*token)->name : "");
-      }
-    }
+    s = CheckIdentity(message.hello().agent_id());
+    if (s.ok()) s = Admit(message.hello());
   }
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
@@ -99,6 +91,26 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   }
   agent_id_ = message.hello().agent_id();
   return true;
+}
+
+absl::Status AgentStream::Admit(const v1::Hello& hello) {
+  const std::map<std::string, std::string> labels(hello.labels().begin(), hello.labels().end());
+  const std::shared_ptr<const AgentTokens> tokens = service_.tokens();
+  absl::StatusOr<const AgentToken*> token = tokens->Admit(hello.token(), hello.agent_id(), labels);
+  TASKGRID_RETURN_IF_ERROR(token.status());
+  TASKGRID_RETURN_IF_ERROR(registry_.AgentConnected(hello, self_, peer_, *token));
+  // Tokens replaced while it was being admitted: their sweep may have missed
+  // it, so it answers to them itself.
+  if (const std::shared_ptr<const AgentTokens> now = service_.tokens(); now != tokens) {
+    absl::StatusOr<const AgentToken*> again =
+        now->AdmitHash(*token ? (*token)->sha256 : Sha256Hex(hello.token()), hello.agent_id(),
+                       labels);
+    if (!again.ok()) {
+      registry_.AgentDisconnected(hello.agent_id(), this);
+      return again.status();
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AgentStream::CheckIdentity(const std::string& agent_id) const {
@@ -123,12 +135,12 @@ grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* AgentServiceImpl:
     grpc::CallbackServerContext* context) {
   std::optional<std::vector<std::string>> cert_names;
   if (require_client_cert_) cert_names = PeerCertificateNames(*context->auth_context());
-  std::shared_ptr<const AgentTokens> tokens;
-  {
-    absl::MutexLock lock(&mu_);
-    tokens = tokens_;
-  }
-  return AgentStream::Create(registry_, std::move(tokens), context->peer(), std::move(cert_names));
+  return AgentStream::Create(registry_, *this, context->peer(), std::move(cert_names));
+}
+
+std::shared_ptr<const AgentTokens> AgentServiceImpl::tokens() const {
+  absl::MutexLock lock(&mu_);
+  return tokens_;
 }
 
 void AgentServiceImpl::ReplaceTokens(AgentTokens tokens) {
@@ -137,9 +149,13 @@ void AgentServiceImpl::ReplaceTokens(AgentTokens tokens) {
     absl::MutexLock lock(&mu_);
     tokens_ = next;
   }
-  registry_.DisconnectAgents([&next](const v1::Agent& agent) {
-    return !next->empty() && !next->Has(agent.token_name());
-  }, "its agent token was revoked");
+  registry_.DisconnectAgents([&next](const v1::Agent& agent, const std::string& sha256) {
+    const std::map<std::string, std::string> labels(agent.labels().begin(), agent.labels().end());
+    absl::Status s = next->AdmitHash(sha256, agent.agent_id(), labels).status();
+    if (s.ok()) return s;
+    return absl::PermissionDeniedError(
+        absl::StrCat("the agent tokens were reloaded and no longer admit this agent: ", s.message()));
+  });
 }
 
 }  // namespace taskgrid

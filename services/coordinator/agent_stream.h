@@ -19,6 +19,8 @@
 
 namespace taskgrid {
 
+class AgentServiceImpl;
+
 // One agent's stream. Thread-safe: Send and Close may come from any thread.
 // Owns itself (self_) until gRPC calls OnDone; the registry holds copies.
 class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>,
@@ -28,22 +30,25 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   // came from, for the audit log. With `cert_names` (mutual TLS), the
   // hello's agent id must be one of them: an empty list (no client
   // certificate) or another id ends the stream with kPermissionDenied.
-  static AgentStream* Create(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens,
+  // `service` (which outlives it) says which agent tokens are in force.
+  static AgentStream* Create(TaskRegistry& registry, const AgentServiceImpl& service,
                              std::string peer, std::optional<std::vector<std::string>> cert_names);
 
   void Send(v1::CoordinatorMessage message) override ABSL_LOCKS_EXCLUDED(mu_);
   void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  AgentStream(TaskRegistry& registry, std::shared_ptr<const AgentTokens> tokens, std::string peer,
+  AgentStream(TaskRegistry& registry, const AgentServiceImpl& service, std::string peer,
               std::optional<std::vector<std::string>> cert_names)
       : registry_(registry),
-        tokens_(std::move(tokens)),
+        service_(service),
         peer_(std::move(peer)),
         cert_names_(std::move(cert_names)) {}
   // OK when the hello's agent id matches the peer certificate (or none is
   // required).
   absl::Status CheckIdentity(const std::string& agent_id) const;
+  // Checks the hello's token and claims, and registers the agent.
+  absl::Status Admit(const v1::Hello& hello);
 
   void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -53,7 +58,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
   void MaybeWriteOrFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TaskRegistry& registry_;
-  const std::shared_ptr<const AgentTokens> tokens_;  // As they were when it connected.
+  const AgentServiceImpl& service_;
   const std::string peer_;  // For the audit log.
   const std::optional<std::vector<std::string>> cert_names_;
   std::shared_ptr<AgentStream> self_;
@@ -80,13 +85,16 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerBidiReactor<v1::AgentBatch, v1::CoordinatorBatch>* Connect(
       grpc::CallbackServerContext* context) override ABSL_LOCKS_EXCLUDED(mu_);
 
-  // New connections are checked against `tokens` from now on; connected
-  // agents whose token is no longer among them are disconnected.
+  // Hellos are checked against `tokens` from now on; a connected agent
+  // whose token or claims they no longer admit is disconnected.
   void ReplaceTokens(AgentTokens tokens) ABSL_LOCKS_EXCLUDED(mu_);
+  // The tokens in force.
+  std::shared_ptr<const AgentTokens> tokens() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool tokens_required() const { return !tokens()->empty(); }
 
  private:
   TaskRegistry& registry_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::shared_ptr<const AgentTokens> tokens_ ABSL_GUARDED_BY(mu_);
   const bool require_client_cert_;
 };

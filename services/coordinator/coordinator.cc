@@ -33,15 +33,14 @@ const absl::flat_hash_map<std::string, std::string>& RequestTypes() {
 }
 
 // Counts the unary calls the coordinator answers (requests, errors, time)
-// for its own service health (streams last for hours and are left out), and
-// names what is wrong with a request that does not decode: gRPC answers it
-// UNIMPLEMENTED, with no message, as if the method did not exist.
+// for its own service health, and names what is wrong with a request that
+// does not decode: gRPC answers it UNIMPLEMENTED, with no message, as if the
+// method did not exist. Streams are left out: they last for hours, and an
+// interceptor would touch every message they carry.
 class RequestInterceptor final : public grpc::experimental::Interceptor {
  public:
   RequestInterceptor(TaskRegistry* registry, grpc::experimental::ServerRpcInfo* info)
-      : registry_(registry),
-        unary_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY),
-        method_(info->method()) {}
+      : registry_(registry), method_(info->method() != nullptr ? info->method() : "") {}
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using Hook = grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_INITIAL_METADATA)) {
@@ -56,14 +55,13 @@ class RequestInterceptor final : public grpc::experimental::Interceptor {
               absl::StrCat("request: not a valid ", it->second, " message")));
         }
       }
-      if (unary_) registry_->RecordRequest(!status.ok(), absl::Now() - start_);
+      registry_->RecordRequest(!status.ok(), absl::Now() - start_);
     }
     methods->Proceed();
   }
 
  private:
   TaskRegistry* const registry_;
-  const bool unary_;
   const std::string method_;
   absl::Time start_ = absl::Now();
 };
@@ -74,6 +72,7 @@ class RequestInterceptorFactory final
   explicit RequestInterceptorFactory(TaskRegistry* registry) : registry_(registry) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
+    if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
     return new RequestInterceptor(registry_, info);
   }
 
@@ -159,11 +158,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
         "its agents in --agent_tokens_file)",
         absl::StrJoin(unbound, ","));
   }
-  const bool tokens_required = !tokens.empty();
   c->agent_service_ = std::make_unique<AgentServiceImpl>(*c->registry_, std::move(tokens),
                                                          !options.tls.client_ca_file.empty());
-  c->monitoring_service_ =
-      std::make_unique<MonitoringServiceImpl>(*c->registry_, *c->access_, tokens_required);
+  c->monitoring_service_ = std::make_unique<MonitoringServiceImpl>(
+      *c->registry_, *c->access_,
+      [agents = c->agent_service_.get()] { return agents->tokens_required(); });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -201,14 +200,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
 }
 
 absl::Status Coordinator::ReloadKeys() {
-  TASKGRID_RETURN_IF_ERROR(access_->Reload());
-  TASKGRID_ASSIGN_OR_RETURN(AgentTokens tokens,
-                            AgentTokens::Load(options_.agent_tokens, options_.agent_tokens_file));
-  const size_t count = tokens.size();
-  agent_service_->ReplaceTokens(std::move(tokens));
-  registry_->Audit(NewAuditEntry("coordinator", "agent_tokens.reload",
-                                 absl::StrCat(count, " agent tokens"), "", absl::OkStatus()));
-  return absl::OkStatus();
+  const absl::Status keys = access_->Reload();
+  absl::StatusOr<AgentTokens> tokens =
+      AgentTokens::Load(options_.agent_tokens, options_.agent_tokens_file);
+  if (tokens.ok()) {
+    const size_t count = tokens->size();
+    agent_service_->ReplaceTokens(*std::move(tokens));
+    registry_->Audit(NewAuditEntry("coordinator", "agent_tokens.reload",
+                                   absl::StrCat(count, " agent tokens"), "", absl::OkStatus()));
+  }
+  return keys.ok() ? tokens.status() : keys;
 }
 
 void Coordinator::Shutdown() {

@@ -138,7 +138,7 @@ grpc::ServerUnaryReactor* MonitoringServiceImpl::GetInfo(grpc::CallbackServerCon
                                                          const v1::GetInfoRequest*,
                                                          v1::CoordinatorInfo* resp) {
   resp->set_keys_required(access_.keys_required());
-  resp->set_agent_tokens_required(agent_tokens_required_);
+  resp->set_agent_tokens_required(agent_tokens_required_());
   resp->set_version(kVersion);
   return Reply(ctx, absl::OkStatus());
 }

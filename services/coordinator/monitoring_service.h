@@ -7,6 +7,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "services/coordinator/access_control.h"
 #include "services/coordinator/task_registry.h"
 #include "taskgrid/v1/monitoring.grpc.pb.h"
@@ -16,9 +18,12 @@ namespace taskgrid {
 // Thread-safe; owned by the coordinator, outlived by the registry.
 class MonitoringServiceImpl final : public v1::MonitoringService::CallbackService {
  public:
-  // `agent_tokens_required`: whether agents need a token (for GetInfo).
-  MonitoringServiceImpl(TaskRegistry& registry, AccessControl& access, bool agent_tokens_required)
-      : registry_(registry), access_(access), agent_tokens_required_(agent_tokens_required) {}
+  // `agent_tokens_required` says whether agents need a token now (GetInfo).
+  MonitoringServiceImpl(TaskRegistry& registry, AccessControl& access,
+                        std::function<bool()> agent_tokens_required)
+      : registry_(registry),
+        access_(access),
+        agent_tokens_required_(std::move(agent_tokens_required)) {}
 
   grpc::ServerUnaryReactor* GetLatestMetrics(grpc::CallbackServerContext* ctx,
                                              const v1::GetLatestMetricsRequest* req,
@@ -60,7 +65,7 @@ class MonitoringServiceImpl final : public v1::MonitoringService::CallbackServic
 
   TaskRegistry& registry_;
   AccessControl& access_;
-  const bool agent_tokens_required_;
+  const std::function<bool()> agent_tokens_required_;
 };
 
 }  // namespace taskgrid

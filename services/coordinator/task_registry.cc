@@ -419,13 +419,23 @@ void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
 }
 
 void TaskRegistry::RequeueUndeliveredLocked(TaskEntry& t) {
-  const std::string reason = absl::StrCat("attempt ", t.task.attempt(), " never reached agent ",
-                                          t.task.agent_id(), ": queued again");
+  if (metrics_) metrics_->undelivered.Increment();
+  if (t.run != nullptr && t.run->stopped()) {
+    return CancelLocked(t, absl::StrCat("not started: the run ", t.run->run.status_reason()));
+  }
+  const std::string never = absl::StrCat("attempt ", t.task.attempt(), " never reached agent ",
+                                         t.task.agent_id());
+  // An Assign that keeps failing on its way (larger than the agent takes,
+  // say) must not go round for ever.
+  if (t.task.undelivered() + 1 >= kMaxUndelivered) {
+    return TransitionLocked(t, v1::TASK_STATUS_LOST,
+                            absl::StrCat(never, ": gave up after ", kMaxUndelivered,
+                                         " attempts that never arrived"));
+  }
   spdlog::info("task_requeued task_id={} attempt={} agent_id={} reason=undelivered", t.task.id(),
                t.task.attempt(), t.task.agent_id());
   t.task.set_undelivered(t.task.undelivered() + 1);
-  if (metrics_) metrics_->undelivered.Increment();
-  RequeueLocked(t, clock_.Now(), reason);
+  RequeueLocked(t, clock_.Now(), absl::StrCat(never, ": queued again"));
 }
 
 void TaskRegistry::RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason) {
@@ -1072,7 +1082,7 @@ absl::StatusOr<v1::ListAuditResponse> TaskRegistry::ListAudit(const v1::ListAudi
 // ---------------------------------------------------------------- agent API
 
 absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
-                                          const std::string& peer, const std::string& token_name) {
+                                          const std::string& peer, const AgentToken* token) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("hello.agent_id", hello.agent_id(), true));
   if (hello.slots() == 0 || hello.slots() > 4096) {
     return absl::InvalidArgumentError("hello.slots: must be 1 to 4096");
@@ -1105,7 +1115,8 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   policies_ += (HasPolicy(hello.policy()) ? 1 : 0) - (HasPolicy(a.info.policy()) ? 1 : 0);
   *a.info.mutable_policy() = hello.policy();
   a.info.set_instance(instance);
-  a.info.set_token_name(token_name);
+  a.info.set_token_name(token != nullptr ? token->name : "");
+  a.token_sha256 = token != nullptr ? token->sha256 : "";
   *a.info.mutable_connected_since() = ToProto(now);
   AuditLocked(NewAuditEntry("agent:" + hello.agent_id(), "agent.connect", hello.agent_id(), peer,
                             absl::OkStatus()));
@@ -1170,17 +1181,20 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   return absl::OkStatus();
 }
 
-void TaskRegistry::DisconnectAgents(const std::function<bool(const v1::Agent&)>& pred,
-                                    const std::string& reason) {
-  std::vector<std::shared_ptr<AgentLink>> links;
+void TaskRegistry::DisconnectAgents(
+    const std::function<absl::Status(const v1::Agent&, const std::string&)>& refusal) {
+  std::vector<std::pair<std::shared_ptr<AgentLink>, absl::Status>> links;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, a] : connected_) {
-      if (a->link != nullptr && pred(a->info)) links.push_back(a->link);
+      if (a->link == nullptr) continue;
+      if (absl::Status s = refusal(a->info, a->token_sha256); !s.ok()) {
+        links.emplace_back(a->link, std::move(s));
+      }
     }
   }
   // Outside the lock: a link's Close may come back to AgentDisconnected.
-  for (auto& link : links) link->Close(absl::PermissionDeniedError(reason));
+  for (auto& [link, status] : links) link->Close(status);
 }
 
 void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLink* link) {

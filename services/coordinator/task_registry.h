@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -26,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/common/agent_tokens.h"
 #include "services/common/clock.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/event_log.h"
@@ -97,6 +99,10 @@ struct SubmitLimits {
 // metrics must outlive it.
 class TaskRegistry {
  public:
+  // Dispatches of one task that may fail to reach their agent before the
+  // task is lost.
+  static constexpr uint32_t kMaxUndelivered = 10;
+
   TaskRegistry(const Clock& clock, TaskStore& store, EventLog& events, CoordinatorMetrics* metrics,
                RegistryOptions options);
 
@@ -157,15 +163,17 @@ class TaskRegistry {
   // process claiming its id gets kAlreadyExists. A dispatched task the same
   // process does not hold never reached it and is queued again; otherwise
   // what only we think runs is lost. kInvalidArgument for a bad hello.
-  // `peer` is where it connected from, for the audit log; `token_name` the
-  // agent token it showed.
+  // `peer` is where it connected from, for the audit log; `token` the agent
+  // token it showed (none without tokens).
   absl::Status AgentConnected(const v1::Hello& hello, std::shared_ptr<AgentLink> link,
-                              const std::string& peer = "", const std::string& token_name = "")
+                              const std::string& peer = "", const AgentToken* token = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Closes the stream of every connected agent `pred` picks, telling it
-  // `reason` (kPermissionDenied); its tasks stay assigned until the TTL.
-  void DisconnectAgents(const std::function<bool(const v1::Agent&)>& pred,
-                        const std::string& reason) ABSL_LOCKS_EXCLUDED(mu_);
+  // Closes the stream of every connected agent for which `refusal` (given
+  // the agent and the SHA-256 of the token it connected with) is not OK,
+  // with that status; its tasks stay assigned until the TTL.
+  void DisconnectAgents(
+      const std::function<absl::Status(const v1::Agent&, const std::string&)>& refusal)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The stream behind `link` ended. Tasks stay assigned until the TTL.
   void AgentDisconnected(const std::string& agent_id, const AgentLink* link)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -242,6 +250,7 @@ class TaskRegistry {
     bool online = false;  // Connected, or disconnected but within the TTL.
     absl::Time offline_since;
     absl::flat_hash_set<std::string> assigned;  // Tasks holding a slot.
+    std::string token_sha256;                   // Of the token it connected with.
   };
   using QueueKey = std::pair<int, uint64_t>;  // (-priority, seq)
 
@@ -282,16 +291,17 @@ class TaskRegistry {
   // Moves `t` to `status`, journals it and emits the events.
   void TransitionLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt as lost or failed: queues the task again when
-  // its retry policy allows, otherwise makes `status` final. The caller has
-  // released the agent's slot.
   // Queues `t` again for a new attempt, eligible from `eligible_at`, with
   // `reason` as its status reason.
   void RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A dispatched attempt that never reached its agent: queued again at once,
-  // counted in Task.undelivered, not as a try.
+  // counted in Task.undelivered, not as a try; a target of a stopped run is
+  // cancelled instead, and the kMaxUndelivered-th such attempt is lost.
   void RequeueUndeliveredLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt as lost or failed: queues the task again when
+  // its retry policy allows, otherwise makes `status` final. The caller has
+  // released the agent's slot.
   void EndAttemptLocked(TaskEntry& t, v1::TaskStatus status, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends once everything journaled so far is durable.

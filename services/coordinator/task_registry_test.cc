@@ -410,6 +410,19 @@ TEST_F(TaskRegistryTest, AnotherProcessCannotTakeAConnectedAgentsId) {
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
 }
 
+TEST_F(TaskRegistryTest, AnAssignThatNeverArrivesIsLostAfterTenAttempts) {
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  for (uint32_t i = 1; i < TaskRegistry::kMaxUndelivered; ++i) {
+    link = Connect("a1", 1);
+    ASSERT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED) << i;
+  }
+  link = Connect("a1", 1);
+  const v1::Task t = *registry_->Get(id);
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_LOST);
+  EXPECT_THAT(t.status_reason(), HasSubstr("gave up after 10 attempts that never arrived"));
+}
+
 TEST_F(TaskRegistryTest, UndeliveredAttemptsAreNoTries) {
   auto link = Connect("a1", 1);
   v1::TaskSpec spec;

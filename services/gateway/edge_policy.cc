@@ -46,13 +46,17 @@ std::string Authority(absl::string_view origin) {
 
 absl::Status EdgeOptions::Validate() const {
   for (const std::string& h : allowed_hosts) {
-    if (h.empty() || absl::StrContains(h, "/") || absl::StrContains(h, " ")) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("allowed_hosts: \"", h, "\" is not a host name (want tg.example.com)"));
+    // Names only: ports do not matter, and addresses are always allowed.
+    if (h.empty() || h.find_first_of("/: []") != std::string::npos || absl::EndsWith(h, ".")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "allowed_hosts: \"", h, "\" is not a host name (want tg.example.com, no port)"));
     }
   }
   for (const std::string& o : cors_origins) {
-    if (o != "*" && !absl::StartsWith(o, "http://") && !absl::StartsWith(o, "https://")) {
+    absl::string_view rest = o;
+    if (o != "*" && ((!absl::ConsumePrefix(&rest, "http://") &&
+                      !absl::ConsumePrefix(&rest, "https://")) ||
+                     rest.empty() || absl::StrContains(rest, "/"))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "cors_origins: \"", o, "\" is not an origin (want https://tg.example.com or *)"));
     }
@@ -84,11 +88,10 @@ bool EdgePolicy::OriginAllowed(absl::string_view origin, absl::string_view host)
 }
 
 std::optional<HttpResponse> EdgePolicy::Refusal(const HttpRequest& request) const {
+  // Browsers always send Host; a request without one (an HTTP/1.0 health
+  // check) comes from no web page, so it cannot be a rebinding.
   const std::string host = request.Header("host");
-  if (host.empty()) {
-    return ErrorResponse(400, "invalid_argument", "Host: the header is required", "Host");
-  }
-  if (!HostAllowed(host)) {
+  if (!host.empty() && !HostAllowed(host)) {
     return ErrorResponse(
         421, "misdirected_request",
         absl::StrCat("Host: \"", HostName(host),

@@ -34,9 +34,8 @@ class EdgePolicy {
  public:
   explicit EdgePolicy(EdgeOptions options) : options_(std::move(options)) {}
 
-  // The refusal of `request`, or nothing when it may proceed: 400 without a
-  // Host, 421 for a Host that is not ours, 403 for an Origin that is neither
-  // ours nor allowed.
+  // The refusal of `request`, or nothing when it may proceed: 421 for a Host
+  // that is not ours, 403 for an Origin that is neither ours nor allowed.
   std::optional<HttpResponse> Refusal(const HttpRequest& request) const;
   // CORS response headers for `request` (none for same-origin or disallowed
   // origins).

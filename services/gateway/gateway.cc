@@ -94,8 +94,16 @@ std::string Segment(const std::vector<std::string>& parts, size_t i) {
   return i < parts.size() ? parts[i] : "";
 }
 
-// The query parameters the route at `parts` reads. Any other is refused: a
-// misspelt filter must not quietly list everything.
+// Whether the route at `parts` refuses query parameters it does not read:
+// the API's own routes (a misspelt filter must not quietly list
+// everything), not static files, health checks or nodelink's routes, whose
+// clients may add their own.
+bool StrictQuery(const std::vector<std::string>& parts) {
+  const std::string p0 = Segment(parts, 0);
+  return p0 == "api" || p0 == "ws" || p0 == "stream";
+}
+
+// The query parameters the route at `parts` reads.
 std::vector<absl::string_view> QueryParamsOf(const std::vector<std::string>& parts) {
   const std::string path = absl::StrJoin(parts, "/");
   const std::string p0 = Segment(parts, 0), p1 = Segment(parts, 1), p3 = Segment(parts, 3);
@@ -196,8 +204,17 @@ void Gateway::ProbeCoordinator(absl::Duration wait) {
   v1::CoordinatorInfo info;
   const grpc::Status s = monitoring_->GetInfo(&ctx, v1::GetInfoRequest(), &info);
   if (!s.ok()) {
-    spdlog::debug("coordinator_info_failed code={} message=\"{}\"",
-                  static_cast<int>(s.error_code()), s.error_message());
+    // Unreachable is ordinary (it may not be up yet); anything else (an
+    // older coordinator) leaves a network-facing gateway refusing requests.
+    const bool down = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                      s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (down) {
+      spdlog::debug("coordinator_info_failed code={} message=\"{}\"",
+                    static_cast<int>(s.error_code()), s.error_message());
+    } else {
+      spdlog::error("coordinator_info_failed code={} message=\"{}\"",
+                    static_cast<int>(s.error_code()), s.error_message());
+    }
     return;  // Keeps what it knew.
   }
   const Keys keys = info.keys_required() ? Keys::kRequired : Keys::kNone;
@@ -207,8 +224,7 @@ void Gateway::ProbeCoordinator(absl::Duration wait) {
   }
 }
 
-std::string Gateway::CallerOf(const HttpRequest& req) const {
-  const std::string key = ApiKeyOf(req);
+std::string Gateway::CallerOf(const HttpRequest& req, const std::string& key) const {
   if (key.empty() || coordinator_keys_ != Keys::kRequired) return "ip:" + req.remote;
   return "key:" + key;
 }
@@ -312,7 +328,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     responder->Reply(std::move(r));
   };
   const std::string key = ApiKeyOf(req);
-  const std::string caller = CallerOf(req);
+  const std::string caller = CallerOf(req, key);
 
   // ---------------------------------------------------------------- edge policy
   if (std::optional<HttpResponse> refusal = edge_.Refusal(req)) {
@@ -352,7 +368,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
   }
   auto& async = *stub_->async();
   const std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
-  if (!req.query.empty()) {
+  if (!req.query.empty() && StrictQuery(parts)) {
     const std::vector<absl::string_view> known = QueryParamsOf(parts);
     for (const auto& [param, value] : req.query) {
       if (std::find(known.begin(), known.end(), param) != known.end()) continue;

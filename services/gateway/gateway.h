@@ -96,8 +96,9 @@ class Gateway {
   // Asks the coordinator whether it checks API keys (GetInfo) and records
   // the answer; `wait` bounds a wait for it to come up.
   void ProbeCoordinator(absl::Duration wait);
-  // Who a request counts against for rate and stream limits.
-  std::string CallerOf(const HttpRequest& req) const;
+  // Who a request with API key `key` counts against for rate and stream
+  // limits.
+  std::string CallerOf(const HttpRequest& req, const std::string& key) const;
   // Counts a stream as in flight until `on_end` has run.
   std::function<void()> CountStream(std::function<void()> on_end);
   // Remembers a stream so Shutdown can cancel it.

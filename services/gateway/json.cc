@@ -35,23 +35,23 @@ std::string EventToJson(const v1::TaskEvent& event) {
 
 absl::Status CheckJsonNesting(absl::string_view json, int max_depth) {
   int depth = 0;
-  bool in_string = false;
+  char quote = 0;  // The one that opened the string we are in, if any.
   for (size_t i = 0; i < json.size(); ++i) {
     const char c = json[i];
-    if (in_string) {
+    if (quote != 0) {
       if (c == '\\') {
         ++i;
-      } else if (c == '"') {
-        in_string = false;
+      } else if (c == quote) {
+        quote = 0;
       }
-    } else if (c == '"') {
-      in_string = true;
+    } else if (c == '"' || c == '\'') {  // protobuf's parser takes 'strings' too.
+      quote = c;
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
         return absl::InvalidArgumentError(
             absl::StrCat("body: nested deeper than ", max_depth, " levels"));
       }
-    } else if (c == ']' || c == '}') {
+    } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }
   }

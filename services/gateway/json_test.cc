@@ -30,6 +30,11 @@ TEST(CheckJsonNestingTest, CountsArraysAndObjectsNotBracketsInStrings) {
   EXPECT_EQ(CheckJsonNesting(std::string(100, '['), 32).message(),
             "body: nested deeper than 32 levels");
   EXPECT_TRUE(CheckJsonNesting("", 1).ok());
+  // Single quotes delimit strings for protobuf too: a '"' inside them opens none.
+  EXPECT_FALSE(CheckJsonNesting(R"(['"', [[[[]]]], '"'])", 3).ok());
+  EXPECT_TRUE(CheckJsonNesting(R"(['[[[[', "'[[[["])", 1).ok());
+  // Closing more than was opened does not buy depth for later.
+  EXPECT_FALSE(CheckJsonNesting("]]]]]][[[[", 3).ok());
 }
 
 TEST(ErrorResponseTest, TakesTheFieldFromTheMessage) {
