@@ -174,11 +174,14 @@ TEST_F(GatewayEdgeTest, WebSocketMessagesAreBoundedAndProtocolViolationsFailTheC
   {
     testing_ws::Client ws(port_, "/ws/monitoring");
     ASSERT_TRUE(ws.ok());
-    ASSERT_TRUE(ws.Next().has_value());          // The snapshot.
+    ASSERT_TRUE(ws.Next().has_value());  // The snapshot.
     // The header of a 1 MiB message, and none of it: the refusal comes from
     // the header alone, before a byte of the message is buffered.
-    std::string header = "\x81\xff";
-    for (int shift = 56; shift >= 0; shift -= 8) header.push_back(static_cast<char>(((1 << 20) >> shift) & 0xff));
+    const uint64_t size = 1 << 20;
+    std::string header = "\x81\xff";  // FIN, text; masked, 64-bit length.
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      header.push_back(static_cast<char>((size >> shift) & 0xff));
+    }
     ws.SendRaw(header + std::string(4, '\0'));
     while (ws.Next(std::chrono::seconds(5))) {
     }
