@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -362,7 +363,13 @@ class HttpsClient {
     char buf[4096];
     for (;;) {
       const int n = SSL_read(ssl_, buf, sizeof(buf));
-      if (n <= 0) break;
+      if (n <= 0) {
+        // A task's SIGCHLD can arrive while the in-process agent's
+        // posix_spawn has every signal blocked; it then lands on this thread,
+        // and a socket with SO_RCVTIMEO answers EINTR even with no handler.
+        if (errno == EINTR && SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ) continue;
+        break;
+      }
       got_.append(buf, static_cast<size_t>(n));
       if (!until.empty() && got_.find(until) != std::string::npos) break;
     }
