@@ -218,7 +218,7 @@ class ResponderImpl final : public Responder,
 class Server final : public HttpServer {
  public:
   Server(const HttpServerOptions& options, Handler handler)
-      : options_(options), handler_(std::move(handler)), acceptor_(ioc_) {}
+      : options_(options), handler_(std::move(handler)), acceptor_(asio::make_strand(ioc_)) {}
 
   absl::Status Listen() {
     const size_t colon = options_.address.rfind(':');
@@ -257,7 +257,9 @@ class Server final : public HttpServer {
 
   void Shutdown() override {
     if (shut_down_.exchange(true)) return;
-    asio::post(ioc_, [this] {
+    // On the listener's strand: a close racing an accept's completion on
+    // another I/O thread would pull the descriptor from under it.
+    asio::post(acceptor_.get_executor(), [this] {
       beast::error_code ec;
       acceptor_.close(ec);
       reload_timer_.cancel();
@@ -361,6 +363,8 @@ class Server final : public HttpServer {
   const HttpServerOptions options_;
   const Handler handler_;
   asio::io_context ioc_{options_.io_threads};
+  // The listener's strand: accepts, the certificate reload timer and the
+  // close take turns.
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   int port_ = 0;
@@ -371,7 +375,7 @@ class Server final : public HttpServer {
   absl::Mutex tls_mu_;
   std::shared_ptr<ssl::context> tls_context_ ABSL_GUARDED_BY(tls_mu_);
   std::string tls_signature_;  // Only touched by Listen, then the timer chain.
-  asio::steady_timer reload_timer_{ioc_};
+  asio::steady_timer reload_timer_{acceptor_.get_executor()};
 };
 
 template <class Stream>
