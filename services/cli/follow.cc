@@ -277,8 +277,6 @@ std::string StatusName(v1::TaskStatus s) {
   return absl::AsciiStrToLower(v1::TaskStatus_Name(s).substr(sizeof("TASK_STATUS_") - 1));
 }
 
-bool IsFinal(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
-
 int ExitCodeOf(const v1::Task& t) {
   switch (t.status()) {
     case v1::TASK_STATUS_SUCCEEDED:

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "services/common/task_status.h"
 #include "taskgrid/v1/task_service.grpc.pb.h"
 
 namespace taskgrid::cli {
@@ -34,7 +35,6 @@ int Fail(const grpc::Status& s);
 // The proto3 JSON of `m` on one line.
 std::string Json(const google::protobuf::Message& m);
 std::string StatusName(v1::TaskStatus s);  // "running"
-bool IsFinal(v1::TaskStatus s);
 // The exit code `taskgrid run` returns for a finished task.
 int ExitCodeOf(const v1::Task& t);
 

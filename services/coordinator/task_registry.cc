@@ -21,6 +21,7 @@
 
 namespace taskgrid {
 
+using placement::Verdict;
 using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
@@ -31,7 +32,6 @@ using registry::kRedacted;
 using registry::PriorityName;
 using registry::PriorityOf;
 using registry::QueueWindow;
-using registry::RunsContainers;
 using registry::SelectorMatches;
 using registry::StatusName;
 using registry::StreamIndex;
@@ -43,18 +43,6 @@ constexpr int64_t kMaxOutputRead = 4 << 20;
 constexpr int kMaxBatchSubmits = 1000;
 
 }  // namespace
-
-bool IsFinal(v1::TaskStatus status) { return status >= v1::TASK_STATUS_SUCCEEDED; }
-
-std::string RefusalOf(const v1::Agent& agent, const v1::TaskSpec& spec) {
-  if (spec.has_docker() && !RunsContainers(agent.labels())) {
-    return "cannot run containers (label docker is not true: Docker is not reachable there)";
-  }
-  if (std::string refusal = PolicyRefusal(agent.policy(), spec); !refusal.empty()) {
-    return absl::StrCat(refusal, " by its operator's policy");
-  }
-  return "";
-}
 
 absl::Status RegistryOptions::Validate() const {
   auto positive = [](absl::string_view name, absl::Duration d) {
@@ -99,6 +87,7 @@ void TaskRegistry::Recover(StoredState state) {
     a.info = std::move(info);
     a.last_seen = now;
     a.offline_since = now;
+    agent_checks_.Set(a.info.agent_id(), now + options_.retention);
   }
   // Entries are built on every core (a million tasks take seconds), then
   // indexed here in submission order.
@@ -146,11 +135,13 @@ void TaskRegistry::Recover(StoredState state) {
         // Its agent gets a heartbeat TTL from now to come back and report it.
         t.run_deadline = FromProto(t.task.dispatched_at()) + t.timeout;
         active_.insert(&t);
+        run_deadlines_.Set(t.seq, t.run_deadline);
         AgentEntry& a = agents_[t.task.agent_id()];
         a.info.set_agent_id(t.task.agent_id());
         a.assigned.insert(t.task.id());
         a.online = true;
         a.last_seen = now;
+        agent_checks_.Set(t.task.agent_id(), now + options_.heartbeat_ttl);
         ++active;
         break;
       }
@@ -161,6 +152,7 @@ void TaskRegistry::Recover(StoredState state) {
     if (!IsFinal(t.task.status()) && !t.task.owner().empty()) {
       ++unfinished_by_owner_[t.task.owner()];
     }
+    counts_.Add(t.task);
     tasks_.emplace(t.task.id(), std::move(entry));
   }
   entries.clear();
@@ -331,6 +323,9 @@ void TaskRegistry::SetMonitoring(bool running) {
 void TaskRegistry::Enqueue(TaskEntry& t) {
   queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
   t.queued = true;
+  queue_deadlines_.Set(t.seq, t.queue_deadline);
+  if (t.retry_at > clock_.Now()) retries_.Set(t.seq, t.retry_at);
+  dispatch_wanted_ = true;
   ++queued_by_priority_[PriorityOf(t.task.spec())];
   if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Increment();
 }
@@ -339,6 +334,8 @@ void TaskRegistry::Dequeue(TaskEntry& t) {
   if (!t.queued) return;
   queue_.erase(QueueKey{-PriorityOf(t.task.spec()), t.seq});
   t.queued = false;
+  queue_deadlines_.Erase(t.seq);
+  retries_.Erase(t.seq);
   --queued_by_priority_[PriorityOf(t.task.spec())];
   if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Decrement();
 }
@@ -351,8 +348,10 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
   *t.task.mutable_updated_at() = ToProto(now);
   if (status == v1::TASK_STATUS_DISPATCHED || status == v1::TASK_STATUS_RUNNING) {
     active_.insert(&t);
+    run_deadlines_.Set(t.seq, t.run_deadline);
   } else {
     active_.erase(&t);
+    run_deadlines_.Erase(t.seq);
   }
   if (IsFinal(status)) {
     // Nothing will run it again: the store need not keep its secrets.
@@ -383,6 +382,7 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     spdlog::debug("task_status task_id={} from={} to={}", t.task.id(), StatusName(from),
                   StatusName(status));
   }
+  counts_.Changed(from, t.task);
   if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
   PersistLocked(t);
   EmitLocked(v1::EVENT_TYPE_TASK_STATUS, &t, t.task.agent_id());
@@ -471,13 +471,9 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
   SendLocked(it->second.link, std::move(m));
 }
 
-bool TaskRegistry::EligibleLocked(const TaskEntry& t, const AgentEntry& a) const {
-  if (a.link == nullptr || !a.online) return false;
-  const v1::TaskSpec& spec = t.task.spec();
-  if (spec.has_docker() && !RunsContainers(a.info.labels())) return false;
-  if (!PolicyRefusal(a.info.policy(), spec).empty()) return false;
-  if (!spec.agent_id().empty() && spec.agent_id() != a.info.agent_id()) return false;
-  return SelectorMatches(spec.selector(), a.info.labels());
+placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
+                                             const AgentEntry& a) const {
+  return placement::Judge({a.info, a.link != nullptr && a.online, a.assigned.size()}, spec);
 }
 
 size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
@@ -509,16 +505,19 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     auto it = agents_.find(spec.agent_id());
     if (it == agents_.end()) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
     const AgentEntry& a = it->second;
-    if (a.link == nullptr) return absl::StrCat("agent ", spec.agent_id(), " is not connected");
-    if (std::string refusal = RefusalOf(a.info, spec); !refusal.empty()) {
-      return absl::StrCat("agent ", spec.agent_id(), " ", refusal);
+    const std::string agent = absl::StrCat("agent ", spec.agent_id());
+    switch (JudgeLocked(spec, a)) {
+      case Verdict::kNoMatch:
+        return absl::StrCat(agent, " does not match ", FormatSelector(spec.selector()));
+      case Verdict::kNoContainers:
+      case Verdict::kPolicy:
+        return absl::StrCat(agent, " ", placement::Refusal(a.info, spec));
+      case Verdict::kOffline:
+        return absl::StrCat(agent, " is not connected");
+      default:
+        return absl::StrCat(agent, " is busy (", a.assigned.size(), " of ", a.info.slots(),
+                            " slots in use)", behind);
     }
-    if (!SelectorMatches(spec.selector(), a.info.labels())) {
-      return absl::StrCat("agent ", spec.agent_id(), " does not match ",
-                          FormatSelector(spec.selector()));
-    }
-    return absl::StrCat("agent ", spec.agent_id(), " is busy (", a.assigned.size(), " of ",
-                        a.info.slots(), " slots in use)", behind);
   }
   size_t matching = agents_.size(), connected = connected_.size(), refusing = 0;
   std::string refusal;
@@ -527,15 +526,24 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   if (!spec.selector().empty() || spec.has_docker() || policies_ > 0) {
     matching = connected = 0;
     for (const auto& [id, a] : agents_) {
-      if (!SelectorMatches(spec.selector(), a.info.labels())) continue;
-      if (spec.has_docker() && !RunsContainers(a.info.labels())) continue;
-      if (std::string why = PolicyRefusal(a.info.policy(), spec); !why.empty()) {
-        ++refusing;
-        refusal = absl::StrCat(id, " ", why);
-        continue;
+      switch (JudgeLocked(spec, a)) {
+        case Verdict::kNotPinned:
+        case Verdict::kNoMatch:
+        case Verdict::kNoContainers:
+          break;
+        case Verdict::kPolicy:
+          ++refusing;
+          refusal = absl::StrCat(id, " ", PolicyRefusal(a.info.policy(), spec));
+          break;
+        case Verdict::kOffline:
+          ++matching;
+          break;
+        case Verdict::kBusy:
+        case Verdict::kFits:
+          ++matching;
+          ++connected;
+          break;
       }
-      ++matching;
-      if (a.link != nullptr) ++connected;
     }
   }
   if (matching == 0 && refusing > 0) {
@@ -566,6 +574,7 @@ void TaskRegistry::DispatchLocked() {
 }
 
 void TaskRegistry::DispatchQueueLocked() {
+  dispatch_wanted_ = false;
   if (queue_.empty()) return;
   const absl::Time now = clock_.Now();
   size_t free_slots = 0;
@@ -585,14 +594,13 @@ void TaskRegistry::DispatchQueueLocked() {
     if (const std::string& pinned = t.task.spec().agent_id(); !pinned.empty()) {
       // One agent can take it: no need to look at the fleet (a run's targets).
       auto a = connected_.find(pinned);
-      if (a != connected_.end() && a->second->assigned.size() < a->second->info.slots() &&
-          EligibleLocked(t, *a->second)) {
+      if (a != connected_.end() && JudgeLocked(t.task.spec(), *a->second) == Verdict::kFits) {
         best = a->second;
       }
     } else {
       double best_load = 2;
       for (auto& [id, a] : connected_) {
-        if (a->assigned.size() >= a->info.slots() || !EligibleLocked(t, *a)) continue;
+        if (JudgeLocked(t.task.spec(), *a) != Verdict::kFits) continue;
         const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
         if (load < best_load) best = a, best_load = load;
         if (load == 0) break;  // None can be less loaded.
@@ -629,8 +637,10 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   TaskEntry& t = *it->second;
   Dequeue(t);
   active_.erase(&t);
+  run_deadlines_.Erase(t.seq);
   by_seq_.erase(t.seq);
   if (IsFinal(t.task.status())) --final_count_;
+  counts_.Remove(t.task);
   if (!t.task.idempotency_key().empty()) {
     idempotency_.erase(IdempotencyKey(t.task.owner(), t.task.idempotency_key()));
   }
@@ -809,6 +819,7 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
     t.task.set_status(v1::TASK_STATUS_QUEUED);
   }
   by_seq_[t.seq] = &t;
+  counts_.Add(t.task);
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
   PersistLocked(t);
@@ -862,25 +873,42 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
     if (has_before && t.created >= before_t) return false;
     return true;
   };
+  // Filtered by status at most: the counts give the total and the scan ends
+  // with the page, however many tasks are retained.
+  const bool counted = request.priority_size() == 0 && request.type_size() == 0 &&
+                       request.tags_size() == 0 && request.agent_id().empty() &&
+                       request.selector().empty() && request.run_id().empty() && !has_after &&
+                       !has_before;
   absl::MutexLock lock(&mu_);
   v1::ListResponse response;
-  int total = 0;
+  int64_t total = 0;
+  if (counted) {
+    const absl::flat_hash_set<int> statuses(request.status().begin(), request.status().end());
+    if (statuses.empty()) total = counts_.total();
+    for (int s : statuses) total += counts_.with_status(static_cast<v1::TaskStatus>(s));
+  }
   bool more = false;
   uint64_t last_seq = 0;
   for (auto it = by_seq_.rbegin(); it != by_seq_.rend(); ++it) {
+    if (counted && it->first >= page.before) {
+      // Below the page's start by the index, not one by one.
+      it = std::make_reverse_iterator(by_seq_.lower_bound(page.before));
+      if (it == by_seq_.rend()) break;
+    }
     if (!matches(*it->second)) continue;
-    ++total;
+    if (!counted) ++total;
     if (it->first >= page.before) continue;
     if (response.tasks_size() < page.size) {
       *response.add_tasks() = SnapshotLocked(*it->second);
       last_seq = it->first;
     } else {
       more = true;
+      if (counted) break;
     }
   }
   if (more) response.set_next_page_token(EncodePageToken(last_seq));
   response.set_cursor(events_.last_cursor());  // Consistent: events append under mu_.
-  response.set_total(total);
+  response.set_total(static_cast<int32_t>(total));
   return response;
 }
 
@@ -921,52 +949,7 @@ absl::Status TaskRegistry::Delete(const std::string& task_id) {
 
 v1::StatsResponse TaskRegistry::Stats() {
   absl::MutexLock lock(&mu_);
-  // Counted into arrays first: one pass over the tasks, no string per task.
-  int32_t by_status[v1::TaskStatus_ARRAYSIZE] = {};
-  int32_t by_priority[v1::Priority_ARRAYSIZE] = {};
-  absl::flat_hash_map<std::string, int32_t> by_type;
-  std::vector<double> durations;
-  durations.reserve(final_count_);
-  double sum = 0;
-  for (const auto& [id, t] : tasks_) {
-    const v1::Task& task = t->task;
-    ++by_status[task.status()];
-    ++by_priority[task.spec().priority()];
-    ++by_type[task.spec().type()];
-    if (IsFinal(task.status()) && task.has_started_at()) {
-      const double d =
-          absl::ToDoubleSeconds(FromProto(task.finished_at()) - FromProto(task.started_at()));
-      durations.push_back(d);
-      sum += d;
-    }
-  }
-  v1::StatsResponse s;
-  int64_t finals = 0;
-  for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
-    (*s.mutable_by_status())[StatusName(static_cast<v1::TaskStatus>(st))] = by_status[st];
-    if (IsFinal(static_cast<v1::TaskStatus>(st))) finals += by_status[st];
-  }
-  for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
-    (*s.mutable_by_priority())[PriorityName(static_cast<v1::Priority>(p))] = by_priority[p];
-  }
-  for (const auto& [type, n] : by_type) (*s.mutable_by_type())[type] = n;
-  s.set_total(static_cast<int32_t>(tasks_.size()));
-  s.set_success_rate(finals == 0 ? 0
-                                 : static_cast<double>(by_status[v1::TASK_STATUS_SUCCEEDED]) /
-                                       static_cast<double>(finals));
-  if (!durations.empty()) {
-    auto pct = [&](double p) {
-      const size_t k = std::min(durations.size() - 1,
-                                static_cast<size_t>(p * static_cast<double>(durations.size())));
-      std::nth_element(durations.begin(), durations.begin() + static_cast<ptrdiff_t>(k),
-                       durations.end());
-      return durations[k];
-    };
-    s.set_avg_execution_time(sum / static_cast<double>(durations.size()));
-    s.set_p50_execution_time(pct(0.50));
-    s.set_p99_execution_time(pct(0.99));
-  }
-  return s;
+  return counts_.Stats();
 }
 
 absl::StatusOr<v1::GetOutputResponse> TaskRegistry::GetOutput(const v1::GetOutputRequest& request) {
@@ -1107,6 +1090,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   a.online = true;
   connected_[hello.agent_id()] = &a;
   a.last_seen = now;
+  agent_checks_.Set(hello.agent_id(), now + options_.heartbeat_ttl);
   a.info.set_agent_id(hello.agent_id());
   *a.info.mutable_labels() = hello.labels();
   a.info.set_slots(hello.slots());
@@ -1240,8 +1224,8 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
       return;
     }
     case v1::AgentMessage::kOutput:
-      ApplyOutputLocked(a, message.output());
-      DispatchLocked();  // The output limit may have ended a run's target.
+      // Only the output limit ending a run's target can free a place.
+      if (ApplyOutputLocked(a, message.output())) DispatchLocked();
       return;
     case v1::AgentMessage::kProgress: {
       const v1::ProgressReport& m = message.progress();
@@ -1282,7 +1266,7 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
   }
 }
 
-void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
+bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
   const v1::OutputChunk& chunk = m.chunk();
   const int64_t end = chunk.offset() + static_cast<int64_t>(chunk.data().size());
   v1::CoordinatorMessage ack;
@@ -1296,9 +1280,10 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     ack_msg->set_stdout_offset(INT64_MAX);
     ack_msg->set_stderr_offset(INT64_MAX);
     SendLocked(a.link, std::move(ack));
-    return;
+    return false;
   }
   OutputBuffer& buf = t->out[StreamIndex(chunk.stream())];
+  bool ended = false;
   if (chunk.offset() > buf.total()) {
     // A gap means the agent lost bytes we never acknowledged; this cannot
     // happen on an ordered stream, so refuse rather than store a hole.
@@ -1331,11 +1316,13 @@ void TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
           absl::StrCat("output limit: wrote more than ", limit, " bytes (max_output_bytes)");
       TransitionLocked(*t, v1::TASK_STATUS_FAILED, why);
       SendCancelLocked(*t, why);
+      ended = true;
     }
   }
   ack_msg->set_stdout_offset(t->out[0].total());
   ack_msg->set_stderr_offset(t->out[1].total());
   SendLocked(a.link, std::move(ack));
+  return ended;
 }
 
 void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
@@ -1374,6 +1361,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
   connected_.erase(a.info.agent_id());
   if (metrics_) metrics_->connected_agents.Set(static_cast<double>(connected_.size()));
   a.offline_since = clock_.Now();
+  agent_checks_.Set(a.info.agent_id(), a.offline_since + options_.retention);
   if (a.link != nullptr) {
     a.link->Close(absl::DeadlineExceededError(reason));
     a.link = nullptr;
@@ -1399,44 +1387,55 @@ void TaskRegistry::Tick() {
     ReportWaitingLocked();
   }
   TickRunsLocked(now);
-  // Collected first: a target's end can stop its run, which takes others
-  // out of the queue.
-  std::vector<TaskEntry*> expired;
-  for (const auto& [key, t] : queue_) {
-    if (now >= t->queue_deadline) expired.push_back(t);
+  // Only what expired. Looked up again one by one: a target's end can stop
+  // its run, which takes others out of the queue.
+  for (uint64_t seq : queue_deadlines_.Due(now)) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end() || !it->second->queued) continue;
+    TaskEntry& t = *it->second;
+    TransitionLocked(t, v1::TASK_STATUS_TIMED_OUT,
+                     absl::StrCat("not started within ", absl::FormatDuration(now - t.created),
+                                  " (queue timeout): ", WaitingReasonLocked(t)));
   }
-  for (TaskEntry* t : expired) {
-    if (!t->queued) continue;
-    TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT,
-                     absl::StrCat("not started within ", absl::FormatDuration(now - t->created),
-                                  " (queue timeout): ", WaitingReasonLocked(*t)));
-  }
-  std::vector<TaskEntry*> overdue;
-  for (TaskEntry* t : active_) {
-    if (now >= t->run_deadline) overdue.push_back(t);
-  }
-  for (TaskEntry* t : overdue) {
+  const std::vector<uint64_t> overdue = run_deadlines_.Due(now);
+  for (uint64_t seq : overdue) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end() || !active_.contains(it->second)) continue;
+    TaskEntry& t = *it->second;
     const std::string why =
-        absl::StrCat("exceeded its timeout of ", absl::FormatDuration(t->timeout));
-    TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT, why);
-    SendCancelLocked(*t, why);
+        absl::StrCat("exceeded its timeout of ", absl::FormatDuration(t.timeout));
+    TransitionLocked(t, v1::TASK_STATUS_TIMED_OUT, why);
+    SendCancelLocked(t, why);
   }
-  for (auto& [id, a] : agents_) {
-    if (a.online && now - a.last_seen >= options_.heartbeat_ttl) {
-      AgentOfflineLocked(
-          a, absl::StrCat("agent ", id, " silent for ", absl::FormatDuration(now - a.last_seen)));
+  // Retries whose time came can go now.
+  const bool retry_due = retries_.AnyDue(now);
+  for (uint64_t seq : retries_.Due(now)) retries_.Erase(seq);
+  // An agent's messages move its last_seen, not its check: each is looked
+  // at once a TTL, not at every tick or every message.
+  for (const std::string& id : agent_checks_.Due(now)) {
+    auto it = agents_.find(id);
+    if (it == agents_.end()) {
+      agent_checks_.Erase(id);
+      continue;
     }
-  }
-  for (auto it = agents_.begin(); it != agents_.end();) {
-    // Forget agents long gone, so the directory stays bounded.
-    if (!it->second.online && it->second.link == nullptr &&
-        now - it->second.offline_since >= options_.retention) {
-      store_.DeleteAgent(it->first);
-      PublishLocked(monitor_.ForgetAgent(it->first));
-      if (HasPolicy(it->second.info.policy())) --policies_;
-      it = agents_.erase(it);
+    AgentEntry& a = it->second;
+    if (a.online) {
+      if (now - a.last_seen < options_.heartbeat_ttl) {
+        agent_checks_.Set(id, a.last_seen + options_.heartbeat_ttl);
+      } else {
+        AgentOfflineLocked(a, absl::StrCat("agent ", id, " silent for ",
+                                           absl::FormatDuration(now - a.last_seen)));
+      }
+    } else if (a.link != nullptr || now - a.offline_since < options_.retention) {
+      agent_checks_.Set(id, std::max(now + options_.heartbeat_ttl,
+                                     a.offline_since + options_.retention));
     } else {
-      ++it;
+      // Long gone: forgotten, so the directory stays bounded.
+      store_.DeleteAgent(id);
+      PublishLocked(monitor_.ForgetAgent(id));
+      if (HasPolicy(a.info.policy())) --policies_;
+      agent_checks_.Erase(id);
+      agents_.erase(it);
     }
   }
   while (!finished_order_.empty() && (now - finished_order_.front().first >= options_.retention ||
@@ -1451,7 +1450,7 @@ void TaskRegistry::Tick() {
     store_.TrimEvents(first);
     events_trimmed_ = first;
   }
-  if (!overdue.empty() || !queue_.empty()) DispatchQueueLocked();
+  if (!overdue.empty() || retry_due || dispatch_wanted_) DispatchQueueLocked();
   FlushRunsLocked(/*all=*/true);
 }
 

@@ -33,6 +33,10 @@
 #include "services/coordinator/event_log.h"
 #include "services/coordinator/monitor.h"
 #include "services/coordinator/output_buffer.h"
+#include "services/coordinator/deadline_index.h"
+#include "services/coordinator/placement.h"
+#include "services/coordinator/task_counts.h"
+#include "services/common/task_status.h"
 #include "services/coordinator/store/task_store.h"
 #include "taskgrid/v1/agent.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
@@ -72,13 +76,6 @@ class AgentLink {
   // Ends the stream with `status` after queued messages are written.
   virtual void Close(const absl::Status& status) = 0;
 };
-
-bool IsFinal(v1::TaskStatus status);
-
-// Why `agent` cannot take a task of `spec` whatever its load ("cannot run
-// containers ...", "refuses to run ... by its operator's policy"); empty
-// when it can.
-std::string RefusalOf(const v1::Agent& agent, const v1::TaskSpec& spec);
 
 // An audit entry: "ok" or the status code's name as its outcome, the
 // status message as its detail, every field bounded in length.
@@ -283,7 +280,9 @@ class TaskRegistry {
   // Dispatches what it can, then flushes run events.
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchQueueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool EligibleLocked(const TaskEntry& t, const AgentEntry& a) const
+  // Placement's verdict on `a` for a task of `spec`, from the agent's link
+  // and load.
+  placement::Verdict JudgeLocked(const v1::TaskSpec& spec, const AgentEntry& a) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string WaitingReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Enqueue(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -313,7 +312,8 @@ class TaskRegistry {
   void RemoveLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AgentOfflineLocked(AgentEntry& a, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyOutputLocked(AgentEntry& a, const v1::Output& output)
+  // True when the output limit ended the task.
+  bool ApplyOutputLocked(AgentEntry& a, const v1::Output& output)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyFinishedLocked(AgentEntry& a, const v1::Finished& finished)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -400,8 +400,19 @@ class TaskRegistry {
   // By owner and idempotency key, as idempotency_ for tasks.
   absl::flat_hash_map<std::string, std::string> run_idempotency_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<TaskEntry*> active_ ABSL_GUARDED_BY(mu_);  // Dispatched or running.
+  // By sequence number: queued tasks' queue timeouts, queued retries' times,
+  // active tasks' run timeouts.
+  DeadlineIndex<uint64_t> queue_deadlines_ ABSL_GUARDED_BY(mu_);
+  DeadlineIndex<uint64_t> retries_ ABSL_GUARDED_BY(mu_);
+  DeadlineIndex<uint64_t> run_deadlines_ ABSL_GUARDED_BY(mu_);
+  // When each agent next needs a look: an online one at its heartbeat TTL,
+  // an offline one when the directory may forget it.
+  DeadlineIndex<std::string> agent_checks_ ABSL_GUARDED_BY(mu_);
+  // Something was queued that no dispatch has looked at yet.
+  bool dispatch_wanted_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
   size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
+  TaskCounts counts_ ABSL_GUARDED_BY(mu_);
   // By owner and idempotency key (IdempotencyKey).
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);

@@ -16,6 +16,7 @@
 
 namespace taskgrid {
 
+using placement::Verdict;
 using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
@@ -24,7 +25,6 @@ using registry::kRedacted;
 using registry::Page;
 using registry::ParsePage;
 using registry::QueueWindow;
-using registry::SelectorMatches;
 using registry::StatusName;
 
 namespace {
@@ -81,11 +81,14 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   std::vector<v1::RunTarget> rows;
   size_t targets = 0;
   for (const auto& [id, a] : agents_) {
-    if (!SelectorMatches(task.selector(), a.info.labels())) continue;
+    const Verdict verdict = JudgeLocked(task, a);
+    if (verdict == Verdict::kNoMatch) continue;
     v1::RunTarget& row = rows.emplace_back();
     row.set_agent_id(id);
-    std::string skip = RefusalOf(a.info, task);
-    if (skip.empty() && !ConnectedLocked(id) && !spec.include_offline()) {
+    std::string skip;
+    if (verdict == Verdict::kNoContainers || verdict == Verdict::kPolicy) {
+      skip = placement::Refusal(a.info, task);
+    } else if (verdict == Verdict::kOffline && !spec.include_offline()) {
       skip = "was offline when the run was submitted (include_offline waits for such agents)";
     }
     if (skip.empty()) {

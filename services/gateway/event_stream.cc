@@ -4,12 +4,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "services/common/proto_time.h"
+#include "services/common/task_status.h"
 #include "services/gateway/json.h"
 
 namespace taskgrid::gateway {
 namespace {
-
-bool IsFinal(v1::TaskStatus s) { return s >= v1::TASK_STATUS_SUCCEEDED; }
 
 // data: lines may not contain raw newlines; proto JSON never does.
 std::string Frame(uint64_t id, absl::string_view event, absl::string_view data) {

@@ -17,6 +17,7 @@
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "services/common/service_process.h"
+#include "services/common/task_status.h"
 #include "services/gateway/event_stream.h"
 #include "services/gateway/json.h"
 #include "services/gateway/web_assets.h"
@@ -539,11 +540,13 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     return reply("/health", JsonResponse(200, R"({"status":"ok"})"));
   }
   if (m == "GET" && req.path == "/ready") {
-    return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-        inflight_, req, v1::StatsRequest(),
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
-        [reply](const grpc::Status& s, const v1::StatsResponse&) {
-          // Any answer (even "unauthenticated") means the coordinator is there.
+    // GetInfo: answered without the registry, so a busy coordinator is not
+    // made busier by its probes.
+    return CallCoordinator<v1::GetInfoRequest, v1::CoordinatorInfo>(
+        inflight_, req, v1::GetInfoRequest(),
+        [this](auto* c, auto* q, auto* r, auto cb) { monitoring_->async()->GetInfo(c, q, r, cb); },
+        [reply](const grpc::Status& s, const v1::CoordinatorInfo&) {
+          // Any answer means the coordinator is there.
           const bool up = s.error_code() != grpc::StatusCode::UNAVAILABLE &&
                           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
           reply("/ready", up ? JsonResponse(200, R"({"status":"ready"})")
@@ -834,7 +837,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     return get_task(p3, [this, reply](const grpc::Status& s, const v1::Task& t) {
       const std::string route = "/api/v1/tasks/{id}/stream-info";
       if (!s.ok()) return reply(route, ErrorResponse(s));
-      const bool final = t.status() >= v1::TASK_STATUS_SUCCEEDED;
+      const bool final = IsFinal(t.status());
       reply(route,
             JsonResponse(
                 200,

@@ -1,0 +1,78 @@
+#include "services/coordinator/placement.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace taskgrid::placement {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::Agent MakeAgent(const std::string& id, std::map<std::string, std::string> labels,
+                    uint32_t slots = 2) {
+  v1::Agent a;
+  a.set_agent_id(id);
+  a.set_slots(slots);
+  for (auto& [k, v] : labels) (*a.mutable_labels())[k] = v;
+  return a;
+}
+
+v1::TaskSpec Shell(const std::string& command) {
+  v1::TaskSpec spec;
+  spec.mutable_shell()->set_command(command);
+  return spec;
+}
+
+TEST(PlacementTest, AConnectedMatchingAgentWithASlotFits) {
+  const v1::Agent a = MakeAgent("web-1", {{"role", "web"}});
+  v1::TaskSpec spec = Shell("true");
+  (*spec.mutable_selector())["role"] = "web";
+  EXPECT_EQ(Judge({a, true, 1}, spec), Verdict::kFits);
+  EXPECT_EQ(Refusal(a, spec), "");
+}
+
+TEST(PlacementTest, EachReasonInTurn) {
+  const v1::Agent a = MakeAgent("web-1", {{"role", "web"}}, 1);
+  v1::TaskSpec spec = Shell("true");
+  EXPECT_EQ(Judge({a, true, 1}, spec), Verdict::kBusy);
+  EXPECT_EQ(Judge({a, false, 0}, spec), Verdict::kOffline);
+  (*spec.mutable_selector())["role"] = "db";
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kNoMatch);
+  spec.clear_selector();
+  spec.set_agent_id("web-2");
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kNotPinned);
+  spec.set_agent_id("web-1");
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kFits);
+}
+
+TEST(PlacementTest, LastingReasonsComeBeforePassingOnes) {
+  v1::Agent a = MakeAgent("locked-1", {});
+  a.mutable_policy()->add_commands("echo");
+  const v1::TaskSpec spec = Shell("rm -rf /tmp/x");
+  // Offline and busy, but what matters is that it will never run there.
+  EXPECT_EQ(Judge({a, false, 2}, spec), Verdict::kPolicy);
+  EXPECT_THAT(Refusal(a, spec),
+              HasSubstr("refuses to run /bin/sh (allows echo) by its operator's policy"));
+}
+
+TEST(PlacementTest, ContainersNeedTheDockerLabel) {
+  v1::TaskSpec spec;
+  spec.mutable_docker()->set_image("alpine");
+  const v1::Agent plain = MakeAgent("a", {});
+  EXPECT_EQ(Judge({plain, true, 0}, spec), Verdict::kNoContainers);
+  EXPECT_THAT(Refusal(plain, spec), HasSubstr("cannot run containers"));
+  const v1::Agent docker = MakeAgent("b", {{"docker", "true"}});
+  EXPECT_EQ(Judge({docker, true, 0}, spec), Verdict::kFits);
+}
+
+TEST(PlacementTest, ASelectorMismatchOutranksARefusal) {
+  // An agent the selector does not pick is not said to refuse the task.
+  v1::Agent a = MakeAgent("a", {{"role", "web"}});
+  a.mutable_policy()->add_task_types("docker");
+  v1::TaskSpec spec = Shell("true");
+  (*spec.mutable_selector())["role"] = "db";
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kNoMatch);
+}
+
+}  // namespace
+}  // namespace taskgrid::placement

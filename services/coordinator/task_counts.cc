@@ -1,0 +1,82 @@
+#include "services/coordinator/task_counts.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "services/common/proto_time.h"
+#include "services/common/task_status.h"
+#include "services/coordinator/task_registry_util.h"
+
+namespace taskgrid {
+double TaskCounts::RanFor(const v1::Task& task) {
+  if (!IsFinal(task.status()) || !task.has_started_at()) return -1;
+  return absl::ToDoubleSeconds(FromProto(task.finished_at()) - FromProto(task.started_at()));
+}
+
+void TaskCounts::Count(const v1::Task& task, int sign) {
+  total_ += sign;
+  by_status_[task.status()] += sign;
+  by_priority_[task.spec().priority()] += sign;
+  auto it = by_type_.try_emplace(task.spec().type(), 0).first;
+  if ((it->second += sign) == 0) by_type_.erase(it);
+  if (const double d = RanFor(task); d >= 0) {
+    ran_ += sign;
+    ran_seconds_ += sign * d;
+  }
+}
+
+void TaskCounts::Add(const v1::Task& task) {
+  Count(task, +1);
+  if (const double d = RanFor(task); d >= 0) {
+    recent_.push_back(d);
+    if (recent_.size() > kRecentFinishes) recent_.pop_front();
+  }
+}
+
+void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
+  if (from == task.status()) return;
+  --by_status_[from];
+  ++by_status_[task.status()];
+  if (const double d = RanFor(task); d >= 0 && !IsFinal(from)) {
+    ++ran_;
+    ran_seconds_ += d;
+    recent_.push_back(d);
+    if (recent_.size() > kRecentFinishes) recent_.pop_front();
+  }
+}
+
+void TaskCounts::Remove(const v1::Task& task) { Count(task, -1); }
+
+v1::StatsResponse TaskCounts::Stats() const {
+  v1::StatsResponse s;
+  int64_t finals = 0;
+  for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
+    const auto status = static_cast<v1::TaskStatus>(st);
+    (*s.mutable_by_status())[registry::StatusName(status)] = static_cast<int32_t>(by_status_[st]);
+    if (IsFinal(status)) finals += by_status_[st];
+  }
+  for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
+    (*s.mutable_by_priority())[registry::PriorityName(static_cast<v1::Priority>(p))] =
+        static_cast<int32_t>(by_priority_[p]);
+  }
+  for (const auto& [type, n] : by_type_) (*s.mutable_by_type())[type] = static_cast<int32_t>(n);
+  s.set_total(static_cast<int32_t>(total_));
+  s.set_success_rate(finals == 0 ? 0
+                                 : static_cast<double>(by_status_[v1::TASK_STATUS_SUCCEEDED]) /
+                                       static_cast<double>(finals));
+  if (ran_ > 0) s.set_avg_execution_time(ran_seconds_ / static_cast<double>(ran_));
+  if (!recent_.empty()) {
+    std::vector<double> d(recent_.begin(), recent_.end());
+    auto pct = [&](double p) {
+      const size_t k =
+          std::min(d.size() - 1, static_cast<size_t>(p * static_cast<double>(d.size())));
+      std::nth_element(d.begin(), d.begin() + static_cast<ptrdiff_t>(k), d.end());
+      return d[k];
+    };
+    s.set_p50_execution_time(pct(0.50));
+    s.set_p99_execution_time(pct(0.99));
+  }
+  return s;
+}
+
+}  // namespace taskgrid
