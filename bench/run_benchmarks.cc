@@ -114,14 +114,26 @@ std::map<std::string, Figure> ReadBaseline(const std::string& path, std::string&
     return out;
   }
   if (doc.fields().count("date")) when = doc.fields().at("date").string_value();
-  for (const auto& v : doc.fields().at("figures").list_value().values()) {
+  const auto figures = doc.fields().find("figures");
+  if (figures == doc.fields().end()) {
+    std::fprintf(stderr, "--compare: %s has no figures\n", path.c_str());
+    return out;
+  }
+  for (const auto& v : figures->second.list_value().values()) {
     const auto& f = v.struct_value().fields();
-    Figure& fig = out[f.at("name").string_value()];
-    fig.name = f.at("name").string_value();
-    fig.unit = f.at("unit").string_value();
-    fig.median = f.at("median").number_value();
-    fig.ceiling = f.at("ceiling").number_value();
-    fig.lower_is_better = f.count("lower_is_better") && f.at("lower_is_better").bool_value();
+    // A field the document lacks reads as empty or zero, and is skipped.
+    auto field = [&f](const char* name) {
+      auto it = f.find(name);
+      return it == f.end() ? google::protobuf::Value() : it->second;
+    };
+    const std::string name = field("name").string_value();
+    if (name.empty() || field("median").number_value() <= 0) continue;
+    Figure& fig = out[name];
+    fig.name = name;
+    fig.unit = field("unit").string_value();
+    fig.median = field("median").number_value();
+    fig.ceiling = field("ceiling").number_value();
+    fig.lower_is_better = field("lower_is_better").bool_value();
   }
   return out;
 }

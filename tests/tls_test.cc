@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/agent/agent.h"
 #include "services/agent/agent_metrics.h"
 #include "services/agent/posix_process_runner.h"
@@ -361,13 +362,17 @@ class HttpsClient {
 
   std::string ReadUntil(const std::string& until) {
     char buf[4096];
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
     for (;;) {
       const int n = SSL_read(ssl_, buf, sizeof(buf));
       if (n <= 0) {
         // A task's SIGCHLD can arrive while the in-process agent's
         // posix_spawn has every signal blocked; it then lands on this thread,
         // and a socket with SO_RCVTIMEO answers EINTR even with no handler.
-        if (errno == EINTR && SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ) continue;
+        if (errno == EINTR && SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ &&
+            absl::Now() < give_up) {
+          continue;
+        }
         break;
       }
       got_.append(buf, static_cast<size_t>(n));

@@ -8,9 +8,9 @@
 #include "services/coordinator/task_registry_util.h"
 
 namespace taskgrid {
-double TaskCounts::RanFor(const v1::Task& task) {
-  if (!IsFinal(task.status()) || !task.has_started_at()) return -1;
-  return absl::ToDoubleSeconds(FromProto(task.finished_at()) - FromProto(task.started_at()));
+absl::Duration TaskCounts::RanFor(const v1::Task& task) {
+  if (!IsFinal(task.status()) || !task.has_started_at()) return -absl::Nanoseconds(1);
+  return FromProto(task.finished_at()) - FromProto(task.started_at());
 }
 
 void TaskCounts::Count(const v1::Task& task, int sign) {
@@ -19,16 +19,16 @@ void TaskCounts::Count(const v1::Task& task, int sign) {
   by_priority_[task.spec().priority()] += sign;
   auto it = by_type_.try_emplace(task.spec().type(), 0).first;
   if ((it->second += sign) == 0) by_type_.erase(it);
-  if (const double d = RanFor(task); d >= 0) {
+  if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
     ran_ += sign;
-    ran_seconds_ += sign * d;
+    ran_nanos_ += sign * absl::ToInt64Nanoseconds(d);
   }
 }
 
 void TaskCounts::Add(const v1::Task& task) {
   Count(task, +1);
-  if (const double d = RanFor(task); d >= 0) {
-    recent_.push_back(d);
+  if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
+    recent_.push_back(absl::ToDoubleSeconds(d));
     if (recent_.size() > kRecentFinishes) recent_.pop_front();
   }
 }
@@ -37,10 +37,10 @@ void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
   if (from == task.status()) return;
   --by_status_[from];
   ++by_status_[task.status()];
-  if (const double d = RanFor(task); d >= 0 && !IsFinal(from)) {
+  if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration() && !IsFinal(from)) {
     ++ran_;
-    ran_seconds_ += d;
-    recent_.push_back(d);
+    ran_nanos_ += absl::ToInt64Nanoseconds(d);
+    recent_.push_back(absl::ToDoubleSeconds(d));
     if (recent_.size() > kRecentFinishes) recent_.pop_front();
   }
 }
@@ -64,7 +64,9 @@ v1::StatsResponse TaskCounts::Stats() const {
   s.set_success_rate(finals == 0 ? 0
                                  : static_cast<double>(by_status_[v1::TASK_STATUS_SUCCEEDED]) /
                                        static_cast<double>(finals));
-  if (ran_ > 0) s.set_avg_execution_time(ran_seconds_ / static_cast<double>(ran_));
+  // No percentiles once every finish that ran is gone (deleted or expired).
+  if (ran_ == 0) return s;
+  s.set_avg_execution_time(static_cast<double>(ran_nanos_) / 1e9 / static_cast<double>(ran_));
   if (!recent_.empty()) {
     std::vector<double> d(recent_.begin(), recent_.end());
     auto pct = [&](double p) {

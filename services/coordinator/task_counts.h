@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
 #include "taskgrid/v1/task.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
 
@@ -35,17 +36,18 @@ class TaskCounts {
   v1::StatsResponse Stats() const;
 
  private:
-  // Seconds from start to finish; negative for a task that never started.
-  static double RanFor(const v1::Task& task);
+  // Start to finish; negative for a task that never started.
+  static absl::Duration RanFor(const v1::Task& task);
   void Count(const v1::Task& task, int sign);
 
   int64_t total_ = 0;
   int64_t by_status_[v1::TaskStatus_ARRAYSIZE] = {};
   int64_t by_priority_[v1::Priority_ARRAYSIZE] = {};
   absl::flat_hash_map<std::string, int64_t> by_type_;
-  // Of the retained finished tasks that ran.
+  // Of the retained finished tasks that ran. Nanoseconds, not a double:
+  // what one task adds, its removal takes away exactly.
   int64_t ran_ = 0;
-  double ran_seconds_ = 0;
+  int64_t ran_nanos_ = 0;
   std::deque<double> recent_;
 };
 

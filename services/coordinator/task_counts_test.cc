@@ -76,6 +76,10 @@ TEST(TaskCountsTest, SuccessRateAndExecutionTimes) {
   s = c.Stats();
   EXPECT_DOUBLE_EQ(s.avg_execution_time(), 2.0);
   EXPECT_DOUBLE_EQ(s.success_rate(), 3.0 / 4.0);
+  for (int i = 0; i < 3; ++i) c.Remove(tasks[i]);
+  s = c.Stats();
+  EXPECT_EQ(s.avg_execution_time(), 0);  // Nothing that ran is left: no times at all.
+  EXPECT_EQ(s.p50_execution_time(), 0);
 }
 
 TEST(TaskCountsTest, RecoveredFinishedTasksCountTheirTimes) {

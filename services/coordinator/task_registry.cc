@@ -600,7 +600,11 @@ void TaskRegistry::DispatchQueueLocked() {
     } else {
       double best_load = 2;
       for (auto& [id, a] : connected_) {
-        if (JudgeLocked(t.task.spec(), *a) != Verdict::kFits) continue;
+        // Full agents first: most of a busy fleet, and the cheapest test.
+        if (a->assigned.size() >= a->info.slots() ||
+            JudgeLocked(t.task.spec(), *a) != Verdict::kFits) {
+          continue;
+        }
         const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
         if (load < best_load) best = a, best_load = load;
         if (load == 0) break;  // None can be less loaded.
