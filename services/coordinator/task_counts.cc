@@ -21,7 +21,7 @@ void TaskCounts::Count(const v1::Task& task, int sign) {
   if ((it->second += sign) == 0) by_type_.erase(it);
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
     ran_ += sign;
-    ran_nanos_ += sign * absl::ToInt64Nanoseconds(d);
+    ran_micros_ += sign * absl::ToInt64Microseconds(d);
   }
 }
 
@@ -39,7 +39,7 @@ void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
   ++by_status_[task.status()];
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration() && !IsFinal(from)) {
     ++ran_;
-    ran_nanos_ += absl::ToInt64Nanoseconds(d);
+    ran_micros_ += absl::ToInt64Microseconds(d);
     recent_.push_back(absl::ToDoubleSeconds(d));
     if (recent_.size() > kRecentFinishes) recent_.pop_front();
   }
@@ -66,7 +66,7 @@ v1::StatsResponse TaskCounts::Stats() const {
                                        static_cast<double>(finals));
   // No percentiles once every finish that ran is gone (deleted or expired).
   if (ran_ == 0) return s;
-  s.set_avg_execution_time(static_cast<double>(ran_nanos_) / 1e9 / static_cast<double>(ran_));
+  s.set_avg_execution_time(static_cast<double>(ran_micros_) / 1e6 / static_cast<double>(ran_));
   if (!recent_.empty()) {
     std::vector<double> d(recent_.begin(), recent_.end());
     auto pct = [&](double p) {

@@ -44,10 +44,10 @@ class TaskCounts {
   int64_t by_status_[v1::TaskStatus_ARRAYSIZE] = {};
   int64_t by_priority_[v1::Priority_ARRAYSIZE] = {};
   absl::flat_hash_map<std::string, int64_t> by_type_;
-  // Of the retained finished tasks that ran. Nanoseconds, not a double:
+  // Of the retained finished tasks that ran. Microseconds, not a double:
   // what one task adds, its removal takes away exactly.
   int64_t ran_ = 0;
-  int64_t ran_nanos_ = 0;
+  int64_t ran_micros_ = 0;
   std::deque<double> recent_;
 };
 
