@@ -47,14 +47,19 @@ void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
 
 void TaskCounts::Remove(const v1::Task& task) { Count(task, -1); }
 
+int64_t TaskCounts::finished() const {
+  int64_t n = 0;
+  for (int st = v1::TASK_STATUS_SUCCEEDED; st < v1::TaskStatus_ARRAYSIZE; ++st) n += by_status_[st];
+  return n;
+}
+
 v1::StatsResponse TaskCounts::Stats() const {
   v1::StatsResponse s;
-  int64_t finals = 0;
   for (int st = v1::TASK_STATUS_PENDING; st <= v1::TASK_STATUS_LOST; ++st) {
     const auto status = static_cast<v1::TaskStatus>(st);
     (*s.mutable_by_status())[registry::StatusName(status)] = static_cast<int32_t>(by_status_[st]);
-    if (IsFinal(status)) finals += by_status_[st];
   }
+  const int64_t finals = finished();
   for (int p = v1::PRIORITY_LOW; p <= v1::PRIORITY_CRITICAL; ++p) {
     (*s.mutable_by_priority())[registry::PriorityName(static_cast<v1::Priority>(p))] =
         static_cast<int32_t>(by_priority_[p]);

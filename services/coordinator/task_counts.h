@@ -30,6 +30,8 @@ class TaskCounts {
   void Remove(const v1::Task& task);
 
   int64_t total() const { return total_; }
+  // Succeeded, failed, cancelled, timed out or lost.
+  int64_t finished() const;
   int64_t with_status(v1::TaskStatus s) const {
     return s >= 0 && s < v1::TaskStatus_ARRAYSIZE ? by_status_[s] : 0;
   }

@@ -32,6 +32,7 @@ TEST(TaskCountsTest, CountsFollowEveryChange) {
   c.Add(b);
   EXPECT_EQ(c.total(), 2);
   EXPECT_EQ(c.with_status(v1::TASK_STATUS_QUEUED), 1);
+  EXPECT_EQ(c.finished(), 0);
 
   const v1::TaskStatus from = a.status();
   a.set_status(v1::TASK_STATUS_RUNNING);
@@ -66,6 +67,7 @@ TEST(TaskCountsTest, SuccessRateAndExecutionTimes) {
   c.Changed(v1::TASK_STATUS_QUEUED, never);
 
   v1::StatsResponse s = c.Stats();
+  EXPECT_EQ(c.finished(), 5);
   EXPECT_DOUBLE_EQ(s.success_rate(), 3.0 / 5.0);
   EXPECT_DOUBLE_EQ(s.avg_execution_time(), 2.5);
   EXPECT_DOUBLE_EQ(s.p50_execution_time(), 3.0);

@@ -147,7 +147,6 @@ void TaskRegistry::Recover(StoredState state) {
       }
       default:
         finished_order_.emplace_back(FromProto(t.task.finished_at()), t.seq);
-        ++final_count_;
     }
     if (!IsFinal(t.task.status()) && !t.task.owner().empty()) {
       ++unfinished_by_owner_[t.task.owner()];
@@ -208,7 +207,8 @@ void TaskRegistry::Recover(StoredState state) {
   spdlog::info(
       "registry_recovered tasks={} queued={} running={} finished={} agents={} events={} "
       "last_cursor={}",
-      tasks_.size(), queued, active, final_count_, agents_.size(), restored_events, last_cursor);
+      tasks_.size(), queued, active, counts_.finished(), agents_.size(), restored_events,
+      last_cursor);
 }
 
 // ---------------------------------------------------------------- helpers
@@ -365,7 +365,6 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
     t.task.set_pid(0);
     *t.task.mutable_finished_at() = ToProto(now);
     finished_order_.emplace_back(now, t.seq);
-    ++final_count_;
     monitor_.OnTaskFinished(
         t.task.agent_id(), status,
         t.task.has_started_at() ? now - FromProto(t.task.started_at()) : absl::ZeroDuration());
@@ -643,7 +642,6 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   active_.erase(&t);
   run_deadlines_.Erase(t.seq);
   by_seq_.erase(t.seq);
-  if (IsFinal(t.task.status())) --final_count_;
   counts_.Remove(t.task);
   if (!t.task.idempotency_key().empty()) {
     idempotency_.erase(IdempotencyKey(t.task.owner(), t.task.idempotency_key()));
@@ -1443,7 +1441,7 @@ void TaskRegistry::Tick() {
     }
   }
   while (!finished_order_.empty() && (now - finished_order_.front().first >= options_.retention ||
-                                      final_count_ > options_.max_retained_tasks)) {
+                                      counts_.finished() > static_cast<int64_t>(options_.max_retained_tasks))) {
     const auto it = by_seq_.find(finished_order_.front().second);
     finished_order_.pop_front();
     if (it != by_seq_.end() && IsFinal(it->second->task.status())) {

@@ -29,14 +29,14 @@
 #include "absl/time/time.h"
 #include "services/common/agent_tokens.h"
 #include "services/common/clock.h"
+#include "services/common/task_status.h"
 #include "services/coordinator/coordinator_metrics.h"
+#include "services/coordinator/deadline_index.h"
 #include "services/coordinator/event_log.h"
 #include "services/coordinator/monitor.h"
 #include "services/coordinator/output_buffer.h"
-#include "services/coordinator/deadline_index.h"
 #include "services/coordinator/placement.h"
 #include "services/coordinator/task_counts.h"
-#include "services/common/task_status.h"
 #include "services/coordinator/store/task_store.h"
 #include "taskgrid/v1/agent.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
@@ -411,7 +411,6 @@ class TaskRegistry {
   // Something was queued that no dispatch has looked at yet.
   bool dispatch_wanted_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
-  size_t final_count_ ABSL_GUARDED_BY(mu_) = 0;
   TaskCounts counts_ ABSL_GUARDED_BY(mu_);
   // By owner and idempotency key (IdempotencyKey).
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
