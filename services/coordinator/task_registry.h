@@ -30,6 +30,8 @@
 #include "services/common/agent_tokens.h"
 #include "services/common/clock.h"
 #include "services/common/task_status.h"
+#include "services/coordinator/agent_directory.h"
+#include "services/coordinator/audit_log.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/deadline_index.h"
 #include "services/coordinator/event_log.h"
@@ -65,23 +67,6 @@ struct RegistryOptions {
   // Returns kInvalidArgument naming the first bad field.
   absl::Status Validate() const;
 };
-
-// The coordinator's handle on one agent's open stream. Implemented by the
-// agent stream reactor; thread-safe; calls never block.
-class AgentLink {
- public:
-  virtual ~AgentLink() = default;
-  // Queues a message; dropped once the stream is ending.
-  virtual void Send(v1::CoordinatorMessage message) = 0;
-  // Ends the stream with `status` after queued messages are written.
-  virtual void Close(const absl::Status& status) = 0;
-};
-
-// An audit entry: "ok" or the status code's name as its outcome, the
-// status message as its detail, every field bounded in length.
-v1::AuditEntry NewAuditEntry(absl::string_view actor, absl::string_view action,
-                             absl::string_view target, absl::string_view peer,
-                             const absl::Status& outcome);
 
 // What the submitting API key allows; zero means no limit.
 struct SubmitLimits {
@@ -240,15 +225,6 @@ class TaskRegistry {
     mutable std::string reported_reason;  // As reported_reason of a task.
     bool stopped() const { return !run.status_reason().empty(); }
   };
-  struct AgentEntry {
-    v1::Agent info;
-    std::shared_ptr<AgentLink> link;  // Null while disconnected.
-    absl::Time last_seen;
-    bool online = false;  // Connected, or disconnected but within the TTL.
-    absl::Time offline_since;
-    absl::flat_hash_set<std::string> assigned;  // Tasks holding a slot.
-    std::string token_sha256;                   // Of the token it connected with.
-  };
   using QueueKey = std::pair<int, uint64_t>;  // (-priority, seq)
 
   TaskEntry* FindLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -330,7 +306,6 @@ class TaskRegistry {
   static absl::Status CheckLimits(const v1::TaskSpec& spec, const SubmitLimits& limits);
   // Tasks queued with a higher priority than `t`.
   size_t QueuedAheadLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool ConnectedLocked(const std::string& agent_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // ---- Fleet runs (task_registry_runs.cc).
   // Rebuilds runs from their records and their targets' tasks (Recover).
@@ -405,27 +380,19 @@ class TaskRegistry {
   DeadlineIndex<uint64_t> queue_deadlines_ ABSL_GUARDED_BY(mu_);
   DeadlineIndex<uint64_t> retries_ ABSL_GUARDED_BY(mu_);
   DeadlineIndex<uint64_t> run_deadlines_ ABSL_GUARDED_BY(mu_);
-  // When each agent next needs a look: an online one at its heartbeat TTL,
-  // an offline one when the directory may forget it.
-  DeadlineIndex<std::string> agent_checks_ ABSL_GUARDED_BY(mu_);
   // Something was queued that no dispatch has looked at yet.
   bool dispatch_wanted_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::pair<absl::Time, uint64_t>> finished_order_ ABSL_GUARDED_BY(mu_);  // (when, seq)
   TaskCounts counts_ ABSL_GUARDED_BY(mu_);
   // By owner and idempotency key (IdempotencyKey).
   absl::flat_hash_map<std::string, std::string> idempotency_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, AgentEntry> agents_ ABSL_GUARDED_BY(mu_);
-  // The agents dispatch can use (a link, online), so that a directory of
-  // thousands of offline agents costs dispatch nothing.
-  std::map<std::string, AgentEntry*> connected_ ABSL_GUARDED_BY(mu_);
+  AgentDirectory agents_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t events_trimmed_ ABSL_GUARDED_BY(mu_) = 0;  // Store holds events from here.
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   // Unfinished tasks per owner, for the keys' max_running.
   absl::flat_hash_map<std::string, int> unfinished_by_owner_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
-  int policies_ ABSL_GUARDED_BY(mu_) = 0;  // Agents whose policy may refuse tasks.
-  uint64_t next_audit_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  AuditLog audit_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace taskgrid

@@ -80,7 +80,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   // row that says why: none is left out silently.
   std::vector<v1::RunTarget> rows;
   size_t targets = 0;
-  for (const auto& [id, a] : agents_) {
+  for (const auto& [id, a] : agents_.all()) {
     const Verdict verdict = JudgeLocked(task, a);
     if (verdict == Verdict::kNoMatch) continue;
     v1::RunTarget& row = rows.emplace_back();
@@ -322,10 +322,10 @@ void TaskRegistry::HoldTargetsOfLocked(const std::string& agent_id) {
 
 absl::Time TaskRegistry::OfflineDeadlineLocked(const TaskEntry& t) const {
   const RunEntry& r = *t.run;
-  auto it = agents_.find(t.task.spec().agent_id());
-  if (it == agents_.end()) return r.offline_deadline;
+  const AgentEntry* a = agents_.Find(t.task.spec().agent_id());
+  if (a == nullptr) return r.offline_deadline;
   const absl::Duration window = r.offline_deadline - FromProto(r.run.created_at());
-  return std::max(r.offline_deadline, it->second.last_seen + window);
+  return std::max(r.offline_deadline, a->last_seen + window);
 }
 
 void TaskRegistry::ReleaseTargetsLocked(RunEntry& r) {
@@ -340,7 +340,7 @@ void TaskRegistry::ReleaseTargetsLocked(RunEntry& r) {
     TaskEntry* t = r.targets[i];
     if (r.held == 0 || (limit > 0 && r.in_flight >= static_cast<int>(limit))) break;
     // A target whose agent is away waits held, without taking a place.
-    if (t == nullptr || !t->held || !ConnectedLocked(t->task.spec().agent_id())) continue;
+    if (t == nullptr || !t->held || !agents_.IsConnected(t->task.spec().agent_id())) continue;
     t->held = false;
     --r.held;
     ++r.in_flight;
@@ -454,7 +454,7 @@ void TaskRegistry::TickRunsLocked(absl::Time now) {
     const absl::Duration window = r->offline_deadline - FromProto(r->run.created_at());
     r->updating = true;
     for (TaskEntry* t : r->targets) {
-      if (t == nullptr || !t->held || ConnectedLocked(t->task.spec().agent_id()) ||
+      if (t == nullptr || !t->held || agents_.IsConnected(t->task.spec().agent_id()) ||
           now < OfflineDeadlineLocked(*t)) {
         continue;
       }
@@ -495,7 +495,7 @@ void TaskRegistry::ReportWaitingLocked() {
 std::string TaskRegistry::HeldReasonLocked(const TaskEntry& t) const {
   const RunEntry& r = *t.run;
   const std::string& agent = t.task.spec().agent_id();
-  if (!ConnectedLocked(agent)) {
+  if (!agents_.IsConnected(agent)) {
     return absl::StrCat("agent ", agent, " is offline; the run waits for it until ",
                         TimeOfDay(OfflineDeadlineLocked(t)));
   }
@@ -545,7 +545,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
         if (t == nullptr) break;
         if (!t->held) {
           queued.push_back(t);
-        } else if (ConnectedLocked(t->task.spec().agent_id())) {
+        } else if (agents_.IsConnected(t->task.spec().agent_id())) {
           ++held_busy;
         } else {
           offline.push_back(t->task.spec().agent_id());

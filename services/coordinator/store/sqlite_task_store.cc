@@ -180,8 +180,12 @@ absl::Status SqliteTaskStore::Exec(const char* sql) {
 
 absl::Status SqliteTaskStore::Prepare() {
   const std::pair<sqlite3_stmt**, const char*> statements[] = {
+      // An update by seq leaves the row's id, and so its index on random
+      // UUIDs, untouched: REPLACE would delete and reinsert both.
       {&put_task_,
-       "INSERT OR REPLACE INTO tasks (id, seq, status, finished, task) VALUES (?, ?, ?, ?, ?)"},
+       "INSERT INTO tasks (id, seq, status, finished, task) VALUES (?, ?, ?, ?, ?) "
+       "ON CONFLICT (seq) DO UPDATE SET status = excluded.status, "
+       "finished = excluded.finished, task = excluded.task"},
       {&delete_task_, "DELETE FROM tasks WHERE id = ?"},
       {&delete_output_, "DELETE FROM output WHERE task_id = ?"},
       {&put_output_,

@@ -1,0 +1,333 @@
+// The task lifecycle: the queue, transitions, retries and the end of an
+// attempt, waiting reasons, and dispatch onto agents by placement's verdict.
+#include "services/coordinator/task_registry.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/agent_policy.h"
+#include "services/common/proto_time.h"
+#include "services/coordinator/task_registry_util.h"
+
+namespace taskgrid {
+
+using placement::Verdict;
+using registry::FormatSelector;
+using registry::PriorityOf;
+using registry::QueueWindow;
+using registry::StatusName;
+using registry::StreamIndex;
+
+void TaskRegistry::Enqueue(TaskEntry& t) {
+  queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
+  t.queued = true;
+  queue_deadlines_.Set(t.seq, t.queue_deadline);
+  if (t.retry_at > clock_.Now()) retries_.Set(t.seq, t.retry_at);
+  dispatch_wanted_ = true;
+  ++queued_by_priority_[PriorityOf(t.task.spec())];
+  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Increment();
+}
+
+void TaskRegistry::Dequeue(TaskEntry& t) {
+  if (!t.queued) return;
+  queue_.erase(QueueKey{-PriorityOf(t.task.spec()), t.seq});
+  t.queued = false;
+  queue_deadlines_.Erase(t.seq);
+  retries_.Erase(t.seq);
+  --queued_by_priority_[PriorityOf(t.task.spec())];
+  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Decrement();
+}
+
+void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
+                                    const std::string& reason) {
+  const absl::Time now = clock_.Now();
+  const v1::TaskStatus from = t.task.status();
+  t.task.set_status(status);
+  *t.task.mutable_updated_at() = ToProto(now);
+  if (status == v1::TASK_STATUS_DISPATCHED || status == v1::TASK_STATUS_RUNNING) {
+    active_.insert(&t);
+    run_deadlines_.Set(t.seq, t.run_deadline);
+  } else {
+    active_.erase(&t);
+    run_deadlines_.Erase(t.seq);
+  }
+  if (IsFinal(status)) {
+    // Nothing will run it again: the store need not keep its secrets.
+    t.task.mutable_spec()->clear_secret_env();
+    if (!IsFinal(from) && !t.task.owner().empty()) {
+      auto it = unfinished_by_owner_.find(t.task.owner());
+      if (it != unfinished_by_owner_.end() && --it->second <= 0) unfinished_by_owner_.erase(it);
+    }
+    Dequeue(t);
+    t.task.set_status_reason(reason);
+    t.task.set_pid(0);
+    *t.task.mutable_finished_at() = ToProto(now);
+    finished_order_.emplace_back(now, t.seq);
+    monitor_.OnTaskFinished(
+        t.task.agent_id(), status,
+        t.task.has_started_at() ? now - FromProto(t.task.started_at()) : absl::ZeroDuration());
+    if (metrics_) {
+      metrics_->finished(status).Increment();
+      if (t.task.has_started_at()) {
+        metrics_->task_duration_seconds.Observe(
+            absl::ToDoubleSeconds(now - FromProto(t.task.started_at())));
+      }
+    }
+    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.task.id(),
+                 StatusName(status), t.task.agent_id(), reason);
+  } else {
+    spdlog::debug("task_status task_id={} from={} to={}", t.task.id(), StatusName(from),
+                  StatusName(status));
+  }
+  counts_.Changed(from, t.task);
+  if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
+  PersistLocked(t);
+  EmitLocked(v1::EVENT_TYPE_TASK_STATUS, &t, t.task.agent_id());
+  if (status == v1::TASK_STATUS_CANCELLED) {
+    EmitLocked(v1::EVENT_TYPE_TASK_CANCELLED, &t, t.task.agent_id());
+  }
+  if (t.run != nullptr) OnTargetChangedLocked(t, from);
+}
+
+void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
+                                    const std::string& reason) {
+  const v1::RetryPolicy& retry = t.task.spec().retry();
+  // A stopped run starts nothing again, retries included.
+  const bool retryable =
+      (status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed())) &&
+      (t.run == nullptr || !t.run->stopped());
+  // Attempts that never reached an agent are no tries of the command.
+  const uint32_t tries = t.task.attempt() - std::min(t.task.attempt(), t.task.undelivered());
+  if (!retryable || tries >= retry.max_attempts()) {
+    TransitionLocked(t, status, reason);
+    return;
+  }
+  const absl::Duration cap =
+      retry.has_max_backoff() ? FromProto(retry.max_backoff()) : absl::Minutes(5);
+  absl::Duration backoff = retry.has_backoff() ? FromProto(retry.backoff()) : absl::Seconds(1);
+  for (uint32_t i = 1; i < tries && backoff < cap; ++i) backoff *= 2;
+  backoff = std::min(backoff, cap);
+  const uint32_t attempt = t.task.attempt();
+  spdlog::info("task_retry task_id={} attempt={} outcome={} backoff={} reason=\"{}\"", t.task.id(),
+               attempt, StatusName(status), absl::FormatDuration(backoff), reason);
+  if (metrics_) metrics_->retries.Increment();
+  RequeueLocked(t, clock_.Now() + backoff,
+                absl::StrCat("attempt ", attempt, " ", StatusName(status), ": ", reason));
+}
+
+void TaskRegistry::RequeueUndeliveredLocked(TaskEntry& t) {
+  if (metrics_) metrics_->undelivered.Increment();
+  if (t.run != nullptr && t.run->stopped()) {
+    return CancelLocked(t, absl::StrCat("not started: the run ", t.run->run.status_reason()));
+  }
+  const std::string never = absl::StrCat("attempt ", t.task.attempt(), " never reached agent ",
+                                         t.task.agent_id());
+  // An Assign that keeps failing on its way (larger than the agent takes,
+  // say) must not go round for ever.
+  if (t.task.undelivered() + 1 >= kMaxUndelivered) {
+    return TransitionLocked(t, v1::TASK_STATUS_LOST,
+                            absl::StrCat(never, ": gave up after ", kMaxUndelivered,
+                                         " attempts that never arrived"));
+  }
+  spdlog::info("task_requeued task_id={} attempt={} agent_id={} reason=undelivered", t.task.id(),
+               t.task.attempt(), t.task.agent_id());
+  t.task.set_undelivered(t.task.undelivered() + 1);
+  RequeueLocked(t, clock_.Now(), absl::StrCat(never, ": queued again"));
+}
+
+void TaskRegistry::RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason) {
+  t.retry_at = eligible_at;
+  t.queue_deadline = t.retry_at + QueueWindow(t.task.spec(), t.timeout);
+  *t.task.mutable_retry_at() = ToProto(t.retry_at);
+  t.task.set_status_reason(std::move(reason));
+  // The next attempt starts afresh; its agent reports output from offset 0.
+  t.task.clear_agent_id();
+  t.task.set_pid(0);
+  t.task.clear_dispatched_at();
+  t.task.clear_started_at();
+  t.task.clear_exit();
+  t.task.set_progress(0);
+  t.task.clear_progress_message();
+  for (v1::OutputStream stream : {v1::OUTPUT_STREAM_STDOUT, v1::OUTPUT_STREAM_STDERR}) {
+    t.out[StreamIndex(stream)] = OutputBuffer(options_.output_cap_bytes);
+    store_.TrimOutput(t.task.id(), stream, 0, INT64_MAX);
+  }
+  Enqueue(t);
+  TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
+}
+
+void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
+  const AgentEntry* a = agents_.Find(t.task.agent_id());
+  if (a == nullptr || !a->connected()) return;  // Reconciled on reconnect.
+  v1::CoordinatorMessage m;
+  v1::Cancel* c = m.mutable_cancel();
+  c->set_task_id(t.task.id());
+  c->set_attempt(t.task.attempt());
+  c->set_reason(reason);
+  *c->mutable_grace() = ToProto(t.kill_grace);
+  SendLocked(a->link, std::move(m));
+}
+
+placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
+                                             const AgentEntry& a) const {
+  return placement::Judge({a.info, a.link != nullptr && a.online, a.assigned.size()}, spec);
+}
+
+size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
+  size_t ahead = 0;
+  for (int p = PriorityOf(t.task.spec()) + 1; p < v1::Priority_ARRAYSIZE; ++p) {
+    ahead += queued_by_priority_[p];
+  }
+  return ahead;
+}
+
+std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
+  const v1::TaskSpec& spec = t.task.spec();
+  if (t.held) return HeldReasonLocked(t);
+  if (t.retry_at > clock_.Now()) {
+    // The time, not the time left: the reason changes only when the state does.
+    return absl::StrCat("waiting until ", absl::FormatTime("%H:%M:%E3S UTC", t.retry_at,
+                                                           absl::UTCTimeZone()),
+                        " before attempt ", t.task.attempt() + 1, " (", t.task.status_reason(),
+                        ")");
+  }
+  const size_t ahead = QueuedAheadLocked(t);
+  const std::string behind = ahead == 0 ? "" : "; queued tasks of higher priority go first";
+  if (!spec.agent_id().empty()) {
+    const AgentEntry* pinned = agents_.Find(spec.agent_id());
+    if (pinned == nullptr) return absl::StrCat("agent ", spec.agent_id(), " is not registered");
+    const AgentEntry& a = *pinned;
+    const std::string agent = absl::StrCat("agent ", spec.agent_id());
+    switch (JudgeLocked(spec, a)) {
+      case Verdict::kNoMatch:
+        return absl::StrCat(agent, " does not match ", FormatSelector(spec.selector()));
+      case Verdict::kNoContainers:
+      case Verdict::kPolicy:
+        return absl::StrCat(agent, " ", placement::Refusal(a.info, spec));
+      case Verdict::kOffline:
+        return absl::StrCat(agent, " is not connected");
+      default:
+        return absl::StrCat(agent, " is busy (", a.assigned.size(), " of ", a.info.slots(),
+                            " slots in use)", behind);
+    }
+  }
+  size_t matching = agents_.size(), connected = agents_.connected().size(), refusing = 0;
+  std::string refusal;
+  // Any agent matches an empty selector: no need to look, unless policies
+  // may refuse.
+  if (!spec.selector().empty() || spec.has_docker() || agents_.any_policy()) {
+    matching = connected = 0;
+    for (const auto& [id, a] : agents_.all()) {
+      switch (JudgeLocked(spec, a)) {
+        case Verdict::kNotPinned:
+        case Verdict::kNoMatch:
+        case Verdict::kNoContainers:
+          break;
+        case Verdict::kPolicy:
+          ++refusing;
+          refusal = absl::StrCat(id, " ", PolicyRefusal(a.info.policy(), spec));
+          break;
+        case Verdict::kOffline:
+          ++matching;
+          break;
+        case Verdict::kBusy:
+        case Verdict::kFits:
+          ++matching;
+          ++connected;
+          break;
+      }
+    }
+  }
+  if (matching == 0 && refusing > 0) {
+    return absl::StrCat("every agent", spec.selector().empty() ? "" : " matching ",
+                        FormatSelector(spec.selector()),
+                        " refuses it by its operator's policy (", refusal, ")");
+  }
+  const std::string matching_what =
+      spec.selector().empty() ? "" : absl::StrCat(" matching ", FormatSelector(spec.selector()));
+  const bool docker = spec.has_docker();
+  if (matching == 0) {
+    return absl::StrCat("no agent", matching_what,
+                        docker ? " that runs containers (docker=true)" : "", " has registered");
+  }
+  if (connected == 0) {
+    return absl::StrCat(matching, matching == 1 ? " agent" : " agents", matching_what,
+                        docker ? " that run containers (docker=true)" : "",
+                        matching == 1 ? " is" : " are", " registered but offline");
+  }
+  return absl::StrCat("all ", connected, " connected agents", matching_what,
+                      docker ? " that run containers (docker=true)" : "",
+                      " are busy (every slot in use)", behind);
+}
+
+void TaskRegistry::DispatchLocked() {
+  DispatchQueueLocked();
+  FlushRunsLocked();
+}
+
+void TaskRegistry::DispatchQueueLocked() {
+  dispatch_wanted_ = false;
+  if (queue_.empty()) return;
+  const absl::Time now = clock_.Now();
+  size_t free_slots = 0;
+  for (const auto& [id, a] : agents_.connected()) {
+    if (a->assigned.size() < a->info.slots()) {
+      free_slots += a->info.slots() - a->assigned.size();
+      if (free_slots >= queue_.size()) break;  // Enough to know; a fleet is large.
+    }
+  }
+  for (auto it = queue_.begin(); it != queue_.end() && free_slots > 0;) {
+    TaskEntry& t = *it->second;
+    if (t.retry_at > now) {
+      ++it;
+      continue;
+    }
+    AgentEntry* best = nullptr;
+    if (const std::string& pinned = t.task.spec().agent_id(); !pinned.empty()) {
+      // One agent can take it: no need to look at the fleet (a run's targets).
+      auto a = agents_.connected().find(pinned);
+      if (a != agents_.connected().end() &&
+          JudgeLocked(t.task.spec(), *a->second) == Verdict::kFits) {
+        best = a->second;
+      }
+    } else {
+      double best_load = 2;
+      for (auto& [id, a] : agents_.connected()) {
+        // Full agents first: most of a busy fleet, and the cheapest test.
+        if (a->assigned.size() >= a->info.slots() ||
+            JudgeLocked(t.task.spec(), *a) != Verdict::kFits) {
+          continue;
+        }
+        const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
+        if (load < best_load) best = a, best_load = load;
+        if (load == 0) break;  // None can be less loaded.
+      }
+    }
+    ++it;
+    if (best == nullptr) continue;
+    Dequeue(t);
+    --free_slots;
+    best->assigned.insert(t.task.id());
+    t.task.set_agent_id(best->info.agent_id());
+    t.task.set_attempt(t.task.attempt() + 1);
+    t.task.clear_waiting_reason();
+    t.task.clear_retry_at();
+    *t.task.mutable_dispatched_at() = ToProto(now);
+    t.run_deadline = now + t.timeout;
+    if (metrics_)
+      metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
+    v1::CoordinatorMessage m;
+    v1::Assign* assign = m.mutable_assign();
+    assign->set_task_id(t.task.id());
+    assign->set_attempt(t.task.attempt());
+    *assign->mutable_spec() = t.task.spec();
+    *assign->mutable_deadline() = ToProto(t.run_deadline);
+    // Journaled first: the agent never runs an attempt the store may forget.
+    TransitionLocked(t, v1::TASK_STATUS_DISPATCHED, "");
+    SendLocked(best->link, std::move(m));
+  }
+}
+
+}  // namespace taskgrid
