@@ -65,7 +65,11 @@ absl::Status WriteStore(const std::string& path, int tasks, int events) {
   TASKGRID_ASSIGN_OR_RETURN(auto store, SqliteTaskStore::Open(o));
   const absl::Time now = absl::Now();
   for (int i = 0; i < tasks; ++i) {
-    store->PutTask(static_cast<uint64_t>(i + 1), FinishedTask(i, now));
+    // As the registry journals a task: its spec apart from its state.
+    v1::Task state = FinishedTask(i, now);
+    auto spec = std::make_shared<const v1::TaskSpec>(state.spec());
+    state.clear_spec();
+    store->PutTask(static_cast<uint64_t>(i + 1), state, std::move(spec));
     if (i % 50000 == 0) {
       absl::Notification done;
       store->WhenDurable([&] { done.Notify(); });
@@ -78,6 +82,7 @@ absl::Status WriteStore(const std::string& path, int tasks, int events) {
     e.set_type(v1::EVENT_TYPE_TASK_STATUS);
     const int i = tasks - events + c - 1;
     *e.mutable_task() = FinishedTask(std::max(i, 0), now);
+    e.mutable_task()->clear_spec();  // Events are journaled without it.
     e.set_task_id(e.task().id());
     store->AppendEvent(e);
   }

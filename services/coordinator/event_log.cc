@@ -11,19 +11,20 @@ size_t ApproxBytes(const v1::TaskEvent& e) { return e.output().data().size() + 5
 
 }  // namespace
 
-const v1::TaskEvent& EventLog::Append(v1::TaskEvent event) {
+const v1::TaskEvent& EventLog::Append(v1::TaskEvent event,
+                                      std::shared_ptr<const v1::TaskSpec> spec) {
   absl::MutexLock lock(&mu_);
   event.set_cursor(first_ + events_.size());
   bytes_ += ApproxBytes(event);
-  events_.push_back(std::move(event));
+  events_.push_back({std::move(event), std::move(spec)});
   // Unpublished events are never evicted: readers have not seen them yet.
   while (events_.size() > 1 && first_ <= published_ &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= ApproxBytes(events_.front());
+    bytes_ -= ApproxBytes(events_.front().event);
     events_.pop_front();
     ++first_;
   }
-  return events_.back();
+  return events_.back().event;
 }
 
 void EventLog::Publish(uint64_t cursor) {
@@ -37,19 +38,19 @@ void EventLog::Publish(uint64_t cursor) {
   for (const auto& l : wake) l->OnAppended();
 }
 
-void EventLog::Restore(std::vector<v1::TaskEvent> events, uint64_t last_cursor) {
+void EventLog::Restore(std::vector<Entry> events, uint64_t last_cursor) {
   absl::MutexLock lock(&mu_);
   events_.clear();
   bytes_ = 0;
   first_ = last_cursor + 1 - events.size();
   published_ = last_cursor;
-  for (v1::TaskEvent& e : events) {
-    bytes_ += ApproxBytes(e);
+  for (Entry& e : events) {
+    bytes_ += ApproxBytes(e.event);
     events_.push_back(std::move(e));
   }
   while (events_.size() > 1 &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= ApproxBytes(events_.front());
+    bytes_ -= ApproxBytes(events_.front().event);
     events_.pop_front();
     ++first_;
   }
@@ -68,9 +69,10 @@ bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEven
   }
   uint64_t c = std::max(after + 1, first_);
   for (; c < end; ++c) {
-    const v1::TaskEvent& e = events_[c - first_];
-    if (match(e)) {
-      out = e;
+    const Entry& e = events_[c - first_];
+    if (match(e.event)) {
+      out = e.event;
+      if (e.spec != nullptr && out.has_task()) *out.mutable_task()->mutable_spec() = *e.spec;
       after = c;
       return true;
     }

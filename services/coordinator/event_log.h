@@ -3,7 +3,9 @@
 // it SSE and WebSocket) can resume after the last cursor it saw. A reader
 // whose cursor fell out of the ring gets an explicit RESYNC. Readers see an
 // event only once it is published (durable in the store), so no reader ever
-// holds a cursor that a restart could give to another event.
+// holds a cursor that a restart could give to another event. A task's spec
+// never changes, so an event's task snapshot is kept without it and shares
+// the task's: a reader gets it filled in.
 #ifndef TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 #define TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 
@@ -38,9 +40,18 @@ class EventLog {
   explicit EventLog(Options options) : options_(options) {}
   EventLog() : EventLog(Options{}) {}
 
-  // Assigns the next cursor and stores the event, unpublished. Returns the
-  // event as stored (valid until the next Append).
-  const v1::TaskEvent& Append(v1::TaskEvent event) ABSL_LOCKS_EXCLUDED(mu_);
+  // An event as the ring holds it.
+  struct Entry {
+    v1::TaskEvent event;  // Its task snapshot (if any) without a spec ...
+    std::shared_ptr<const v1::TaskSpec> spec;  // ... which is this one.
+  };
+
+  // Assigns the next cursor and stores the event, unpublished, with `spec`
+  // as its task's. Returns the event as stored, without the spec (valid
+  // until the next Append).
+  const v1::TaskEvent& Append(v1::TaskEvent event,
+                              std::shared_ptr<const v1::TaskSpec> spec = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Makes events up to `cursor` visible to readers and wakes listeners.
   void Publish(uint64_t cursor) ABSL_LOCKS_EXCLUDED(mu_);
@@ -48,13 +59,13 @@ class EventLog {
   // Replaces the contents with `events` (ascending, contiguous cursors, all
   // published) so that the next cursor is `last_cursor + 1`. For recovery,
   // before any reader or writer.
-  void Restore(std::vector<v1::TaskEvent> events, uint64_t last_cursor) ABSL_LOCKS_EXCLUDED(mu_);
+  void Restore(std::vector<Entry> events, uint64_t last_cursor) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The first event after `after` that `match` accepts. Returns false when
   // none is available yet (and moves `after` past what was scanned). When
   // `after` is older than the ring, or newer than any event (the log was
   // reset), fills a RESYNC event whose cursor is the newest one, moves
-  // `after` there and returns true.
+  // `after` there and returns true. `out` gets the task's spec filled in.
   bool Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
             v1::TaskEvent& out) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -69,7 +80,7 @@ class EventLog {
  private:
   const Options options_;
   mutable absl::Mutex mu_;
-  std::deque<v1::TaskEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> events_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Cursor of events_.front(); the next cursor is first_ + events_.size().
   uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;

@@ -108,10 +108,10 @@ TEST(EventLogTest, UnpublishedEventsAreInvisibleAndNeverEvicted) {
 
 TEST(EventLogTest, RestoreContinuesCursorsAfterTheLastOne) {
   EventLog log;
-  std::vector<v1::TaskEvent> kept;
+  std::vector<EventLog::Entry> kept;
   for (uint64_t c : {41, 42}) {
-    kept.push_back(Event("r"));
-    kept.back().set_cursor(c);
+    kept.push_back({Event("r"), nullptr});
+    kept.back().event.set_cursor(c);
   }
   log.Restore(std::move(kept), 42);
   EXPECT_EQ(log.first_cursor(), 41u);
@@ -124,6 +124,24 @@ TEST(EventLogTest, RestoreContinuesCursorsAfterTheLastOne) {
   after = 10;  // Older than what was restored.
   ASSERT_TRUE(log.Next(after, All, out));
   EXPECT_EQ(out.type(), v1::EVENT_TYPE_RESYNC);
+}
+
+TEST(EventLogTest, ReadersGetTheSharedSpecFilledIn) {
+  EventLog log;
+  auto spec = std::make_shared<v1::TaskSpec>();
+  spec->mutable_shell()->set_command("echo hi");
+  v1::TaskEvent e = Event("t");
+  e.mutable_task()->set_id("t");
+  const v1::TaskEvent& stored = log.Append(std::move(e), spec);
+  EXPECT_FALSE(stored.task().has_spec());  // What the journal gets.
+  log.Append(Event("u"), spec);            // No snapshot: nothing to fill.
+  log.Publish(2);
+  uint64_t after = 0;
+  v1::TaskEvent out;
+  ASSERT_TRUE(log.Next(after, All, out));
+  EXPECT_EQ(out.task().spec().shell().command(), "echo hi");
+  ASSERT_TRUE(log.Next(after, All, out));
+  EXPECT_FALSE(out.has_task());
 }
 
 }  // namespace

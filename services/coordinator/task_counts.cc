@@ -13,11 +13,11 @@ absl::Duration TaskCounts::RanFor(const v1::Task& task) {
   return FromProto(task.finished_at()) - FromProto(task.started_at());
 }
 
-void TaskCounts::Count(const v1::Task& task, int sign) {
+void TaskCounts::Count(const v1::Task& task, const v1::TaskSpec& spec, int sign) {
   total_ += sign;
   by_status_[task.status()] += sign;
-  by_priority_[task.spec().priority()] += sign;
-  auto it = by_type_.try_emplace(task.spec().type(), 0).first;
+  by_priority_[spec.priority()] += sign;
+  auto it = by_type_.try_emplace(spec.type(), 0).first;
   if ((it->second += sign) == 0) by_type_.erase(it);
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
     ran_ += sign;
@@ -25,8 +25,8 @@ void TaskCounts::Count(const v1::Task& task, int sign) {
   }
 }
 
-void TaskCounts::Add(const v1::Task& task) {
-  Count(task, +1);
+void TaskCounts::Add(const v1::Task& task, const v1::TaskSpec& spec) {
+  Count(task, spec, +1);
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
     recent_.push_back(absl::ToDoubleSeconds(d));
     if (recent_.size() > kRecentFinishes) recent_.pop_front();
@@ -45,7 +45,9 @@ void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
   }
 }
 
-void TaskCounts::Remove(const v1::Task& task) { Count(task, -1); }
+void TaskCounts::Remove(const v1::Task& task, const v1::TaskSpec& spec) {
+  Count(task, spec, -1);
+}
 
 int64_t TaskCounts::finished() const {
   int64_t n = 0;

@@ -22,12 +22,13 @@ class TaskCounts {
   // them costs the same with a million tasks retained as with ten.
   static constexpr size_t kRecentFinishes = 4096;
 
-  // A task enters the table (created or recovered, in any status).
-  void Add(const v1::Task& task);
+  // A task enters the table (created or recovered, in any status); `task`
+  // is its state, `spec` its spec.
+  void Add(const v1::Task& task, const v1::TaskSpec& spec);
   // A task's status changed from `from` to its current one.
   void Changed(v1::TaskStatus from, const v1::Task& task);
   // A task leaves the table.
-  void Remove(const v1::Task& task);
+  void Remove(const v1::Task& task, const v1::TaskSpec& spec);
 
   int64_t total() const { return total_; }
   // Succeeded, failed, cancelled, timed out or lost.
@@ -40,7 +41,7 @@ class TaskCounts {
  private:
   // Start to finish; negative for a task that never started.
   static absl::Duration RanFor(const v1::Task& task);
-  void Count(const v1::Task& task, int sign);
+  void Count(const v1::Task& task, const v1::TaskSpec& spec, int sign);
 
   int64_t total_ = 0;
   int64_t by_status_[v1::TaskStatus_ARRAYSIZE] = {};

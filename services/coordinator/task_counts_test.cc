@@ -28,8 +28,8 @@ TEST(TaskCountsTest, CountsFollowEveryChange) {
   TaskCounts c;
   v1::Task a = MakeTask(v1::TASK_STATUS_PENDING);
   v1::Task b = MakeTask(v1::TASK_STATUS_QUEUED, "docker", v1::PRIORITY_HIGH);
-  c.Add(a);
-  c.Add(b);
+  c.Add(a, a.spec());
+  c.Add(b, b.spec());
   EXPECT_EQ(c.total(), 2);
   EXPECT_EQ(c.with_status(v1::TASK_STATUS_QUEUED), 1);
   EXPECT_EQ(c.finished(), 0);
@@ -44,7 +44,7 @@ TEST(TaskCountsTest, CountsFollowEveryChange) {
   EXPECT_EQ(s.by_type().at("docker"), 1);
   EXPECT_EQ(s.by_priority().at("high"), 1);
 
-  c.Remove(b);
+  c.Remove(b, b.spec());
   s = c.Stats();
   EXPECT_EQ(s.total(), 1);
   EXPECT_EQ(s.by_type().count("docker"), 0u);  // No type left at zero.
@@ -56,13 +56,13 @@ TEST(TaskCountsTest, SuccessRateAndExecutionTimes) {
   std::vector<v1::Task> tasks;
   for (int i = 1; i <= 4; ++i) {
     v1::Task t = MakeTask(v1::TASK_STATUS_RUNNING);
-    c.Add(t);
+    c.Add(t, t.spec());
     Finish(t, i == 4 ? v1::TASK_STATUS_FAILED : v1::TASK_STATUS_SUCCEEDED, i);
     c.Changed(v1::TASK_STATUS_RUNNING, t);
     tasks.push_back(t);
   }
   v1::Task never = MakeTask(v1::TASK_STATUS_QUEUED);
-  c.Add(never);
+  c.Add(never, never.spec());
   never.set_status(v1::TASK_STATUS_CANCELLED);  // Never started: no time.
   c.Changed(v1::TASK_STATUS_QUEUED, never);
 
@@ -74,11 +74,11 @@ TEST(TaskCountsTest, SuccessRateAndExecutionTimes) {
   EXPECT_DOUBLE_EQ(s.p99_execution_time(), 4.0);
 
   // A removed task leaves the mean; the percentiles keep recent finishes.
-  c.Remove(tasks[3]);
+  c.Remove(tasks[3], tasks[3].spec());
   s = c.Stats();
   EXPECT_DOUBLE_EQ(s.avg_execution_time(), 2.0);
   EXPECT_DOUBLE_EQ(s.success_rate(), 3.0 / 4.0);
-  for (int i = 0; i < 3; ++i) c.Remove(tasks[i]);
+  for (int i = 0; i < 3; ++i) c.Remove(tasks[i], tasks[i].spec());
   s = c.Stats();
   EXPECT_EQ(s.avg_execution_time(), 0);  // Nothing that ran is left: no times at all.
   EXPECT_EQ(s.p50_execution_time(), 0);
@@ -88,7 +88,7 @@ TEST(TaskCountsTest, RecoveredFinishedTasksCountTheirTimes) {
   TaskCounts c;
   v1::Task t = MakeTask(v1::TASK_STATUS_PENDING);
   Finish(t, v1::TASK_STATUS_SUCCEEDED, 7);
-  c.Add(t);
+  c.Add(t, t.spec());
   EXPECT_DOUBLE_EQ(c.Stats().p50_execution_time(), 7.0);
   EXPECT_DOUBLE_EQ(c.Stats().avg_execution_time(), 7.0);
 }
@@ -97,7 +97,7 @@ TEST(TaskCountsTest, PercentilesOverABoundedWindow) {
   TaskCounts c;
   for (size_t i = 0; i < TaskCounts::kRecentFinishes + 100; ++i) {
     v1::Task t = MakeTask(v1::TASK_STATUS_RUNNING);
-    c.Add(t);
+    c.Add(t, t.spec());
     // The oldest finishes are slow; the window holds only fast ones.
     Finish(t, v1::TASK_STATUS_SUCCEEDED, i < 100 ? 1000 : 1);
     c.Changed(v1::TASK_STATUS_RUNNING, t);

@@ -89,10 +89,13 @@ void TaskRegistry::Recover(StoredState state) {
       for (size_t i = w; i < entries.size(); i += workers) {
         auto& t = *(entries[i] = std::make_unique<TaskEntry>());
         t.task = std::move(state.tasks[i].task);
+        SetSpec(t, std::move(*t.task.mutable_spec()));
+        t.task.clear_spec();
+        t.spec_journaled = state.tasks[i].spec_stored;
         t.seq = state.tasks[i].seq;
         t.out[0] = OutputBuffer(options_.output_cap_bytes);
         t.out[1] = OutputBuffer(options_.output_cap_bytes);
-        const v1::TaskSpec& spec = t.task.spec();
+        const v1::TaskSpec& spec = *t.spec;
         t.created = FromProto(t.task.created_at());
         t.timeout = FromProto(spec.timeout());
         t.kill_grace = FromProto(spec.kill_grace());
@@ -136,7 +139,7 @@ void TaskRegistry::Recover(StoredState state) {
     if (!IsFinal(t.task.status()) && !t.task.owner().empty()) {
       ++unfinished_by_owner_[t.task.owner()];
     }
-    counts_.Add(t.task);
+    counts_.Add(t.task, *t.spec);
     tasks_.emplace(t.task.id(), std::move(entry));
   }
   entries.clear();
@@ -157,13 +160,21 @@ void TaskRegistry::Recover(StoredState state) {
   // Log events come back with their bytes from the restored output. When the
   // output no longer holds them (the capped middle, an earlier attempt) the
   // event stays with no data: its cursor is kept and the next event's offset
-  // shows the gap.
+  // shows the gap. Task snapshots get their task's spec back; one whose task
+  // is gone keeps what it has (none, or its own from an older journal).
   const uint64_t last_cursor = state.events.empty() ? 0 : state.events.back().event.cursor();
-  std::vector<v1::TaskEvent> events;
+  std::vector<EventLog::Entry> events;
   events.reserve(state.events.size());
   for (StoredState::Event& stored : state.events) {
     v1::TaskEvent& e = stored.event;
-    if (!events.empty() && e.cursor() != events.back().cursor() + 1) events.clear();
+    if (!events.empty() && e.cursor() != events.back().event.cursor() + 1) events.clear();
+    std::shared_ptr<const v1::TaskSpec> spec;
+    if (e.has_task()) {
+      if (const TaskEntry* t = FindLocked(e.task_id()); t != nullptr) {
+        e.mutable_task()->clear_spec();
+        spec = t->shown;
+      }
+    }
     if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
       const TaskEntry* t = FindLocked(e.task_id());
       if (t != nullptr && t->task.attempt() == e.attempt() &&
@@ -177,7 +188,7 @@ void TaskRegistry::Recover(StoredState state) {
         }
       }
     }
-    events.push_back(std::move(e));
+    events.push_back({std::move(e), std::move(spec)});
   }
   audit_.Restore(std::move(state.audit));
   const size_t restored_events = events.size();
@@ -224,9 +235,12 @@ TaskRegistry::TaskEntry* TaskRegistry::FenceLocked(const AgentEntry& agent,
   return nullptr;
 }
 
-v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
+v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t, bool with_spec) const {
   v1::Task task = t.task;
-  for (auto& [name, value] : *task.mutable_spec()->mutable_secret_env()) value = kRedacted;
+  if (with_spec) {
+    *task.mutable_spec() = *t.spec;
+    for (auto& [name, value] : *task.mutable_spec()->mutable_secret_env()) value = kRedacted;
+  }
   task.mutable_stdout()->set_total_bytes(t.out[0].total());
   task.mutable_stdout()->set_dropped_bytes(t.out[0].dropped());
   task.mutable_stderr()->set_total_bytes(t.out[1].total());
@@ -237,15 +251,34 @@ v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t) const {
   return task;
 }
 
-void TaskRegistry::PersistLocked(const TaskEntry& t) { store_.PutTask(t.seq, t.task); }
+void TaskRegistry::SetSpec(TaskEntry& t, v1::TaskSpec spec) {
+  const bool hides = !spec.secret_env().empty() || !spec.shell().stdin().empty();
+  t.spec = std::make_shared<const v1::TaskSpec>(std::move(spec));
+  t.spec_journaled = false;
+  if (!hides) {
+    t.shown = t.spec;
+    return;
+  }
+  auto shown = std::make_shared<v1::TaskSpec>(*t.spec);
+  for (auto& [name, value] : *shown->mutable_secret_env()) value = kRedacted;
+  // Stdin can be large and is not news to anyone watching.
+  if (shown->has_shell()) shown->mutable_shell()->clear_stdin();
+  t.shown = std::move(shown);
+}
+
+void TaskRegistry::PersistLocked(TaskEntry& t) {
+  store_.PutTask(t.seq, t.task, t.spec_journaled ? nullptr : t.spec);
+  t.spec_journaled = true;
+}
 
 void TaskRegistry::SendLocked(const std::shared_ptr<AgentLink>& link,
                               v1::CoordinatorMessage message) {
   store_.WhenDurable([link, m = std::move(message)]() mutable { link->Send(std::move(m)); });
 }
 
-uint64_t TaskRegistry::AppendEventLocked(v1::TaskEvent event) {
-  const v1::TaskEvent& stored = events_.Append(std::move(event));
+uint64_t TaskRegistry::AppendEventLocked(v1::TaskEvent event,
+                                         std::shared_ptr<const v1::TaskSpec> spec) {
+  const v1::TaskEvent& stored = events_.Append(std::move(event), std::move(spec));
   store_.AppendEvent(stored);
   const uint64_t cursor = stored.cursor();
   store_.WhenDurable([log = &events_, cursor] { log->Publish(cursor); });
@@ -259,22 +292,21 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
   e.set_type(type);
   *e.mutable_time() = ToProto(clock_.Now());
   e.set_agent_id(agent_id);
+  std::shared_ptr<const v1::TaskSpec> spec;
   if (t != nullptr) {
     e.set_task_id(t->task.id());
     e.set_run_id(t->task.run_id());
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
-      *e.mutable_task() = SnapshotLocked(*t);
+      *e.mutable_task() = SnapshotLocked(*t, /*with_spec=*/false);
       t->reported_reason = std::hash<std::string>()(e.task().waiting_reason());
-      // Stdin can be large and is not news to anyone watching.
-      if (e.task().spec().has_shell())
-        e.mutable_task()->mutable_spec()->mutable_shell()->clear_stdin();
+      spec = t->shown;
     }
     if (type == v1::EVENT_TYPE_TASK_PROGRESS) {
       e.mutable_progress()->set_percent(t->task.progress());
       e.mutable_progress()->set_message(t->task.progress_message());
     }
   }
-  return AppendEventLocked(std::move(e));
+  return AppendEventLocked(std::move(e), std::move(spec));
 }
 
 void TaskRegistry::PublishLocked(std::vector<v1::TaskEvent> events) {
@@ -309,7 +341,7 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   active_.erase(&t);
   run_deadlines_.Erase(t.seq);
   by_seq_.erase(t.seq);
-  counts_.Remove(t.task);
+  counts_.Remove(t.task, *t.spec);
   if (!t.task.idempotency_key().empty()) {
     idempotency_.erase(IdempotencyKey(t.task.owner(), t.task.idempotency_key()));
   }
@@ -462,20 +494,19 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
   t.queue_deadline = now + QueueWindow(spec, t.timeout);
   if (id.empty()) id = NewIdLocked();
   t.task.set_id(id);
-  *t.task.mutable_spec() = spec;
-  if (t.task.spec().type().empty()) {
-    t.task.mutable_spec()->set_type(t.task.spec().has_docker() ? "docker" : "shell");
+  v1::TaskSpec full = spec;
+  if (full.type().empty()) full.set_type(full.has_docker() ? "docker" : "shell");
+  full.set_priority(PriorityOf(spec));
+  *full.mutable_timeout() = ToProto(t.timeout);
+  *full.mutable_kill_grace() = ToProto(t.kill_grace);
+  if (limits.max_output_bytes > 0 && spec.max_output_bytes() == 0) {
+    full.set_max_output_bytes(limits.max_output_bytes);
   }
-  t.task.mutable_spec()->set_priority(PriorityOf(spec));
-  *t.task.mutable_spec()->mutable_timeout() = ToProto(t.timeout);
-  *t.task.mutable_spec()->mutable_kill_grace() = ToProto(t.kill_grace);
+  SetSpec(t, std::move(full));
   t.task.set_status(v1::TASK_STATUS_PENDING);
   *t.task.mutable_created_at() = ToProto(now);
   *t.task.mutable_updated_at() = ToProto(now);
   t.task.set_idempotency_key(idempotency_key);
-  if (limits.max_output_bytes > 0 && spec.max_output_bytes() == 0) {
-    t.task.mutable_spec()->set_max_output_bytes(limits.max_output_bytes);
-  }
   t.task.set_owner(limits.owner);
   if (!limits.owner.empty()) ++unfinished_by_owner_[limits.owner];
   if (!idempotency_key.empty()) idempotency_[IdempotencyKey(limits.owner, idempotency_key)] = id;
@@ -488,7 +519,7 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
     t.task.set_status(v1::TASK_STATUS_QUEUED);
   }
   by_seq_[t.seq] = &t;
-  counts_.Add(t.task);
+  counts_.Add(t.task, *t.spec);
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
   PersistLocked(t);
@@ -513,30 +544,31 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
   const absl::Time before_t = FromProto(request.created_before());
   auto matches = [&](const TaskEntry& t) {
     const v1::Task& task = t.task;
+    const v1::TaskSpec& spec = *t.spec;
     if (request.status_size() > 0 && std::find(request.status().begin(), request.status().end(),
                                                task.status()) == request.status().end()) {
       return false;
     }
     if (request.priority_size() > 0 &&
-        std::find(request.priority().begin(), request.priority().end(), task.spec().priority()) ==
+        std::find(request.priority().begin(), request.priority().end(), spec.priority()) ==
             request.priority().end()) {
       return false;
     }
     if (request.type_size() > 0 && std::find(request.type().begin(), request.type().end(),
-                                             task.spec().type()) == request.type().end()) {
+                                             spec.type()) == request.type().end()) {
       return false;
     }
     for (const auto& tag : request.tags()) {
-      if (std::find(task.spec().tags().begin(), task.spec().tags().end(), tag) ==
-          task.spec().tags().end()) {
+      if (std::find(spec.tags().begin(), spec.tags().end(), tag) ==
+          spec.tags().end()) {
         return false;
       }
     }
     if (!request.agent_id().empty() && task.agent_id() != request.agent_id() &&
-        task.spec().agent_id() != request.agent_id()) {
+        spec.agent_id() != request.agent_id()) {
       return false;
     }
-    if (!SelectorMatches(request.selector(), task.spec().selector())) return false;
+    if (!SelectorMatches(request.selector(), spec.selector())) return false;
     if (!request.run_id().empty() && task.run_id() != request.run_id()) return false;
     if (has_after && t.created < after_t) return false;
     if (has_before && t.created >= before_t) return false;

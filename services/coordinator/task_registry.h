@@ -185,7 +185,14 @@ class TaskRegistry {
  private:
   struct RunEntry;
   struct TaskEntry {
-    v1::Task task;
+    v1::Task task;  // Its state: every field but the spec ...
+    // ... which never changes (but for its secrets, dropped once final):
+    // held once and shared with the journal and the events.
+    std::shared_ptr<const v1::TaskSpec> spec;
+    // As events show it: secret values redacted, no stdin; `spec` itself
+    // when that changes nothing.
+    std::shared_ptr<const v1::TaskSpec> shown;
+    bool spec_journaled = false;  // The store holds `spec`.
     OutputBuffer out[2];  // stdout, stderr
     uint64_t seq = 0;     // Submission order.
     absl::Time created;
@@ -283,7 +290,10 @@ class TaskRegistry {
   void SendLocked(const std::shared_ptr<AgentLink>& link, v1::CoordinatorMessage message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Appends to the event log and the journal; readers see it once durable.
-  uint64_t AppendEventLocked(v1::TaskEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `spec` is the spec of the event's task snapshot, which it comes without.
+  uint64_t AppendEventLocked(v1::TaskEvent event,
+                             std::shared_ptr<const v1::TaskSpec> spec = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendCancelLocked(TaskEntry& t, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AgentOfflineLocked(AgentEntry& a, const std::string& reason)
@@ -299,7 +309,12 @@ class TaskRegistry {
   void PublishLocked(std::vector<v1::TaskEvent> events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AGENT_DISCONNECTED, and the monitor told.
   void EmitDisconnectedLocked(const std::string& agent_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Task SnapshotLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The task as readers see it: its state, output totals, waiting reason and
+  // (unless `with_spec` is false) its spec, secrets redacted.
+  v1::Task SnapshotLocked(const TaskEntry& t, bool with_spec = true) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives `t` the spec `spec`, to be journaled with its next state.
+  static void SetSpec(TaskEntry& t, v1::TaskSpec spec);
   // Ends `t` as cancelled and kills it where it runs.
   void CancelLocked(TaskEntry& t, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // kPermissionDenied when `spec` asks for more than `limits` allow.
@@ -350,7 +365,8 @@ class TaskRegistry {
   // A target's task is being removed: its row stays in the run, and the run
   // goes once final with no task left.
   void DetachTargetLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistLocked(const TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journals the task's state, and its spec if the store lacks it.
+  void PersistLocked(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RandomUuidLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AuditLocked(v1::AuditEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

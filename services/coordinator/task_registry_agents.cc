@@ -54,7 +54,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
     // A container found after the agent restarted has lost its redactor's
     // state: a task with secrets is not resumed from it.
     if (!ours || (IsFinal(t->task.status()) && !h.finished()) ||
-        (h.adopted() && !t->task.spec().secret_env().empty())) {
+        (h.adopted() && !t->spec->secret_env().empty())) {
       r->set_keep(false);
       continue;
     }
@@ -236,7 +236,7 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     }
     if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
     AppendEventLocked(std::move(e));
-    const int64_t limit = t->task.spec().max_output_bytes();
+    const int64_t limit = t->spec->max_output_bytes();
     if (limit > 0 && t->out[0].total() + t->out[1].total() > limit &&
         !IsFinal(t->task.status())) {
       const std::string why =

@@ -255,7 +255,7 @@ void TaskRegistry::OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) {
       if (!r.run.has_first_failure()) {
         v1::RunFailure* f = r.run.mutable_first_failure();
         f->set_task_id(t.task.id());
-        f->set_agent_id(t.task.spec().agent_id());
+        f->set_agent_id(t.spec->agent_id());
         f->set_status(to);
         f->set_reason(t.task.status_reason());
         f->set_exit_code(t.task.exit().exit_code());
@@ -306,7 +306,7 @@ void TaskRegistry::HoldTargetsOfLocked(const std::string& agent_id) {
   for (const auto& [seq, r] : open_runs_) {
     bool held = false;
     for (TaskEntry* t : r->targets) {
-      if (t == nullptr || !t->queued || t->task.spec().agent_id() != agent_id) continue;
+      if (t == nullptr || !t->queued || t->spec->agent_id() != agent_id) continue;
       Dequeue(*t);
       t->held = true;
       t->queue_deadline = absl::InfiniteFuture();
@@ -322,7 +322,7 @@ void TaskRegistry::HoldTargetsOfLocked(const std::string& agent_id) {
 
 absl::Time TaskRegistry::OfflineDeadlineLocked(const TaskEntry& t) const {
   const RunEntry& r = *t.run;
-  const AgentEntry* a = agents_.Find(t.task.spec().agent_id());
+  const AgentEntry* a = agents_.Find(t.spec->agent_id());
   if (a == nullptr) return r.offline_deadline;
   const absl::Duration window = r.offline_deadline - FromProto(r.run.created_at());
   return std::max(r.offline_deadline, a->last_seen + window);
@@ -340,11 +340,11 @@ void TaskRegistry::ReleaseTargetsLocked(RunEntry& r) {
     TaskEntry* t = r.targets[i];
     if (r.held == 0 || (limit > 0 && r.in_flight >= static_cast<int>(limit))) break;
     // A target whose agent is away waits held, without taking a place.
-    if (t == nullptr || !t->held || !agents_.IsConnected(t->task.spec().agent_id())) continue;
+    if (t == nullptr || !t->held || !agents_.IsConnected(t->spec->agent_id())) continue;
     t->held = false;
     --r.held;
     ++r.in_flight;
-    t->queue_deadline = now + QueueWindow(t->task.spec(), t->timeout);
+    t->queue_deadline = now + QueueWindow(*t->spec, t->timeout);
     Enqueue(*t);
   }
 }
@@ -454,12 +454,12 @@ void TaskRegistry::TickRunsLocked(absl::Time now) {
     const absl::Duration window = r->offline_deadline - FromProto(r->run.created_at());
     r->updating = true;
     for (TaskEntry* t : r->targets) {
-      if (t == nullptr || !t->held || agents_.IsConnected(t->task.spec().agent_id()) ||
+      if (t == nullptr || !t->held || agents_.IsConnected(t->spec->agent_id()) ||
           now < OfflineDeadlineLocked(*t)) {
         continue;
       }
       TransitionLocked(*t, v1::TASK_STATUS_TIMED_OUT,
-                       absl::StrCat("agent ", t->task.spec().agent_id(), " was offline for ",
+                       absl::StrCat("agent ", t->spec->agent_id(), " was offline for ",
                                     absl::FormatDuration(window),
                                     " while the run waited for it (offline_timeout)"));
     }
@@ -494,7 +494,7 @@ void TaskRegistry::ReportWaitingLocked() {
 
 std::string TaskRegistry::HeldReasonLocked(const TaskEntry& t) const {
   const RunEntry& r = *t.run;
-  const std::string& agent = t.task.spec().agent_id();
+  const std::string& agent = t.spec->agent_id();
   if (!agents_.IsConnected(agent)) {
     return absl::StrCat("agent ", agent, " is offline; the run waits for it until ",
                         TimeOfDay(OfflineDeadlineLocked(t)));
@@ -506,7 +506,7 @@ std::string TaskRegistry::HeldReasonLocked(const TaskEntry& t) const {
 
 v1::RunTarget TaskRegistry::TargetRowLocked(const TaskEntry& t) const {
   v1::RunTarget row;
-  row.set_agent_id(t.task.spec().agent_id());
+  row.set_agent_id(t.spec->agent_id());
   row.set_task_id(t.task.id());
   row.set_status(t.task.status());
   row.set_exit_code(t.task.exit().exit_code());
@@ -545,10 +545,10 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
         if (t == nullptr) break;
         if (!t->held) {
           queued.push_back(t);
-        } else if (agents_.IsConnected(t->task.spec().agent_id())) {
+        } else if (agents_.IsConnected(t->spec->agent_id())) {
           ++held_busy;
         } else {
-          offline.push_back(t->task.spec().agent_id());
+          offline.push_back(t->spec->agent_id());
           offline_until = std::max(offline_until, OfflineDeadlineLocked(*t));
         }
         break;

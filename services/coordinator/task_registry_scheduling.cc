@@ -21,23 +21,23 @@ using registry::StatusName;
 using registry::StreamIndex;
 
 void TaskRegistry::Enqueue(TaskEntry& t) {
-  queue_.emplace(QueueKey{-PriorityOf(t.task.spec()), t.seq}, &t);
+  queue_.emplace(QueueKey{-PriorityOf(*t.spec), t.seq}, &t);
   t.queued = true;
   queue_deadlines_.Set(t.seq, t.queue_deadline);
   if (t.retry_at > clock_.Now()) retries_.Set(t.seq, t.retry_at);
   dispatch_wanted_ = true;
-  ++queued_by_priority_[PriorityOf(t.task.spec())];
-  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Increment();
+  ++queued_by_priority_[PriorityOf(*t.spec)];
+  if (metrics_) metrics_->queue_depth(PriorityOf(*t.spec)).Increment();
 }
 
 void TaskRegistry::Dequeue(TaskEntry& t) {
   if (!t.queued) return;
-  queue_.erase(QueueKey{-PriorityOf(t.task.spec()), t.seq});
+  queue_.erase(QueueKey{-PriorityOf(*t.spec), t.seq});
   t.queued = false;
   queue_deadlines_.Erase(t.seq);
   retries_.Erase(t.seq);
-  --queued_by_priority_[PriorityOf(t.task.spec())];
-  if (metrics_) metrics_->queue_depth(PriorityOf(t.task.spec())).Decrement();
+  --queued_by_priority_[PriorityOf(*t.spec)];
+  if (metrics_) metrics_->queue_depth(PriorityOf(*t.spec)).Decrement();
 }
 
 void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
@@ -55,7 +55,11 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
   }
   if (IsFinal(status)) {
     // Nothing will run it again: the store need not keep its secrets.
-    t.task.mutable_spec()->clear_secret_env();
+    if (!t.spec->secret_env().empty()) {
+      v1::TaskSpec spec = *t.spec;
+      spec.clear_secret_env();
+      SetSpec(t, std::move(spec));
+    }
     if (!IsFinal(from) && !t.task.owner().empty()) {
       auto it = unfinished_by_owner_.find(t.task.owner());
       if (it != unfinished_by_owner_.end() && --it->second <= 0) unfinished_by_owner_.erase(it);
@@ -93,7 +97,7 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
 
 void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
                                     const std::string& reason) {
-  const v1::RetryPolicy& retry = t.task.spec().retry();
+  const v1::RetryPolicy& retry = t.spec->retry();
   // A stopped run starts nothing again, retries included.
   const bool retryable =
       (status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed())) &&
@@ -139,7 +143,7 @@ void TaskRegistry::RequeueUndeliveredLocked(TaskEntry& t) {
 
 void TaskRegistry::RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason) {
   t.retry_at = eligible_at;
-  t.queue_deadline = t.retry_at + QueueWindow(t.task.spec(), t.timeout);
+  t.queue_deadline = t.retry_at + QueueWindow(*t.spec, t.timeout);
   *t.task.mutable_retry_at() = ToProto(t.retry_at);
   t.task.set_status_reason(std::move(reason));
   // The next attempt starts afresh; its agent reports output from offset 0.
@@ -177,14 +181,14 @@ placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
 
 size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
   size_t ahead = 0;
-  for (int p = PriorityOf(t.task.spec()) + 1; p < v1::Priority_ARRAYSIZE; ++p) {
+  for (int p = PriorityOf(*t.spec) + 1; p < v1::Priority_ARRAYSIZE; ++p) {
     ahead += queued_by_priority_[p];
   }
   return ahead;
 }
 
 std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
-  const v1::TaskSpec& spec = t.task.spec();
+  const v1::TaskSpec& spec = *t.spec;
   if (t.held) return HeldReasonLocked(t);
   if (t.retry_at > clock_.Now()) {
     // The time, not the time left: the reason changes only when the state does.
@@ -285,11 +289,11 @@ void TaskRegistry::DispatchQueueLocked() {
       continue;
     }
     AgentEntry* best = nullptr;
-    if (const std::string& pinned = t.task.spec().agent_id(); !pinned.empty()) {
+    if (const std::string& pinned = t.spec->agent_id(); !pinned.empty()) {
       // One agent can take it: no need to look at the fleet (a run's targets).
       auto a = agents_.connected().find(pinned);
       if (a != agents_.connected().end() &&
-          JudgeLocked(t.task.spec(), *a->second) == Verdict::kFits) {
+          JudgeLocked(*t.spec, *a->second) == Verdict::kFits) {
         best = a->second;
       }
     } else {
@@ -297,7 +301,7 @@ void TaskRegistry::DispatchQueueLocked() {
       for (auto& [id, a] : agents_.connected()) {
         // Full agents first: most of a busy fleet, and the cheapest test.
         if (a->assigned.size() >= a->info.slots() ||
-            JudgeLocked(t.task.spec(), *a) != Verdict::kFits) {
+            JudgeLocked(*t.spec, *a) != Verdict::kFits) {
           continue;
         }
         const double load = static_cast<double>(a->assigned.size()) / a->info.slots();
@@ -322,7 +326,7 @@ void TaskRegistry::DispatchQueueLocked() {
     v1::Assign* assign = m.mutable_assign();
     assign->set_task_id(t.task.id());
     assign->set_attempt(t.task.attempt());
-    *assign->mutable_spec() = t.task.spec();
+    *assign->mutable_spec() = *t.spec;
     *assign->mutable_deadline() = ToProto(t.run_deadline);
     // Journaled first: the agent never runs an attempt the store may forget.
     TransitionLocked(t, v1::TASK_STATUS_DISPATCHED, "");

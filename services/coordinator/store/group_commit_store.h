@@ -10,6 +10,7 @@
 #include <prometheus/histogram.h>
 
 #include <deque>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -35,7 +36,8 @@ struct PutTask {
   std::string task_id;
   int status = 0;        // v1::TaskStatus, for the store's own index.
   int64_t finished = 0;  // Unix seconds of finished_at, 0 while unfinished.
-  std::string blob;      // Serialized v1::Task.
+  std::string blob;      // Serialized v1::Task, without its spec ...
+  std::optional<std::string> spec;  // ... which is here when new.
 };
 struct DeleteTask {
   std::string task_id;
@@ -89,7 +91,8 @@ class GroupCommitStore : public TaskStore {
  public:
   ~GroupCommitStore() override;
 
-  void PutTask(uint64_t seq, const v1::Task& task) override ABSL_LOCKS_EXCLUDED(mu_);
+  void PutTask(uint64_t seq, const v1::Task& state, std::shared_ptr<const v1::TaskSpec> spec)
+      override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteTask(const std::string& task_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendOutput(const std::string& task_id, v1::OutputStream stream, int64_t offset,
                     absl::string_view data) override ABSL_LOCKS_EXCLUDED(mu_);

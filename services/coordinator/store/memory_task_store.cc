@@ -2,10 +2,13 @@
 
 namespace taskgrid {
 
-void MemoryTaskStore::PutTask(uint64_t seq, const v1::Task& task) {
+void MemoryTaskStore::PutTask(uint64_t seq, const v1::Task& state,
+                              std::shared_ptr<const v1::TaskSpec> spec) {
   absl::MutexLock lock(&mu_);
-  tasks_[seq] = task;
-  seq_of_[task.id()] = seq;
+  Row& row = tasks_[seq];
+  row.state = state;
+  if (spec != nullptr) row.spec = std::move(spec);
+  seq_of_[state.id()] = seq;
 }
 
 void MemoryTaskStore::DeleteTask(const std::string& task_id) {
@@ -78,7 +81,12 @@ void MemoryTaskStore::DeleteRun(const std::string& run_id) {
 absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   absl::MutexLock lock(&mu_);
   StoredState state;
-  for (const auto& [seq, task] : tasks_) state.tasks.push_back({seq, task});
+  for (const auto& [seq, row] : tasks_) {
+    StoredState::Task& t = state.tasks.emplace_back();
+    t.seq = seq;
+    t.task = row.state;
+    if (row.spec != nullptr) *t.task.mutable_spec() = *row.spec;
+  }
   for (const auto& [key, data] : output_) {
     state.output.push_back({std::get<0>(key), static_cast<v1::OutputStream>(std::get<1>(key)),
                             std::get<2>(key), data});

@@ -16,7 +16,8 @@ namespace taskgrid {
 // Thread-safe.
 class MemoryTaskStore final : public TaskStore {
  public:
-  void PutTask(uint64_t seq, const v1::Task& task) override ABSL_LOCKS_EXCLUDED(mu_);
+  void PutTask(uint64_t seq, const v1::Task& state, std::shared_ptr<const v1::TaskSpec> spec)
+      override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteTask(const std::string& task_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendOutput(const std::string& task_id, v1::OutputStream stream, int64_t offset,
                     absl::string_view data) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -37,7 +38,11 @@ class MemoryTaskStore final : public TaskStore {
  private:
   using OutputKey = std::tuple<std::string, int, int64_t>;  // task, stream, offset
   mutable absl::Mutex mu_;
-  std::map<uint64_t, v1::Task> tasks_ ABSL_GUARDED_BY(mu_);  // By seq.
+  struct Row {
+    v1::Task state;
+    std::shared_ptr<const v1::TaskSpec> spec;  // Shared with the registry, never copied.
+  };
+  std::map<uint64_t, Row> tasks_ ABSL_GUARDED_BY(mu_);  // By seq.
   absl::flat_hash_map<std::string, uint64_t> seq_of_ ABSL_GUARDED_BY(mu_);
   std::map<OutputKey, std::string> output_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, StoredState::Event> events_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,11 @@ CREATE TABLE runs (
   id  text PRIMARY KEY,
   run bytea NOT NULL);
 )sql",
+    // A task's spec is stored once, apart from its state. NULL in a row
+    // written before: that row's task blob still holds its spec.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN spec bytea;
+)sql",
 };
 
 constexpr char kFencedState[] = "TG001";
@@ -79,9 +85,9 @@ struct Prepared {
 constexpr Prepared kStatements[] = {
     {"fence", "SELECT taskgrid_fence($1)"},
     {"put_task",
-     "INSERT INTO tasks (id, seq, status, finished, task) VALUES ($1, $2, $3, $4, $5) "
+     "INSERT INTO tasks (id, seq, status, finished, task, spec) VALUES ($1, $2, $3, $4, $5, $6) "
      "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, finished = EXCLUDED.finished, "
-     "task = EXCLUDED.task"},
+     "task = EXCLUDED.task, spec = coalesce(EXCLUDED.spec, tasks.spec)"},
     {"delete_task", "DELETE FROM tasks WHERE id = $1"},
     {"delete_output", "DELETE FROM output WHERE task_id = $1"},
     {"put_output",
@@ -105,9 +111,11 @@ constexpr Prepared kStatements[] = {
     {"delete_run", "DELETE FROM runs WHERE id = $1"},
 };
 
-// A query parameter: text for numbers and ids, binary for blobs.
+// A query parameter: text for numbers and ids, binary for blobs; NULL
+// for an absent optional.
 struct Param {
   Param(const std::string& s, bool binary = false) : value(&s), binary(binary) {}
+  explicit Param(const std::optional<std::string>& s) : value(s ? &*s : nullptr), binary(true) {}
   const std::string* value;
   bool binary;
 };
@@ -400,12 +408,12 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
     }
   };
   auto send = [&](const char* name, std::initializer_list<Param> params) {
-    const char* values[5];
-    int lengths[5], formats[5];
+    const char* values[6];
+    int lengths[6], formats[6];
     int n = 0;
     for (const Param& p : params) {
-      values[n] = p.value->data();
-      lengths[n] = static_cast<int>(p.value->size());
+      values[n] = p.value != nullptr ? p.value->data() : nullptr;
+      lengths[n] = p.value != nullptr ? static_cast<int>(p.value->size()) : 0;
       formats[n] = p.binary ? 1 : 0;
       ++n;
     }
@@ -433,7 +441,7 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
     const StoreChange& ch = batch[i];
     if (const auto* p = std::get_if<change::PutTask>(&ch)) {
       a = std::to_string(p->seq), b = std::to_string(p->status), c = std::to_string(p->finished);
-      send("put_task", {p->task_id, a, b, c, Param(p->blob, true)});
+      send("put_task", {p->task_id, a, b, c, Param(p->blob, true), Param(p->spec)});
     } else if (const auto* d = std::get_if<change::DeleteTask>(&ch)) {
       send("delete_task", {d->task_id});
       send("delete_output", {d->task_id});
@@ -500,10 +508,13 @@ absl::StatusOr<StoredState> PostgresTaskStore::Load() {
   auto bytes = [](PGresult* r, int i, int col) {
     return std::string(PQgetvalue(r, i, col), static_cast<size_t>(PQgetlength(r, i, col)));
   };
-  absl::Status s = read("t", "SELECT seq, task FROM tasks", [&](PGresult* r, int i) {
+  absl::Status s = read("t", "SELECT seq, task, spec FROM tasks", [&](PGresult* r, int i) {
     StoredState::Task& t = state.tasks.emplace_back();
     t.seq = static_cast<uint64_t>(ReadInt8(PQgetvalue(r, i, 0)));
-    if (!t.task.ParseFromArray(PQgetvalue(r, i, 1), PQgetlength(r, i, 1))) {
+    t.spec_stored = !PQgetisnull(r, i, 2);
+    if (!t.task.ParseFromArray(PQgetvalue(r, i, 1), PQgetlength(r, i, 1)) ||
+        (t.spec_stored &&
+         !t.task.mutable_spec()->ParseFromArray(PQgetvalue(r, i, 2), PQgetlength(r, i, 2)))) {
       return absl::DataLossError(absl::StrCat("store: cannot decode the task with seq ", t.seq));
     }
     return absl::OkStatus();

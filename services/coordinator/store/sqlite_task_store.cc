@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -59,6 +60,11 @@ CREATE TABLE audit (
 CREATE TABLE runs (
   id  TEXT PRIMARY KEY,
   run BLOB NOT NULL);
+)sql",
+    // A task's spec is stored once, apart from its state. NULL in a row
+    // written before: that row's task blob still holds its spec.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN spec BLOB;
 )sql",
 };
 
@@ -183,9 +189,10 @@ absl::Status SqliteTaskStore::Prepare() {
       // An update by seq leaves the row's id, and so its index on random
       // UUIDs, untouched: REPLACE would delete and reinsert both.
       {&put_task_,
-       "INSERT INTO tasks (id, seq, status, finished, task) VALUES (?, ?, ?, ?, ?) "
+       "INSERT INTO tasks (id, seq, status, finished, task, spec) VALUES (?, ?, ?, ?, ?, ?) "
        "ON CONFLICT (seq) DO UPDATE SET status = excluded.status, "
-       "finished = excluded.finished, task = excluded.task"},
+       "finished = excluded.finished, task = excluded.task, "
+       "spec = coalesce(excluded.spec, spec)"},
       {&delete_task_, "DELETE FROM tasks WHERE id = ?"},
       {&delete_output_, "DELETE FROM output WHERE task_id = ?"},
       {&put_output_,
@@ -226,6 +233,7 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
       sqlite3_bind_int(put_task_, 3, p->status);
       sqlite3_bind_int64(put_task_, 4, p->finished);
       BindBlob(put_task_, 5, p->blob);
+      if (p->spec) BindBlob(put_task_, 6, *p->spec);  // Else NULL: the stored one stays.
       ok = run(put_task_);
     } else if (const auto* d = std::get_if<change::DeleteTask>(&c)) {
       BindText(delete_task_, 1, d->task_id);
@@ -296,18 +304,30 @@ absl::StatusOr<StoredState> SqliteTaskStore::Load() {
   };
   // Rows are read here, put in submission order, and decoded on every core:
   // decoding is most of a restart with a million tasks.
-  std::vector<std::pair<uint64_t, std::string>> rows;
-  TASKGRID_RETURN_IF_ERROR(query("SELECT seq, task FROM tasks", [&](sqlite3_stmt* s) {
-    rows.emplace_back(static_cast<uint64_t>(sqlite3_column_int64(s, 0)), ColumnBlob(s, 1));
+  struct Row {
+    uint64_t seq;
+    std::string task;
+    std::optional<std::string> spec;  // Absent in rows that predate it.
+  };
+  std::vector<Row> rows;
+  TASKGRID_RETURN_IF_ERROR(query("SELECT seq, task, spec FROM tasks", [&](sqlite3_stmt* s) {
+    Row& row = rows.emplace_back();
+    row.seq = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    row.task = ColumnBlob(s, 1);
+    if (sqlite3_column_type(s, 2) != SQLITE_NULL) row.spec = ColumnBlob(s, 2);
     return absl::OkStatus();
   }));
-  std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
   state.tasks.resize(rows.size());
   TASKGRID_RETURN_IF_ERROR(ParseInParallel(rows.size(), [&](size_t i) {
-    state.tasks[i].seq = rows[i].first;
-    if (state.tasks[i].task.ParseFromString(rows[i].second)) return absl::OkStatus();
-    return corrupt(absl::StrCat("the task with seq ", rows[i].first));
+    StoredState::Task& t = state.tasks[i];
+    t.seq = rows[i].seq;
+    t.spec_stored = rows[i].spec.has_value();
+    if (t.task.ParseFromString(rows[i].task) &&
+        (!t.spec_stored || t.task.mutable_spec()->ParseFromString(*rows[i].spec))) {
+      return absl::OkStatus();
+    }
+    return corrupt(absl::StrCat("the task with seq ", rows[i].seq));
   }));
   rows = {};
   TASKGRID_RETURN_IF_ERROR(

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,10 @@ namespace taskgrid {
 struct StoredState {
   struct Task {
     uint64_t seq = 0;  // Submission order.
-    v1::Task task;
+    v1::Task task;     // With its spec.
+    // False when the row predates stored specs (its spec was inside each
+    // snapshot): its next PutTask must carry the spec again.
+    bool spec_stored = true;
   };
   struct Output {
     std::string task_id;
@@ -36,7 +40,7 @@ struct StoredState {
   std::vector<Task> tasks;     // By seq.
   std::vector<Output> output;  // By task, stream and offset; contiguous except
                                // where TrimOutput removed the middle.
-  std::vector<Event> events;   // By cursor.
+  std::vector<Event> events;   // By cursor; task snapshots come without their spec.
   std::vector<v1::Agent> agents;
   std::vector<v1::AuditEntry> audit;  // The newest kAuditLoaded, by seq.
   std::vector<v1::Run> runs;
@@ -53,8 +57,12 @@ class TaskStore {
  public:
   virtual ~TaskStore() = default;
 
-  // Inserts or replaces a task's snapshot.
-  virtual void PutTask(uint64_t seq, const v1::Task& task) = 0;
+  // Inserts or replaces a task's state: every field of `state` but its spec,
+  // which is journaled apart, once: `spec` is given when the task is
+  // created (or its spec changes), and null on the updates that follow,
+  // which keep the stored one.
+  virtual void PutTask(uint64_t seq, const v1::Task& state,
+                       std::shared_ptr<const v1::TaskSpec> spec) = 0;
   // Removes the task and its output.
   virtual void DeleteTask(const std::string& task_id) = 0;
   // Output bytes of a stream starting at `offset` (appends are contiguous).
@@ -66,7 +74,8 @@ class TaskStore {
                           int64_t tail_start) = 0;
   // An event with its cursor. A log event's data is not stored again: Load
   // returns it empty with its length, and the registry refills it from the
-  // output.
+  // output. A task snapshot in an event comes without its spec, which the
+  // registry refills from the task's.
   virtual void AppendEvent(const v1::TaskEvent& event) = 0;
   // Drops events with a cursor below `first_kept`.
   virtual void TrimEvents(uint64_t first_kept) = 0;

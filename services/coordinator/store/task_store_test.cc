@@ -107,6 +107,37 @@ class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
     return t;
   }
 
+  // Journals a task's state, with its spec when `with_spec` (at creation).
+  void Put(uint64_t seq, const std::string& id, v1::TaskStatus status, bool with_spec) {
+    v1::Task state = MakeTask(id, status);
+    auto spec = std::make_shared<const v1::TaskSpec>(state.spec());
+    state.clear_spec();
+    store_->PutTask(seq, state, with_spec ? spec : nullptr);
+  }
+
+  // Rewrites task `full` as a store written before specs were stored apart
+  // holds it: the whole snapshot in its task column and no spec. The store
+  // is closed meanwhile and reopened.
+  void MakeRowOld(const v1::Task& full) {
+    Sync();
+    store_.reset();
+    const std::string hex = absl::BytesToHexString(full.SerializeAsString());
+    if (GetParam().name == "sqlite") {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open((dir_ / "t.db").c_str(), &db), SQLITE_OK);
+      const std::string sql = absl::StrCat("UPDATE tasks SET spec = NULL, task = x'", hex,
+                                           "' WHERE id = '", full.id(), "'");
+      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+      sqlite3_close(db);
+    } else {
+      const std::string cmd = absl::StrCat("psql -q -d '", GetParam().spec(dir_.string()),
+                                           "' -c \"UPDATE tasks SET spec = NULL, task = '\\\\x",
+                                           hex, "' WHERE id = '", full.id(), "'\"");
+      EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
+    Open();
+  }
+
   static std::vector<std::string> Ids(const StoredState& s) {
     std::vector<std::string> ids;
     for (const auto& t : s.tasks) ids.push_back(t.task.id());
@@ -131,34 +162,55 @@ TEST_P(TaskStoreTest, EmptyStoreLoadsNothing) {
 }
 
 TEST_P(TaskStoreTest, TasksComeBackInSubmissionOrderWithTheirLatestSnapshot) {
-  store_->PutTask(2, MakeTask("b", v1::TASK_STATUS_QUEUED));
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_QUEUED));
-  store_->PutTask(3, MakeTask("c", v1::TASK_STATUS_QUEUED));
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_SUCCEEDED));
+  Put(2, "b", v1::TASK_STATUS_QUEUED, true);
+  Put(1, "a", v1::TASK_STATUS_QUEUED, true);
+  Put(3, "c", v1::TASK_STATUS_QUEUED, true);
+  Put(1, "a", v1::TASK_STATUS_RUNNING, false);
+  Put(1, "a", v1::TASK_STATUS_SUCCEEDED, false);
   store_->DeleteTask("c");
   StoredState s = Reload();
   EXPECT_THAT(Ids(s), ElementsAre("a", "b"));
   EXPECT_EQ(s.tasks[0].seq, 1u);
   EXPECT_EQ(s.tasks[0].task.status(), v1::TASK_STATUS_SUCCEEDED);
-  EXPECT_EQ(s.tasks[0].task.spec().shell().command(), "echo a");
+  EXPECT_EQ(s.tasks[0].task.spec().shell().command(), "echo a");  // Kept across updates.
+  EXPECT_TRUE(s.tasks[0].spec_stored);
   EXPECT_EQ(s.tasks[1].task.status(), v1::TASK_STATUS_QUEUED);
+  EXPECT_EQ(s.tasks[1].task.spec().shell().command(), "echo b");
+}
+
+TEST_P(TaskStoreTest, ARowFromBeforeSpecsWereStoredApartKeepsItsSpec) {
+  if (!GetParam().spec) GTEST_SKIP() << "the memory store has no older format";
+  Put(1, "a", v1::TASK_STATUS_QUEUED, true);
+  Put(2, "b", v1::TASK_STATUS_QUEUED, true);
+  MakeRowOld(MakeTask("a", v1::TASK_STATUS_QUEUED));
+  auto old = store_->Load();
+  ASSERT_TRUE(old.ok()) << old.status();
+  ASSERT_EQ(old->tasks.size(), 2u);
+  EXPECT_EQ(old->tasks[0].task.spec().shell().command(), "echo a");
+  EXPECT_FALSE(old->tasks[0].spec_stored);  // Its next update must carry it.
+  EXPECT_TRUE(old->tasks[1].spec_stored);
+  Put(1, "a", v1::TASK_STATUS_RUNNING, true);
+  StoredState s = Reload();
+  EXPECT_EQ(s.tasks[0].task.status(), v1::TASK_STATUS_RUNNING);
+  EXPECT_EQ(s.tasks[0].task.spec().shell().command(), "echo a");
+  EXPECT_TRUE(s.tasks[0].spec_stored);
 }
 
 TEST_P(TaskStoreTest, WritesSpreadOverManyCommitsKeepTheirOrder) {
   for (int i = 0; i < 50; ++i) {
-    store_->PutTask(1, MakeTask("a", i % 2 ? v1::TASK_STATUS_RUNNING : v1::TASK_STATUS_QUEUED));
+    Put(1, "a", i % 2 ? v1::TASK_STATUS_RUNNING : v1::TASK_STATUS_QUEUED, i == 0);
     if (i % 7 == 0) Sync();
   }
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_FAILED));
+  Put(1, "a", v1::TASK_STATUS_FAILED, false);
   StoredState s = Reload();
   ASSERT_EQ(s.tasks.size(), 1u);
   EXPECT_EQ(s.tasks[0].task.status(), v1::TASK_STATUS_FAILED);
+  EXPECT_EQ(s.tasks[0].task.spec().shell().command(), "echo a");
 }
 
 TEST_P(TaskStoreTest, OutputIsContiguousAndDeletedWithItsTask) {
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
-  store_->PutTask(2, MakeTask("b", v1::TASK_STATUS_RUNNING));
+  Put(1, "a", v1::TASK_STATUS_RUNNING, true);
+  Put(2, "b", v1::TASK_STATUS_RUNNING, true);
   store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, 0, "hel");
   store_->AppendOutput("a", v1::OUTPUT_STREAM_STDERR, 0, "oops");
   Sync();
@@ -178,7 +230,7 @@ TEST_P(TaskStoreTest, OutputIsContiguousAndDeletedWithItsTask) {
 }
 
 TEST_P(TaskStoreTest, TrimOutputDropsOnlyChunksWhollyInsideTheRange) {
-  store_->PutTask(1, MakeTask("a", v1::TASK_STATUS_RUNNING));
+  Put(1, "a", v1::TASK_STATUS_RUNNING, true);
   for (int i = 0; i < 10; ++i) {
     store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, i * 10, std::string(10, 'a' + i));
     Sync();  // One stored chunk per append.
@@ -256,8 +308,7 @@ TEST_P(TaskStoreTest, DurabilityCallbacksRunInOrderAfterTheirWrites) {
   std::vector<int> order;
   absl::Mutex mu;
   for (int i = 0; i < 100; ++i) {
-    store_->PutTask(static_cast<uint64_t>(i + 1),
-                    MakeTask(std::to_string(i), v1::TASK_STATUS_QUEUED));
+    Put(static_cast<uint64_t>(i + 1), std::to_string(i), v1::TASK_STATUS_QUEUED, true);
     store_->WhenDurable([&, i] {
       absl::MutexLock lock(&mu);
       order.push_back(i);
@@ -319,6 +370,7 @@ TEST(OpenTaskStoreTest, SqliteStoreOfSchemaVersionOneIsMigratedWithItsTasks) {
   EXPECT_EQ(state->tasks[0].seq, 7u);
   EXPECT_EQ(state->tasks[0].task.id(), task.id());
   EXPECT_EQ(state->tasks[0].task.spec().shell().command(), "echo kept");
+  EXPECT_FALSE(state->tasks[0].spec_stored);
   store->reset();
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 }
@@ -382,7 +434,7 @@ TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
       old_leader->AwaitLeadership(nullptr, [&](const absl::Status&) { lost.Notify(); }).ok());
   v1::Task a;
   a.set_id("before");
-  old_leader->PutTask(1, a);
+  old_leader->PutTask(1, a, std::make_shared<const v1::TaskSpec>());
   absl::Notification durable;
   old_leader->WhenDurable([&] { durable.Notify(); });
   ASSERT_TRUE(durable.WaitForNotificationWithTimeout(absl::Seconds(10)));
@@ -408,7 +460,7 @@ TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
 
   v1::Task b;
   b.set_id("after");
-  old_leader->PutTask(2, b);  // Fenced: never committed.
+  old_leader->PutTask(2, b, std::make_shared<const v1::TaskSpec>());  // Fenced: never committed.
   EXPECT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(10)));
   auto state = new_leader->Load();
   ASSERT_TRUE(state.ok()) << state.status();
