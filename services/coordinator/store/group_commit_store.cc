@@ -92,21 +92,7 @@ void GroupCommitStore::TrimOutput(const std::string& task_id, v1::OutputStream s
 
 void GroupCommitStore::AppendEvent(const v1::TaskEvent& event) {
   change::Event c{event.cursor(), 0, {}};
-  if (event.type() == v1::EVENT_TYPE_TASK_LOG) {
-    v1::TaskEvent bare;
-    bare.set_cursor(event.cursor());
-    bare.set_type(event.type());
-    *bare.mutable_time() = event.time();
-    bare.set_task_id(event.task_id());
-    bare.set_agent_id(event.agent_id());
-    bare.set_attempt(event.attempt());
-    bare.mutable_output()->set_stream(event.output().stream());
-    bare.mutable_output()->set_offset(event.output().offset());
-    c.log_bytes = static_cast<int64_t>(event.output().data().size());
-    c.blob = bare.SerializeAsString();
-  } else {
-    c.blob = event.SerializeAsString();
-  }
+  c.blob = EventRecord(event, c.log_bytes);
   absl::MutexLock lock(&mu_);
   Enqueue(std::move(c));
 }

@@ -1,12 +1,15 @@
 #include "services/coordinator/store/memory_task_store.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace taskgrid {
 
 void MemoryTaskStore::PutTask(uint64_t seq, const v1::Task& state,
                               std::shared_ptr<const v1::TaskSpec> spec) {
+  std::string record = state.SerializeAsString();
   absl::MutexLock lock(&mu_);
   Row& row = tasks_[seq];
-  row.state = state;
+  row.state = std::move(record);
   if (spec != nullptr) row.spec = std::move(spec);
   seq_of_[state.id()] = seq;
 }
@@ -39,13 +42,10 @@ void MemoryTaskStore::TrimOutput(const std::string& task_id, v1::OutputStream st
 }
 
 void MemoryTaskStore::AppendEvent(const v1::TaskEvent& event) {
+  Event e;
+  e.record = EventRecord(event, e.log_bytes);
   absl::MutexLock lock(&mu_);
-  StoredState::Event& e = events_[event.cursor()];
-  e.event = event;
-  if (event.type() == v1::EVENT_TYPE_TASK_LOG) {
-    e.log_bytes = static_cast<int64_t>(event.output().data().size());
-    e.event.mutable_output()->clear_data();
-  }
+  events_[event.cursor()] = std::move(e);
 }
 
 void MemoryTaskStore::TrimEvents(uint64_t first_kept) {
@@ -84,14 +84,22 @@ absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   for (const auto& [seq, row] : tasks_) {
     StoredState::Task& t = state.tasks.emplace_back();
     t.seq = seq;
-    t.task = row.state;
+    if (!t.task.ParseFromString(row.state)) {
+      return absl::DataLossError(absl::StrCat("store: cannot decode the task with seq ", seq));
+    }
     if (row.spec != nullptr) *t.task.mutable_spec() = *row.spec;
   }
   for (const auto& [key, data] : output_) {
     state.output.push_back({std::get<0>(key), static_cast<v1::OutputStream>(std::get<1>(key)),
                             std::get<2>(key), data});
   }
-  for (const auto& [cursor, e] : events_) state.events.push_back(e);
+  for (const auto& [cursor, e] : events_) {
+    StoredState::Event& out = state.events.emplace_back();
+    out.log_bytes = e.log_bytes;
+    if (!out.event.ParseFromString(e.record)) {
+      return absl::DataLossError(absl::StrCat("store: cannot decode the event ", cursor));
+    }
+  }
   for (const auto& [id, agent] : agents_) state.agents.push_back(agent);
   for (const auto& [id, run] : runs_) state.runs.push_back(run);
   const size_t first = audit_.size() > kAuditLoaded ? audit_.size() - kAuditLoaded : 0;

@@ -1,6 +1,8 @@
 // The in-process TaskStore: keeps the journal in memory, so nothing survives
 // the process; every write is durable at once. The coordinator's
 // `--store memory`, and the store unit tests use to restart a registry.
+// Records are kept serialized, as a durable store would write them: one
+// allocation each, and Load decodes what the others decode.
 #ifndef TASKGRID_SERVICES_COORDINATOR_STORE_MEMORY_TASK_STORE_H_
 #define TASKGRID_SERVICES_COORDINATOR_STORE_MEMORY_TASK_STORE_H_
 
@@ -39,13 +41,17 @@ class MemoryTaskStore final : public TaskStore {
   using OutputKey = std::tuple<std::string, int, int64_t>;  // task, stream, offset
   mutable absl::Mutex mu_;
   struct Row {
-    v1::Task state;
+    std::string state;                         // Serialized v1::Task without its spec.
     std::shared_ptr<const v1::TaskSpec> spec;  // Shared with the registry, never copied.
+  };
+  struct Event {
+    std::string record;  // EventRecord.
+    int64_t log_bytes = 0;
   };
   std::map<uint64_t, Row> tasks_ ABSL_GUARDED_BY(mu_);  // By seq.
   absl::flat_hash_map<std::string, uint64_t> seq_of_ ABSL_GUARDED_BY(mu_);
   std::map<OutputKey, std::string> output_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, StoredState::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Event> events_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Agent> agents_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::Run> runs_ ABSL_GUARDED_BY(mu_);

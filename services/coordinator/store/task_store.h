@@ -46,6 +46,10 @@ struct StoredState {
   std::vector<v1::Run> runs;
 };
 
+// An event as every store journals it, serialized: a log event without its
+// data, whose length goes to `log_bytes` (0 for other events).
+std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes);
+
 // Audit entries Load returns; older ones stay in the store for export.
 inline constexpr int kAuditLoaded = 100'000;
 

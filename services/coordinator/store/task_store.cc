@@ -1,0 +1,23 @@
+#include "services/coordinator/store/task_store.h"
+
+namespace taskgrid {
+
+std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes) {
+  if (event.type() != v1::EVENT_TYPE_TASK_LOG) {
+    log_bytes = 0;
+    return event.SerializeAsString();
+  }
+  v1::TaskEvent bare;
+  bare.set_cursor(event.cursor());
+  bare.set_type(event.type());
+  *bare.mutable_time() = event.time();
+  bare.set_task_id(event.task_id());
+  bare.set_agent_id(event.agent_id());
+  bare.set_attempt(event.attempt());
+  bare.mutable_output()->set_stream(event.output().stream());
+  bare.mutable_output()->set_offset(event.output().offset());
+  log_bytes = static_cast<int64_t>(event.output().data().size());
+  return bare.SerializeAsString();
+}
+
+}  // namespace taskgrid
