@@ -194,7 +194,17 @@ absl::StatusOr<std::shared_ptr<void>> AccessControl::OpenStream(const Caller& ca
 
 void AccessControl::Record(const Caller& caller, absl::string_view action,
                            absl::string_view target, const absl::Status& outcome) {
-  registry_.Audit(NewAuditEntry(caller.actor, action, target, caller.peer, outcome));
+  registry_.Audit({NewAuditEntry(caller.actor, action, target, caller.peer, outcome)});
+}
+
+void AccessControl::RecordEach(const Caller& caller, absl::string_view action,
+                               const std::vector<std::pair<std::string, absl::Status>>& results) {
+  std::vector<v1::AuditEntry> entries;
+  entries.reserve(results.size());
+  for (const auto& [target, outcome] : results) {
+    entries.push_back(NewAuditEntry(caller.actor, action, target, caller.peer, outcome));
+  }
+  registry_.Audit(std::move(entries));
 }
 
 absl::Status AccessControl::Refuse(const Caller& caller, absl::string_view action,

@@ -72,6 +72,9 @@ class AccessControl {
   absl::StatusOr<std::shared_ptr<void>> OpenStream(const Caller& caller, absl::string_view action)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Appends one audit entry of `action` for each (target, outcome).
+  void RecordEach(const Caller& caller, absl::string_view action,
+                  const std::vector<std::pair<std::string, absl::Status>>& results);
   // Appends the audit entry of `action` on `target` with its outcome.
   void Record(const Caller& caller, absl::string_view action, absl::string_view target,
               const absl::Status& outcome);

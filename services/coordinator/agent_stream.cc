@@ -84,8 +84,8 @@ bool AgentStream::Handle(const v1::AgentMessage& message) {
   if (!s.ok()) {
     spdlog::warn("agent_rejected agent_id={} status=\"{}\"",
                  message.has_hello() ? message.hello().agent_id() : "", s.ToString());
-    registry_.Audit(NewAuditEntry("agent:" + message.hello().agent_id(), "agent.connect",
-                                  message.hello().agent_id(), peer_, s));
+    registry_.Audit({NewAuditEntry("agent:" + message.hello().agent_id(), "agent.connect",
+                                   message.hello().agent_id(), peer_, s)});
     Close(s);
     return false;
   }

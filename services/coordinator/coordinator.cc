@@ -144,8 +144,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
                absl::ToDoubleSeconds(loaded - load_start),
                absl::ToDoubleSeconds(recovered - loaded));
   if (leader.failover) {
-    c->registry_->Audit(NewAuditEntry("coordinator", "coordinator.failover",
-                                      absl::StrCat("term ", leader.term), "", absl::OkStatus()));
+    c->registry_->Audit({NewAuditEntry("coordinator", "coordinator.failover",
+                                       absl::StrCat("term ", leader.term), "", absl::OkStatus())});
   }
   TASKGRID_ASSIGN_OR_RETURN(
       c->access_, AccessControl::Create(*c->registry_, clock, options.api_keys, options.keys_file));
@@ -206,8 +206,8 @@ absl::Status Coordinator::ReloadKeys() {
   if (tokens.ok()) {
     const size_t count = tokens->size();
     agent_service_->ReplaceTokens(*std::move(tokens));
-    registry_->Audit(NewAuditEntry("coordinator", "agent_tokens.reload",
-                                   absl::StrCat(count, " agent tokens"), "", absl::OkStatus()));
+    registry_->Audit({NewAuditEntry("coordinator", "agent_tokens.reload",
+                                    absl::StrCat(count, " agent tokens"), "", absl::OkStatus())});
   }
   return keys.ok() ? tokens.status() : keys;
 }

@@ -707,9 +707,9 @@ absl::StatusOr<std::string> TaskRegistry::OwnerOf(absl::string_view field,
 
 // ---------------------------------------------------------------- audit
 
-void TaskRegistry::Audit(v1::AuditEntry entry) {
+void TaskRegistry::Audit(std::vector<v1::AuditEntry> entries) {
   absl::MutexLock lock(&mu_);
-  AuditLocked(std::move(entry));
+  for (v1::AuditEntry& e : entries) AuditLocked(std::move(e));
 }
 
 void TaskRegistry::AuditLocked(v1::AuditEntry entry) {

@@ -133,8 +133,9 @@ class TaskRegistry {
 
   // ---- Audit log: appended under the registry's lock so entries share the
   // journal's order; durable with the change they describe. The newest
-  // kAuditLoaded are kept in memory for ListAudit.
-  void Audit(v1::AuditEntry entry) ABSL_LOCKS_EXCLUDED(mu_);
+  // kAuditLoaded are kept in memory for ListAudit. Entries of one request
+  // (a batch's tasks) come together: one lock for all.
+  void Audit(std::vector<v1::AuditEntry> entries) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<v1::ListAuditResponse> ListAudit(const v1::ListAuditRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 

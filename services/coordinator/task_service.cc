@@ -155,10 +155,13 @@ grpc::ServerUnaryReactor* TaskServiceImpl::SubmitBatch(grpc::CallbackServerConte
   if (!result.ok()) {
     access_.Record(*caller, kAction, "", result.status());
   } else {
+    std::vector<std::pair<std::string, absl::Status>> outcomes;
+    outcomes.reserve(result->results_size());
     for (const auto& r : result->results()) {
-      access_.Record(*caller, kAction, r.response().task().id(),
-                     absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
+      outcomes.emplace_back(r.response().task().id(),
+                            absl::Status(static_cast<absl::StatusCode>(r.code()), r.message()));
     }
+    access_.RecordEach(*caller, kAction, outcomes);
   }
   return ReplyWhenDurable(ctx, registry_, std::move(result), resp);
 }
