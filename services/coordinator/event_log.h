@@ -3,9 +3,9 @@
 // it SSE and WebSocket) can resume after the last cursor it saw. A reader
 // whose cursor fell out of the ring gets an explicit RESYNC. Readers see an
 // event only once it is published (durable in the store), so no reader ever
-// holds a cursor that a restart could give to another event. A task's spec
-// never changes, so an event's task snapshot is kept without it and shares
-// the task's: a reader gets it filled in.
+// holds a cursor that a restart could give to another event. An event's
+// task snapshot is kept without its spec and shares the task's (immutable;
+// a new one replaces it): a reader gets it filled in.
 #ifndef TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 #define TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 

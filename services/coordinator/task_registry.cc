@@ -23,7 +23,7 @@ using registry::EncodePageToken;
 using registry::IdempotencyKey;
 using registry::Page;
 using registry::ParsePage;
-using registry::kRedacted;
+using registry::RedactSecrets;
 using registry::PriorityName;
 using registry::PriorityOf;
 using registry::QueueWindow;
@@ -239,7 +239,7 @@ v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t, bool with_spec) const 
   v1::Task task = t.task;
   if (with_spec) {
     *task.mutable_spec() = *t.spec;
-    for (auto& [name, value] : *task.mutable_spec()->mutable_secret_env()) value = kRedacted;
+    RedactSecrets(*task.mutable_spec());
   }
   task.mutable_stdout()->set_total_bytes(t.out[0].total());
   task.mutable_stdout()->set_dropped_bytes(t.out[0].dropped());
@@ -260,7 +260,7 @@ void TaskRegistry::SetSpec(TaskEntry& t, v1::TaskSpec spec) {
     return;
   }
   auto shown = std::make_shared<v1::TaskSpec>(*t.spec);
-  for (auto& [name, value] : *shown->mutable_secret_env()) value = kRedacted;
+  RedactSecrets(*shown);
   // Stdin can be large and is not news to anyone watching.
   if (shown->has_shell()) shown->mutable_shell()->clear_stdin();
   t.shown = std::move(shown);

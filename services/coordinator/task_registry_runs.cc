@@ -21,7 +21,7 @@ using registry::EncodePageToken;
 using registry::FormatSelector;
 using registry::IdempotencyKey;
 using registry::IsError;
-using registry::kRedacted;
+using registry::RedactSecrets;
 using registry::Page;
 using registry::ParsePage;
 using registry::QueueWindow;
@@ -133,9 +133,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
   r.seq = next_seq_++;
   *run.mutable_spec() = spec;
   // Targets keep their secrets; the run's own record needs none.
-  for (auto& [name, value] : *run.mutable_spec()->mutable_task()->mutable_secret_env()) {
-    value = kRedacted;
-  }
+  RedactSecrets(*run.mutable_spec()->mutable_task());
   run.set_owner(limits.owner);
   run.set_idempotency_key(request.idempotency_key());
   *run.mutable_created_at() = ToProto(now);

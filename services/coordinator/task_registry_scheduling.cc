@@ -176,7 +176,7 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
 
 placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
                                              const AgentEntry& a) const {
-  return placement::Judge({a.info, a.link != nullptr && a.online, a.assigned.size()}, spec);
+  return placement::Judge({a.info, a.connected() && a.online, a.assigned.size()}, spec);
 }
 
 size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {

@@ -22,6 +22,11 @@ inline constexpr char kRedacted[] = "[REDACTED]";
 inline constexpr int kDefaultPageSize = 100;
 inline constexpr int kMaxPageSize = 1000;
 
+// A spec as readers see it: secret names without their values.
+inline void RedactSecrets(v1::TaskSpec& spec) {
+  for (auto& [name, value] : *spec.mutable_secret_env()) value = kRedacted;
+}
+
 // Idempotency keys are each owner's own: another key's choice of the same
 // word never hands over its task.
 inline std::string IdempotencyKey(const std::string& owner, const std::string& key) {

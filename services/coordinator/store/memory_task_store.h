@@ -1,8 +1,9 @@
 // The in-process TaskStore: keeps the journal in memory, so nothing survives
 // the process; every write is durable at once. The coordinator's
 // `--store memory`, and the store unit tests use to restart a registry.
-// Records are kept serialized, as a durable store would write them: one
-// allocation each, and Load decodes what the others decode.
+// Task states and events, its bulk, are kept serialized as a durable store
+// writes them (one allocation each, decoded on Load like the others'); a
+// spec is the registry's own, shared.
 #ifndef TASKGRID_SERVICES_COORDINATOR_STORE_MEMORY_TASK_STORE_H_
 #define TASKGRID_SERVICES_COORDINATOR_STORE_MEMORY_TASK_STORE_H_
 

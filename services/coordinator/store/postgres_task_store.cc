@@ -72,6 +72,7 @@ ALTER TABLE tasks ADD COLUMN spec bytea;
 )sql",
 };
 
+constexpr int kLatest = static_cast<int>(std::size(kMigrations));
 constexpr char kFencedState[] = "TG001";
 // Statements per pipeline sync: keeps both socket directions from filling.
 constexpr size_t kPipelineChunk = 500;
@@ -135,6 +136,25 @@ std::string ResultError(const PGresult* r) {
 bool Ok(const PGresult* r) {
   const ExecStatusType s = PQresultStatus(r);
   return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+// The database's schema version; kFailedPrecondition when it is newer than
+// this coordinator's.
+absl::StatusOr<int> SchemaVersion(PGconn* c) {
+  PGresult* r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+  if (!Ok(r)) {
+    absl::Status s = absl::UnavailableError(absl::StrCat("store: ", ResultError(r)));
+    PQclear(r);
+    return s;
+  }
+  const int version = std::atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (version > kLatest) {
+    return absl::FailedPreconditionError(absl::StrCat("store: the database has schema version ",
+                                                      version, ", newer than this coordinator's ",
+                                                      kLatest, "; upgrade the coordinator"));
+  }
+  return version;
 }
 
 // Runs one statement outside a pipeline; the result is freed.
@@ -220,19 +240,9 @@ absl::StatusOr<std::unique_ptr<PostgresTaskStore>> PostgresTaskStore::Open(const
   }
   int version = 0;
   if (s.ok()) {
-    PGresult* r = PQexec(c, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-    if (Ok(r)) {
-      version = std::atoi(PQgetvalue(r, 0, 0));
-    } else {
-      s = absl::UnavailableError(absl::StrCat("store: ", ResultError(r)));
-    }
-    PQclear(r);
-  }
-  constexpr int kLatest = static_cast<int>(std::size(kMigrations));
-  if (s.ok() && version > kLatest) {
-    s = absl::FailedPreconditionError(absl::StrCat("store: the database has schema version ",
-                                                   version, ", newer than this coordinator's ",
-                                                   kLatest, "; upgrade the coordinator"));
+    absl::StatusOr<int> v = SchemaVersion(c);
+    s = v.status();
+    if (s.ok()) version = *v;
   }
   for (; s.ok() && version < kLatest; ++version) {
     s = Exec(c, kMigrations[version]);
@@ -306,6 +316,9 @@ absl::Status PostgresTaskStore::AwaitLeadership(const std::function<bool()>& sto
         }
         TASKGRID_RETURN_IF_ERROR(PrepareAll(conn_));
       }
+      // A newer coordinator may have migrated the schema while this one
+      // stood by: it must not write rows in an older format.
+      TASKGRID_RETURN_IF_ERROR(SchemaVersion(conn_).status());
       renewer_ = std::thread([this] { RenewLoop(); });
       StartCommitter();
       return absl::OkStatus();

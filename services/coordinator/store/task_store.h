@@ -63,8 +63,9 @@ class TaskStore {
 
   // Inserts or replaces a task's state: every field of `state` but its spec,
   // which is journaled apart, once: `spec` is given when the task is
-  // created (or its spec changes), and null on the updates that follow,
-  // which keep the stored one.
+  // created, when its spec changes and when Load said the store lacks it
+  // (spec_stored), and null on the updates that follow, which keep the
+  // stored one. A task's seq and id never change.
   virtual void PutTask(uint64_t seq, const v1::Task& state,
                        std::shared_ptr<const v1::TaskSpec> spec) = 0;
   // Removes the task and its output.
