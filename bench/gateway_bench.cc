@@ -105,6 +105,7 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
   std::vector<pollfd> pfds;
   for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
   char chunk[65536];
+  absl::Time next_rss = absl::Now();
   while (absl::Now() < end) {
     if (poll(pfds.data(), pfds.size(), 100) <= 0) continue;
     const absl::Time now = absl::Now();
@@ -114,23 +115,31 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
       if (n <= 0) continue;
       std::string& buf = bufs[i];
       buf.append(chunk, static_cast<size_t>(n));
-      size_t frame_end;
-      while ((frame_end = buf.find("\n\n")) != std::string::npos) {
-        const size_t t = buf.find(R"("time":")");
+      // Frames are consumed by offset and the buffer trimmed once per read:
+      // erasing each frame would cost the measuring client quadratic time
+      // exactly when it falls behind.
+      size_t begin = 0, frame_end;
+      while ((frame_end = buf.find("\n\n", begin)) != std::string::npos) {
         // Only task:log frames are subscribed to. Timestamps are parsed for
         // one frame in 16 so the measuring client is not the bottleneck.
-        if (t < frame_end && (result.events++ % 16) == 0) {
+        const absl::string_view frame(buf.data() + begin, frame_end - begin);
+        const size_t t = frame.find(R"("time":")");
+        if (t != absl::string_view::npos && (result.events++ % 16) == 0) {
           absl::Time at;
           std::string err;
-          if (absl::ParseTime(absl::RFC3339_full, buf.substr(t + 8, buf.find('"', t + 8) - t - 8),
-                              &at, &err)) {
+          if (absl::ParseTime(absl::RFC3339_full,
+                              frame.substr(t + 8, frame.find('"', t + 8) - t - 8), &at, &err)) {
             result.latencies_ms.push_back(absl::ToDoubleMilliseconds(now - at));
           }
         }
-        buf.erase(0, frame_end + 2);
+        begin = frame_end + 2;
       }
+      buf.erase(0, begin);
     }
-    rss = std::max(rss, RssBytes(gateway));
+    if (now >= next_rss) {
+      rss = std::max(rss, RssBytes(gateway));
+      next_rss = now + absl::Milliseconds(100);
+    }
   }
   for (int fd : fds) close(fd);
   return result;

@@ -346,6 +346,10 @@ class Server final : public HttpServer {
               spdlog::warn("http_accept_failed error=\"{}\"", ec.message());
             if (!acceptor_.is_open()) return;
           } else {
+            // SSE frames and WebSocket messages are small writes: without
+            // this, Nagle holds each one behind the client's delayed ACK
+            // (40 ms on Linux).
+            socket.set_option(tcp::no_delay(true), ec);
             auto start = [&](auto session) {
               Track(session);
               session->Run();
