@@ -12,8 +12,14 @@ namespace {
 // ring, shared by all, holds the backlog.
 constexpr size_t kHighWaterBytes = 64 << 10;
 constexpr size_t kLowWaterBytes = 16 << 10;
-// How long a round waits for more events before serving clients.
-constexpr absl::Duration kRoundDelay = absl::Milliseconds(5);
+// Rounds start at least this far apart, so events arriving together go out
+// in one write per client.
+constexpr absl::Duration kMinRoundInterval = absl::Milliseconds(5);
+// A round costs a write per client: with many clients rounds are spaced so
+// the gateway makes at most this many writes a second. Beyond it each write
+// costs a strand hop and a system call that the machine's cores share with
+// everything else, and a saturated gateway queues seconds of events.
+constexpr double kMaxWritesPerSecond = 50'000;
 
 bool Matches(const v1::WatchRequest& f, v1::EventType type, const std::string& task,
              const std::string& agent, const std::string& run) {
@@ -142,13 +148,19 @@ void EventHub::OnEvents(const v1::WatchResponse& batch) {
 }
 
 void EventHub::FlushLoop() {
+  absl::Time last_round = absl::InfinitePast();
   for (;;) {
+    size_t clients;
     {
       absl::MutexLock lock(&mu_);
       while (!dirty_ && !shut_down_) wake_.Wait(&mu_);
       if (shut_down_) return;
+      clients = subscribers_.size();
     }
-    absl::SleepFor(kRoundDelay);
+    const absl::Duration interval = std::max(
+        kMinRoundInterval, absl::Seconds(static_cast<double>(clients) / kMaxWritesPerSecond));
+    absl::SleepFor(last_round + interval - absl::Now());
+    last_round = absl::Now();
     std::vector<std::function<void()>> ended;
     {
       absl::MutexLock lock(&mu_);

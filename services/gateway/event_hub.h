@@ -2,10 +2,11 @@
 // this gateway. Each event is formatted once into an SSE frame and kept in a
 // bounded ring; a client holds only its cursor and filter, so a thousand
 // clients cost a filter check and a queue append per event each, not a
-// thousand coordinator streams. Clients are served together every few
-// milliseconds, so a busy stream makes one write per client per round, not
-// one per event. A cursor the ring does not cover is left to a
-// dedicated coordinator Watch (the caller falls back).
+// thousand coordinator streams. Clients are served together in rounds, at
+// least 5 ms apart and further apart the more clients there are, so a busy
+// stream makes one write per client per round, not one per event, and the
+// gateway's writes per second stay bounded. A cursor the ring does not cover
+// is left to a dedicated coordinator Watch (the caller falls back).
 #ifndef TASKGRID_SERVICES_GATEWAY_EVENT_HUB_H_
 #define TASKGRID_SERVICES_GATEWAY_EVENT_HUB_H_
 
