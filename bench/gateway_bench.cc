@@ -2,7 +2,8 @@
 // (coordinator, one agent, gateway):
 //  - fan_out: N SSE clients on /api/events while a task emits R output
 //    events per second: event-to-client latency p50/p99 (the event's
-//    coordinator timestamp to its arrival), events delivered, gateway RSS;
+//    coordinator timestamp to its arrival), events delivered, gateway RSS,
+//    beside the same client fed by one bare thread (FanOutCeiling);
 //  - stream: one SSE client following a task that writes B bytes to stdout,
 //    delivered MB/s beside the machine's `head -c B /dev/zero | cat` pipe
 //    rate; and one gRPC Watch client doing the same, beside a loopback TCP
