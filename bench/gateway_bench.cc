@@ -153,19 +153,26 @@ FanOut RunFanOut(int port, int clients, int rate, double seconds, pid_t gateway,
   return result;
 }
 
-// The machine's own fan-out, read by the same client: one thread that, as
-// fast as it can, writes every frame due since its last round to each of
-// `clients` loopback sockets in one send. The frames are the size of the
-// gateway's task:log frames.
-FanOut FanOutCeiling(int clients, int rate, double seconds) {
+// A listening socket on 127.0.0.1 and a free port; `addr` is where it listens.
+int ListenOnLoopback(int backlog, sockaddr_in& addr) {
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
+  addr = {};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
   bind(listener, reinterpret_cast<sockaddr*>(&addr), len);
   getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  listen(listener, clients);
+  listen(listener, backlog);
+  return listener;
+}
+
+// The machine's own fan-out, read by the same client: one thread that, as
+// fast as it can, writes every frame due since its last round to each of
+// `clients` loopback sockets in one send. The frames are the size of the
+// gateway's task:log frames.
+FanOut FanOutCeiling(int clients, int rate, double seconds) {
+  sockaddr_in addr{};
+  const int listener = ListenOnLoopback(clients, addr);
   std::vector<int> fds, served;
   for (int i = 0; i < clients; ++i) {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -251,14 +258,8 @@ double PipeCeiling(int64_t bytes) {
 
 // A loopback TCP copy of `bytes`: one thread writes, this one reads.
 double TcpCeiling(int64_t bytes) {
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(listener, reinterpret_cast<sockaddr*>(&addr), len);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  listen(listener, 1);
+  const int listener = ListenOnLoopback(1, addr);
   const auto start = std::chrono::steady_clock::now();
   std::thread writer([&] {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
