@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
+
 namespace taskgrid {
 namespace {
 
@@ -9,7 +11,22 @@ namespace {
 // snapshot, without walking the message (this runs for every event).
 size_t ApproxBytes(const v1::TaskEvent& e) { return e.output().data().size() + 512; }
 
+void Erase(std::vector<std::shared_ptr<EventLog::Listener>>& from, const EventLog::Listener* l) {
+  from.erase(std::remove_if(from.begin(), from.end(), [l](const auto& p) { return p.get() == l; }),
+             from.end());
+}
+
 }  // namespace
+
+EventLog::EventLog(Options options) : options_(options), fan_out_([this] { FanOutLoop(); }) {}
+
+EventLog::~EventLog() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  fan_out_.join();
+}
 
 const v1::TaskEvent& EventLog::Append(v1::TaskEvent event,
                                       std::shared_ptr<const v1::TaskSpec> spec) {
@@ -28,14 +45,55 @@ const v1::TaskEvent& EventLog::Append(v1::TaskEvent event,
 }
 
 void EventLog::Publish(uint64_t cursor) {
-  std::vector<std::shared_ptr<Listener>> wake;
-  {
-    absl::MutexLock lock(&mu_);
-    if (cursor <= published_) return;
-    published_ = cursor;
-    wake = listeners_;
+  absl::MutexLock lock(&mu_);
+  published_ = std::max(published_, cursor);
+}
+
+void EventLog::FanOutLoop() {
+  for (;;) {
+    Listeners wake;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return log->stopping_ || log->published_ > log->woken_;
+          },
+          this));
+      if (stopping_) return;
+      wake = InterestedLocked();
+      woken_ = published_;
+    }
+    for (const auto& l : wake) l->OnAppended();
   }
-  for (const auto& l : wake) l->OnAppended();
+}
+
+EventLog::Listeners EventLog::InterestedLocked() const {
+  if (woken_ + 1 < first_) {
+    // Events went before their listeners were told: wake everyone (each
+    // reader behind the ring gets its RESYNC).
+    Listeners all = everything_;
+    for (const auto* index : {&by_task_, &by_run_, &by_agent_}) {
+      for (const auto& [key, listeners] : *index) all.insert(all.end(), listeners.begin(), listeners.end());
+    }
+    return all;
+  }
+  Listeners wake = everything_;
+  absl::flat_hash_set<const Listener*> seen;
+  auto add = [&](const absl::flat_hash_map<std::string, Listeners>& index, const std::string& key) {
+    if (key.empty() || index.empty()) return;
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    for (const auto& l : it->second) {
+      if (seen.insert(l.get()).second) wake.push_back(l);
+    }
+  };
+  for (uint64_t c = woken_ + 1; c <= published_; ++c) {
+    const v1::TaskEvent& e = events_[c - first_].event;
+    add(by_task_, e.task_id());
+    add(by_run_, e.run_id());
+    add(by_agent_, e.agent_id());
+  }
+  return wake;
 }
 
 void EventLog::Restore(std::vector<Entry> events, uint64_t last_cursor) {
@@ -44,6 +102,7 @@ void EventLog::Restore(std::vector<Entry> events, uint64_t last_cursor) {
   bytes_ = 0;
   first_ = last_cursor + 1 - events.size();
   published_ = last_cursor;
+  woken_ = last_cursor;
   for (Entry& e : events) {
     bytes_ += ApproxBytes(e.event);
     events_.push_back(std::move(e));
@@ -91,16 +150,34 @@ uint64_t EventLog::first_cursor() const {
   return first_;
 }
 
-void EventLog::AddListener(std::shared_ptr<Listener> l) {
+std::pair<absl::flat_hash_map<std::string, EventLog::Listeners>*, const std::string*>
+EventLog::IndexOf(const Interest& interest) {
+  if (!interest.task_id.empty()) return {&by_task_, &interest.task_id};
+  if (!interest.run_id.empty()) return {&by_run_, &interest.run_id};
+  if (!interest.agent_id.empty()) return {&by_agent_, &interest.agent_id};
+  return {nullptr, nullptr};
+}
+
+void EventLog::AddListener(std::shared_ptr<Listener> l, Interest interest) {
   absl::MutexLock lock(&mu_);
-  listeners_.push_back(std::move(l));
+  auto [it, added] = interests_.try_emplace(l.get(), std::move(interest));
+  if (!added) return;
+  auto [index, key] = IndexOf(it->second);
+  (index != nullptr ? (*index)[*key] : everything_).push_back(std::move(l));
 }
 
 void EventLog::RemoveListener(const Listener* l) {
   absl::MutexLock lock(&mu_);
-  listeners_.erase(std::remove_if(listeners_.begin(), listeners_.end(),
-                                  [l](const auto& p) { return p.get() == l; }),
-                   listeners_.end());
+  auto it = interests_.find(l);
+  if (it == interests_.end()) return;
+  auto [index, key] = IndexOf(it->second);
+  if (index == nullptr) {
+    Erase(everything_, l);
+  } else if (auto slot = index->find(*key); slot != index->end()) {
+    Erase(slot->second, l);
+    if (slot->second.empty()) index->erase(slot);
+  }
+  interests_.erase(it);
 }
 
 }  // namespace taskgrid

@@ -5,7 +5,9 @@
 // event only once it is published (durable in the store), so no reader ever
 // holds a cursor that a restart could give to another event. An event's
 // task snapshot is kept without its spec and shares the task's (immutable;
-// a new one replaces it): a reader gets it filled in.
+// a new one replaces it): a reader gets it filled in. Listeners are woken on
+// the log's own thread, not the publisher's, and only those whose interest
+// (a task, a run, an agent, or everything) a newly published event matches.
 #ifndef TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 #define TASKGRID_SERVICES_COORDINATOR_EVENT_LOG_H_
 
@@ -13,8 +15,11 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "taskgrid/v1/task.pb.h"
 
@@ -30,15 +35,25 @@ class EventLog {
     size_t max_bytes = 64 << 20;
   };
 
-  // Told that events were appended. Called without EventLog's lock held.
+  // Told that events it may want were published. Called on the log's
+  // fan-out thread, without EventLog's lock held.
   class Listener {
    public:
     virtual ~Listener() = default;
     virtual void OnAppended() = 0;
   };
+  // What a listener reads: events of this task, else of this run, else of
+  // this agent; all empty for every event. A listener that filters further
+  // (by type) is woken for events it then skips.
+  struct Interest {
+    std::string task_id;
+    std::string run_id;
+    std::string agent_id;
+  };
 
-  explicit EventLog(Options options) : options_(options) {}
+  explicit EventLog(Options options);
   EventLog() : EventLog(Options{}) {}
+  ~EventLog();
 
   // An event as the ring holds it.
   struct Entry {
@@ -53,7 +68,8 @@ class EventLog {
                               std::shared_ptr<const v1::TaskSpec> spec = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Makes events up to `cursor` visible to readers and wakes listeners.
+  // Makes events up to `cursor` visible to readers; the fan-out thread then
+  // wakes the listeners they interest.
   void Publish(uint64_t cursor) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Replaces the contents with `events` (ascending, contiguous cursors, all
@@ -74,10 +90,20 @@ class EventLog {
   // Cursor of the oldest event kept.
   uint64_t first_cursor() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  void AddListener(std::shared_ptr<Listener> l) ABSL_LOCKS_EXCLUDED(mu_);
+  void AddListener(std::shared_ptr<Listener> l, Interest interest = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
   void RemoveListener(const Listener* l) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  using Listeners = std::vector<std::shared_ptr<Listener>>;
+  // The index a listener of `interest` is kept in, and its key there.
+  std::pair<absl::flat_hash_map<std::string, Listeners>*, const std::string*> IndexOf(
+      const Interest& interest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Wakes listeners of events published since the last round, until stopped.
+  void FanOutLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // The listeners events in (woken_, published_] interest, each once.
+  Listeners InterestedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const Options options_;
   mutable absl::Mutex mu_;
   std::deque<Entry> events_ ABSL_GUARDED_BY(mu_);
@@ -85,7 +111,14 @@ class EventLog {
   // Cursor of events_.front(); the next cursor is first_ + events_.size().
   uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<std::shared_ptr<Listener>> listeners_ ABSL_GUARDED_BY(mu_);
+  uint64_t woken_ ABSL_GUARDED_BY(mu_) = 0;  // Listeners were told up to here.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Listeners everything_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Listeners> by_task_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Listeners> by_run_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Listeners> by_agent_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const Listener*, Interest> interests_ ABSL_GUARDED_BY(mu_);
+  std::thread fan_out_;  // Last: it starts once the rest is built.
 };
 
 }  // namespace taskgrid

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "services/common/testing/test_util.h"
+
 namespace taskgrid {
 namespace {
 
@@ -76,19 +80,94 @@ TEST(EventLogTest, CursorFromTheFutureResyncs) {
   EXPECT_EQ(after, 1u);
 }
 
+// Counts wakeups; they come from the log's fan-out thread.
+struct Counter : EventLog::Listener {
+  void OnAppended() override {
+    absl::MutexLock lock(&mu);
+    ++n;
+  }
+  int count() {
+    absl::MutexLock lock(&mu);
+    return n;
+  }
+  absl::Mutex mu;
+  int n = 0;
+};
+
 TEST(EventLogTest, ListenersAreWokenOnPublish) {
-  struct Counter : EventLog::Listener {
-    int n = 0;
-    void OnAppended() override { ++n; }
-  };
   EventLog log;
   auto c = std::make_shared<Counter>();
   log.AddListener(c);
   Add(log, "t");
+  ASSERT_TRUE(WaitFor([&] { return c->count() >= 1; }));
   Add(log, "t");
+  ASSERT_TRUE(WaitFor([&] { return c->count() >= 2; }));
   log.RemoveListener(c.get());
   Add(log, "t");
-  EXPECT_EQ(c->n, 2);
+  // A wakeup would come from the same thread, after Publish: a listener
+  // added after the last event is woken only once everything before it has.
+  auto marker = std::make_shared<Counter>();
+  log.AddListener(marker);
+  Add(log, "t");
+  ASSERT_TRUE(WaitFor([&] { return marker->count() >= 1; }));
+  EXPECT_EQ(c->count(), 2);
+}
+
+TEST(EventLogTest, OnlyListenersAnEventInterestsAreWoken) {
+  EventLog log;
+  auto of_a = std::make_shared<Counter>();
+  auto of_run = std::make_shared<Counter>();
+  auto of_agent = std::make_shared<Counter>();
+  auto all = std::make_shared<Counter>();
+  log.AddListener(of_a, {"a", "", ""});
+  log.AddListener(of_run, {"", "r1", ""});
+  log.AddListener(of_agent, {"", "", "host-1"});
+  log.AddListener(all);
+  // One event at a time: the fan-out may wake a listener once for several.
+  Add(log, "b");
+  ASSERT_TRUE(WaitFor([&] { return all->count() >= 1; }));
+  v1::TaskEvent in_run = Event("c");
+  in_run.set_run_id("r1");
+  in_run.set_agent_id("host-2");
+  log.Publish(log.Append(in_run).cursor());
+  ASSERT_TRUE(WaitFor([&] { return all->count() >= 2; }));
+  Add(log, "a");
+  ASSERT_TRUE(WaitFor([&] { return of_a->count() >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return all->count() >= 3; }));
+  EXPECT_EQ(of_run->count(), 1);
+  EXPECT_EQ(of_agent->count(), 0);
+  EXPECT_EQ(of_a->count(), 1);
+  log.RemoveListener(of_a.get());
+  log.RemoveListener(of_run.get());
+  log.RemoveListener(of_agent.get());
+  log.RemoveListener(all.get());
+}
+
+TEST(EventLogTest, ListenersOfEventsThatLeftTheRingAreAllWoken) {
+  // Holds the fan-out thread in its first wakeup until released.
+  struct Blocker : EventLog::Listener {
+    void OnAppended() override {
+      if (entered.HasBeenNotified()) return;
+      entered.Notify();
+      release.WaitForNotification();
+    }
+    absl::Notification entered, release;
+  };
+  EventLog log(EventLog::Options{.max_events = 2, .max_bytes = 1 << 20});
+  auto blocker = std::make_shared<Blocker>();
+  auto of_a = std::make_shared<Counter>();
+  log.AddListener(blocker);
+  log.AddListener(of_a, {"a", "", ""});
+  Add(log, "b");
+  blocker->entered.WaitForNotification();
+  // Events of other tasks pass out of the ring before the fan-out looks:
+  // it cannot tell whom they interested, so it wakes everyone, and a reader
+  // behind the ring learns it must resync.
+  for (int i = 0; i < 10; ++i) Add(log, "b");
+  blocker->release.Notify();
+  ASSERT_TRUE(WaitFor([&] { return of_a->count() >= 1; }));
+  log.RemoveListener(blocker.get());
+  log.RemoveListener(of_a.get());
 }
 
 TEST(EventLogTest, UnpublishedEventsAreInvisibleAndNeverEvicted) {

@@ -24,7 +24,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
 
   void Begin(std::shared_ptr<WatchReactor> self) ABSL_LOCKS_EXCLUDED(mu_) {
     self_ = self;
-    log_.AddListener(std::move(self));
+    log_.AddListener(std::move(self),
+                     {request_.task_id(), request_.run_id(), request_.agent_id()});
     absl::MutexLock lock(&mu_);
     PumpLocked();
   }
