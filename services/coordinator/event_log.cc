@@ -56,7 +56,8 @@ void EventLog::FanOutLoop() {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](EventLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return log->stopping_ || log->published_ > log->woken_;
+            // With no listener there is nobody to wake: the thread sleeps.
+            return log->stopping_ || (log->published_ > log->woken_ && !log->interests_.empty());
           },
           this));
       if (stopping_) return;
@@ -160,6 +161,7 @@ EventLog::IndexOf(const Interest& interest) {
 
 void EventLog::AddListener(std::shared_ptr<Listener> l, Interest interest) {
   absl::MutexLock lock(&mu_);
+  if (interests_.empty()) woken_ = published_;  // Nobody was told of those.
   auto [it, added] = interests_.try_emplace(l.get(), std::move(interest));
   if (!added) return;
   auto [index, key] = IndexOf(it->second);
