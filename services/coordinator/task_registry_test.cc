@@ -16,26 +16,40 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Records what the registry sends to one agent.
+// Records what the registry sends to one agent. Sends come from the store's
+// commit thread: `settle` waits until everything queued has been sent.
 class FakeLink : public AgentLink {
  public:
-  void Send(v1::CoordinatorMessage m) override { sent.push_back(std::move(m)); }
+  explicit FakeLink(std::function<void()> settle = [] {}) : settle_(std::move(settle)) {}
+  void Send(v1::CoordinatorMessage m) override {
+    absl::MutexLock lock(&mu_);
+    sent_.push_back(std::move(m));
+  }
   void Close(const absl::Status& s) override { closed = s; }
 
-  std::vector<v1::Assign> Assigns() const {
+  std::vector<v1::CoordinatorMessage> Sent() {
+    settle_();
+    absl::MutexLock lock(&mu_);
+    return sent_;
+  }
+  std::vector<v1::Assign> Assigns() {
     std::vector<v1::Assign> out;
-    for (const auto& m : sent)
+    for (const auto& m : Sent())
       if (m.has_assign()) out.push_back(m.assign());
     return out;
   }
-  std::vector<v1::Cancel> Cancels() const {
+  std::vector<v1::Cancel> Cancels() {
     std::vector<v1::Cancel> out;
-    for (const auto& m : sent)
+    for (const auto& m : Sent())
       if (m.has_cancel()) out.push_back(m.cancel());
     return out;
   }
-  std::vector<v1::CoordinatorMessage> sent;
   absl::Status closed = absl::OkStatus();
+
+ private:
+  const std::function<void()> settle_;
+  absl::Mutex mu_;
+  std::vector<v1::CoordinatorMessage> sent_ ABSL_GUARDED_BY(mu_);
 };
 
 class TaskRegistryTest : public ::testing::Test {
@@ -46,13 +60,25 @@ class TaskRegistryTest : public ::testing::Test {
     return o;
   }
 
+  void TearDown() override { store_.AwaitDelivered(); }
+
+  // A link that waits for the store's deliveries before it is read.
+  std::shared_ptr<FakeLink> NewLink() {
+    return std::make_shared<FakeLink>([this] { store_.AwaitDelivered(); });
+  }
+  // The newest published cursor, once what was queued is published.
+  uint64_t LastCursor() {
+    store_.AwaitDelivered();
+    return events_->last_cursor();
+  }
+
   // `instance` names the agent process: the same one may replace its own
   // connection.
   std::shared_ptr<FakeLink> Connect(const std::string& id, uint32_t slots,
                                     std::map<std::string, std::string> labels = {},
                                     std::vector<v1::HeldTask> held = {},
                                     const std::string& instance = "process-1") {
-    auto link = std::make_shared<FakeLink>();
+    auto link = NewLink();
     v1::Hello h;
     h.set_agent_id(id);
     h.set_slots(slots);
@@ -114,12 +140,14 @@ class TaskRegistryTest : public ::testing::Test {
   // A coordinator restart: a new registry and event log rebuilt from the store.
   void Restart(RegistryOptions o) {
     registry_.reset();
+    store_.AwaitDelivered();  // Its callbacks publish into the old log.
     events_ = std::make_unique<EventLog>();
     registry_ = std::make_unique<TaskRegistry>(clock_, store_, *events_, nullptr, o);
     registry_->Recover(*store_.Load());
   }
 
   std::vector<v1::TaskEvent> EventsAfter(uint64_t cursor) {
+    store_.AwaitDelivered();
     std::vector<v1::TaskEvent> out;
     v1::TaskEvent e;
     while (events_->Next(
@@ -146,7 +174,7 @@ TEST_F(TaskRegistryTest, QueuesWithoutAgentsAndSaysWhy) {
 
 TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   auto link = Connect("a1", 1);
-  ASSERT_TRUE(link->sent[0].has_welcome());
+  ASSERT_TRUE(link->Sent()[0].has_welcome());
   const std::string id = Submit();
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
   ASSERT_EQ(link->Assigns().size(), 1u);
@@ -156,15 +184,15 @@ TEST_F(TaskRegistryTest, RunsThroughEveryStateToSucceeded) {
   EXPECT_EQ(registry_->Get(id)->pid(), 4242);
   Output("a1", *link, id, 0, "hello ");
   Output("a1", *link, id, 6, "world\n");
-  ASSERT_TRUE(link->sent.back().has_ack());
-  EXPECT_EQ(link->sent.back().ack().stdout_offset(), 12);
+  ASSERT_TRUE(link->Sent().back().has_ack());
+  EXPECT_EQ(link->Sent().back().ack().stdout_offset(), 12);
   clock_.Advance(absl::Seconds(2));
   Finished("a1", *link, id, 0);
   auto t = registry_->Get(id);
   EXPECT_EQ(t->status(), v1::TASK_STATUS_SUCCEEDED);
   EXPECT_EQ(t->stdout().total_bytes(), 12);
   EXPECT_EQ(StdoutOf(id), "hello world\n");
-  EXPECT_TRUE(link->sent.back().ack().finished());
+  EXPECT_TRUE(link->Sent().back().ack().finished());
 
   std::vector<v1::TaskStatus> seen;
   uint64_t after = 0;
@@ -336,8 +364,8 @@ TEST_F(TaskRegistryTest, ReconnectKeepsTheTaskAndDeduplicatesOutput) {
   held.set_task_id(id);
   held.set_attempt(1);
   auto link2 = Connect("a1", 1, {}, {held});
-  ASSERT_TRUE(link2->sent[0].has_welcome());
-  const v1::Resume& r = link2->sent[0].welcome().resume(0);
+  ASSERT_TRUE(link2->Sent()[0].has_welcome());
+  const v1::Resume& r = link2->Sent()[0].welcome().resume(0);
   EXPECT_TRUE(r.keep());
   EXPECT_EQ(r.stdout_offset(), 3);
   Output("a1", *link2, id, 0, "abcdef");  // Resent from an older offset.
@@ -361,7 +389,7 @@ TEST_F(TaskRegistryTest, ReconnectWithoutTheTaskMakesItLostAndKillsStrays) {
   stray.set_attempt(1);
   auto link2 = Connect("a1", 1, {}, {stray});
   EXPECT_EQ(link->closed.code(), absl::StatusCode::kAborted);  // Replaced.
-  EXPECT_FALSE(link2->sent[0].welcome().resume(0).keep());
+  EXPECT_FALSE(link2->Sent()[0].welcome().resume(0).keep());
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_LOST);
 }
 
@@ -396,13 +424,13 @@ TEST_F(TaskRegistryTest, AnotherProcessCannotTakeAConnectedAgentsId) {
   h.set_agent_id("a1");
   h.set_slots(1);
   h.set_instance_id("impostor");
-  auto fake = std::make_shared<FakeLink>();
+  auto fake = NewLink();
   EXPECT_THAT(registry_->AgentConnected(h, fake),
               StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("agent_id a1 is connected")));
   EXPECT_TRUE(link->closed.ok());  // The real one keeps its stream ...
   const std::string id = Submit();
   EXPECT_EQ(link->Assigns().size(), 1u);  // ... and its tasks.
-  EXPECT_TRUE(fake->sent.empty());
+  EXPECT_TRUE(fake->Sent().empty());
   h.clear_instance_id();  // No instance at all proves nothing either.
   EXPECT_THAT(registry_->AgentConnected(h, fake), StatusIs(absl::StatusCode::kAlreadyExists));
   registry_->AgentDisconnected("a1", link.get());
@@ -447,7 +475,7 @@ TEST_F(TaskRegistryTest, OutputBeyondTheCapKeepsHeadAndTail) {
   RegistryOptions o = Options();
   o.output_cap_bytes = 1024;
   TaskRegistry registry(clock_, store_, *events_, nullptr, o);
-  auto link = std::make_shared<FakeLink>();
+  auto link = NewLink();
   v1::Hello h;
   h.set_agent_id("a1");
   h.set_slots(1);
@@ -565,7 +593,7 @@ TEST_F(TaskRegistryTest, RestartKeepsEveryTaskItsOutputAndItsKey) {
   v1::TaskSpec db;
   db.mutable_selector()->insert({"role", "db"});
   const std::string queued = Submit(db);
-  const uint64_t cursor = events_->last_cursor();
+  const uint64_t cursor = LastCursor();
 
   Restart(Options());
   EXPECT_EQ(StatusOf(done), v1::TASK_STATUS_SUCCEEDED);
@@ -577,15 +605,15 @@ TEST_F(TaskRegistryTest, RestartKeepsEveryTaskItsOutputAndItsKey) {
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->existing());
   EXPECT_EQ(again->task().id(), done);
-  EXPECT_EQ(events_->last_cursor(), cursor);
+  EXPECT_EQ(LastCursor(), cursor);
 
   // The agent comes back holding the running task: it resumes at offset 4.
   v1::HeldTask held;
   held.set_task_id(running);
   held.set_attempt(1);
   auto link2 = Connect("a1", 1, {{"role", "web"}}, {held});
-  ASSERT_TRUE(link2->sent[0].welcome().resume(0).keep());
-  EXPECT_EQ(link2->sent[0].welcome().resume(0).stdout_offset(), 4);
+  ASSERT_TRUE(link2->Sent()[0].welcome().resume(0).keep());
+  EXPECT_EQ(link2->Sent()[0].welcome().resume(0).stdout_offset(), 4);
   Output("a1", *link2, running, 4, " and the rest");
   Finished("a1", *link2, running, 0);
   EXPECT_EQ(StdoutOf(running), "half and the rest");
@@ -677,7 +705,7 @@ TEST_F(TaskRegistryTest, LostAttemptIsRetriedAfterBackoffAndFencesTheOldOne) {
   held.set_task_id(id);
   held.set_attempt(1);
   auto link1 = Connect("a1", 1, {}, {held});
-  EXPECT_FALSE(link1->sent[0].welcome().resume(0).keep());
+  EXPECT_FALSE(link1->Sent()[0].welcome().resume(0).keep());
   Finished("a1", *link1, id, 0, 0, 1);
   EXPECT_EQ(StatusOf(id), v1::TASK_STATUS_DISPATCHED);
   // The second attempt is lost too: no attempts left.
@@ -835,13 +863,13 @@ TEST(TaskRegistryDurabilityTest, NothingReachesAnAgentOrAReaderBeforeItIsDurable
   hello.set_slots(1);
   ASSERT_TRUE(registry.AgentConnected(hello, link).ok());
   store.Commit();
-  ASSERT_EQ(link->sent.size(), 1u);  // The welcome.
+  ASSERT_EQ(link->Sent().size(), 1u);  // The welcome.
   const uint64_t before = events.last_cursor();
 
   v1::SubmitRequest req;
   req.mutable_spec()->mutable_shell()->set_command("true");
   ASSERT_TRUE(registry.Submit(req).ok());
-  EXPECT_EQ(link->sent.size(), 1u);         // The assign waits for the commit...
+  EXPECT_EQ(link->Sent().size(), 1u);         // The assign waits for the commit...
   EXPECT_EQ(events.last_cursor(), before);  // ... and so do the events.
   store.Commit();
   EXPECT_EQ(link->Assigns().size(), 1u);
@@ -1183,7 +1211,7 @@ TEST_F(FleetRunTest, WaitingReasonsSayWhyAndChangeWithAnEvent) {
   v1::TaskSpec first = spec;
   first.set_priority(v1::PRIORITY_MEDIUM);
   Submit(first);
-  const uint64_t cursor = events_->last_cursor();
+  const uint64_t cursor = LastCursor();
   auto busy = Connect("web-2", 1, {{"role", "web"}});  // Takes `first`: `id` waits on.
   clock_.Advance(absl::Seconds(1));
   registry_->Tick();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 
 // GCC 12 misreports moves of std::variant members as uninitialized reads.
@@ -37,8 +38,7 @@ void GroupCommitStore::PutTask(uint64_t seq, const v1::Task& state,
                                std::shared_ptr<const v1::TaskSpec> spec) {
   change::PutTask c{seq, state.id(), state.status(),
                     state.has_finished_at() ? state.finished_at().seconds() : 0,
-                    state.SerializeAsString(), std::nullopt};
-  if (spec != nullptr) c.spec = spec->SerializeAsString();
+                    state.SerializeAsString(), std::move(spec)};
   absl::MutexLock lock(&mu_);
   if (auto it = put_index_.find(state.id()); it != put_index_.end()) {
     auto& prev = std::get<change::PutTask>(pending_[it->second]);
@@ -131,14 +131,14 @@ void GroupCommitStore::DeleteRun(const std::string& run_id) {
 }
 
 void GroupCommitStore::WhenDurable(std::function<void()> done) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (durable_seq_ < queued_seq_ || !waiters_.empty() || delivering_) {
-      waiters_.emplace_back(queued_seq_, std::move(done));
-      return;
-    }
-  }
-  done();
+  absl::MutexLock lock(&mu_);
+  waiters_.emplace_back(queued_seq_, std::move(done));
+}
+
+void GroupCommitStore::AwaitDelivered() {
+  absl::Notification delivered;
+  WhenDurable([&delivered] { delivered.Notify(); });
+  delivered.WaitForNotification();
 }
 
 absl::Status GroupCommitStore::health() const {
@@ -151,13 +151,11 @@ void GroupCommitStore::DeliverDurable() {
     std::vector<std::function<void()>> ready;
     {
       absl::MutexLock lock(&mu_);
-      while (!waiters_.empty() && waiters_.front().first <= durable_seq_) {
+      while (DeliverableLocked()) {
         ready.push_back(std::move(waiters_.front().second));
         waiters_.pop_front();
       }
-      // While callbacks run, later ones queue behind them (see WhenDurable).
-      delivering_ = !ready.empty();
-      if (!delivering_) return;
+      if (ready.empty()) return;
     }
     for (auto& done : ready) done();
   }
@@ -172,16 +170,21 @@ void GroupCommitStore::CommitLoop() {
       absl::MutexLock lock(&mu_);
       if (batch.empty()) {
         mu_.Await(absl::Condition(
-            +[](GroupCommitStore* s)
-                 ABSL_NO_THREAD_SAFETY_ANALYSIS { return !s->pending_.empty() || s->stopping_; },
+            +[](GroupCommitStore* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !s->pending_.empty() || s->stopping_ || s->DeliverableLocked();
+            },
             this));
-        if (pending_.empty()) return;  // Stopping with nothing left.
+        if (pending_.empty() && !DeliverableLocked()) return;  // Stopping with nothing left.
         batch.swap(pending_);
         put_index_.clear();
         output_index_.clear();
         trim_index_.clear();
         batch_seq = queued_seq_;
       }
+    }
+    if (batch.empty()) {  // Only callbacks of writes already durable.
+      DeliverDurable();
+      continue;
     }
     const absl::Time start = absl::Now();
     const absl::Status s = Commit(batch);

@@ -10,7 +10,7 @@
 #include <prometheus/histogram.h>
 
 #include <deque>
-#include <optional>
+#include <memory>
 #include <thread>
 #include <utility>
 #include <variant>
@@ -37,7 +37,7 @@ struct PutTask {
   int status = 0;        // v1::TaskStatus, for the store's own index.
   int64_t finished = 0;  // Unix seconds of finished_at, 0 while unfinished.
   std::string blob;      // Serialized v1::Task, without its spec ...
-  std::optional<std::string> spec;  // ... which is here when new.
+  std::shared_ptr<const v1::TaskSpec> spec;  // ... which is here when new.
 };
 struct DeleteTask {
   std::string task_id;
@@ -105,8 +105,14 @@ class GroupCommitStore : public TaskStore {
   void DeleteAgent(const std::string& agent_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void PutRun(const v1::Run& run) override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteRun(const std::string& run_id) override ABSL_LOCKS_EXCLUDED(mu_);
+  // Never inline: `done` runs on the commit thread, after the writes before
+  // it commit, so no caller's lock is held while it runs.
   void WhenDurable(std::function<void()> done) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status health() const override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Blocks until every write made and callback registered before the call
+  // has been committed and run. Not while holding a lock a callback takes.
+  void AwaitDelivered() ABSL_LOCKS_EXCLUDED(mu_);
 
  protected:
   explicit GroupCommitStore(StoreMetrics metrics) : metrics_(metrics) {}
@@ -126,6 +132,10 @@ class GroupCommitStore : public TaskStore {
   void CommitLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // Runs the callbacks whose writes are durable, in order, until none is left.
   void DeliverDurable() ABSL_LOCKS_EXCLUDED(mu_);
+  // A callback can run now.
+  bool DeliverableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !waiters_.empty() && waiters_.front().first <= durable_seq_;
+  }
 
   const StoreMetrics metrics_;
   mutable absl::Mutex mu_;
@@ -138,7 +148,6 @@ class GroupCommitStore : public TaskStore {
   uint64_t queued_seq_ ABSL_GUARDED_BY(mu_) = 0;   // Writes queued so far.
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;  // Writes committed so far.
   std::deque<std::pair<uint64_t, std::function<void()>>> waiters_ ABSL_GUARDED_BY(mu_);
-  bool delivering_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failing_ ABSL_GUARDED_BY(mu_);  // The last commit's error, until one succeeds.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread committer_;

@@ -1,92 +1,74 @@
 #include "services/coordinator/store/memory_task_store.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/common/status_util.h"
 
 namespace taskgrid {
+namespace {
 
-void MemoryTaskStore::PutTask(uint64_t seq, const v1::Task& state,
-                              std::shared_ptr<const v1::TaskSpec> spec) {
-  std::string record = state.SerializeAsString();
-  absl::MutexLock lock(&mu_);
-  Row& row = tasks_[seq];
-  row.state = std::move(record);
-  if (spec != nullptr) row.spec = std::move(spec);
-  seq_of_[state.id()] = seq;
+template <typename Message>
+absl::Status Decode(const std::string& record, absl::string_view what, Message& out) {
+  if (out.ParseFromString(record)) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("store: cannot decode ", what));
 }
 
-void MemoryTaskStore::DeleteTask(const std::string& task_id) {
+}  // namespace
+
+MemoryTaskStore::MemoryTaskStore() : GroupCommitStore(StoreMetrics{}) { StartCommitter(); }
+
+MemoryTaskStore::~MemoryTaskStore() { StopCommitter(); }
+
+absl::Status MemoryTaskStore::Commit(const std::vector<StoreChange>& batch) {
   absl::MutexLock lock(&mu_);
-  if (auto it = seq_of_.find(task_id); it != seq_of_.end()) {
-    tasks_.erase(it->second);
-    seq_of_.erase(it);
+  for (const StoreChange& c : batch) {
+    if (const auto* p = std::get_if<change::PutTask>(&c)) {
+      Row& row = tasks_[p->seq];
+      row.state = p->blob;
+      if (p->spec != nullptr) row.spec = p->spec;
+      seq_of_[p->task_id] = p->seq;
+    } else if (const auto* d = std::get_if<change::DeleteTask>(&c)) {
+      if (auto it = seq_of_.find(d->task_id); it != seq_of_.end()) {
+        tasks_.erase(it->second);
+        seq_of_.erase(it);
+      }
+      output_.erase(output_.lower_bound({d->task_id, 0, 0}),
+                    output_.lower_bound({d->task_id, v1::OutputStream_ARRAYSIZE, 0}));
+    } else if (const auto* o = std::get_if<change::Output>(&c)) {
+      output_[{o->task_id, o->stream, o->offset}] = o->data;
+    } else if (const auto* t = std::get_if<change::TrimOutput>(&c)) {
+      for (auto it = output_.lower_bound({t->task_id, t->stream, t->head_end});
+           it != output_.end() && std::get<0>(it->first) == t->task_id &&
+           std::get<1>(it->first) == t->stream;) {
+        if (std::get<2>(it->first) + static_cast<int64_t>(it->second.size()) > t->tail_start) break;
+        it = output_.erase(it);
+      }
+    } else if (const auto* e = std::get_if<change::Event>(&c)) {
+      events_[e->cursor] = {e->blob, e->log_bytes};
+    } else if (const auto* te = std::get_if<change::TrimEvents>(&c)) {
+      events_.erase(events_.begin(), events_.lower_bound(te->first_kept));
+    } else if (const auto* a = std::get_if<change::PutAgent>(&c)) {
+      agents_[a->agent_id] = a->blob;
+    } else if (const auto* da = std::get_if<change::DeleteAgent>(&c)) {
+      agents_.erase(da->agent_id);
+    } else if (const auto* au = std::get_if<change::Audit>(&c)) {
+      audit_.push_back(au->blob);
+    } else if (const auto* r = std::get_if<change::PutRun>(&c)) {
+      runs_[r->run_id] = r->blob;
+    } else if (const auto* dr = std::get_if<change::DeleteRun>(&c)) {
+      runs_.erase(dr->run_id);
+    }
   }
-  output_.erase(output_.lower_bound({task_id, 0, 0}),
-                output_.lower_bound({task_id, v1::OutputStream_ARRAYSIZE, 0}));
-}
-
-void MemoryTaskStore::AppendOutput(const std::string& task_id, v1::OutputStream stream,
-                                   int64_t offset, absl::string_view data) {
-  absl::MutexLock lock(&mu_);
-  output_[{task_id, stream, offset}] = std::string(data);
-}
-
-void MemoryTaskStore::TrimOutput(const std::string& task_id, v1::OutputStream stream,
-                                 int64_t head_end, int64_t tail_start) {
-  absl::MutexLock lock(&mu_);
-  for (auto it = output_.lower_bound({task_id, stream, head_end});
-       it != output_.end() && std::get<0>(it->first) == task_id &&
-       std::get<1>(it->first) == stream;) {
-    if (std::get<2>(it->first) + static_cast<int64_t>(it->second.size()) > tail_start) break;
-    it = output_.erase(it);
-  }
-}
-
-void MemoryTaskStore::AppendEvent(const v1::TaskEvent& event) {
-  Event e;
-  e.record = EventRecord(event, e.log_bytes);
-  absl::MutexLock lock(&mu_);
-  events_[event.cursor()] = std::move(e);
-}
-
-void MemoryTaskStore::TrimEvents(uint64_t first_kept) {
-  absl::MutexLock lock(&mu_);
-  events_.erase(events_.begin(), events_.lower_bound(first_kept));
-}
-
-void MemoryTaskStore::PutAgent(const v1::Agent& agent) {
-  absl::MutexLock lock(&mu_);
-  agents_[agent.agent_id()] = agent;
-}
-
-void MemoryTaskStore::AppendAudit(const v1::AuditEntry& entry) {
-  absl::MutexLock lock(&mu_);
-  audit_.push_back(entry);
-}
-
-void MemoryTaskStore::DeleteAgent(const std::string& agent_id) {
-  absl::MutexLock lock(&mu_);
-  agents_.erase(agent_id);
-}
-
-void MemoryTaskStore::PutRun(const v1::Run& run) {
-  absl::MutexLock lock(&mu_);
-  runs_[run.id()] = run;
-}
-
-void MemoryTaskStore::DeleteRun(const std::string& run_id) {
-  absl::MutexLock lock(&mu_);
-  runs_.erase(run_id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StoredState> MemoryTaskStore::Load() {
+  AwaitDelivered();
   absl::MutexLock lock(&mu_);
   StoredState state;
   for (const auto& [seq, row] : tasks_) {
     StoredState::Task& t = state.tasks.emplace_back();
     t.seq = seq;
-    if (!t.task.ParseFromString(row.state)) {
-      return absl::DataLossError(absl::StrCat("store: cannot decode the task with seq ", seq));
-    }
+    TASKGRID_RETURN_IF_ERROR(Decode(row.state, absl::StrCat("the task with seq ", seq), t.task));
     if (row.spec != nullptr) *t.task.mutable_spec() = *row.spec;
   }
   for (const auto& [key, data] : output_) {
@@ -96,18 +78,23 @@ absl::StatusOr<StoredState> MemoryTaskStore::Load() {
   for (const auto& [cursor, e] : events_) {
     StoredState::Event& out = state.events.emplace_back();
     out.log_bytes = e.log_bytes;
-    if (!out.event.ParseFromString(e.record)) {
-      return absl::DataLossError(absl::StrCat("store: cannot decode the event ", cursor));
-    }
+    TASKGRID_RETURN_IF_ERROR(Decode(e.record, absl::StrCat("the event ", cursor), out.event));
   }
-  for (const auto& [id, agent] : agents_) state.agents.push_back(agent);
-  for (const auto& [id, run] : runs_) state.runs.push_back(run);
+  for (const auto& [id, record] : agents_) {
+    TASKGRID_RETURN_IF_ERROR(Decode(record, absl::StrCat("the agent ", id), state.agents.emplace_back()));
+  }
+  for (const auto& [id, record] : runs_) {
+    TASKGRID_RETURN_IF_ERROR(Decode(record, absl::StrCat("the run ", id), state.runs.emplace_back()));
+  }
   const size_t first = audit_.size() > kAuditLoaded ? audit_.size() - kAuditLoaded : 0;
-  state.audit.assign(audit_.begin() + static_cast<std::ptrdiff_t>(first), audit_.end());
+  for (size_t i = first; i < audit_.size(); ++i) {
+    TASKGRID_RETURN_IF_ERROR(Decode(audit_[i], "an audit entry", state.audit.emplace_back()));
+  }
   return state;
 }
 
-size_t MemoryTaskStore::task_count() const {
+size_t MemoryTaskStore::task_count() {
+  AwaitDelivered();
   absl::MutexLock lock(&mu_);
   return tasks_.size();
 }

@@ -233,7 +233,11 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
       sqlite3_bind_int(put_task_, 3, p->status);
       sqlite3_bind_int64(put_task_, 4, p->finished);
       BindBlob(put_task_, 5, p->blob);
-      if (p->spec) BindBlob(put_task_, 6, *p->spec);  // Else NULL: the stored one stays.
+      std::string spec;  // Serialized here, off the registry's lock.
+      if (p->spec != nullptr) {
+        spec = p->spec->SerializeAsString();
+        BindBlob(put_task_, 6, spec);
+      }  // Else NULL: the stored one stays.
       ok = run(put_task_);
     } else if (const auto* d = std::get_if<change::DeleteTask>(&c)) {
       BindText(delete_task_, 1, d->task_id);

@@ -54,8 +54,8 @@ std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes);
 inline constexpr int kAuditLoaded = 100'000;
 
 // The registry's journal. Writes arrive in the order the registry made the
-// changes, from under its lock: they never block on I/O. A durable store
-// commits them in that order, in batches, on its own thread.
+// changes, from under its lock: they never block on I/O. Every store commits
+// them in that order, in batches, on its own thread.
 // Thread-safe.
 class TaskStore {
  public:
@@ -92,9 +92,10 @@ class TaskStore {
   virtual void PutRun(const v1::Run& run) = 0;
   virtual void DeleteRun(const std::string& run_id) = 0;
 
-  // Runs `done` once every write made before this call is durable; inline
-  // when it already is. Callbacks run in the order they were registered.
-  // While the store cannot commit, they wait (and it keeps retrying).
+  // Runs `done` once every write made before this call is durable, on the
+  // store's own thread, never inline: the caller may hold its lock.
+  // Callbacks run in the order they were registered. While the store cannot
+  // commit, they wait (and it keeps retrying).
   virtual void WhenDurable(std::function<void()> done) = 0;
 
   // Blocks until this coordinator may write: at once for a store only it

@@ -304,6 +304,23 @@ TEST_P(TaskStoreTest, AuditEntriesComeBackInOrder) {
   EXPECT_EQ(s.audit[2].seq(), 3u);
 }
 
+// The registry registers callbacks under its lock: one run inline would run
+// a reply, an agent send or an event publication while holding it.
+TEST_P(TaskStoreTest, DurabilityCallbacksNeverRunOnTheCallersThread) {
+  const std::thread::id caller = std::this_thread::get_id();
+  for (bool after_a_write : {false, true}) {
+    if (after_a_write) Put(1, "t", v1::TASK_STATUS_QUEUED, true);
+    absl::Notification ran;
+    std::thread::id ran_on;
+    store_->WhenDurable([&] {
+      ran_on = std::this_thread::get_id();
+      ran.Notify();
+    });
+    ASSERT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_NE(ran_on, caller) << (after_a_write ? "after a write" : "with nothing written");
+  }
+}
+
 TEST_P(TaskStoreTest, DurabilityCallbacksRunInOrderAfterTheirWrites) {
   std::vector<int> order;
   absl::Mutex mu;
