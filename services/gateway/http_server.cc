@@ -2,6 +2,7 @@
 #include "services/gateway/http_server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -108,8 +109,12 @@ class Connection {
 };
 
 // One TCP connection: reads requests one at a time (HTTP/1.1 keep-alive) and
-// writes each response, or turns into an event stream until it ends. All
-// socket work runs on the connection's strand.
+// writes each response, or turns into an event stream until it ends. Socket
+// work runs on the connection's strand, but for one shortcut: a plain-TCP
+// event stream with nothing queued or in flight takes a frame straight from
+// the writer's thread in one non-blocking send, and only what the socket
+// does not take is queued for the strand. Most frames to a client that keeps
+// up then cost one system call, not a strand hop and an asynchronous write.
 template <class Stream>
 class Session : public Connection, public std::enable_shared_from_this<Session<Stream>> {
  public:
@@ -146,13 +151,18 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   // Answers with an error body, then closes (the request cannot be served).
   void RefuseAndClose(int status, absl::string_view code, absl::string_view message);
   void Write(std::shared_ptr<http::response<http::string_body>> res);
-  void WriteNextFrame();
+  void WriteNextFrame() ABSL_LOCKS_EXCLUDED(out_mu_);
+  // The frame went out whole; false (nothing sent, or only its start, which
+  // `data` then loses) when the rest must be queued.
+  bool SendNow(std::string& data) ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
+  // Queues the strand's write unless one is due.
+  void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   void Heartbeat();
   void CheckStall();
   void HangUp(const char* reason);
   void RunDrainedCallback();
   void WatchPeer();
-  void EndStream();
+  void EndStream() ABSL_LOCKS_EXCLUDED(out_mu_);
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
   // After a response with Connection: close.
   void CloseAfterResponse();
@@ -168,19 +178,23 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   Server& server_;
   bool keep_alive_ = false;
 
-  // Event stream state, on the strand except the atomics.
-  bool streaming_ = false;
-  bool hang_up_ = false;  // Close once the queue drains.
+  // Event stream state. What writers share with the strand is guarded by
+  // out_mu_ (the socket is closed under it too, so a send never reaches a
+  // reused descriptor); the rest is the strand's.
+  absl::Mutex out_mu_;
+  bool streaming_ ABSL_GUARDED_BY(out_mu_) = false;
+  bool hang_up_ ABSL_GUARDED_BY(out_mu_) = false;  // Close once the queue drains.
   std::atomic<bool> hanging_up_{false};
   static constexpr size_t kMaxGather = 256;
-  std::deque<std::string> frames_;
+  std::deque<std::string> frames_ ABSL_GUARDED_BY(out_mu_);
   std::vector<asio::const_buffer> gather_;  // The frames in flight.
-  bool writing_ = false;
+  bool writing_ ABSL_GUARDED_BY(out_mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(out_mu_) = false;  // A WriteNextFrame is posted.
   std::atomic<bool> stream_closed_{false};
   std::atomic<size_t> queued_bytes_{0};
   asio::steady_timer heartbeat_;
   asio::steady_timer stall_timer_;
-  std::chrono::steady_clock::time_point last_progress_;
+  std::chrono::steady_clock::time_point last_progress_ ABSL_GUARDED_BY(out_mu_);
   size_t drain_low_water_ = 0;
   std::function<void()> on_drained_;
   char peer_byte_ = 0;
@@ -442,10 +456,15 @@ template <class Stream>
 void Session<Stream>::Close() {
   asio::post(executor_, [self = this->shared_from_this()] {
     if (self->upgraded_) return;  // The WebSocket session closes itself.
-    if (self->streaming_) {
+    bool streaming;
+    {
+      absl::MutexLock lock(&self->out_mu_);
+      streaming = self->streaming_;
       // Graceful: what is queued still goes out, then the stream ends (the
       // stall check ends it if the client takes nothing).
-      self->hang_up_ = true;
+      if (streaming) self->hang_up_ = true;
+    }
+    if (streaming) {
       self->hanging_up_ = true;
       self->WriteNextFrame();
     } else {
@@ -559,10 +578,13 @@ void Session<Stream>::BeginStream(Headers headers) {
   queued_bytes_ += head.size();
   asio::post(executor_,
              [self = this->shared_from_this(), head = std::move(head)]() mutable {
-               self->streaming_ = true;
                ++self->server_.open_streams_;
-               self->frames_.push_front(std::move(head));
-               self->last_progress_ = std::chrono::steady_clock::now();
+               {
+                 absl::MutexLock lock(&self->out_mu_);
+                 self->streaming_ = true;
+                 self->frames_.push_front(std::move(head));  // Before what was written early.
+                 self->last_progress_ = std::chrono::steady_clock::now();
+               }
                self->WriteNextFrame();
                self->WatchPeer();
                self->Heartbeat();
@@ -579,46 +601,77 @@ bool Session<Stream>::Enqueue(std::string data) {
                [self = this->shared_from_this()] { self->HangUp("queue limit reached"); });
     return false;
   }
+  absl::MutexLock lock(&out_mu_);
+  if (stream_closed_.load()) return false;
+  if (SendNow(data)) return true;
   queued_bytes_ += data.size();
-  asio::post(executor_,
-             [self = this->shared_from_this(), data = std::move(data)]() mutable {
-               if (self->stream_closed_.load()) return;
-               self->frames_.push_back(std::move(data));
-               self->WriteNextFrame();
-             });
+  frames_.push_back(std::move(data));
+  KickLocked();
   return true;
 }
 
 template <class Stream>
+bool Session<Stream>::SendNow(std::string& data) {
+  if constexpr (kTls) {
+    return false;  // Records are the TLS stream's: only the strand writes them.
+  } else {
+    if (!streaming_ || writing_ || !frames_.empty()) return false;  // It would overtake.
+    const ssize_t n = ::send(lowest().socket().native_handle(), data.data(), data.size(),
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) return false;  // Full (EAGAIN) or failing: the strand's write finds out which.
+    last_progress_ = std::chrono::steady_clock::now();
+    if (static_cast<size_t>(n) == data.size()) return true;
+    data.erase(0, static_cast<size_t>(n));
+    return false;
+  }
+}
+
+template <class Stream>
+void Session<Stream>::KickLocked() {
+  if (writing_ || kicked_ || !streaming_) return;
+  kicked_ = true;
+  asio::post(executor_, [self = this->shared_from_this()] { self->WriteNextFrame(); });
+}
+
+template <class Stream>
 void Session<Stream>::WriteNextFrame() {
-  if (writing_ || stream_closed_.load() || !streaming_) return;
-  if (frames_.empty()) {
-    if (hang_up_) EndStream();
-    return;
+  {
+    absl::MutexLock lock(&out_mu_);
+    kicked_ = false;
+    if (writing_ || stream_closed_.load() || !streaming_) return;
+    if (!frames_.empty()) {
+      // One gathered write for everything queued (up to a bound): a busy
+      // stream costs one system call per batch, not per event. Frames queued
+      // meanwhile go behind: a deque keeps the ones in flight in place.
+      writing_ = true;
+      gather_.clear();
+      for (size_t i = 0; i < frames_.size() && i < kMaxGather; ++i) {
+        gather_.push_back(asio::buffer(frames_[i]));
+      }
+      asio::async_write(
+          stream_, gather_,
+          [self = this->shared_from_this(), n = gather_.size()](beast::error_code ec, size_t) {
+            {
+              absl::MutexLock lock(&self->out_mu_);
+              self->writing_ = false;
+              for (size_t i = 0; i < n; ++i) {
+                self->queued_bytes_ -= self->frames_.front().size();
+                self->frames_.pop_front();
+              }
+              if (!ec) self->last_progress_ = std::chrono::steady_clock::now();
+            }
+            if (ec) {
+              self->EndStream();
+              return;
+            }
+            self->RunDrainedCallback();
+            self->WriteNextFrame();
+          });
+      return;
+    }
+    if (!hang_up_) return;
   }
-  // One gathered write for everything queued (up to a bound): a busy stream
-  // costs one system call per batch, not per event.
-  writing_ = true;
-  gather_.clear();
-  for (size_t i = 0; i < frames_.size() && i < kMaxGather; ++i) {
-    gather_.push_back(asio::buffer(frames_[i]));
-  }
-  asio::async_write(
-      stream_, gather_,
-      [self = this->shared_from_this(), n = gather_.size()](beast::error_code ec, size_t) {
-        self->writing_ = false;
-        for (size_t i = 0; i < n; ++i) {
-          self->queued_bytes_ -= self->frames_.front().size();
-          self->frames_.pop_front();
-        }
-        if (ec) {
-          self->EndStream();
-          return;
-        }
-        self->last_progress_ = std::chrono::steady_clock::now();
-        self->RunDrainedCallback();
-        self->WriteNextFrame();
-      });
+  EndStream();  // Hung up and drained.
 }
 
 template <class Stream>
@@ -656,9 +709,15 @@ void Session<Stream>::CheckStall() {
   stall_timer_.expires_after(timeout / 4);
   stall_timer_.async_wait([self = this->shared_from_this(), timeout](beast::error_code ec) {
     if (ec || self->stream_closed_.load()) return;
-    if (!self->frames_.empty() &&
-        std::chrono::steady_clock::now() - self->last_progress_ > timeout) {
-      if (self->hang_up_) {
+    bool stalled, hung_up;
+    {
+      absl::MutexLock lock(&self->out_mu_);
+      stalled = !self->frames_.empty() &&
+                std::chrono::steady_clock::now() - self->last_progress_ > timeout;
+      hung_up = self->hang_up_;
+    }
+    if (stalled) {
+      if (hung_up) {
         self->EndStream();  // Already ending; the client will not take the rest.
       } else {
         self->HangUp("stalled");
@@ -671,22 +730,34 @@ void Session<Stream>::CheckStall() {
 
 template <class Stream>
 void Session<Stream>::HangUp(const char* reason) {
-  if (stream_closed_.load() || hang_up_) return;
+  hanging_up_ = true;  // Writers stop first.
+  {
+    absl::MutexLock lock(&out_mu_);
+    if (stream_closed_.load() || hang_up_) return;
+    hang_up_ = true;
+  }
   spdlog::info("sse_client_too_slow reason={} queued_bytes={}", reason, queued_bytes_.load());
   ++server_.slow_clients_;
   if (server_.options().on_slow_client) server_.options().on_slow_client();
-  hanging_up_ = true;
-  hang_up_ = true;
-  if (writing_) {  // The socket is full: the client takes nothing, so no hint can reach it.
-    EndStream();
-    return;
+  bool writing;
+  {
+    absl::MutexLock lock(&out_mu_);
+    // With a write in flight the socket is full: the client takes nothing,
+    // so no hint can reach it. Else drop what it has not taken, tell it to
+    // resync, then hang up.
+    writing = writing_;
+    if (!writing) {
+      queued_bytes_ = 0;
+      frames_.clear();
+      frames_.push_back("event: resync\ndata: {\"reason\":\"client too slow\"}\n\n");
+      queued_bytes_ += frames_.back().size();
+    }
   }
-  // Drop what it has not taken, tell it to resync, then hang up.
-  queued_bytes_ = 0;
-  frames_.clear();
-  frames_.push_back("event: resync\ndata: {\"reason\":\"client too slow\"}\n\n");
-  queued_bytes_ += frames_.back().size();
-  WriteNextFrame();
+  if (writing) {
+    EndStream();
+  } else {
+    WriteNextFrame();
+  }
 }
 
 template <class Stream>
@@ -700,13 +771,16 @@ void Session<Stream>::WatchPeer() {
 
 template <class Stream>
 void Session<Stream>::EndStream() {
-  if (stream_closed_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&out_mu_);  // No writer's send is under way.
+    if (stream_closed_.exchange(true)) return;
+    beast::error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().socket().close(ec);
+  }
   --server_.open_streams_;
   heartbeat_.cancel();
   stall_timer_.cancel();
-  beast::error_code ec;
-  lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
-  lowest().socket().close(ec);
   std::function<void()> cb;
   {
     absl::MutexLock lock(&mu_);
