@@ -365,7 +365,7 @@ TEST_F(TaskRegistryTest, ReconnectKeepsTheTaskAndDeduplicatesOutput) {
   held.set_attempt(1);
   auto link2 = Connect("a1", 1, {}, {held});
   ASSERT_TRUE(link2->Sent()[0].has_welcome());
-  const v1::Resume& r = link2->Sent()[0].welcome().resume(0);
+  const v1::Resume r = link2->Sent()[0].welcome().resume(0);
   EXPECT_TRUE(r.keep());
   EXPECT_EQ(r.stdout_offset(), 3);
   Output("a1", *link2, id, 0, "abcdef");  // Resent from an older offset.
