@@ -79,6 +79,7 @@ EventLog::Listeners EventLog::InterestedLocked() const {
     return all;
   }
   Listeners wake = everything_;
+  if (by_task_.empty() && by_run_.empty() && by_agent_.empty()) return wake;
   absl::flat_hash_set<const Listener*> seen;
   auto add = [&](const absl::flat_hash_map<std::string, Listeners>& index, const std::string& key) {
     if (key.empty() || index.empty()) return;
