@@ -1,5 +1,5 @@
-// A small asynchronous HTTP/1.1 server (Boost.Beast, kept inside
-// http_server.cc): keep-alive requests answered from any thread,
+// A small asynchronous HTTP/1.1 server (Boost.Beast, kept inside its .cc
+// files): keep-alive requests answered from any thread,
 // text/event-stream responses and WebSockets fed through bounded queues. A
 // few I/O threads (each connection on its own strand) hold thousands of
 // connections. Plain HTTP, or HTTPS (and wss) with a certificate that is
