@@ -19,81 +19,12 @@
 #include "services/common/service_process.h"
 #include "services/common/task_status.h"
 #include "services/gateway/event_stream.h"
+#include "services/gateway/gateway_routes.h"
 #include "services/gateway/json.h"
 #include "services/gateway/web_assets.h"
 
 namespace taskgrid::gateway {
 namespace {
-
-constexpr absl::Duration kCallTimeout = absl::Seconds(10);
-
-// The caller's key, forwarded so the coordinator decides what it may do.
-std::string ApiKeyOf(const HttpRequest& req) {
-  if (std::string key = req.Header("x-api-key"); !key.empty()) return key;
-  const std::string auth = req.Header("authorization");
-  if (absl::StartsWithIgnoreCase(auth, "bearer ")) return auth.substr(7);
-  return "";
-}
-
-// One unary call to the coordinator: owns the request, response and context
-// until the callback has run.
-template <typename Req, typename Resp>
-struct Call {
-  grpc::ClientContext context;
-  Req request;
-  Resp response;
-};
-
-// `inflight` counts the call until its callback has run, so shutdown can wait
-// for it.
-template <typename Req, typename Resp, typename Invoke, typename Done>
-void CallCoordinator(std::atomic<int>& inflight, const HttpRequest& http, Req request,
-                     Invoke invoke, Done done) {
-  ++inflight;
-  auto call = std::make_shared<Call<Req, Resp>>();
-  call->request = std::move(request);
-  if (std::string key = ApiKeyOf(http); !key.empty()) call->context.AddMetadata("x-api-key", key);
-  // For the coordinator's audit log: who asked, besides this gateway.
-  call->context.AddMetadata("x-forwarded-for", http.remote);
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + kCallTimeout));
-  invoke(&call->context, &call->request, &call->response,
-         [call, done = std::move(done), &inflight](grpc::Status s) {
-           done(s, call->response);
-           --inflight;
-         });
-}
-
-std::vector<std::string> SplitList(const std::string& s) {
-  return absl::StrSplit(s, ',', absl::SkipWhitespace());
-}
-
-// Adds the event names in `value` ("task:status,agent:connected") to
-// `watch`; kInvalidArgument naming `param` for an unknown one.
-absl::Status AddEventTypes(const std::string& param, const std::string& value,
-                           v1::WatchRequest& watch) {
-  for (const std::string& t : SplitList(value)) {
-    std::string name = absl::AsciiStrToUpper(t);
-    std::replace(name.begin(), name.end(), ':', '_');
-    v1::EventType type;
-    if (!v1::EventType_Parse("EVENT_TYPE_" + name, &type)) {
-      return absl::InvalidArgumentError(param + ": unknown event type \"" + t + "\"");
-    }
-    watch.add_types(type);
-  }
-  return absl::OkStatus();
-}
-
-// Restricts `list` to tasks that have not finished.
-void OnlyUnfinished(v1::ListRequest& list) {
-  for (auto s : {v1::TASK_STATUS_PENDING, v1::TASK_STATUS_QUEUED, v1::TASK_STATUS_DISPATCHED,
-                 v1::TASK_STATUS_RUNNING}) {
-    list.add_status(s);
-  }
-}
-
-std::string Segment(const std::vector<std::string>& parts, size_t i) {
-  return i < parts.size() ? parts[i] : "";
-}
 
 // Whether the route at `parts` refuses query parameters it does not read:
 // the API's own routes (a misspelt filter must not quietly list
@@ -232,9 +163,8 @@ std::string Gateway::CallerOf(const HttpRequest& req, const std::string& key) co
 
 void Gateway::ReportHealthLoop() {
   v1::ServiceHealth h;
-  h.set_name("gateway/" + (options_.gateway_id.empty()
-                               ? absl::StrCat(HostName(), ":", http_port())
-                               : options_.gateway_id));
+  h.set_name("gateway/" + (options_.gateway_id.empty() ? absl::StrCat(HostName(), ":", http_port())
+                                                       : options_.gateway_id));
   h.set_kind("gateway");
   h.set_status(v1::HEALTH_STATUS_HEALTHY);
   *h.mutable_started_at() = ToProto(started_);
@@ -253,8 +183,8 @@ void Gateway::ReportHealthLoop() {
     if (!options_.api_key.empty()) ctx.AddMetadata("x-api-key", options_.api_key);
     v1::ReportHealthResponse ignored;
     if (grpc::Status s = monitoring_->ReportHealth(&ctx, h, &ignored); !s.ok()) {
-      spdlog::debug("health_report_failed code={} message=\"{}\"",
-                    static_cast<int>(s.error_code()), s.error_message());
+      spdlog::debug("health_report_failed code={} message=\"{}\"", static_cast<int>(s.error_code()),
+                    s.error_message());
     }
   } while (!stop_reporting_.WaitForNotificationWithTimeout(every));
 }
@@ -315,11 +245,14 @@ std::function<void()> Gateway::OpenStream(const std::string& caller, const std::
   };
 }
 
-void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
+void Gateway::Handle(HttpRequest request, std::shared_ptr<Responder> responder) {
   const absl::Time start = absl::Now();
-  // Every reply goes through here so metrics see the route pattern.
-  const Headers cors = edge_.CorsHeaders(req);
-  auto reply = [this, responder, start, cors](const std::string& route, HttpResponse r) {
+  auto x = std::make_shared<Exchange>();
+  x->req = std::move(request);
+  const HttpRequest& req = x->req;
+  x->responder = responder;
+  x->cors = edge_.CorsHeaders(req);
+  x->reply = [this, responder, start, cors = x->cors](const std::string& route, HttpResponse r) {
     const absl::Duration took = absl::Now() - start;
     metrics_.Observe(route, r.status, absl::ToDoubleSeconds(took));
     ++requests_;
@@ -328,8 +261,10 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     r.headers.insert(r.headers.end(), cors.begin(), cors.end());
     responder->Reply(std::move(r));
   };
-  const std::string key = ApiKeyOf(req);
-  const std::string caller = CallerOf(req, key);
+  const Reply& reply = x->reply;
+  const Headers& cors = x->cors;
+  x->key = ApiKeyOf(req);
+  x->caller = CallerOf(req, x->key);
 
   // ---------------------------------------------------------------- edge policy
   if (std::optional<HttpResponse> refusal = edge_.Refusal(req)) {
@@ -359,7 +294,7 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
     return reply("preflight", std::move(r));
   }
   if (req.path != "/health" && req.path != "/ready") {
-    if (const absl::Duration wait = limiter_.Take(caller); wait > absl::ZeroDuration()) {
+    if (const absl::Duration wait = limiter_.Take(x->caller); wait > absl::ZeroDuration()) {
       HttpResponse r = ErrorResponse(429, "resource_exhausted",
                                      "rate limit exceeded; retry after Retry-After seconds");
       r.headers.emplace_back(
@@ -367,8 +302,8 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
       return reply("rate_limited", std::move(r));
     }
   }
-  auto& async = *stub_->async();
-  const std::vector<std::string> parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+  x->parts = absl::StrSplit(req.path, '/', absl::SkipEmpty());
+  const std::vector<std::string>& parts = x->parts;
   if (!req.query.empty() && StrictQuery(parts)) {
     const std::vector<absl::string_view> known = QueryParamsOf(parts);
     for (const auto& [param, value] : req.query) {
@@ -382,144 +317,12 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
                                  param));
     }
   }
+  x->p0 = Segment(parts, 0);
+  x->p1 = Segment(parts, 1);
+  x->p2 = Segment(parts, 2);
+  x->p3 = Segment(parts, 3);
+  if (req.websocket) return ServeWebSocket(x);
   const std::string& m = req.method;
-  const std::string p0 = Segment(parts, 0), p1 = Segment(parts, 1), p2 = Segment(parts, 2),
-                    p3 = Segment(parts, 3);
-
-  auto proto_reply = [reply](std::string route, int ok_status) {
-    return [reply, route, ok_status](const grpc::Status& s, const google::protobuf::Message& resp) {
-      reply(route, s.ok() ? JsonResponse(ok_status, ToJson(resp)) : ErrorResponse(s));
-    };
-  };
-  auto needs_json = [&](const std::string& route) {
-    const std::string type = req.Header("content-type");
-    if (!absl::StartsWith(absl::AsciiStrToLower(type), "application/json")) {
-      reply(route, ErrorResponse(415, "unsupported_media_type",
-                                 "send the body as Content-Type: application/json"));
-      return false;
-    }
-    return true;
-  };
-  auto get_task = [&](const std::string& id, auto done) {
-    v1::GetRequest g;
-    g.set_task_id(id);
-    CallCoordinator<v1::GetRequest, v1::Task>(
-        inflight_, req, g, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
-        std::move(done));
-  };
-  auto start_stream = [this, req, responder, reply, caller, key, cors](
-                          const std::string& route, v1::WatchRequest watch, StreamFormat format,
-                          std::vector<std::string> initial) {
-    // ?after= is for clients that cannot set headers on their first request
-    // (a browser's EventSource).
-    const bool by_header = !req.Header("last-event-id").empty();
-    const std::string param = by_header ? "Last-Event-ID" : "after";
-    if (const std::string last = by_header ? req.Header("last-event-id") : req.Query("after");
-        !last.empty()) {
-      uint64_t cursor = 0;
-      if (!absl::SimpleAtoi(last, &cursor)) {
-        reply(route, ErrorResponse(400, "invalid_argument", param + ": not a cursor", param));
-        return;
-      }
-      watch.set_after_cursor(cursor);
-      initial.clear();  // The client has the state; it resumes after its cursor.
-    }
-    auto close_stream = OpenStream(caller, watch.task_id());
-    if (!close_stream) {
-      reply(route,
-            ErrorResponse(429, "resource_exhausted", "too many open streams for this caller"));
-      return;
-    }
-    metrics_.Observe(route, 200, 0);
-    auto writer = responder->StartEventStream(cors);
-    if (route == "/api/events" && watch.has_after_cursor() && req.Header("last-event-id").empty() &&
-        req.Query("after").empty()) {
-      // Shared fan-out when the hub's ring covers the cursor, for a caller
-      // whose key the coordinator has just accepted (the listing); one that
-      // resumes gets its own Watch, so its key is checked there.
-      for (auto& frame : initial) writer->Write(std::move(frame));
-      initial.clear();
-      writer->Write("retry: 2000\n\n");
-      if (hub_->Subscribe(writer, watch, watch.after_cursor(), close_stream)) return;
-    }
-    TrackStream(EventStream::Start(*stub_, watch, key, std::move(writer), format,
-                                   std::move(initial), metrics_,
-                                   CountStream(std::move(close_stream))));
-  };
-
-  // ---------------------------------------------------------------- WebSocket
-  if (req.websocket) {
-    // Messages from the client: {"type":"ping"} is answered with a pong.
-    auto serve = [this, req, caller, key](std::shared_ptr<WebSocketConnection> ws,
-                                          v1::WatchRequest watch, StreamFormat format,
-                                          std::vector<std::string> initial) {
-      std::weak_ptr<WebSocketConnection> weak = ws;
-      ws->OnMessage([weak](std::string text) {
-        auto conn = weak.lock();
-        if (!conn) return;
-        google::protobuf::Struct msg;
-        if (FromJson(text, &msg).ok() && msg.fields().count("type") &&
-            msg.fields().at("type").string_value() == "ping") {
-          conn->Write(R"({"type":"pong"})");
-        }
-      });
-      if (const std::string after = req.Query("after"); !after.empty()) {
-        uint64_t cursor = 0;
-        if (!absl::SimpleAtoi(after, &cursor)) return ws->CloseWith(4400, "after: not a cursor");
-        watch.set_after_cursor(cursor);
-        initial.clear();
-      }
-      metrics_.Observe(
-          req.path.rfind("/ws/monitoring", 0) == 0 ? "/ws/monitoring" : "/api/v1/ws/tasks/{id}",
-          101, 0);
-      auto close_stream = OpenStream(caller, watch.task_id());
-      if (!close_stream) return ws->CloseWith(4429, "too many open streams for this caller");
-      TrackStream(EventStream::Start(*stub_, watch, key, ws, format, std::move(initial), metrics_,
-                                     CountStream(std::move(close_stream))));
-    };
-    if (p0 == "api" && p1 == "v1" && p2 == "ws" && p3 == "tasks" && parts.size() == 5) {
-      const std::string id = parts[4];
-      return get_task(id, [responder, serve, id](const grpc::Status& s, const v1::Task& t) {
-        auto ws = responder->AcceptWebSocket();
-        if (s.error_code() == grpc::StatusCode::NOT_FOUND)
-          return ws->CloseWith(4004, "task not found");
-        if (!s.ok()) return ws->CloseWith(4000 + ErrorResponse(s).status, s.error_message());
-        v1::WatchRequest watch;
-        watch.set_task_id(id);
-        watch.set_after_cursor(0);
-        serve(ws, watch, StreamFormat::kRedisSre,
-              {absl::StrCat(R"({"update_type":"initial_state","thread_id":)", JsonString(id),
-                            R"(,"status":)", JsonString(NodelinkStatus(t.status())), R"(,"task":)",
-                            ToJson(t), R"(,"timestamp":)", JsonString(Rfc3339(t.updated_at())),
-                            "}")});
-      });
-    }
-    if (req.path == "/ws/monitoring") {
-      v1::WatchRequest watch;
-      watch.set_task_id(req.Query("task_id"));
-      if (absl::Status s = AddEventTypes("event_types", req.Query("event_types"), watch); !s.ok()) {
-        return reply("/ws/monitoring",
-                     ErrorResponse(400, "invalid_argument", s.message(), "event_types"));
-      }
-      const bool stats_only = req.Query("stats_only") == "true";
-      if (stats_only) {
-        watch.clear_types();
-        watch.add_types(v1::EVENT_TYPE_TASK_STATUS);
-        watch.add_types(v1::EVENT_TYPE_SYSTEM_METRICS);
-      }
-      return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-          inflight_, req, v1::StatsRequest(),
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
-          [responder, serve, watch](const grpc::Status& s, const v1::StatsResponse& stats) {
-            auto ws = responder->AcceptWebSocket();
-            if (!s.ok()) return ws->CloseWith(4000 + ErrorResponse(s).status, s.error_message());
-            serve(ws, watch, StreamFormat::kWebSocketEvents,
-                  {absl::StrCat(R"({"type":"stats_snapshot","stats":)", ToJson(stats), "}")});
-          });
-    }
-    return reply("websocket", ErrorResponse(404, "not_found", "no WebSocket at " + req.path));
-  }
-
   // ---------------------------------------------------------------- static
   if (m == "GET") {
     const auto& assets = web::Assets();
@@ -554,494 +357,59 @@ void Gateway::Handle(HttpRequest req, std::shared_ptr<Responder> responder) {
         });
   }
 
-  // ---------------------------------------------------------------- /api
-  if (p0 == "api" && p1 == "tasks") {
-    const std::string& id = p2;
-    if (parts.size() == 2 && m == "POST") {
-      if (!needs_json("/api/tasks")) return;
-      v1::SubmitRequest submit;
-      if (absl::Status s = FromJson(req.body, submit.mutable_spec()); !s.ok()) {
-        return reply("/api/tasks", ErrorResponse(400, "invalid_argument", s.message(), "body"));
-      }
-      submit.set_idempotency_key(req.Header("idempotency-key"));
-      return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
-          inflight_, req, submit,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
-          [reply](const grpc::Status& s, const v1::SubmitResponse& resp) {
-            if (!s.ok()) return reply("/api/tasks", ErrorResponse(s));
-            HttpResponse r = JsonResponse(resp.existing() ? 200 : 201, ToJson(resp.task()));
-            r.headers.emplace_back("X-Taskgrid-Cursor", std::to_string(resp.cursor()));
-            r.headers.emplace_back("Location", "/api/tasks/" + resp.task().id());
-            reply("/api/tasks", std::move(r));
-          });
-    }
-    if ((parts.size() == 2 && m == "GET") || (id == "active" && parts.size() == 3 && m == "GET")) {
-      const std::string route = id == "active" ? "/api/tasks/active" : "/api/tasks";
-      v1::ListRequest list;
-      if (id == "active") OnlyUnfinished(list);
-      for (const std::string& s : SplitList(req.Query("status"))) {
-        v1::TaskStatus st;
-        if (!v1::TaskStatus_Parse("TASK_STATUS_" + absl::AsciiStrToUpper(s), &st)) {
-          return reply(route, ErrorResponse(400, "invalid_argument",
-                                            "status: unknown status \"" + s + "\"", "status"));
-        }
-        list.add_status(st);
-      }
-      for (const std::string& s : SplitList(req.Query("priority"))) {
-        int p = -1;
-        if (!absl::SimpleAtoi(s, &p) || !v1::Priority_IsValid(p)) {
-          return reply(route,
-                       ErrorResponse(400, "invalid_argument",
-                                     "priority: must be 0 to 3, got \"" + s + "\"", "priority"));
-        }
-        list.add_priority(static_cast<v1::Priority>(p));
-      }
-      for (const std::string& t : SplitList(req.Query("type"))) list.add_type(t);
-      for (const std::string& t : SplitList(req.Query("tags"))) list.add_tags(t);
-      list.set_agent_id(req.Query("assignedTo"));
-      list.set_run_id(req.Query("run"));
-      if (std::string ps = req.Query("pageSize"); !ps.empty()) {
-        int n = 0;
-        if (!absl::SimpleAtoi(ps, &n)) {
-          return reply(
-              route, ErrorResponse(400, "invalid_argument", "pageSize: not a number", "pageSize"));
-        }
-        list.set_page_size(n);
-      }
-      list.set_page_token(req.Query("pageToken"));
-      return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-          inflight_, req, list,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
-          proto_reply(route, 200));
-    }
-    if (id == "stats" && parts.size() == 3 && m == "GET") {
-      return CallCoordinator<v1::StatsRequest, v1::StatsResponse>(
-          inflight_, req, v1::StatsRequest(),
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.Stats(c, q, r, cb); },
-          proto_reply("/api/tasks/stats", 200));
-    }
-    if (id == "cleanup" && parts.size() == 3 && m == "POST") {
-      return reply(
-          "/api/tasks/cleanup",
-          ErrorResponse(501, "unimplemented",
-                        "cleanup is automatic: finished tasks are removed after the "
-                        "coordinator's --retention; delete one with DELETE /api/tasks/{id}"));
-    }
-    if (parts.size() == 3 && m == "GET") {
-      return get_task(id, proto_reply("/api/tasks/{id}", 200));
-    }
-    if (parts.size() == 3 && m == "DELETE") {
-      v1::DeleteRequest del;
-      del.set_task_id(id);
-      return CallCoordinator<v1::DeleteRequest, v1::DeleteResponse>(
-          inflight_, req, del,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.Delete(c, q, r, cb); },
-          [reply](const grpc::Status& s, const v1::DeleteResponse&) {
-            reply("/api/tasks/{id}",
-                  s.ok() ? JsonResponse(200, R"({"message":"task deleted"})") : ErrorResponse(s));
-          });
-    }
-    if (parts.size() == 4 && p3 == "cancel" && m == "POST") {
-      v1::CancelRequest cancel;
-      cancel.set_task_id(id);
-      return CallCoordinator<v1::CancelRequest, v1::Task>(
-          inflight_, req, cancel,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
-          proto_reply("/api/tasks/{id}/cancel", 200));
-    }
-    if (parts.size() == 4 && (p3 == "status" || p3 == "progress") && m == "PATCH") {
-      return reply("/api/tasks/{id}/" + p3,
-                   ErrorResponse(405, "method_not_allowed",
-                                 p3 == "status" ? "status is owned by the coordinator; use POST "
-                                                  "/api/tasks/{id}/cancel to end a task"
-                                                : "progress comes from the task itself: print "
-                                                  "\"::progress PERCENT MESSAGE\" on stdout"));
-    }
-    if (parts.size() == 4 && p3 == "output" && m == "GET") {
-      v1::GetOutputRequest out;
-      out.set_task_id(id);
-      const std::string stream = req.Query("stream");
-      out.set_stream(stream == "stderr" ? v1::OUTPUT_STREAM_STDERR : v1::OUTPUT_STREAM_STDOUT);
-      if (!stream.empty() && stream != "stdout" && stream != "stderr") {
-        return reply("/api/tasks/{id}/output",
-                     ErrorResponse(400, "invalid_argument", "stream: stdout or stderr", "stream"));
-      }
-      int64_t n = 0;
-      if (!req.Query("offset").empty() && !absl::SimpleAtoi(req.Query("offset"), &n)) {
-        return reply("/api/tasks/{id}/output",
-                     ErrorResponse(400, "invalid_argument", "offset: not a number", "offset"));
-      }
-      out.set_offset(n);
-      return CallCoordinator<v1::GetOutputRequest, v1::GetOutputResponse>(
-          inflight_, req, out,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.GetOutput(c, q, r, cb); },
-          proto_reply("/api/tasks/{id}/output", 200));
-    }
-    if (parts.size() == 4 && p3 == "events" && m == "GET") {
-      // The task must exist (404 otherwise); its stream opens with its state
-      // and replays what the coordinator's log still holds.
-      return get_task(id, [start_stream, reply, id](const grpc::Status& s, const v1::Task& t) {
-        if (!s.ok()) return reply("/api/tasks/{id}/events", ErrorResponse(s));
-        v1::WatchRequest watch;
-        watch.set_task_id(id);
-        watch.set_after_cursor(0);
-        start_stream("/api/tasks/{id}/events", watch, StreamFormat::kTaskEvents,
-                     {absl::StrCat("event: initial_state\ndata: ", ToJson(t), "\n\n")});
-      });
-    }
-  }
-  if (p0 == "api" && p1 == "runs") {
-    const std::string& id = p2;
-    if (parts.size() == 2 && m == "POST") {
-      if (!needs_json("/api/runs")) return;
-      v1::SubmitRunRequest submit;
-      if (absl::Status s = FromJson(req.body, submit.mutable_spec()); !s.ok()) {
-        return reply("/api/runs", ErrorResponse(400, "invalid_argument", s.message(), "body"));
-      }
-      submit.set_idempotency_key(req.Header("idempotency-key"));
-      return CallCoordinator<v1::SubmitRunRequest, v1::SubmitRunResponse>(
-          inflight_, req, submit,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.SubmitRun(c, q, r, cb); },
-          [reply](const grpc::Status& s, const v1::SubmitRunResponse& resp) {
-            if (!s.ok()) return reply("/api/runs", ErrorResponse(s));
-            HttpResponse r = JsonResponse(resp.existing() ? 200 : 201, ToJson(resp.run()));
-            r.headers.emplace_back("X-Taskgrid-Cursor", std::to_string(resp.cursor()));
-            r.headers.emplace_back("Location", "/api/runs/" + resp.run().id());
-            reply("/api/runs", std::move(r));
-          });
-    }
-    if (parts.size() == 2 && m == "GET") {
-      v1::ListRunsRequest list;
-      if (std::string ps = req.Query("pageSize"); !ps.empty()) {
-        int n = 0;
-        if (!absl::SimpleAtoi(ps, &n)) {
-          return reply("/api/runs", ErrorResponse(400, "invalid_argument",
-                                                  "pageSize: not a number", "pageSize"));
-        }
-        list.set_page_size(n);
-      }
-      list.set_page_token(req.Query("pageToken"));
-      return CallCoordinator<v1::ListRunsRequest, v1::ListRunsResponse>(
-          inflight_, req, list,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.ListRuns(c, q, r, cb); },
-          proto_reply("/api/runs", 200));
-    }
-    auto get_run = [&](auto done) {
-      v1::GetRunRequest g;
-      g.set_run_id(id);
-      CallCoordinator<v1::GetRunRequest, v1::Run>(
-          inflight_, req, g,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.GetRun(c, q, r, cb); },
-          std::move(done));
-    };
-    if (parts.size() == 3 && m == "GET") return get_run(proto_reply("/api/runs/{id}", 200));
-    if (parts.size() == 4 && p3 == "cancel" && m == "POST") {
-      v1::CancelRunRequest cancel;
-      cancel.set_run_id(id);
-      return CallCoordinator<v1::CancelRunRequest, v1::Run>(
-          inflight_, req, cancel,
-          [&async](auto* c, auto* q, auto* r, auto cb) { async.CancelRun(c, q, r, cb); },
-          proto_reply("/api/runs/{id}/cancel", 200));
-    }
-    if (parts.size() == 4 && p3 == "events" && m == "GET") {
-      // Opens with the run and every target's row, then replays what the
-      // coordinator's log holds of the run and follows it live.
-      return get_run([start_stream, reply, id](const grpc::Status& s, const v1::Run& run) {
-        if (!s.ok()) return reply("/api/runs/{id}/events", ErrorResponse(s));
-        v1::WatchRequest watch;
-        watch.set_run_id(id);
-        watch.set_after_cursor(0);
-        start_stream("/api/runs/{id}/events", watch, StreamFormat::kTaskEvents,
-                     {absl::StrCat("event: initial_state\ndata: ", ToJson(run), "\n\n")});
-      });
-    }
-  }
-  if (m == "GET" && req.path == "/api/events") {
-    v1::WatchRequest watch;
-    watch.set_task_id(req.Query("task"));
-    watch.set_agent_id(req.Query("agent"));
-    watch.set_run_id(req.Query("run"));
-    if (absl::Status s = AddEventTypes("types", req.Query("types"), watch); !s.ok()) {
-      return reply("/api/events", ErrorResponse(400, "invalid_argument", s.message(), "types"));
-    }
-    if (!req.Header("last-event-id").empty() || !req.Query("after").empty()) {
-      return start_stream("/api/events", watch, StreamFormat::kTaskEvents, {});
-    }
-    // A new client first gets the unfinished tasks, then every event after
-    // the cursor of that listing: nothing falls between the two.
-    v1::ListRequest active;
-    OnlyUnfinished(active);
-    active.set_page_size(1000);
-    return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-        inflight_, req, active,
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
-        [start_stream, reply, watch](const grpc::Status& s, const v1::ListResponse& list) {
-          if (!s.ok()) return reply("/api/events", ErrorResponse(s));
-          v1::WatchRequest after = watch;
-          after.set_after_cursor(list.cursor());
-          start_stream("/api/events", after, StreamFormat::kTaskEvents,
-                       {absl::StrCat("id: ", list.cursor(),
-                                     "\nevent: initial_state\ndata: ", ToJson(list), "\n\n")});
-        });
-  }
-  if (m == "GET" && p0 == "api" && p1 == "audit" && parts.size() == 2) {
-    v1::ListAuditRequest audit;
-    audit.set_actor(req.Query("actor"));
-    audit.set_action(req.Query("action"));
-    for (const auto& [param, field] : {std::pair<const char*, const char*>{"after", "after_seq"},
-                                       {"limit", "limit"}}) {
-      if (req.Query(param).empty()) continue;
-      uint64_t n = 0;
-      if (!absl::SimpleAtoi(req.Query(param), &n) || n > 1'000'000'000) {
-        return reply("/api/audit", ErrorResponse(400, "invalid_argument",
-                                                 std::string(param) + ": not a number", param));
-      }
-      std::string(field) == "limit" ? audit.set_limit(static_cast<int32_t>(n))
-                                    : audit.set_after_seq(n);
-    }
-    if (const std::string since = req.Query("since"); !since.empty()) {
-      absl::Time t;
-      std::string err;
-      if (!absl::ParseTime(absl::RFC3339_full, since, &t, &err)) {
-        return reply("/api/audit", ErrorResponse(400, "invalid_argument",
-                                                 "since: not an RFC 3339 time", "since"));
-      }
-      *audit.mutable_since() = ToProto(t);
-    }
-    const bool lines = req.Query("format") == "jsonl";
-    return CallCoordinator<v1::ListAuditRequest, v1::ListAuditResponse>(
-        inflight_, req, audit,
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAudit(c, q, r, cb); },
-        [reply, lines](const grpc::Status& s, const v1::ListAuditResponse& resp) {
-          if (!s.ok()) return reply("/api/audit", ErrorResponse(s));
-          if (!lines) return reply("/api/audit", JsonResponse(200, ToJson(resp)));
-          // JSON lines, for export: one entry per line.
-          std::string body;
-          for (const v1::AuditEntry& e : resp.entries()) absl::StrAppend(&body, ToJson(e), "\n");
-          HttpResponse r = JsonResponse(200, std::move(body));
-          r.content_type = "application/x-ndjson";
-          if (resp.next_after_seq() != 0) {
-            r.headers.emplace_back("X-Next-After", std::to_string(resp.next_after_seq()));
-          }
-          reply("/api/audit", std::move(r));
-        });
-  }
-  if (m == "GET" && p0 == "api" && p1 == "agents" && parts.size() == 2) {
-    return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
-        inflight_, req, v1::ListAgentsRequest(),
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
-        proto_reply("/api/agents", 200));
-  }
-  if (m == "GET" && p0 == "api" && p1 == "v1" && p2 == "tasks" &&
-      Segment(parts, 4) == "stream-info" && parts.size() == 5) {
-    return get_task(p3, [this, reply](const grpc::Status& s, const v1::Task& t) {
-      const std::string route = "/api/v1/tasks/{id}/stream-info";
-      if (!s.ok()) return reply(route, ErrorResponse(s));
-      const bool final = IsFinal(t.status());
-      reply(route,
-            JsonResponse(
-                200,
-                absl::StrCat(R"({"thread_id":)", JsonString(t.id()), R"(,"stream_key":)",
-                             JsonString("taskgrid:task:" + t.id()), R"(,"stream_length":)",
-                             t.stdout().total_bytes() + t.stderr().total_bytes(),
-                             R"(,"stdout_bytes":)", t.stdout().total_bytes(), R"(,"stderr_bytes":)",
-                             t.stderr().total_bytes(), R"(,"dropped_bytes":)",
-                             t.stdout().dropped_bytes() + t.stderr().dropped_bytes(),
-                             R"(,"active_connections":)", StreamsFor(t.id()),
-                             R"(,"consumer_active":)", final ? "false" : "true", "}")));
-    });
-  }
+  if (x->p0 == "api" && x->p1 == "monitoring") return ServeMonitoring(x);
+  if (x->p0 == "api") return ServeApi(x);
+  ServeNodelink(x);
+}
 
-  // ---------------------------------------------------------------- monitoring
-  if (p0 == "api" && p1 == "monitoring") {
-    auto& mon = *monitoring_->async();
-    if (m == "GET" && p2 == "metrics" && p3 == "latest" && parts.size() == 4) {
-      return CallCoordinator<v1::GetLatestMetricsRequest, v1::MetricsResponse>(
-          inflight_, req, {},
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetLatestMetrics(c, q, r, cb); },
-          proto_reply("/api/monitoring/metrics/latest", 200));
-    }
-    if (m == "GET" && p2 == "metrics" && p3 == "history" && parts.size() == 4) {
-      const std::string route = "/api/monitoring/metrics/history";
-      v1::GetMetricsHistoryRequest history;
-      history.set_agent_id(req.Query("agent"));
-      for (const char* bound : {"since", "until"}) {
-        if (req.Query(bound).empty()) continue;
-        absl::Time t;
-        std::string err;
-        if (!absl::ParseTime(absl::RFC3339_full, req.Query(bound), &t, &err)) {
-          return reply(route, ErrorResponse(400, "invalid_argument",
-                                            absl::StrCat(bound, ": not an RFC 3339 time (", err,
-                                                         ")"),
-                                            bound));
-        }
-        *(std::string(bound) == "since" ? history.mutable_since() : history.mutable_until()) =
-            ToProto(t);
-      }
-      if (history.agent_id().empty()) {
-        return reply(route, ErrorResponse(400, "invalid_argument",
-                                          "agent: is required (the agent's id)", "agent"));
-      }
-      return CallCoordinator<v1::GetMetricsHistoryRequest, v1::MetricsResponse>(
-          inflight_, req, history,
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetMetricsHistory(c, q, r, cb); },
-          proto_reply(route, 200));
-    }
-    if (m == "GET" && p2 == "services" && parts.size() == 3) {
-      return CallCoordinator<v1::ListServicesRequest, v1::ListServicesResponse>(
-          inflight_, req, {},
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ListServices(c, q, r, cb); },
-          proto_reply("/api/monitoring/services", 200));
-    }
-    if (m == "GET" && p2 == "services" && parts.size() >= 4) {  // Names hold a '/'.
-      v1::GetServiceRequest get;
-      get.set_name(absl::StrJoin(parts.begin() + 3, parts.end(), "/"));
-      return CallCoordinator<v1::GetServiceRequest, v1::ServiceHealth>(
-          inflight_, req, get,
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetService(c, q, r, cb); },
-          proto_reply("/api/monitoring/services/{name}", 200));
-    }
-    if (m == "GET" && p2 == "alerts" && parts.size() == 3) {
-      v1::ListAlertsRequest list;
-      list.set_active_only(req.Query("active") == "true");
-      return CallCoordinator<v1::ListAlertsRequest, v1::ListAlertsResponse>(
-          inflight_, req, list,
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ListAlerts(c, q, r, cb); },
-          proto_reply("/api/monitoring/alerts", 200));
-    }
-    if (m == "POST" && p2 == "alerts" && Segment(parts, 4) == "resolve" && parts.size() == 5) {
-      v1::ResolveAlertRequest resolve;
-      resolve.set_alert_id(p3);
-      return CallCoordinator<v1::ResolveAlertRequest, v1::Alert>(
-          inflight_, req, resolve,
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.ResolveAlert(c, q, r, cb); },
-          proto_reply("/api/monitoring/alerts/{id}/resolve", 200));
-    }
-    if (m == "GET" && p2 == "status" && parts.size() == 3) {
-      return CallCoordinator<v1::GetStatusRequest, v1::MonitoringStatus>(
-          inflight_, req, {},
-          [&mon](auto* c, auto* q, auto* r, auto cb) { mon.GetStatus(c, q, r, cb); },
-          proto_reply("/api/monitoring/status", 200));
-    }
-    if (m == "POST" && p2 == "start" && parts.size() == 3) {
-      return CallCoordinator<v1::StartMonitoringRequest, v1::MonitoringStatus>(
-          inflight_, req, {}, [&mon](auto* c, auto* q, auto* r, auto cb) { mon.Start(c, q, r, cb); },
-          proto_reply("/api/monitoring/start", 200));
-    }
-    if (m == "POST" && p2 == "stop" && parts.size() == 3) {
-      return CallCoordinator<v1::StopMonitoringRequest, v1::MonitoringStatus>(
-          inflight_, req, {}, [&mon](auto* c, auto* q, auto* r, auto cb) { mon.Stop(c, q, r, cb); },
-          proto_reply("/api/monitoring/stop", 200));
-    }
-  }
+void Gateway::GetTask(const HttpRequest& req, const std::string& id,
+                      std::function<void(const grpc::Status&, const v1::Task&)> done) {
+  v1::GetRequest get;
+  get.set_task_id(id);
+  auto& async = *stub_->async();
+  CallCoordinator<v1::GetRequest, v1::Task>(
+      inflight_, req, get, [&async](auto* c, auto* q, auto* r, auto cb) { async.Get(c, q, r, cb); },
+      std::move(done));
+}
 
-  // ---------------------------------------------------------------- nodelink
-  auto nodelink_task = [](const v1::Task& t) {
-    return absl::StrCat(R"({"task_id":)", JsonString(t.id()), R"(,"agent_id":)",
-                        JsonString(t.agent_id().empty() ? t.spec().agent_id() : t.agent_id()),
-                        R"(,"status":)", JsonString(NodelinkStatus(t.status())),
-                        R"(,"created_at":)", JsonString(Rfc3339(t.created_at())),
-                        R"(,"updated_at":)", JsonString(Rfc3339(t.updated_at())), "}");
-  };
-  if (p0 == "tasks" && (p1 == "shell" || p1 == "docker") && parts.size() == 2 && m == "POST") {
-    const std::string route = "/tasks/" + p1;
-    if (!needs_json(route)) return;
-    google::protobuf::Struct body;
-    if (absl::Status s = FromJson(req.body, &body); !s.ok()) {
-      return reply(route, ErrorResponse(400, "invalid_argument", s.message(), "body"));
+void Gateway::StartStream(const ExchangePtr& x, const std::string& route, v1::WatchRequest watch,
+                          StreamFormat format, std::vector<std::string> initial) {
+  const HttpRequest& req = x->req;
+  const Reply& reply = x->reply;
+  // ?after= is for clients that cannot set headers on their first request
+  // (a browser's EventSource).
+  const bool by_header = !req.Header("last-event-id").empty();
+  const std::string param = by_header ? "Last-Event-ID" : "after";
+  if (const std::string last = by_header ? req.Header("last-event-id") : req.Query("after");
+      !last.empty()) {
+    uint64_t cursor = 0;
+    if (!absl::SimpleAtoi(last, &cursor)) {
+      reply(route, ErrorResponse(400, "invalid_argument", param + ": not a cursor", param));
+      return;
     }
-    v1::SubmitRequest submit;
-    v1::TaskSpec& spec = *submit.mutable_spec();
-    if (absl::Status s = p1 == "shell" ? NodelinkShellSpec(body, spec) : NodelinkDockerSpec(body, spec);
-        !s.ok()) {
-      return reply(route, ErrorResponse(400, "invalid_argument", s.message()));
-    }
-    if (!spec.has_timeout()) spec.mutable_timeout()->set_seconds(300);  // nodelink's default.
-    return CallCoordinator<v1::SubmitRequest, v1::SubmitResponse>(
-        inflight_, req, submit,
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.Submit(c, q, r, cb); },
-        [reply, route](const grpc::Status& s, const v1::SubmitResponse& resp) {
-          if (!s.ok()) return reply(route, ErrorResponse(s));
-          const v1::Task& t = resp.task();
-          reply(route,
-                JsonResponse(200, absl::StrCat(R"({"task_id":)", JsonString(t.id()),
-                                               R"(,"agent_id":)", JsonString(t.spec().agent_id()),
-                                               R"(,"status":"pending","created_at":)",
-                                               JsonString(Rfc3339(t.created_at())), "}")));
-        });
+    watch.set_after_cursor(cursor);
+    initial.clear();  // The client has the state; it resumes after its cursor.
   }
-  if (p0 == "tasks" && parts.size() == 2 && m == "GET") {
-    return get_task(p1, [reply, nodelink_task](const grpc::Status& s, const v1::Task& t) {
-      if (!s.ok()) return reply("/tasks/{id}", ErrorResponse(s));
-      std::string body = nodelink_task(t);
-      body.pop_back();
-      absl::StrAppend(&body, R"(,"timeout":)",
-                      JsonString(absl::FormatDuration(FromProto(t.spec().timeout()))), "}");
-      reply("/tasks/{id}", JsonResponse(200, body));
-    });
+  auto close_stream = OpenStream(x->caller, watch.task_id());
+  if (!close_stream) {
+    reply(route, ErrorResponse(429, "resource_exhausted", "too many open streams for this caller"));
+    return;
   }
-  if (p0 == "tasks" && parts.size() == 2 && m == "DELETE") {
-    v1::CancelRequest cancel;
-    cancel.set_task_id(p1);
-    return CallCoordinator<v1::CancelRequest, v1::Task>(
-        inflight_, req, cancel,
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.Cancel(c, q, r, cb); },
-        [reply](const grpc::Status& s, const v1::Task&) {
-          if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-            // nodelink documents 400 for a task already in a final state.
-            return reply("/tasks/{id}",
-                         ErrorResponse(400, "failed_precondition", s.error_message()));
-          }
-          reply("/tasks/{id}",
-                s.ok() ? JsonResponse(200, R"({"message":"task cancelled"})") : ErrorResponse(s));
-        });
+  metrics_.Observe(route, 200, 0);
+  auto writer = x->responder->StartEventStream(x->cors);
+  if (route == "/api/events" && watch.has_after_cursor() && req.Header("last-event-id").empty() &&
+      req.Query("after").empty()) {
+    // Shared fan-out when the hub's ring covers the cursor, for a caller
+    // whose key the coordinator has just accepted (the listing); one that
+    // resumes gets its own Watch, so its key is checked there.
+    for (auto& frame : initial) writer->Write(std::move(frame));
+    initial.clear();
+    writer->Write("retry: 2000\n\n");
+    if (hub_->Subscribe(writer, watch, watch.after_cursor(), close_stream)) return;
   }
-  if ((p0 == "tasks" && parts.size() == 1 && m == "GET") ||
-      (p0 == "agents" && p2 == "tasks" && parts.size() == 3 && m == "GET")) {
-    const bool per_agent = p0 == "agents";
-    const std::string route = per_agent ? "/agents/{id}/tasks" : "/tasks";
-    v1::ListRequest list;
-    list.set_agent_id(per_agent ? p1 : "");
-    list.set_page_size(1000);
-    const std::string agent = p1;
-    return CallCoordinator<v1::ListRequest, v1::ListResponse>(
-        inflight_, req, list,
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.List(c, q, r, cb); },
-        [reply, route, per_agent, agent, nodelink_task](const grpc::Status& s,
-                                                        const v1::ListResponse& resp) {
-          if (!s.ok()) return reply(route, ErrorResponse(s));
-          std::string body = per_agent ? absl::StrCat(R"({"agent_id":)", JsonString(agent), ",")
-                                       : std::string("{");
-          body += R"("tasks":[)";
-          for (int i = 0; i < resp.tasks_size(); ++i) {
-            if (i) body += ",";
-            body += nodelink_task(resp.tasks(i));
-          }
-          body += "]}";
-          reply(route, JsonResponse(200, body));
-        });
-  }
-  if (p0 == "agents" && parts.size() == 1 && m == "GET") {
-    return CallCoordinator<v1::ListAgentsRequest, v1::ListAgentsResponse>(
-        inflight_, req, v1::ListAgentsRequest(),
-        [&async](auto* c, auto* q, auto* r, auto cb) { async.ListAgents(c, q, r, cb); },
-        proto_reply("/agents", 200));
-  }
-  if (m == "GET" && req.path == "/stream") {
-    const std::string ref = req.Query("ref");
-    if (ref.empty()) {
-      return reply("/stream",
-                   ErrorResponse(400, "invalid_argument", "ref: the task id is required", "ref"));
-    }
-    return get_task(ref, [start_stream, reply, ref](const grpc::Status& s, const v1::Task&) {
-      if (!s.ok()) return reply("/stream", ErrorResponse(s));
-      v1::WatchRequest watch;
-      watch.set_task_id(ref);
-      watch.set_after_cursor(0);
-      start_stream("/stream", watch, StreamFormat::kNodelink, {});
-    });
-  }
-  reply("unmatched", ErrorResponse(404, "not_found", "no route for " + m + " " + req.path));
+  TrackStream(EventStream::Start(*stub_, watch, x->key, std::move(writer), format,
+                                 std::move(initial), metrics_,
+                                 CountStream(std::move(close_stream))));
 }
 
 }  // namespace taskgrid::gateway

@@ -32,6 +32,9 @@
 
 namespace taskgrid::gateway {
 
+struct Exchange;  // gateway_routes.h
+using ExchangePtr = std::shared_ptr<const Exchange>;
+
 struct GatewayOptions {
   // HTTP address for browsers and REST clients; port 0 picks one.
   std::string http_address = "127.0.0.1:8080";
@@ -87,6 +90,18 @@ class Gateway {
  private:
   explicit Gateway(const GatewayOptions& options);
   void Handle(HttpRequest request, std::shared_ptr<Responder> responder);
+  // The routes, after the edge policy: each in its own file.
+  void ServeWebSocket(ExchangePtr x);   // gateway_websocket.cc
+  void ServeApi(ExchangePtr x);         // gateway_api.cc
+  void ServeMonitoring(ExchangePtr x);  // gateway_monitoring.cc
+  void ServeNodelink(ExchangePtr x);    // gateway_nodelink.cc
+  // Task `id`, asked for with `req`'s key.
+  void GetTask(const HttpRequest& req, const std::string& id,
+               std::function<void(const grpc::Status&, const v1::Task&)> done);
+  // Answers `x` with an event stream of `watch` that opens with `initial`,
+  // unless the client resumes after a cursor (Last-Event-ID or ?after=).
+  void StartStream(const ExchangePtr& x, const std::string& route, v1::WatchRequest watch,
+                   StreamFormat format, std::vector<std::string> initial);
   // Open event streams of one task on this gateway.
   int StreamsFor(const std::string& task_id) ABSL_LOCKS_EXCLUDED(streams_mu_);
   // Counts a new stream for `caller` and `task_id` unless the caller is at

@@ -299,7 +299,7 @@ void Session<Stream>::OnRead(beast::error_code ec) {
   }
   req.body = std::move(msg.body());
   host_.handler()(std::move(req),
-                    std::make_shared<ResponderImpl<Stream>>(this->shared_from_this()));
+                  std::make_shared<ResponderImpl<Stream>>(this->shared_from_this()));
 }
 
 template <class Stream>
@@ -307,16 +307,15 @@ void Session<Stream>::RefuseAndClose(int status, absl::string_view code,
                                      absl::string_view message) {
   HttpResponse r;
   r.status = status;
-  r.body = absl::StrCat(R"({"error":{"code":")", code, R"(","message":")", message,
-                        R"(","field":""}})");
+  r.body =
+      absl::StrCat(R"({"error":{"code":")", code, R"(","message":")", message, R"(","field":""}})");
   keep_alive_ = false;
   SendResponse(std::move(r));
 }
 
 template <class Stream>
 void Session<Stream>::SendResponse(HttpResponse response) {
-  asio::post(executor_, [self = this->shared_from_this(),
-                                      response = std::move(response)] {
+  asio::post(executor_, [self = this->shared_from_this(), response = std::move(response)] {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(response.status), 11);
     res->set(http::field::server, "taskgrid-gateway");
@@ -346,20 +345,19 @@ void Session<Stream>::BeginStream(Headers headers) {
   for (const auto& [k, v] : headers) absl::StrAppend(&head, k, ": ", v, "\r\n");
   head += "\r\n";
   queued_bytes_ += head.size();
-  asio::post(executor_,
-             [self = this->shared_from_this(), head = std::move(head)]() mutable {
-               self->host_.StreamOpened();
-               {
-                 absl::MutexLock lock(&self->out_mu_);
-                 self->streaming_ = true;
-                 self->frames_.push_front(std::move(head));  // Before what was written early.
-                 self->last_progress_ = std::chrono::steady_clock::now();
-               }
-               self->WriteNextFrame();
-               self->WatchPeer();
-               self->Heartbeat();
-               self->CheckStall();
-             });
+  asio::post(executor_, [self = this->shared_from_this(), head = std::move(head)]() mutable {
+    self->host_.StreamOpened();
+    {
+      absl::MutexLock lock(&self->out_mu_);
+      self->streaming_ = true;
+      self->frames_.push_front(std::move(head));  // Before what was written early.
+      self->last_progress_ = std::chrono::steady_clock::now();
+    }
+    self->WriteNextFrame();
+    self->WatchPeer();
+    self->Heartbeat();
+    self->CheckStall();
+  });
 }
 
 template <class Stream>
@@ -456,12 +454,11 @@ void Session<Stream>::Heartbeat() {
 
 template <class Stream>
 void Session<Stream>::WhenDrained(size_t low_water, std::function<void()> cb) {
-  asio::post(executor_,
-             [self = this->shared_from_this(), low_water, cb = std::move(cb)] {
-               self->drain_low_water_ = low_water;
-               self->on_drained_ = std::move(cb);
-               self->RunDrainedCallback();
-             });
+  asio::post(executor_, [self = this->shared_from_this(), low_water, cb = std::move(cb)] {
+    self->drain_low_water_ = low_water;
+    self->on_drained_ = std::move(cb);
+    self->RunDrainedCallback();
+  });
 }
 
 template <class Stream>
