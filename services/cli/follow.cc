@@ -174,7 +174,8 @@ class RunFollower {
       if (t.sink != nullptr) FlushPartial(t);
       t.attempt = std::max(t.attempt, attempt);
       t.sink = std::make_unique<OutputSink>(
-          ctx_, task_id, [this, &t](int stream, absl::string_view data) { Lines(t, stream, data); });
+          ctx_, task_id,
+          [this, &t](int stream, absl::string_view data) { Lines(t, stream, data); });
     }
     return *t.sink;
   }
@@ -224,8 +225,8 @@ class RunFollower {
     const int failed = c.failed() + c.timed_out() + c.lost();
     const std::string line = absl::StrFormat(
         "[run %s] %d/%d done  %d running  %d waiting  %d failed%s", run_.id().substr(0, 8),
-        c.succeeded() + failed + c.cancelled(), c.targets() - c.skipped(), c.running(),
-        c.waiting(), failed, c.skipped() ? absl::StrCat("  ", c.skipped(), " skipped") : "");
+        c.succeeded() + failed + c.cancelled(), c.targets() - c.skipped(), c.running(), c.waiting(),
+        failed, c.skipped() ? absl::StrCat("  ", c.skipped(), " skipped") : "");
     std::cerr << "\r\033[K\033[2m" << line << "\033[0m" << std::flush;
     progress_shown_ = true;
   }
