@@ -76,7 +76,7 @@ TaskRegistry::TaskRegistry(const Clock& clock, TaskStore& store, EventLog& event
       rng_(std::random_device{}()) {}
 
 void TaskRegistry::Recover(StoredState state) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   const absl::Time now = clock_.Now();
   for (v1::Agent& info : state.agents) agents_.Restore(std::move(info), now);
   // Entries are built on every core (a million tasks take seconds), then
@@ -315,7 +315,7 @@ void TaskRegistry::PublishLocked(std::vector<v1::TaskEvent> events) {
 
 absl::StatusOr<v1::Alert> TaskRegistry::ResolveAlert(const std::string& alert_id,
                                                      const std::string& by) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   auto events = monitor_.Resolve(alert_id, by);
   if (!events.ok()) return events.status();
   v1::Alert alert = events->front().alert();
@@ -324,12 +324,12 @@ absl::StatusOr<v1::Alert> TaskRegistry::ResolveAlert(const std::string& alert_id
 }
 
 void TaskRegistry::ReportHealth(const v1::ServiceHealth& report) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   PublishLocked(monitor_.OnHealthReport(report));
 }
 
 void TaskRegistry::SetMonitoring(bool running) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   monitor_.SetRunning(running);
 }
 
@@ -395,7 +395,7 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
     valid.push_back(std::move(s));
     out.add_results();
   }
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   std::vector<TaskEntry*> created(valid.size(), nullptr);
   for (size_t i = 0; i < requests.size(); ++i) {
     v1::SubmitBatchResponse::Result& result = *out.mutable_results(static_cast<int>(i));
@@ -616,7 +616,7 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
 absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
                                               const std::string& reason) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   TaskEntry* t = FindLocked(task_id);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
   if (IsFinal(t->task.status())) {
@@ -637,7 +637,7 @@ void TaskRegistry::CancelLocked(TaskEntry& t, const std::string& why) {
 
 absl::Status TaskRegistry::Delete(const std::string& task_id) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("task_id", task_id, true));
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   TaskEntry* t = FindLocked(task_id);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
   if (!IsFinal(t->task.status())) {
@@ -708,7 +708,7 @@ absl::StatusOr<std::string> TaskRegistry::OwnerOf(absl::string_view field,
 // ---------------------------------------------------------------- audit
 
 void TaskRegistry::Audit(std::vector<v1::AuditEntry> entries) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   for (v1::AuditEntry& e : entries) AuditLocked(std::move(e));
 }
 

@@ -379,6 +379,26 @@ class TaskRegistry {
   Monitor monitor_;
 
   absl::Mutex mu_;
+  // mu_ for a section that changes something: the store's write group is
+  // open with it, so the section's changes and the events that describe
+  // them commit in one transaction (a crash keeps both or neither).
+  class ABSL_SCOPED_LOCKABLE WriteLock {
+   public:
+    explicit WriteLock(TaskRegistry* r) ABSL_EXCLUSIVE_LOCK_FUNCTION(r->mu_)
+        ABSL_NO_THREAD_SAFETY_ANALYSIS : r_(r) {
+      r_->mu_.Lock();
+      r_->store_.BeginGroup();
+    }
+    ~WriteLock() ABSL_UNLOCK_FUNCTION() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      r_->store_.EndGroup();
+      r_->mu_.Unlock();
+    }
+    WriteLock(const WriteLock&) = delete;
+    WriteLock& operator=(const WriteLock&) = delete;
+
+   private:
+    TaskRegistry* const r_;
+  };
   // Task rules are evaluated once a second, not on every tick.
   absl::Time next_evaluation_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, std::unique_ptr<TaskEntry>> tasks_ ABSL_GUARDED_BY(mu_);

@@ -28,7 +28,7 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   // that a hello comes from the process that holds it.
   const std::string instance =
       hello.instance_id().empty() ? "" : Sha256Hex(hello.instance_id()).substr(0, 16);
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   TASKGRID_ASSIGN_OR_RETURN(
       const AgentDirectory::Connection connection,
       agents_.Connect(hello, instance, std::move(link), token, clock_.Now()));
@@ -100,7 +100,7 @@ void TaskRegistry::DisconnectAgents(
     const std::function<absl::Status(const v1::Agent&, const std::string&)>& refusal) {
   std::vector<std::pair<std::shared_ptr<AgentLink>, absl::Status>> links;
   {
-    absl::MutexLock lock(&mu_);
+    WriteLock lock(this);
     for (const auto& [id, a] : agents_.connected()) {
       if (!a->connected()) continue;
       if (absl::Status s = refusal(a->info, a->token_sha256); !s.ok()) {
@@ -113,7 +113,7 @@ void TaskRegistry::DisconnectAgents(
 }
 
 void TaskRegistry::AgentDisconnected(const std::string& agent_id, const AgentLink* link) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   const AgentEntry* a = agents_.Disconnect(agent_id, link);
   if (a == nullptr) return;  // Already replaced.
   spdlog::info("agent_disconnected agent_id={} running_tasks={}", agent_id, a->assigned.size());
@@ -131,7 +131,7 @@ void TaskRegistry::EmitDisconnectedLocked(const std::string& agent_id) {
 
 void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLink* link,
                                       const v1::AgentMessage& message) {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   AgentEntry* found = agents_.FindByLink(agent_id, link);
   if (found == nullptr) return;
   AgentEntry& a = *found;

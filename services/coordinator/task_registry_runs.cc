@@ -65,7 +65,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
                             ParseTargetShare("spec.max_errors", spec.max_errors()));
   const v1::TaskSpec& task = spec.task();
 
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   v1::SubmitRunResponse response;
   const std::string idempotency = IdempotencyKey(limits.owner, request.idempotency_key());
   if (!request.idempotency_key().empty()) {
@@ -213,7 +213,7 @@ absl::StatusOr<v1::ListRunsResponse> TaskRegistry::ListRuns(const v1::ListRunsRe
 absl::StatusOr<v1::Run> TaskRegistry::CancelRun(const std::string& run_id,
                                                 const std::string& reason) {
   TASKGRID_RETURN_IF_ERROR(ValidateId("run_id", run_id, true));
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return absl::NotFoundError(absl::StrCat("run_id: no run ", run_id));
   RunEntry& r = *it->second;

@@ -7,7 +7,7 @@
 namespace taskgrid {
 
 void TaskRegistry::Tick() {
-  absl::MutexLock lock(&mu_);
+  WriteLock lock(this);
   const absl::Time now = clock_.Now();
   if (now >= next_evaluation_) {
     next_evaluation_ = now + absl::Seconds(1);

@@ -29,6 +29,16 @@ void GroupCommitStore::StopCommitter() {
   if (committer_.joinable()) committer_.join();
 }
 
+void GroupCommitStore::BeginGroup() {
+  absl::MutexLock lock(&mu_);
+  ++open_groups_;
+}
+
+void GroupCommitStore::EndGroup() {
+  absl::MutexLock lock(&mu_);
+  --open_groups_;
+}
+
 void GroupCommitStore::Enqueue(StoreChange c) {
   ++queued_seq_;
   pending_.push_back(std::move(c));
@@ -171,15 +181,18 @@ void GroupCommitStore::CommitLoop() {
       if (batch.empty()) {
         mu_.Await(absl::Condition(
             +[](GroupCommitStore* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return !s->pending_.empty() || s->stopping_ || s->DeliverableLocked();
+              return (!s->pending_.empty() && s->open_groups_ == 0) || s->stopping_ ||
+                     s->DeliverableLocked();
             },
             this));
         if (pending_.empty() && !DeliverableLocked()) return;  // Stopping with nothing left.
-        batch.swap(pending_);
-        put_index_.clear();
-        output_index_.clear();
-        trim_index_.clear();
-        batch_seq = queued_seq_;
+        if (open_groups_ == 0) {  // Else only deliver what is durable already.
+          batch.swap(pending_);
+          put_index_.clear();
+          output_index_.clear();
+          trim_index_.clear();
+          batch_seq = queued_seq_;
+        }
       }
     }
     if (batch.empty()) {  // Only callbacks of writes already durable.

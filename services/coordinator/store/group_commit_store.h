@@ -108,6 +108,8 @@ class GroupCommitStore : public TaskStore {
   // Never inline: `done` runs on the commit thread, after the writes before
   // it commit, so no caller's lock is held while it runs.
   void WhenDurable(std::function<void()> done) override ABSL_LOCKS_EXCLUDED(mu_);
+  void BeginGroup() override ABSL_LOCKS_EXCLUDED(mu_);
+  void EndGroup() override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status health() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until every write made and callback registered before the call
@@ -145,6 +147,7 @@ class GroupCommitStore : public TaskStore {
   absl::flat_hash_map<std::string, size_t> put_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::pair<std::string, int>, size_t> output_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::pair<std::string, int>, size_t> trim_index_ ABSL_GUARDED_BY(mu_);
+  int open_groups_ ABSL_GUARDED_BY(mu_) = 0;  // The queue is taken only at 0.
   uint64_t queued_seq_ ABSL_GUARDED_BY(mu_) = 0;   // Writes queued so far.
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;  // Writes committed so far.
   std::deque<std::pair<uint64_t, std::function<void()>>> waiters_ ABSL_GUARDED_BY(mu_);

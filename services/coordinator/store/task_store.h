@@ -98,6 +98,23 @@ class TaskStore {
   // commit, they wait (and it keeps retrying).
   virtual void WhenDurable(std::function<void()> done) = 0;
 
+  // The writes made while a group is open commit in one transaction: a
+  // change and the events that describe it are stored together or not at
+  // all, so a crash never leaves one without the other. Groups nest. Keep
+  // them short: no commit starts while one is open.
+  virtual void BeginGroup() {}
+  virtual void EndGroup() {}
+  class Group {
+   public:
+    explicit Group(TaskStore& store) : store_(store) { store_.BeginGroup(); }
+    ~Group() { store_.EndGroup(); }
+    Group(const Group&) = delete;
+    Group& operator=(const Group&) = delete;
+
+   private:
+    TaskStore& store_;
+  };
+
   // Blocks until this coordinator may write: at once for a store only it
   // uses; for a shared store, until it holds the store's lease (or
   // `stopping` returns true: kCancelled). If the lease is lost later,

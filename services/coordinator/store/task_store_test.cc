@@ -337,6 +337,29 @@ TEST_P(TaskStoreTest, DurabilityCallbacksRunInOrderAfterTheirWrites) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(order[static_cast<size_t>(i)], i);
 }
 
+// A task's change and the event that describes it are written under one
+// group: no commit may store one without the other, or a crash between the
+// two would leave a state no reader was told of.
+TEST_P(TaskStoreTest, AGroupsWritesBecomeDurableTogether) {
+  absl::Notification durable;
+  {
+    TaskStore::Group group(*store_);
+    Put(1, "t", v1::TASK_STATUS_RUNNING, true);
+    store_->WhenDurable([&] { durable.Notify(); });
+    // The commit thread is awake for the write, and must leave it queued.
+    EXPECT_FALSE(durable.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+    v1::TaskEvent status;
+    status.set_cursor(1);
+    status.set_type(v1::EVENT_TYPE_TASK_STATUS);
+    status.set_task_id("t");
+    store_->AppendEvent(status);
+  }
+  ASSERT_TRUE(durable.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  StoredState s = Reload();
+  EXPECT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.events.size(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStores, TaskStoreTest,
                          ::testing::Values(StoreKind{"memory", nullptr},
                                            StoreKind{"sqlite",
