@@ -520,17 +520,16 @@ absl::StatusOr<StoredState> PostgresTaskStore::Load() {
       if (n == 0) return absl::OkStatus();
     }
   };
-  auto bytes = [](PGresult* r, int i, int col) {
-    return std::string(PQgetvalue(r, i, col), static_cast<size_t>(PQgetlength(r, i, col)));
+  auto view = [](PGresult* r, int i, int col) {
+    return absl::string_view(PQgetvalue(r, i, col), static_cast<size_t>(PQgetlength(r, i, col)));
   };
+  auto bytes = [&view](PGresult* r, int i, int col) { return std::string(view(r, i, col)); };
   absl::Status s = read("t", "SELECT seq, task, spec FROM tasks", [&](PGresult* r, int i) {
-    StoredState::Task& t = state.tasks.emplace_back();
-    t.seq = static_cast<uint64_t>(ReadInt8(PQgetvalue(r, i, 0)));
-    t.spec_stored = !PQgetisnull(r, i, 2);
-    if (!t.task.ParseFromArray(PQgetvalue(r, i, 1), PQgetlength(r, i, 1)) ||
-        (t.spec_stored &&
-         !t.task.mutable_spec()->ParseFromArray(PQgetvalue(r, i, 2), PQgetlength(r, i, 2)))) {
-      return absl::DataLossError(absl::StrCat("store: cannot decode the task with seq ", t.seq));
+    const uint64_t seq = static_cast<uint64_t>(ReadInt8(PQgetvalue(r, i, 0)));
+    const absl::string_view spec = view(r, i, 2);
+    if (!DecodeTaskRow(seq, view(r, i, 1), PQgetisnull(r, i, 2) ? nullptr : &spec,
+                       state.tasks.emplace_back())) {
+      return absl::DataLossError(absl::StrCat("store: cannot decode the task with seq ", seq));
     }
     return absl::OkStatus();
   });

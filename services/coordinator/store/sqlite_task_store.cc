@@ -324,11 +324,9 @@ absl::StatusOr<StoredState> SqliteTaskStore::Load() {
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
   state.tasks.resize(rows.size());
   TASKGRID_RETURN_IF_ERROR(ParseInParallel(rows.size(), [&](size_t i) {
-    StoredState::Task& t = state.tasks[i];
-    t.seq = rows[i].seq;
-    t.spec_stored = rows[i].spec.has_value();
-    if (t.task.ParseFromString(rows[i].task) &&
-        (!t.spec_stored || t.task.mutable_spec()->ParseFromString(*rows[i].spec))) {
+    const absl::string_view spec = rows[i].spec.value_or("");
+    if (DecodeTaskRow(rows[i].seq, rows[i].task, rows[i].spec ? &spec : nullptr,
+                      state.tasks[i])) {
       return absl::OkStatus();
     }
     return corrupt(absl::StrCat("the task with seq ", rows[i].seq));

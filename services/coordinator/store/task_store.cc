@@ -20,4 +20,13 @@ std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes) {
   return bare.SerializeAsString();
 }
 
+bool DecodeTaskRow(uint64_t seq, absl::string_view state, const absl::string_view* spec,
+                   StoredState::Task& out) {
+  out.seq = seq;
+  out.spec_stored = spec != nullptr;
+  return out.task.ParseFromArray(state.data(), static_cast<int>(state.size())) &&
+         (spec == nullptr ||
+          out.task.mutable_spec()->ParseFromArray(spec->data(), static_cast<int>(spec->size())));
+}
+
 }  // namespace taskgrid

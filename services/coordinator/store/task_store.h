@@ -50,6 +50,12 @@ struct StoredState {
 // data, whose length goes to `log_bytes` (0 for other events).
 std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes);
 
+// A task row as the durable stores keep it, back into `out`: its state and,
+// unless the row predates specs stored apart (null `spec`), its spec.
+// False when either does not decode.
+bool DecodeTaskRow(uint64_t seq, absl::string_view state, const absl::string_view* spec,
+                   StoredState::Task& out);
+
 // Audit entries Load returns; older ones stay in the store for export.
 inline constexpr int kAuditLoaded = 100'000;
 
