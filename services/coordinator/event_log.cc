@@ -32,16 +32,30 @@ const v1::TaskEvent& EventLog::Append(v1::TaskEvent event,
                                       std::shared_ptr<const v1::TaskSpec> spec) {
   absl::MutexLock lock(&mu_);
   event.set_cursor(first_ + events_.size());
-  bytes_ += ApproxBytes(event);
-  events_.push_back({std::move(event), std::move(spec)});
+  PushLocked({std::move(event), std::move(spec)});
   // Unpublished events are never evicted: readers have not seen them yet.
   while (events_.size() > 1 && first_ <= published_ &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= ApproxBytes(events_.front().event);
-    events_.pop_front();
-    ++first_;
+    PopFrontLocked();
   }
   return events_.back().event;
+}
+
+void EventLog::PushLocked(Entry e) {
+  bytes_ += ApproxBytes(e.event);
+  if (!e.event.task_id().empty()) task_cursors_[e.event.task_id()].push_back(e.event.cursor());
+  events_.push_back(std::move(e));
+}
+
+void EventLog::PopFrontLocked() {
+  const v1::TaskEvent& e = events_.front().event;
+  bytes_ -= ApproxBytes(e);
+  if (auto it = task_cursors_.find(e.task_id()); it != task_cursors_.end()) {
+    it->second.pop_front();  // The oldest of its cursors is this one.
+    if (it->second.empty()) task_cursors_.erase(it);
+  }
+  events_.pop_front();
+  ++first_;
 }
 
 void EventLog::Publish(uint64_t cursor) {
@@ -90,7 +104,7 @@ EventLog::Listeners EventLog::InterestedLocked() const {
     }
   };
   for (uint64_t c = woken_ + 1; c <= published_; ++c) {
-    const v1::TaskEvent& e = events_[c - first_].event;
+    const v1::TaskEvent& e = AtLocked(c).event;
     add(by_task_, e.task_id());
     add(by_run_, e.run_id());
     add(by_agent_, e.agent_id());
@@ -101,24 +115,20 @@ EventLog::Listeners EventLog::InterestedLocked() const {
 void EventLog::Restore(std::vector<Entry> events, uint64_t last_cursor) {
   absl::MutexLock lock(&mu_);
   events_.clear();
+  task_cursors_.clear();
   bytes_ = 0;
   first_ = last_cursor + 1 - events.size();
   published_ = last_cursor;
   woken_ = last_cursor;
-  for (Entry& e : events) {
-    bytes_ += ApproxBytes(e.event);
-    events_.push_back(std::move(e));
-  }
+  for (Entry& e : events) PushLocked(std::move(e));
   while (events_.size() > 1 &&
          (events_.size() > options_.max_events || bytes_ > options_.max_bytes)) {
-    bytes_ -= ApproxBytes(events_.front().event);
-    events_.pop_front();
-    ++first_;
+    PopFrontLocked();
   }
 }
 
 bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
-                    v1::TaskEvent& out) const {
+                    v1::TaskEvent& out, const std::string& task_id) const {
   absl::MutexLock lock(&mu_);
   const uint64_t end = published_ + 1;  // One past the newest visible cursor.
   if (after + 1 < first_ || after >= end) {
@@ -128,17 +138,29 @@ bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEven
     after = end - 1;
     return true;
   }
-  uint64_t c = std::max(after + 1, first_);
-  for (; c < end; ++c) {
-    const Entry& e = events_[c - first_];
-    if (match(e.event)) {
-      out = e.event;
-      if (e.spec != nullptr && out.has_task()) *out.mutable_task()->mutable_spec() = *e.spec;
-      after = c;
-      return true;
+  auto take = [&](uint64_t c) {
+    const Entry& e = AtLocked(c);
+    if (!match(e.event)) return false;
+    out = e.event;
+    if (e.spec != nullptr && out.has_task()) *out.mutable_task()->mutable_spec() = *e.spec;
+    after = c;
+    return true;
+  };
+  const uint64_t from = std::max(after + 1, first_);
+  if (!task_id.empty()) {
+    if (auto it = task_cursors_.find(task_id); it != task_cursors_.end()) {
+      for (auto c = std::lower_bound(it->second.begin(), it->second.end(), from);
+           c != it->second.end() && *c < end; ++c) {
+        if (take(*c)) return true;
+      }
     }
+    after = end - 1;
+    return false;
   }
-  after = c - 1;
+  for (uint64_t c = from; c < end; ++c) {
+    if (take(c)) return true;
+  }
+  after = end - 1;
   return false;
 }
 

@@ -82,8 +82,11 @@ class EventLog {
   // `after` is older than the ring, or newer than any event (the log was
   // reset), fills a RESYNC event whose cursor is the newest one, moves
   // `after` there and returns true. `out` gets the task's spec filled in.
+  // With `task_id`, only that task's events are looked at (through an
+  // index: a follower of one task does not scan everyone's events).
   bool Next(uint64_t& after, const std::function<bool(const v1::TaskEvent&)>& match,
-            v1::TaskEvent& out) const ABSL_LOCKS_EXCLUDED(mu_);
+            v1::TaskEvent& out, const std::string& task_id = "") const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cursor of the newest published event (0 when none).
   uint64_t last_cursor() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -103,6 +106,12 @@ class EventLog {
   void FanOutLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // The listeners events in (woken_, published_] interest, each once.
   Listeners InterestedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushLocked(Entry e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PopFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The event at `c`, which the ring holds.
+  const Entry& AtLocked(uint64_t c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return events_[c - first_];
+  }
 
   const Options options_;
   mutable absl::Mutex mu_;
@@ -112,6 +121,8 @@ class EventLog {
   uint64_t first_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t woken_ ABSL_GUARDED_BY(mu_) = 0;  // Listeners were told up to here.
+  // Cursors in the ring of each task's events, ascending.
+  absl::flat_hash_map<std::string, std::deque<uint64_t>> task_cursors_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Listeners everything_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Listeners> by_task_ ABSL_GUARDED_BY(mu_);

@@ -185,6 +185,42 @@ TEST(EventLogTest, UnpublishedEventsAreInvisibleAndNeverEvicted) {
   EXPECT_EQ(out.task_id(), "b");
 }
 
+// A follower of one task reads through the task's index: the same events,
+// in order, as a scan with a filter, across eviction and a restore.
+TEST(EventLogTest, OneTasksEventsComeThroughItsIndex) {
+  EventLog log(EventLog::Options{.max_events = 8});
+  auto read_all = [&](uint64_t after, const std::string& task) {
+    std::vector<uint64_t> got;
+    v1::TaskEvent out;
+    auto is_a = [](const v1::TaskEvent& e) { return e.task_id() == "a"; };
+    while (log.Next(after, is_a, out, task)) {
+      if (out.type() == v1::EVENT_TYPE_RESYNC) break;
+      got.push_back(out.cursor());
+    }
+    return std::pair(got, after);
+  };
+  for (const char* task : {"a", "b", "b", "a", "c", "a"}) Add(log, task);
+  EXPECT_EQ(read_all(0, "a").first, (std::vector<uint64_t>{1, 4, 6}));
+  EXPECT_EQ(read_all(0, "a"), read_all(0, ""));
+  EXPECT_EQ(read_all(1, "a").first, (std::vector<uint64_t>{4, 6}));
+  EXPECT_EQ(read_all(6, "a").second, 6u);  // Nothing new: the position holds.
+  EXPECT_EQ(read_all(0, "nobody").second, 6u);
+
+  for (const char* task : {"b", "b", "b", "a", "b"}) Add(log, task);  // 1-3 leave the ring.
+  EXPECT_EQ(log.first_cursor(), 4u);
+  EXPECT_EQ(read_all(3, "a").first, (std::vector<uint64_t>{4, 6, 10}));
+  EXPECT_EQ(read_all(3, "a"), read_all(3, ""));
+
+  std::vector<EventLog::Entry> kept;
+  for (uint64_t c : {20, 21, 22}) {
+    EventLog::Entry e{Event(c == 21 ? "b" : "a"), nullptr};
+    e.event.set_cursor(c);
+    kept.push_back(std::move(e));
+  }
+  log.Restore(std::move(kept), 22);
+  EXPECT_EQ(read_all(19, "a").first, (std::vector<uint64_t>{20, 22}));
+}
+
 TEST(EventLogTest, RestoreContinuesCursorsAfterTheLastOne) {
   EventLog log;
   std::vector<EventLog::Entry> kept;

@@ -55,7 +55,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchResponse>,
     auto match = [this](const v1::TaskEvent& e) { return Matches(e); };
     while (response_.events_size() < kMaxBatchEvents && bytes < kMaxBatchBytes) {
       v1::TaskEvent* slot = response_.add_events();
-      if (!log_.Next(cursor_, match, *slot)) {
+      if (!log_.Next(cursor_, match, *slot, request_.task_id())) {
         response_.mutable_events()->RemoveLast();
         break;
       }

@@ -31,6 +31,9 @@ void GroupCommitStore::StopCommitter() {
 
 void GroupCommitStore::BeginGroup() {
   absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](GroupCommitStore* s) ABSL_NO_THREAD_SAFETY_ANALYSIS { return !s->commit_waiting_; },
+      this));
   ++open_groups_;
 }
 
@@ -181,12 +184,19 @@ void GroupCommitStore::CommitLoop() {
       if (batch.empty()) {
         mu_.Await(absl::Condition(
             +[](GroupCommitStore* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return (!s->pending_.empty() && s->open_groups_ == 0) || s->stopping_ ||
-                     s->DeliverableLocked();
+              return !s->pending_.empty() || s->stopping_ || s->DeliverableLocked();
             },
             this));
         if (pending_.empty() && !DeliverableLocked()) return;  // Stopping with nothing left.
-        if (open_groups_ == 0) {  // Else only deliver what is durable already.
+        if (!pending_.empty()) {
+          // The queue is taken between groups. New ones wait meanwhile: a
+          // busy registry opens one after another and would starve this.
+          commit_waiting_ = true;
+          mu_.Await(absl::Condition(
+              +[](GroupCommitStore* s)
+                  ABSL_NO_THREAD_SAFETY_ANALYSIS { return s->open_groups_ == 0; },
+              this));
+          commit_waiting_ = false;
           batch.swap(pending_);
           put_index_.clear();
           output_index_.clear();

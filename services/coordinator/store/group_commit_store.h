@@ -147,7 +147,8 @@ class GroupCommitStore : public TaskStore {
   absl::flat_hash_map<std::string, size_t> put_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::pair<std::string, int>, size_t> output_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::pair<std::string, int>, size_t> trim_index_ ABSL_GUARDED_BY(mu_);
-  int open_groups_ ABSL_GUARDED_BY(mu_) = 0;  // The queue is taken only at 0.
+  int open_groups_ ABSL_GUARDED_BY(mu_) = 0;  // The queue is taken only at 0,
+  bool commit_waiting_ ABSL_GUARDED_BY(mu_) = false;  // and no group opens meanwhile.
   uint64_t queued_seq_ ABSL_GUARDED_BY(mu_) = 0;   // Writes queued so far.
   uint64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;  // Writes committed so far.
   std::deque<std::pair<uint64_t, std::function<void()>>> waiters_ ABSL_GUARDED_BY(mu_);

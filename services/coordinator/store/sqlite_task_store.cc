@@ -324,7 +324,7 @@ absl::StatusOr<StoredState> SqliteTaskStore::Load() {
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
   state.tasks.resize(rows.size());
   TASKGRID_RETURN_IF_ERROR(ParseInParallel(rows.size(), [&](size_t i) {
-    const absl::string_view spec = rows[i].spec.value_or("");
+    const absl::string_view spec = rows[i].spec ? absl::string_view(*rows[i].spec) : "";
     if (DecodeTaskRow(rows[i].seq, rows[i].task, rows[i].spec ? &spec : nullptr,
                       state.tasks[i])) {
       return absl::OkStatus();

@@ -106,8 +106,9 @@ class TaskStore {
 
   // The writes made while a group is open commit in one transaction: a
   // change and the events that describe it are stored together or not at
-  // all, so a crash never leaves one without the other. Groups nest. Keep
-  // them short: no commit starts while one is open.
+  // all, so a crash never leaves one without the other. A thread opens one
+  // group at a time, and keeps it short: no commit starts while one is
+  // open, and a commit that waits for it holds back new ones.
   virtual void BeginGroup() {}
   virtual void EndGroup() {}
   class Group {
