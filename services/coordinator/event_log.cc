@@ -138,30 +138,37 @@ bool EventLog::Next(uint64_t& after, const std::function<bool(const v1::TaskEven
     after = end - 1;
     return true;
   }
-  auto take = [&](uint64_t c) {
-    const Entry& e = AtLocked(c);
-    if (!match(e.event)) return false;
-    out = e.event;
-    if (e.spec != nullptr && out.has_task()) *out.mutable_task()->mutable_spec() = *e.spec;
-    after = c;
-    return true;
-  };
   const uint64_t from = std::max(after + 1, first_);
   if (!task_id.empty()) {
     if (auto it = task_cursors_.find(task_id); it != task_cursors_.end()) {
       for (auto c = std::lower_bound(it->second.begin(), it->second.end(), from);
            c != it->second.end() && *c < end; ++c) {
-        if (take(*c)) return true;
+        if (TakeLocked(*c, match, out)) {
+          after = *c;
+          return true;
+        }
       }
     }
     after = end - 1;
     return false;
   }
   for (uint64_t c = from; c < end; ++c) {
-    if (take(c)) return true;
+    if (TakeLocked(c, match, out)) {
+      after = c;
+      return true;
+    }
   }
   after = end - 1;
   return false;
+}
+
+bool EventLog::TakeLocked(uint64_t c, const std::function<bool(const v1::TaskEvent&)>& match,
+                          v1::TaskEvent& out) const {
+  const Entry& e = AtLocked(c);
+  if (!match(e.event)) return false;
+  out = e.event;
+  if (e.spec != nullptr && out.has_task()) *out.mutable_task()->mutable_spec() = *e.spec;
+  return true;
 }
 
 uint64_t EventLog::last_cursor() const {

@@ -108,6 +108,9 @@ class EventLog {
   Listeners InterestedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushLocked(Entry e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The event at `c` into `out`, with its spec, if `match` accepts it.
+  bool TakeLocked(uint64_t c, const std::function<bool(const v1::TaskEvent&)>& match,
+                  v1::TaskEvent& out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The event at `c`, which the ring holds.
   const Entry& AtLocked(uint64_t c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return events_[c - first_];
