@@ -1,7 +1,6 @@
 // /api: tasks, runs, the event stream, audit, agents.
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "services/common/proto_time.h"
 #include "services/common/task_status.h"
 #include "services/gateway/gateway.h"

@@ -1,9 +1,6 @@
 // nodelink's routes (/tasks, /agents, /stream), in nodelink's shapes.
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "services/common/proto_time.h"
-#include "services/common/task_status.h"
 #include "services/gateway/gateway.h"
 #include "services/gateway/gateway_routes.h"
 

@@ -3,9 +3,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "services/common/proto_time.h"
-#include "services/common/task_status.h"
 #include "services/gateway/gateway.h"
 #include "services/gateway/gateway_routes.h"
 
