@@ -68,8 +68,7 @@ absl::Status WriteStore(const std::string& path, int tasks, int events) {
     // As the registry journals a task: its spec apart from its state.
     v1::Task state = FinishedTask(i, now);
     auto spec = std::make_shared<const v1::TaskSpec>(state.spec());
-    state.clear_spec();
-    store->PutTask(static_cast<uint64_t>(i + 1), state, std::move(spec));
+    store->PutTask(static_cast<uint64_t>(i + 1), TaskState::FromProto(state), std::move(spec));
     if (i % 50000 == 0) {
       absl::Notification done;
       store->WhenDurable([&] { done.Notify(); });

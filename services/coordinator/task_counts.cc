@@ -3,19 +3,18 @@
 #include <algorithm>
 #include <vector>
 
-#include "services/common/proto_time.h"
 #include "services/common/task_status.h"
 #include "services/coordinator/task_registry_util.h"
 
 namespace taskgrid {
-absl::Duration TaskCounts::RanFor(const v1::Task& task) {
-  if (!IsFinal(task.status()) || !task.has_started_at()) return -absl::Nanoseconds(1);
-  return FromProto(task.finished_at()) - FromProto(task.started_at());
+absl::Duration TaskCounts::RanFor(const TaskState& task) {
+  if (!IsFinal(task.status) || !TaskState::IsSet(task.started_at)) return -absl::Nanoseconds(1);
+  return task.finished_at - task.started_at;
 }
 
-void TaskCounts::Count(const v1::Task& task, const v1::TaskSpec& spec, int sign) {
+void TaskCounts::Count(const TaskState& task, const v1::TaskSpec& spec, int sign) {
   total_ += sign;
-  by_status_[task.status()] += sign;
+  by_status_[task.status] += sign;
   by_priority_[spec.priority()] += sign;
   auto it = by_type_.try_emplace(spec.type(), 0).first;
   if ((it->second += sign) == 0) by_type_.erase(it);
@@ -25,7 +24,7 @@ void TaskCounts::Count(const v1::Task& task, const v1::TaskSpec& spec, int sign)
   }
 }
 
-void TaskCounts::Add(const v1::Task& task, const v1::TaskSpec& spec) {
+void TaskCounts::Add(const TaskState& task, const v1::TaskSpec& spec) {
   Count(task, spec, +1);
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration()) {
     recent_.push_back(absl::ToDoubleSeconds(d));
@@ -33,10 +32,10 @@ void TaskCounts::Add(const v1::Task& task, const v1::TaskSpec& spec) {
   }
 }
 
-void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
-  if (from == task.status()) return;
+void TaskCounts::Changed(v1::TaskStatus from, const TaskState& task) {
+  if (from == task.status) return;
   --by_status_[from];
-  ++by_status_[task.status()];
+  ++by_status_[task.status];
   if (const absl::Duration d = RanFor(task); d >= absl::ZeroDuration() && !IsFinal(from)) {
     ++ran_;
     ran_micros_ += absl::ToInt64Microseconds(d);
@@ -45,7 +44,7 @@ void TaskCounts::Changed(v1::TaskStatus from, const v1::Task& task) {
   }
 }
 
-void TaskCounts::Remove(const v1::Task& task, const v1::TaskSpec& spec) {
+void TaskCounts::Remove(const TaskState& task, const v1::TaskSpec& spec) {
   Count(task, spec, -1);
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "services/coordinator/store/task_state.h"
 #include "taskgrid/v1/task.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
 
@@ -24,11 +25,11 @@ class TaskCounts {
 
   // A task enters the table (created or recovered, in any status); `task`
   // is its state, `spec` its spec.
-  void Add(const v1::Task& task, const v1::TaskSpec& spec);
+  void Add(const TaskState& task, const v1::TaskSpec& spec);
   // A task's status changed from `from` to its current one.
-  void Changed(v1::TaskStatus from, const v1::Task& task);
+  void Changed(v1::TaskStatus from, const TaskState& task);
   // A task leaves the table.
-  void Remove(const v1::Task& task, const v1::TaskSpec& spec);
+  void Remove(const TaskState& task, const v1::TaskSpec& spec);
 
   int64_t total() const { return total_; }
   // Succeeded, failed, cancelled, timed out or lost.
@@ -40,8 +41,8 @@ class TaskCounts {
 
  private:
   // Start to finish; negative for a task that never started.
-  static absl::Duration RanFor(const v1::Task& task);
-  void Count(const v1::Task& task, const v1::TaskSpec& spec, int sign);
+  static absl::Duration RanFor(const TaskState& task);
+  void Count(const TaskState& task, const v1::TaskSpec& spec, int sign);
 
   int64_t total_ = 0;
   int64_t by_status_[v1::TaskStatus_ARRAYSIZE] = {};

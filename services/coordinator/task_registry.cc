@@ -88,19 +88,19 @@ void TaskRegistry::Recover(StoredState state) {
     builders.emplace_back([&, w] {
       for (size_t i = w; i < entries.size(); i += workers) {
         auto& t = *(entries[i] = std::make_unique<TaskEntry>());
-        t.task = std::move(state.tasks[i].task);
-        SetSpec(t, std::move(*t.task.mutable_spec()));
-        t.task.clear_spec();
+        v1::Task& stored = state.tasks[i].task;
+        t.state = TaskState::FromProto(stored);
+        SetSpec(t, std::move(*stored.mutable_spec()));
+        stored = v1::Task();
         t.spec_journaled = state.tasks[i].spec_stored;
         t.seq = state.tasks[i].seq;
         t.out[0] = OutputBuffer(options_.output_cap_bytes);
         t.out[1] = OutputBuffer(options_.output_cap_bytes);
         const v1::TaskSpec& spec = *t.spec;
-        t.created = FromProto(t.task.created_at());
         t.timeout = FromProto(spec.timeout());
         t.kill_grace = FromProto(spec.kill_grace());
-        if (t.task.has_retry_at()) t.retry_at = FromProto(t.task.retry_at());
-        t.queue_deadline = std::max(t.created, t.retry_at) + QueueWindow(spec, t.timeout);
+        t.queue_deadline =
+            std::max(t.state.created_at, t.state.retry_at) + QueueWindow(spec, t.timeout);
       }
     });
   }
@@ -111,36 +111,36 @@ void TaskRegistry::Recover(StoredState state) {
   for (std::unique_ptr<TaskEntry>& entry : entries) {
     TaskEntry& t = *entry;
     next_seq_ = std::max(next_seq_, t.seq + 1);
-    if (!t.task.idempotency_key().empty()) {
-      idempotency_[IdempotencyKey(t.task.owner(), t.task.idempotency_key())] = t.task.id();
+    if (!t.state.idempotency_key.empty()) {
+      idempotency_[IdempotencyKey(t.state.owner, t.state.idempotency_key)] = t.state.id;
     }
     by_seq_.emplace_hint(by_seq_.end(), t.seq, &t);
-    switch (t.task.status()) {
+    switch (t.state.status) {
       case v1::TASK_STATUS_PENDING:
       case v1::TASK_STATUS_QUEUED:
-        t.task.set_status(v1::TASK_STATUS_QUEUED);
+        t.state.status = v1::TASK_STATUS_QUEUED;
         // A run's targets wait for their run to release them again.
-        if (t.task.run_id().empty()) Enqueue(t);
+        if (t.state.run_id.empty()) Enqueue(t);
         ++queued;
         break;
       case v1::TASK_STATUS_DISPATCHED:
       case v1::TASK_STATUS_RUNNING: {
         // Its agent gets a heartbeat TTL from now to come back and report it.
-        t.run_deadline = FromProto(t.task.dispatched_at()) + t.timeout;
+        t.run_deadline = t.state.dispatched_at + t.timeout;
         active_.insert(&t);
         run_deadlines_.Set(t.seq, t.run_deadline);
-        agents_.ExpectBack(t.task.agent_id(), now).assigned.insert(t.task.id());
+        agents_.ExpectBack(t.state.agent_id, now).assigned.insert(t.state.id);
         ++active;
         break;
       }
       default:
-        finished_order_.emplace_back(FromProto(t.task.finished_at()), t.seq);
+        finished_order_.emplace_back(t.state.finished_at, t.seq);
     }
-    if (!IsFinal(t.task.status()) && !t.task.owner().empty()) {
-      ++unfinished_by_owner_[t.task.owner()];
+    if (!IsFinal(t.state.status) && !t.state.owner.empty()) {
+      ++unfinished_by_owner_[t.state.owner];
     }
-    counts_.Add(t.task, *t.spec);
-    tasks_.emplace(t.task.id(), std::move(entry));
+    counts_.Add(t.state, *t.spec);
+    tasks_.emplace(t.state.id, std::move(entry));
   }
   entries.clear();
   std::sort(finished_order_.begin(), finished_order_.end());
@@ -177,7 +177,7 @@ void TaskRegistry::Recover(StoredState state) {
     }
     if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
       const TaskEntry* t = FindLocked(e.task_id());
-      if (t != nullptr && t->task.attempt() == e.attempt() &&
+      if (t != nullptr && t->state.attempt == e.attempt() &&
           e.output().offset() + stored.log_bytes <=
               t->out[StreamIndex(e.output().stream())].total()) {
         OutputBuffer::Slice slice =
@@ -226,7 +226,7 @@ TaskRegistry::TaskEntry* TaskRegistry::FindLocked(const std::string& task_id) {
 TaskRegistry::TaskEntry* TaskRegistry::FenceLocked(const AgentEntry& agent,
                                                    const std::string& task_id, uint32_t attempt) {
   TaskEntry* t = FindLocked(task_id);
-  if (t != nullptr && t->task.agent_id() == agent.info.agent_id() && t->task.attempt() == attempt) {
+  if (t != nullptr && t->state.agent_id == agent.info.agent_id() && t->state.attempt == attempt) {
     return t;
   }
   if (metrics_) metrics_->stale_messages.Increment();
@@ -236,7 +236,7 @@ TaskRegistry::TaskEntry* TaskRegistry::FenceLocked(const AgentEntry& agent,
 }
 
 v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t, bool with_spec) const {
-  v1::Task task = t.task;
+  v1::Task task = t.state.ToProto();
   if (with_spec) {
     *task.mutable_spec() = *t.spec;
     RedactSecrets(*task.mutable_spec());
@@ -245,7 +245,7 @@ v1::Task TaskRegistry::SnapshotLocked(const TaskEntry& t, bool with_spec) const 
   task.mutable_stdout()->set_dropped_bytes(t.out[0].dropped());
   task.mutable_stderr()->set_total_bytes(t.out[1].total());
   task.mutable_stderr()->set_dropped_bytes(t.out[1].dropped());
-  if (t.task.status() == v1::TASK_STATUS_QUEUED || t.task.status() == v1::TASK_STATUS_PENDING) {
+  if (t.state.status == v1::TASK_STATUS_QUEUED || t.state.status == v1::TASK_STATUS_PENDING) {
     task.set_waiting_reason(WaitingReasonLocked(t));
   }
   return task;
@@ -267,7 +267,7 @@ void TaskRegistry::SetSpec(TaskEntry& t, v1::TaskSpec spec) {
 }
 
 void TaskRegistry::PersistLocked(TaskEntry& t) {
-  store_.PutTask(t.seq, t.task, t.spec_journaled ? nullptr : t.spec);
+  store_.PutTask(t.seq, t.state, t.spec_journaled ? nullptr : t.spec);
   t.spec_journaled = true;
 }
 
@@ -294,16 +294,16 @@ uint64_t TaskRegistry::EmitLocked(v1::EventType type, const TaskEntry* t,
   e.set_agent_id(agent_id);
   std::shared_ptr<const v1::TaskSpec> spec;
   if (t != nullptr) {
-    e.set_task_id(t->task.id());
-    e.set_run_id(t->task.run_id());
+    e.set_task_id(t->state.id);
+    e.set_run_id(t->state.run_id);
     if (type != v1::EVENT_TYPE_TASK_DELETED) {
       *e.mutable_task() = SnapshotLocked(*t, /*with_spec=*/false);
       t->reported_reason = std::hash<std::string>()(e.task().waiting_reason());
       spec = t->shown;
     }
     if (type == v1::EVENT_TYPE_TASK_PROGRESS) {
-      e.mutable_progress()->set_percent(t->task.progress());
-      e.mutable_progress()->set_message(t->task.progress_message());
+      e.mutable_progress()->set_percent(t->state.progress);
+      e.mutable_progress()->set_message(t->state.progress_message);
     }
   }
   return AppendEventLocked(std::move(e), std::move(spec));
@@ -341,12 +341,12 @@ void TaskRegistry::RemoveLocked(const std::string& task_id) {
   active_.erase(&t);
   run_deadlines_.Erase(t.seq);
   by_seq_.erase(t.seq);
-  counts_.Remove(t.task, *t.spec);
-  if (!t.task.idempotency_key().empty()) {
-    idempotency_.erase(IdempotencyKey(t.task.owner(), t.task.idempotency_key()));
+  counts_.Remove(t.state, *t.spec);
+  if (!t.state.idempotency_key.empty()) {
+    idempotency_.erase(IdempotencyKey(t.state.owner, t.state.idempotency_key));
   }
   store_.DeleteTask(task_id);
-  EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.task.agent_id());
+  EmitLocked(v1::EVENT_TYPE_TASK_DELETED, &t, t.state.agent_id);
   if (t.run != nullptr) DetachTargetLocked(t);
   tasks_.erase(it);
 }
@@ -414,7 +414,7 @@ absl::StatusOr<v1::SubmitBatchResponse> TaskRegistry::SubmitAll(
   for (size_t i = 0; i < requests.size(); ++i) {
     TaskEntry* t = created[i];
     if (t == nullptr) continue;
-    if (t->queued && t->task.status() == v1::TASK_STATUS_PENDING) {
+    if (t->queued && t->state.status == v1::TASK_STATUS_PENDING) {
       TransitionLocked(*t, v1::TASK_STATUS_QUEUED, "");
     }
     *out.mutable_results(static_cast<int>(i))->mutable_response()->mutable_task() =
@@ -488,12 +488,11 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
   t.out[0] = OutputBuffer(options_.output_cap_bytes);
   t.out[1] = OutputBuffer(options_.output_cap_bytes);
   t.seq = next_seq_++;
-  t.created = now;
   t.timeout = TimeoutOf(spec, limits);
   t.kill_grace = spec.has_kill_grace() ? FromProto(spec.kill_grace()) : options_.default_kill_grace;
   t.queue_deadline = now + QueueWindow(spec, t.timeout);
   if (id.empty()) id = NewIdLocked();
-  t.task.set_id(id);
+  t.state.id = id;
   v1::TaskSpec full = spec;
   if (full.type().empty()) full.set_type(full.has_docker() ? "docker" : "shell");
   full.set_priority(PriorityOf(spec));
@@ -503,11 +502,11 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
     full.set_max_output_bytes(limits.max_output_bytes);
   }
   SetSpec(t, std::move(full));
-  t.task.set_status(v1::TASK_STATUS_PENDING);
-  *t.task.mutable_created_at() = ToProto(now);
-  *t.task.mutable_updated_at() = ToProto(now);
-  t.task.set_idempotency_key(idempotency_key);
-  t.task.set_owner(limits.owner);
+  t.state.status = v1::TASK_STATUS_PENDING;
+  t.state.created_at = now;
+  t.state.updated_at = now;
+  t.state.idempotency_key = idempotency_key;
+  t.state.owner = limits.owner;
   if (!limits.owner.empty()) ++unfinished_by_owner_[limits.owner];
   if (!idempotency_key.empty()) idempotency_[IdempotencyKey(limits.owner, idempotency_key)] = id;
   if (run != nullptr) {
@@ -515,11 +514,11 @@ TaskRegistry::TaskEntry& TaskRegistry::NewTaskLocked(const v1::TaskSpec& spec,
     t.run = run;
     t.held = true;
     t.queue_deadline = absl::InfiniteFuture();
-    t.task.set_run_id(run->run.id());
-    t.task.set_status(v1::TASK_STATUS_QUEUED);
+    t.state.run_id = run->run.id();
+    t.state.status = v1::TASK_STATUS_QUEUED;
   }
   by_seq_[t.seq] = &t;
-  counts_.Add(t.task, *t.spec);
+  counts_.Add(t.state, *t.spec);
   tasks_[id] = std::move(entry);
   if (metrics_) metrics_->tasks_submitted.Increment();
   PersistLocked(t);
@@ -543,10 +542,10 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
   const absl::Time after_t = FromProto(request.created_after());
   const absl::Time before_t = FromProto(request.created_before());
   auto matches = [&](const TaskEntry& t) {
-    const v1::Task& task = t.task;
+    const TaskState& task = t.state;
     const v1::TaskSpec& spec = *t.spec;
     if (request.status_size() > 0 && std::find(request.status().begin(), request.status().end(),
-                                               task.status()) == request.status().end()) {
+                                               task.status) == request.status().end()) {
       return false;
     }
     if (request.priority_size() > 0 &&
@@ -564,14 +563,14 @@ absl::StatusOr<v1::ListResponse> TaskRegistry::List(const v1::ListRequest& reque
         return false;
       }
     }
-    if (!request.agent_id().empty() && task.agent_id() != request.agent_id() &&
+    if (!request.agent_id().empty() && task.agent_id != request.agent_id() &&
         spec.agent_id() != request.agent_id()) {
       return false;
     }
     if (!SelectorMatches(request.selector(), spec.selector())) return false;
-    if (!request.run_id().empty() && task.run_id() != request.run_id()) return false;
-    if (has_after && t.created < after_t) return false;
-    if (has_before && t.created >= before_t) return false;
+    if (!request.run_id().empty() && task.run_id != request.run_id()) return false;
+    if (has_after && task.created_at < after_t) return false;
+    if (has_before && task.created_at >= before_t) return false;
     return true;
   };
   // Filtered by status at most: the counts give the total and the scan ends
@@ -619,9 +618,9 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
   WriteLock lock(this);
   TaskEntry* t = FindLocked(task_id);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
-  if (IsFinal(t->task.status())) {
+  if (IsFinal(t->state.status)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("task ", task_id, " is already ", StatusName(t->task.status())));
+        absl::StrCat("task ", task_id, " is already ", StatusName(t->state.status)));
   }
   CancelLocked(*t, reason.empty() ? "cancelled by client" : reason);
   DispatchLocked();  // A run's target may have freed a place.
@@ -630,7 +629,7 @@ absl::StatusOr<v1::Task> TaskRegistry::Cancel(const std::string& task_id,
 
 void TaskRegistry::CancelLocked(TaskEntry& t, const std::string& why) {
   const bool on_agent =
-      t.task.status() == v1::TASK_STATUS_DISPATCHED || t.task.status() == v1::TASK_STATUS_RUNNING;
+      t.state.status == v1::TASK_STATUS_DISPATCHED || t.state.status == v1::TASK_STATUS_RUNNING;
   TransitionLocked(t, v1::TASK_STATUS_CANCELLED, why);
   if (on_agent) SendCancelLocked(t, why);
 }
@@ -640,9 +639,9 @@ absl::Status TaskRegistry::Delete(const std::string& task_id) {
   WriteLock lock(this);
   TaskEntry* t = FindLocked(task_id);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("task_id: no task ", task_id));
-  if (!IsFinal(t->task.status())) {
+  if (!IsFinal(t->state.status)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "task ", task_id, " is ", StatusName(t->task.status()), "; cancel it before deleting"));
+        "task ", task_id, " is ", StatusName(t->state.status), "; cancel it before deleting"));
   }
   RemoveLocked(task_id);
   return absl::OkStatus();
@@ -679,7 +678,7 @@ absl::StatusOr<v1::GetOutputResponse> TaskRegistry::GetOutput(const v1::GetOutpu
   response.set_data(std::move(slice.data));
   response.set_total_bytes(buf.total());
   response.set_dropped_bytes(buf.dropped());
-  response.set_complete(IsFinal(t->task.status()));
+  response.set_complete(IsFinal(t->state.status));
   return response;
 }
 
@@ -700,7 +699,7 @@ absl::StatusOr<std::string> TaskRegistry::OwnerOf(absl::string_view field,
                                                   const std::string& id) {
   TASKGRID_RETURN_IF_ERROR(ValidateId(field, id, true));
   absl::MutexLock lock(&mu_);
-  if (const TaskEntry* t = FindLocked(id); t != nullptr) return t->task.owner();
+  if (const TaskEntry* t = FindLocked(id); t != nullptr) return t->state.owner;
   if (auto it = runs_.find(id); it != runs_.end()) return it->second->run.owner();
   return absl::NotFoundError(absl::StrCat(field, ": no ", field == "run_id" ? "run " : "task ", id));
 }

@@ -39,6 +39,7 @@
 #include "services/coordinator/output_buffer.h"
 #include "services/coordinator/placement.h"
 #include "services/coordinator/task_counts.h"
+#include "services/coordinator/store/task_state.h"
 #include "services/coordinator/store/task_store.h"
 #include "taskgrid/v1/agent.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
@@ -186,8 +187,8 @@ class TaskRegistry {
  private:
   struct RunEntry;
   struct TaskEntry {
-    v1::Task task;  // Its state: every field but the spec ...
-    // ... which never changes (but for its secrets, dropped once final):
+    TaskState state;
+    // Its spec never changes (but for its secrets, dropped once final):
     // held once and shared with the journal and the events.
     std::shared_ptr<const v1::TaskSpec> spec;
     // As events show it: secret values redacted, no stdin; `spec` itself
@@ -196,12 +197,10 @@ class TaskRegistry {
     bool spec_journaled = false;  // The store holds `spec`.
     OutputBuffer out[2];  // stdout, stderr
     uint64_t seq = 0;     // Submission order.
-    absl::Time created;
     absl::Time queue_deadline;
     absl::Time run_deadline;
     absl::Duration timeout;
     absl::Duration kill_grace;
-    absl::Time retry_at = absl::InfinitePast();  // Not dispatched before.
     bool queued = false;                         // In queue_.
     bool held = false;            // A run's target not yet released to queue_.
     uint32_t run_index = 0;       // Its place among its run's targets ...

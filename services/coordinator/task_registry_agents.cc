@@ -50,10 +50,10 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
     r->set_attempt(h.attempt());
     TaskEntry* t = FindLocked(h.task_id());
     const bool ours =
-        t != nullptr && t->task.agent_id() == hello.agent_id() && t->task.attempt() == h.attempt();
+        t != nullptr && t->state.agent_id == hello.agent_id() && t->state.attempt == h.attempt();
     // A container found after the agent restarted has lost its redactor's
     // state: a task with secrets is not resumed from it.
-    if (!ours || (IsFinal(t->task.status()) && !h.finished()) ||
+    if (!ours || (IsFinal(t->state.status) && !h.finished()) ||
         (h.adopted() && !t->spec->secret_env().empty())) {
       r->set_keep(false);
       continue;
@@ -72,10 +72,10 @@ absl::Status TaskRegistry::AgentConnected(const v1::Hello& hello, std::shared_pt
   for (const std::string& id : gone) {
     a.assigned.erase(id);
     TaskEntry* t = FindLocked(id);
-    if (t == nullptr || IsFinal(t->task.status())) continue;
+    if (t == nullptr || IsFinal(t->state.status)) continue;
     // The same process keeps every task it was given until its end is
     // acknowledged: one it does not hold never reached it, so never ran.
-    if (same_process && t->task.status() == v1::TASK_STATUS_DISPATCHED) {
+    if (same_process && t->state.status == v1::TASK_STATUS_DISPATCHED) {
       RequeueUndeliveredLocked(*t);
     } else {
       EndAttemptLocked(*t, v1::TASK_STATUS_LOST,
@@ -140,11 +140,11 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
     case v1::AgentMessage::kStarted: {
       const v1::Started& m = message.started();
       TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
-      if (t == nullptr || t->task.status() != v1::TASK_STATUS_DISPATCHED) return;
-      *t->task.mutable_started_at() = ToProto(a.last_seen);
-      t->task.set_pid(m.pid());
+      if (t == nullptr || t->state.status != v1::TASK_STATUS_DISPATCHED) return;
+      t->state.started_at = a.last_seen;
+      t->state.pid = m.pid();
       if (metrics_) {
-        metrics_->start_latency_seconds.Observe(absl::ToDoubleSeconds(a.last_seen - t->created));
+        metrics_->start_latency_seconds.Observe(absl::ToDoubleSeconds(a.last_seen - t->state.created_at));
       }
       TransitionLocked(*t, v1::TASK_STATUS_RUNNING, "");
       FlushRunsLocked();
@@ -157,9 +157,9 @@ void TaskRegistry::HandleAgentMessage(const std::string& agent_id, const AgentLi
     case v1::AgentMessage::kProgress: {
       const v1::ProgressReport& m = message.progress();
       TaskEntry* t = FenceLocked(a, m.task_id(), m.attempt());
-      if (t == nullptr || IsFinal(t->task.status())) return;
-      t->task.set_progress(std::clamp(m.progress().percent(), 0, 100));
-      t->task.set_progress_message(m.progress().message());
+      if (t == nullptr || IsFinal(t->state.status)) return;
+      t->state.progress = std::clamp(m.progress().percent(), 0, 100);
+      t->state.progress_message = m.progress().message();
       PersistLocked(*t);
       EmitLocked(v1::EVENT_TYPE_TASK_PROGRESS, t, agent_id);
       return;
@@ -223,7 +223,7 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     e.set_type(v1::EVENT_TYPE_TASK_LOG);
     *e.mutable_time() = ToProto(a.last_seen);
     e.set_task_id(m.task_id());
-    e.set_run_id(t->task.run_id());
+    e.set_run_id(t->state.run_id);
     e.set_agent_id(a.info.agent_id());
     e.set_attempt(m.attempt());
     e.mutable_output()->set_stream(chunk.stream());
@@ -238,7 +238,7 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     AppendEventLocked(std::move(e));
     const int64_t limit = t->spec->max_output_bytes();
     if (limit > 0 && t->out[0].total() + t->out[1].total() > limit &&
-        !IsFinal(t->task.status())) {
+        !IsFinal(t->state.status)) {
       const std::string why =
           absl::StrCat("output limit: wrote more than ", limit, " bytes (max_output_bytes)");
       TransitionLocked(*t, v1::TASK_STATUS_FAILED, why);
@@ -262,10 +262,10 @@ void TaskRegistry::ApplyFinishedLocked(AgentEntry& a, const v1::Finished& m) {
   if (t != nullptr) {
     ack.mutable_ack()->set_stdout_offset(t->out[0].total());
     ack.mutable_ack()->set_stderr_offset(t->out[1].total());
-    if (!t->task.has_exit()) *t->task.mutable_exit() = m.exit();
-    if (!IsFinal(t->task.status())) {
+    if (!t->state.exit.has_value()) t->state.exit = ExitFromProto(m.exit());
+    if (!IsFinal(t->state.status)) {
       const v1::ExitInfo& e = m.exit();
-      if (!t->task.has_started_at()) *t->task.mutable_started_at() = ToProto(a.last_seen);
+      if (!TaskState::IsSet(t->state.started_at)) t->state.started_at = a.last_seen;
       if (e.exit_code() == 0 && e.signal() == 0 && e.error().empty()) {
         TransitionLocked(*t, v1::TASK_STATUS_SUCCEEDED, "exit code 0");
       } else {
@@ -291,7 +291,7 @@ void TaskRegistry::AgentOfflineLocked(AgentEntry& a, const std::string& reason) 
                a.assigned.size(), reason);
   for (const std::string& id : a.assigned) {
     TaskEntry* t = FindLocked(id);
-    if (t != nullptr && !IsFinal(t->task.status()))
+    if (t != nullptr && !IsFinal(t->state.status))
       EndAttemptLocked(*t, v1::TASK_STATUS_LOST, reason);
   }
   a.assigned.clear();

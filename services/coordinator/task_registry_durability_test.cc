@@ -14,8 +14,8 @@ using ::testing::HasSubstr;
 // commit thread; `durable` says how many task writes that was.
 class ManualStore final : public TaskStore {
  public:
-  void PutTask(uint64_t seq, const v1::Task& t, std::shared_ptr<const v1::TaskSpec> spec) override {
-    puts.emplace_back(t.id(), t.status());
+  void PutTask(uint64_t seq, const TaskState& t, std::shared_ptr<const v1::TaskSpec> spec) override {
+    puts.emplace_back(t.id, t.status);
     inner.PutTask(seq, t, std::move(spec));
   }
   void DeleteTask(const std::string& id) override { inner.DeleteTask(id); }

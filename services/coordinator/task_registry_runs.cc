@@ -226,7 +226,7 @@ absl::StatusOr<v1::Run> TaskRegistry::CancelRun(const std::string& run_id,
   r.run.set_status_reason(r.stopped() ? absl::StrCat(r.run.status_reason(), "; then ", why) : why);
   r.updating = true;
   for (TaskEntry* t : r.targets) {
-    if (t != nullptr && !IsFinal(t->task.status())) CancelLocked(*t, why);
+    if (t != nullptr && !IsFinal(t->state.status)) CancelLocked(*t, why);
   }
   r.updating = false;
   SettleRunLocked(r);
@@ -238,7 +238,7 @@ absl::StatusOr<v1::Run> TaskRegistry::CancelRun(const std::string& run_id,
 
 void TaskRegistry::OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) {
   RunEntry& r = *t.run;
-  const v1::TaskStatus to = t.task.status();
+  const v1::TaskStatus to = t.state.status;
   if (to == v1::TASK_STATUS_DISPATCHED) r.dispatched = true;
   if (IsFinal(to) && !IsFinal(from)) {
     ++r.finals;
@@ -252,11 +252,11 @@ void TaskRegistry::OnTargetChangedLocked(TaskEntry& t, v1::TaskStatus from) {
       ++r.errors;
       if (!r.run.has_first_failure()) {
         v1::RunFailure* f = r.run.mutable_first_failure();
-        f->set_task_id(t.task.id());
+        f->set_task_id(t.state.id);
         f->set_agent_id(t.spec->agent_id());
         f->set_status(to);
-        f->set_reason(t.task.status_reason());
-        f->set_exit_code(t.task.exit().exit_code());
+        f->set_reason(t.state.status_reason);
+        f->set_exit_code(t.state.exit_code());
         PersistRunLocked(r);
         MarkRunChangedLocked(r, /*urgent=*/true);
       }
@@ -407,7 +407,7 @@ void TaskRegistry::PersistRunLocked(const RunEntry& r) {
     v1::RunTarget* row = stored.add_targets();
     *row = r.rows[i];
     // Live rows are rebuilt from their tasks; only ended ones need their state.
-    if (r.targets[i] != nullptr && !IsFinal(r.targets[i]->task.status())) {
+    if (r.targets[i] != nullptr && !IsFinal(r.targets[i]->state.status)) {
       row->clear_status();
       row->clear_reason();
     } else if (r.targets[i] != nullptr) {
@@ -505,17 +505,17 @@ std::string TaskRegistry::HeldReasonLocked(const TaskEntry& t) const {
 v1::RunTarget TaskRegistry::TargetRowLocked(const TaskEntry& t) const {
   v1::RunTarget row;
   row.set_agent_id(t.spec->agent_id());
-  row.set_task_id(t.task.id());
-  row.set_status(t.task.status());
-  row.set_exit_code(t.task.exit().exit_code());
-  if (t.task.has_started_at()) {
+  row.set_task_id(t.state.id);
+  row.set_status(t.state.status);
+  row.set_exit_code(t.state.exit_code());
+  if (TaskState::IsSet(t.state.started_at)) {
     const absl::Time end =
-        t.task.has_finished_at() ? FromProto(t.task.finished_at()) : clock_.Now();
-    *row.mutable_duration() = ToProto(end - FromProto(t.task.started_at()));
+        TaskState::IsSet(t.state.finished_at) ? t.state.finished_at : clock_.Now();
+    *row.mutable_duration() = ToProto(end - t.state.started_at);
   }
-  if (IsFinal(t.task.status())) {
-    row.set_reason(t.task.status_reason());
-  } else if (t.task.status() == v1::TASK_STATUS_QUEUED) {
+  if (IsFinal(t.state.status)) {
+    row.set_reason(t.state.status_reason);
+  } else if (t.state.status == v1::TASK_STATUS_QUEUED) {
     row.set_reason(WaitingReasonLocked(t));
   }
   return row;
@@ -536,7 +536,7 @@ v1::Run TaskRegistry::RunSnapshotLocked(const RunEntry& r, bool with_targets) co
       continue;
     }
     c.set_targets(c.targets() + 1);
-    switch (t != nullptr ? t->task.status() : r.rows[i].status()) {
+    switch (t != nullptr ? t->state.status : r.rows[i].status()) {
       case v1::TASK_STATUS_PENDING:
       case v1::TASK_STATUS_QUEUED:
         c.set_waiting(c.waiting() + 1);
@@ -648,13 +648,13 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
       if (row.skipped()) continue;
       ++r.target_count;
       TaskEntry* t = row.task_id().empty() ? nullptr : FindLocked(row.task_id());
-      const v1::TaskStatus status = t != nullptr ? t->task.status() : row.status();
+      const v1::TaskStatus status = t != nullptr ? t->state.status : row.status();
       if (t != nullptr) {
         t->run = &r;
         t->run_index = static_cast<uint32_t>(i);
         r.targets[i] = t;
         ++r.live;
-        if (t->task.attempt() > 0) r.dispatched = true;
+        if (t->state.attempt > 0) r.dispatched = true;
       }
       if (IsFinal(status)) {
         ++r.finals;
@@ -687,7 +687,7 @@ void TaskRegistry::RecoverRunsLocked(std::vector<v1::Run> runs) {
   }
   // A target whose run record is missing runs as a task of its own.
   for (auto& [seq, t] : by_seq_) {
-    if (t->run == nullptr && t->task.status() == v1::TASK_STATUS_QUEUED && !t->queued) Enqueue(*t);
+    if (t->run == nullptr && t->state.status == v1::TASK_STATUS_QUEUED && !t->queued) Enqueue(*t);
   }
   std::vector<RunEntry*> open;
   for (const auto& [seq, r] : open_runs_) open.push_back(r);

@@ -24,7 +24,7 @@ void TaskRegistry::Enqueue(TaskEntry& t) {
   queue_.emplace(QueueKey{-PriorityOf(*t.spec), t.seq}, &t);
   t.queued = true;
   queue_deadlines_.Set(t.seq, t.queue_deadline);
-  if (t.retry_at > clock_.Now()) retries_.Set(t.seq, t.retry_at);
+  if (t.state.retry_at > clock_.Now()) retries_.Set(t.seq, t.state.retry_at);
   dispatch_wanted_ = true;
   ++queued_by_priority_[PriorityOf(*t.spec)];
   if (metrics_) metrics_->queue_depth(PriorityOf(*t.spec)).Increment();
@@ -43,9 +43,9 @@ void TaskRegistry::Dequeue(TaskEntry& t) {
 void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
                                     const std::string& reason) {
   const absl::Time now = clock_.Now();
-  const v1::TaskStatus from = t.task.status();
-  t.task.set_status(status);
-  *t.task.mutable_updated_at() = ToProto(now);
+  const v1::TaskStatus from = t.state.status;
+  t.state.status = status;
+  t.state.updated_at = now;
   if (status == v1::TASK_STATUS_DISPATCHED || status == v1::TASK_STATUS_RUNNING) {
     active_.insert(&t);
     run_deadlines_.Set(t.seq, t.run_deadline);
@@ -60,37 +60,37 @@ void TaskRegistry::TransitionLocked(TaskEntry& t, v1::TaskStatus status,
       spec.clear_secret_env();
       SetSpec(t, std::move(spec));
     }
-    if (!IsFinal(from) && !t.task.owner().empty()) {
-      auto it = unfinished_by_owner_.find(t.task.owner());
+    if (!IsFinal(from) && !t.state.owner.empty()) {
+      auto it = unfinished_by_owner_.find(t.state.owner);
       if (it != unfinished_by_owner_.end() && --it->second <= 0) unfinished_by_owner_.erase(it);
     }
     Dequeue(t);
-    t.task.set_status_reason(reason);
-    t.task.set_pid(0);
-    *t.task.mutable_finished_at() = ToProto(now);
+    t.state.status_reason = reason;
+    t.state.pid = 0;
+    t.state.finished_at = now;
     finished_order_.emplace_back(now, t.seq);
     monitor_.OnTaskFinished(
-        t.task.agent_id(), status,
-        t.task.has_started_at() ? now - FromProto(t.task.started_at()) : absl::ZeroDuration());
+        t.state.agent_id, status,
+        TaskState::IsSet(t.state.started_at) ? now - t.state.started_at : absl::ZeroDuration());
     if (metrics_) {
       metrics_->finished(status).Increment();
-      if (t.task.has_started_at()) {
+      if (TaskState::IsSet(t.state.started_at)) {
         metrics_->task_duration_seconds.Observe(
-            absl::ToDoubleSeconds(now - FromProto(t.task.started_at())));
+            absl::ToDoubleSeconds(now - t.state.started_at));
       }
     }
-    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.task.id(),
-                 StatusName(status), t.task.agent_id(), reason);
+    spdlog::info("task_finished task_id={} status={} agent_id={} reason=\"{}\"", t.state.id,
+                 StatusName(status), t.state.agent_id, reason);
   } else {
-    spdlog::debug("task_status task_id={} from={} to={}", t.task.id(), StatusName(from),
+    spdlog::debug("task_status task_id={} from={} to={}", t.state.id, StatusName(from),
                   StatusName(status));
   }
-  counts_.Changed(from, t.task);
+  counts_.Changed(from, t.state);
   if (metrics_) metrics_->running_tasks.Set(static_cast<double>(active_.size()));
   PersistLocked(t);
-  EmitLocked(v1::EVENT_TYPE_TASK_STATUS, &t, t.task.agent_id());
+  EmitLocked(v1::EVENT_TYPE_TASK_STATUS, &t, t.state.agent_id);
   if (status == v1::TASK_STATUS_CANCELLED) {
-    EmitLocked(v1::EVENT_TYPE_TASK_CANCELLED, &t, t.task.agent_id());
+    EmitLocked(v1::EVENT_TYPE_TASK_CANCELLED, &t, t.state.agent_id);
   }
   if (t.run != nullptr) OnTargetChangedLocked(t, from);
 }
@@ -103,7 +103,7 @@ void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
       (status == v1::TASK_STATUS_LOST || (status == v1::TASK_STATUS_FAILED && retry.retry_failed())) &&
       (t.run == nullptr || !t.run->stopped());
   // Attempts that never reached an agent are no tries of the command.
-  const uint32_t tries = t.task.attempt() - std::min(t.task.attempt(), t.task.undelivered());
+  const uint32_t tries = t.state.attempt - std::min(t.state.attempt, t.state.undelivered);
   if (!retryable || tries >= retry.max_attempts()) {
     TransitionLocked(t, status, reason);
     return;
@@ -113,8 +113,8 @@ void TaskRegistry::EndAttemptLocked(TaskEntry& t, v1::TaskStatus status,
   absl::Duration backoff = retry.has_backoff() ? FromProto(retry.backoff()) : absl::Seconds(1);
   for (uint32_t i = 1; i < tries && backoff < cap; ++i) backoff *= 2;
   backoff = std::min(backoff, cap);
-  const uint32_t attempt = t.task.attempt();
-  spdlog::info("task_retry task_id={} attempt={} outcome={} backoff={} reason=\"{}\"", t.task.id(),
+  const uint32_t attempt = t.state.attempt;
+  spdlog::info("task_retry task_id={} attempt={} outcome={} backoff={} reason=\"{}\"", t.state.id,
                attempt, StatusName(status), absl::FormatDuration(backoff), reason);
   if (metrics_) metrics_->retries.Increment();
   RequeueLocked(t, clock_.Now() + backoff,
@@ -126,49 +126,48 @@ void TaskRegistry::RequeueUndeliveredLocked(TaskEntry& t) {
   if (t.run != nullptr && t.run->stopped()) {
     return CancelLocked(t, absl::StrCat("not started: the run ", t.run->run.status_reason()));
   }
-  const std::string never = absl::StrCat("attempt ", t.task.attempt(), " never reached agent ",
-                                         t.task.agent_id());
+  const std::string never = absl::StrCat("attempt ", t.state.attempt, " never reached agent ",
+                                         t.state.agent_id);
   // An Assign that keeps failing on its way (larger than the agent takes,
   // say) must not go round for ever.
-  if (t.task.undelivered() + 1 >= kMaxUndelivered) {
+  if (t.state.undelivered + 1 >= kMaxUndelivered) {
     return TransitionLocked(t, v1::TASK_STATUS_LOST,
                             absl::StrCat(never, ": gave up after ", kMaxUndelivered,
                                          " attempts that never arrived"));
   }
-  spdlog::info("task_requeued task_id={} attempt={} agent_id={} reason=undelivered", t.task.id(),
-               t.task.attempt(), t.task.agent_id());
-  t.task.set_undelivered(t.task.undelivered() + 1);
+  spdlog::info("task_requeued task_id={} attempt={} agent_id={} reason=undelivered", t.state.id,
+               t.state.attempt, t.state.agent_id);
+  ++t.state.undelivered;
   RequeueLocked(t, clock_.Now(), absl::StrCat(never, ": queued again"));
 }
 
 void TaskRegistry::RequeueLocked(TaskEntry& t, absl::Time eligible_at, std::string reason) {
-  t.retry_at = eligible_at;
-  t.queue_deadline = t.retry_at + QueueWindow(*t.spec, t.timeout);
-  *t.task.mutable_retry_at() = ToProto(t.retry_at);
-  t.task.set_status_reason(std::move(reason));
+  t.state.retry_at = eligible_at;
+  t.queue_deadline = eligible_at + QueueWindow(*t.spec, t.timeout);
+  t.state.status_reason = std::move(reason);
   // The next attempt starts afresh; its agent reports output from offset 0.
-  t.task.clear_agent_id();
-  t.task.set_pid(0);
-  t.task.clear_dispatched_at();
-  t.task.clear_started_at();
-  t.task.clear_exit();
-  t.task.set_progress(0);
-  t.task.clear_progress_message();
+  t.state.agent_id.clear();
+  t.state.pid = 0;
+  t.state.dispatched_at = TaskState::kUnset;
+  t.state.started_at = TaskState::kUnset;
+  t.state.exit.reset();
+  t.state.progress = 0;
+  t.state.progress_message.clear();
   for (v1::OutputStream stream : {v1::OUTPUT_STREAM_STDOUT, v1::OUTPUT_STREAM_STDERR}) {
     t.out[StreamIndex(stream)] = OutputBuffer(options_.output_cap_bytes);
-    store_.TrimOutput(t.task.id(), stream, 0, INT64_MAX);
+    store_.TrimOutput(t.state.id, stream, 0, INT64_MAX);
   }
   Enqueue(t);
   TransitionLocked(t, v1::TASK_STATUS_QUEUED, "");
 }
 
 void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
-  const AgentEntry* a = agents_.Find(t.task.agent_id());
+  const AgentEntry* a = agents_.Find(t.state.agent_id);
   if (a == nullptr || !a->connected()) return;  // Reconciled on reconnect.
   v1::CoordinatorMessage m;
   v1::Cancel* c = m.mutable_cancel();
-  c->set_task_id(t.task.id());
-  c->set_attempt(t.task.attempt());
+  c->set_task_id(t.state.id);
+  c->set_attempt(t.state.attempt);
   c->set_reason(reason);
   *c->mutable_grace() = ToProto(t.kill_grace);
   SendLocked(a->link, std::move(m));
@@ -190,11 +189,11 @@ size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
 std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   const v1::TaskSpec& spec = *t.spec;
   if (t.held) return HeldReasonLocked(t);
-  if (t.retry_at > clock_.Now()) {
+  if (t.state.retry_at > clock_.Now()) {
     // The time, not the time left: the reason changes only when the state does.
-    return absl::StrCat("waiting until ", absl::FormatTime("%H:%M:%E3S UTC", t.retry_at,
+    return absl::StrCat("waiting until ", absl::FormatTime("%H:%M:%E3S UTC", t.state.retry_at,
                                                            absl::UTCTimeZone()),
-                        " before attempt ", t.task.attempt() + 1, " (", t.task.status_reason(),
+                        " before attempt ", t.state.attempt + 1, " (", t.state.status_reason,
                         ")");
   }
   const size_t ahead = QueuedAheadLocked(t);
@@ -284,7 +283,7 @@ void TaskRegistry::DispatchQueueLocked() {
   }
   for (auto it = queue_.begin(); it != queue_.end() && free_slots > 0;) {
     TaskEntry& t = *it->second;
-    if (t.retry_at > now) {
+    if (t.state.retry_at > now) {
       ++it;
       continue;
     }
@@ -313,19 +312,18 @@ void TaskRegistry::DispatchQueueLocked() {
     if (best == nullptr) continue;
     Dequeue(t);
     --free_slots;
-    best->assigned.insert(t.task.id());
-    t.task.set_agent_id(best->info.agent_id());
-    t.task.set_attempt(t.task.attempt() + 1);
-    t.task.clear_waiting_reason();
-    t.task.clear_retry_at();
-    *t.task.mutable_dispatched_at() = ToProto(now);
+    best->assigned.insert(t.state.id);
+    t.state.agent_id = best->info.agent_id();
+    ++t.state.attempt;
+    t.state.retry_at = TaskState::kUnset;
+    t.state.dispatched_at = now;
     t.run_deadline = now + t.timeout;
     if (metrics_)
-      metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.created));
+      metrics_->dispatch_latency_seconds.Observe(absl::ToDoubleSeconds(now - t.state.created_at));
     v1::CoordinatorMessage m;
     v1::Assign* assign = m.mutable_assign();
-    assign->set_task_id(t.task.id());
-    assign->set_attempt(t.task.attempt());
+    assign->set_task_id(t.state.id);
+    assign->set_attempt(t.state.attempt);
     *assign->mutable_spec() = *t.spec;
     *assign->mutable_deadline() = ToProto(t.run_deadline);
     // Journaled first: the agent never runs an attempt the store may forget.

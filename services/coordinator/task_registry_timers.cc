@@ -22,7 +22,7 @@ void TaskRegistry::Tick() {
     if (it == by_seq_.end() || !it->second->queued) continue;
     TaskEntry& t = *it->second;
     TransitionLocked(t, v1::TASK_STATUS_TIMED_OUT,
-                     absl::StrCat("not started within ", absl::FormatDuration(now - t.created),
+                     absl::StrCat("not started within ", absl::FormatDuration(now - t.state.created_at),
                                   " (queue timeout): ", WaitingReasonLocked(t)));
   }
   const std::vector<uint64_t> overdue = run_deadlines_.Due(now);
@@ -51,8 +51,8 @@ void TaskRegistry::Tick() {
                                       counts_.finished() > static_cast<int64_t>(options_.max_retained_tasks))) {
     const auto it = by_seq_.find(finished_order_.front().second);
     finished_order_.pop_front();
-    if (it != by_seq_.end() && IsFinal(it->second->task.status())) {
-      RemoveLocked(std::string(it->second->task.id()));
+    if (it != by_seq_.end() && IsFinal(it->second->state.status)) {
+      RemoveLocked(std::string(it->second->state.id));
     }
   }
   if (const uint64_t first = events_.first_cursor(); first > events_trimmed_) {

@@ -47,20 +47,20 @@ void GroupCommitStore::Enqueue(StoreChange c) {
   pending_.push_back(std::move(c));
 }
 
-void GroupCommitStore::PutTask(uint64_t seq, const v1::Task& state,
+void GroupCommitStore::PutTask(uint64_t seq, const TaskState& state,
                                std::shared_ptr<const v1::TaskSpec> spec) {
-  change::PutTask c{seq, state.id(), state.status(),
-                    state.has_finished_at() ? state.finished_at().seconds() : 0,
-                    state.SerializeAsString(), std::move(spec)};
+  change::PutTask c{seq, state.id, state.status,
+                    TaskState::IsSet(state.finished_at) ? absl::ToUnixSeconds(state.finished_at) : 0,
+                    state, std::move(spec)};
   absl::MutexLock lock(&mu_);
-  if (auto it = put_index_.find(state.id()); it != put_index_.end()) {
+  if (auto it = put_index_.find(state.id); it != put_index_.end()) {
     auto& prev = std::get<change::PutTask>(pending_[it->second]);
     if (!c.spec) c.spec = std::move(prev.spec);  // Not yet committed.
     prev = std::move(c);  // The newest state wins.
     ++queued_seq_;
     return;
   }
-  put_index_[state.id()] = pending_.size();
+  put_index_[state.id] = pending_.size();
   Enqueue(std::move(c));
 }
 

@@ -36,7 +36,7 @@ struct PutTask {
   std::string task_id;
   int status = 0;        // v1::TaskStatus, for the store's own index.
   int64_t finished = 0;  // Unix seconds of finished_at, 0 while unfinished.
-  std::string blob;      // Serialized v1::Task, without its spec ...
+  TaskState state;       // Serialized on the commit thread, as is ...
   std::shared_ptr<const v1::TaskSpec> spec;  // ... which is here when new.
 };
 struct DeleteTask {
@@ -91,7 +91,7 @@ class GroupCommitStore : public TaskStore {
  public:
   ~GroupCommitStore() override;
 
-  void PutTask(uint64_t seq, const v1::Task& state, std::shared_ptr<const v1::TaskSpec> spec)
+  void PutTask(uint64_t seq, const TaskState& state, std::shared_ptr<const v1::TaskSpec> spec)
       override ABSL_LOCKS_EXCLUDED(mu_);
   void DeleteTask(const std::string& task_id) override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendOutput(const std::string& task_id, v1::OutputStream stream, int64_t offset,

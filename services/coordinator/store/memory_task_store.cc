@@ -23,7 +23,7 @@ absl::Status MemoryTaskStore::Commit(const std::vector<StoreChange>& batch) {
   for (const StoreChange& c : batch) {
     if (const auto* p = std::get_if<change::PutTask>(&c)) {
       Row& row = tasks_[p->seq];
-      row.state = p->blob;
+      row.state = p->state.ToProto().SerializeAsString();
       if (p->spec != nullptr) row.spec = p->spec;
       seq_of_[p->task_id] = p->seq;
     } else if (const auto* d = std::get_if<change::DeleteTask>(&c)) {

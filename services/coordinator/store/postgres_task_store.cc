@@ -454,9 +454,10 @@ absl::Status PostgresTaskStore::Commit(const std::vector<StoreChange>& batch) {
     const StoreChange& ch = batch[i];
     if (const auto* p = std::get_if<change::PutTask>(&ch)) {
       a = std::to_string(p->seq), b = std::to_string(p->status), c = std::to_string(p->finished);
+      const std::string state = p->state.ToProto().SerializeAsString();
       std::optional<std::string> spec;  // Serialized here, off the registry's lock.
       if (p->spec != nullptr) spec = p->spec->SerializeAsString();
-      send("put_task", {p->task_id, a, b, c, Param(p->blob, true), Param(spec)});
+      send("put_task", {p->task_id, a, b, c, Param(state, true), Param(spec)});
     } else if (const auto* d = std::get_if<change::DeleteTask>(&ch)) {
       send("delete_task", {d->task_id});
       send("delete_output", {d->task_id});

@@ -232,7 +232,8 @@ absl::Status SqliteTaskStore::Commit(const std::vector<StoreChange>& batch) {
       sqlite3_bind_int64(put_task_, 2, static_cast<sqlite3_int64>(p->seq));
       sqlite3_bind_int(put_task_, 3, p->status);
       sqlite3_bind_int64(put_task_, 4, p->finished);
-      BindBlob(put_task_, 5, p->blob);
+      const std::string state = p->state.ToProto().SerializeAsString();
+      BindBlob(put_task_, 5, state);
       std::string spec;  // Serialized here, off the registry's lock.
       if (p->spec != nullptr) {
         spec = p->spec->SerializeAsString();

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/coordinator/store/task_state.h"
 #include "taskgrid/v1/task.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
 
@@ -67,12 +68,11 @@ class TaskStore {
  public:
   virtual ~TaskStore() = default;
 
-  // Inserts or replaces a task's state: every field of `state` but its spec,
-  // which is journaled apart, once: `spec` is given when the task is
+  // Inserts or replaces a task's state. Its spec is journaled apart, once: `spec` is given when the task is
   // created, when its spec changes and when Load said the store lacks it
   // (spec_stored), and null on the updates that follow, which keep the
   // stored one. A task's seq and id never change.
-  virtual void PutTask(uint64_t seq, const v1::Task& state,
+  virtual void PutTask(uint64_t seq, const TaskState& state,
                        std::shared_ptr<const v1::TaskSpec> spec) = 0;
   // Removes the task and its output.
   virtual void DeleteTask(const std::string& task_id) = 0;

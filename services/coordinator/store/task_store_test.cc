@@ -111,8 +111,7 @@ class TaskStoreTest : public ::testing::TestWithParam<StoreKind> {
   void Put(uint64_t seq, const std::string& id, v1::TaskStatus status, bool with_spec) {
     v1::Task state = MakeTask(id, status);
     auto spec = std::make_shared<const v1::TaskSpec>(state.spec());
-    state.clear_spec();
-    store_->PutTask(seq, state, with_spec ? spec : nullptr);
+    store_->PutTask(seq, TaskState::FromProto(state), with_spec ? spec : nullptr);
   }
 
   // Rewrites task `full` as a store written before specs were stored apart
@@ -472,8 +471,8 @@ TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
   absl::Notification lost;
   ASSERT_TRUE(
       old_leader->AwaitLeadership(nullptr, [&](const absl::Status&) { lost.Notify(); }).ok());
-  v1::Task a;
-  a.set_id("before");
+  TaskState a;
+  a.id = "before";
   old_leader->PutTask(1, a, std::make_shared<const v1::TaskSpec>());
   absl::Notification durable;
   old_leader->WhenDurable([&] { durable.Notify(); });
@@ -498,8 +497,8 @@ TEST_F(PostgresLeaseTest, ALeaderThatLostItsLeaseCanNeverWriteAgain) {
   expirer.join();
   ASSERT_TRUE(took.ok()) << took;
 
-  v1::Task b;
-  b.set_id("after");
+  TaskState b;
+  b.id = "after";
   old_leader->PutTask(2, b, std::make_shared<const v1::TaskSpec>());  // Fenced: never committed.
   EXPECT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(10)));
   auto state = new_leader->Load();
