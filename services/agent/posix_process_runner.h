@@ -1,9 +1,10 @@
 // The production ProcessRunner: starts each task with posix_spawn in a fresh
 // session (so its process group can be signalled as a whole), feeds its stdin
-// and streams its stdout/stderr from one I/O thread per process, enforces the
-// SIGTERM-then-SIGKILL termination grace, and makes sure nothing of the group
-// outlives the task by killing the group when the main process exits and then
-// checking /proc that it is really gone. Linux only (pidfd, eventfd, /proc).
+// and streams its stdout/stderr from one epoll thread for all of the runner's
+// processes, enforces the SIGTERM-then-SIGKILL termination grace, and makes
+// sure nothing of the group outlives the task by killing the group when the
+// main process exits and then checking /proc that it is really gone. Linux
+// only (pidfd, eventfd, epoll, /proc).
 #ifndef TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 #define TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 
@@ -14,12 +15,18 @@
 
 #include "absl/status/statusor.h"
 #include "services/agent/process_runner.h"
+#include "services/agent/process_spawn.h"
 
 namespace taskgrid {
 
-// Starts real processes. Thread-safe; holds no state, so any number of
-// processes may be started concurrently and a RunningProcess may outlive the
-// runner that started it. The caller owns each returned RunningProcess.
+class ProcessLoop;  // The I/O thread, private to the .cc.
+
+// Starts real processes. Thread-safe: any number of processes may be started
+// concurrently, and a RunningProcess may outlive the runner that started it
+// (the I/O thread lives until the last of them is gone). The caller owns
+// each returned RunningProcess. Every callback of every process runs on the
+// one I/O thread, so a slow callback delays all of them; a RunningProcess
+// must not be destroyed from any of the runner's callbacks.
 //
 // Process-wide side effect: the first construction sets SIGPIPE to SIG_IGN, so
 // that writing stdin to a child that stopped reading yields EPIPE instead of
@@ -46,16 +53,6 @@ namespace taskgrid {
 //    pipes open cannot hold the task forever: once the group is gone, the
 //    runner waits at most one further second of unpaused time for end of file
 //    and then closes its ends of the pipes.
-// The user tasks run as, when not the agent's own.
-struct RunAs {
-  uid_t uid = 0;
-  gid_t gid = 0;
-};
-
-// The RunAs of `user` (a name or a uid). kFailedPrecondition unless the
-// agent is root and setpriv is installed, kNotFound for an unknown user.
-absl::StatusOr<RunAs> LookUpRunAs(const std::string& user);
-
 class PosixProcessRunner final : public ProcessRunner {
  public:
   // With `run_as`, every process runs as that user and group (no
@@ -71,6 +68,7 @@ class PosixProcessRunner final : public ProcessRunner {
 
  private:
   const std::optional<RunAs> run_as_;
+  const std::shared_ptr<ProcessLoop> loop_;
 };
 
 }  // namespace taskgrid
