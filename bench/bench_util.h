@@ -1,6 +1,7 @@
 // What every benchmark driver needs: start a service binary, read the port it
-// bound, read a process's CPU time and resident memory from /proc, and print
-// its figures in the one format run_benchmarks merges.
+// bound, read a process's CPU time, context switches and resident memory from
+// /proc and a counter from its /metrics, and print its figures in the one
+// format run_benchmarks merges.
 #ifndef TASKGRID_BENCH_BENCH_UTIL_H_
 #define TASKGRID_BENCH_BENCH_UTIL_H_
 
@@ -11,16 +12,20 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "tests/http_test_client.h"
 
 extern char** environ;
 
@@ -64,6 +69,37 @@ inline int64_t RssBytes(pid_t pid) {
       in >> kb;
       return kb * 1024;
     }
+  }
+  return 0;
+}
+
+// Context switches (voluntary and not) of a process's live threads so far.
+inline int64_t ContextSwitches(pid_t pid) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream in(task.path() / "status");
+    std::string key;
+    int64_t n = 0;
+    while (in >> key) {
+      if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
+        in >> n;
+        total += n;
+      }
+    }
+  }
+  return total;
+}
+
+// The value of an unlabelled counter on a Prometheus /metrics page at
+// 127.0.0.1:`port` (0 when it cannot be read).
+inline double ScrapeCounter(int port, const std::string& name) {
+  const testing_http::Response r = testing_http::Fetch(port, "GET", "/metrics");
+  for (absl::string_view line : absl::StrSplit(r.body, '\n')) {
+    if (!absl::ConsumePrefix(&line, name) || !absl::ConsumePrefix(&line, " ")) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line, &v)) return v;
   }
   return 0;
 }

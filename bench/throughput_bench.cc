@@ -2,7 +2,8 @@
 // real binaries on 127.0.0.1) running /bin/true, beside the machine's own
 // ceiling: how fast it can posix_spawn /bin/true with no taskgrid at all;
 // and one task at a time, submit to started and to finished as a Watch
-// client sees them.
+// client sees them. Per task: each process's CPU and context switches, and
+// the messages and stream reads/writes between coordinator and agent.
 //
 //   throughput_bench [--seconds=5] [--clients=32] [--slots=32] [--latency_tasks=300]
 #include <grpcpp/grpcpp.h>
@@ -42,6 +43,7 @@ extern char** environ;
 namespace taskgrid {
 namespace {
 
+using bench::ContextSwitches;
 using bench::CpuSeconds;
 using bench::Percentile;
 using bench::Spawn;
@@ -68,6 +70,17 @@ double SpawnCeiling(double seconds, int threads) {
   for (auto& w : workers) w.join();
   return static_cast<double>(count.load()) /
          std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Messages, and batches (one stream read or write each), between the
+// coordinator and its agents, both ways.
+double AgentMessages(int metrics_port) {
+  return bench::ScrapeCounter(metrics_port, "coordinator_agent_messages_received_total") +
+         bench::ScrapeCounter(metrics_port, "coordinator_agent_messages_sent_total");
+}
+double AgentBatches(int metrics_port) {
+  return bench::ScrapeCounter(metrics_port, "coordinator_agent_batches_received_total") +
+         bench::ScrapeCounter(metrics_port, "coordinator_agent_batches_sent_total");
 }
 
 // Follows every task status event and lets clients wait for their task.
@@ -114,13 +127,11 @@ int Main() {
   char dir_template[] = "/tmp/taskgrid-bench-XXXXXX";
   const std::string dir = mkdtemp(dir_template);
   const pid_t coordinator = Spawn({TASKGRID_COORDINATOR_BIN, "--grpc_address=127.0.0.1:0",
-                                   "--metrics_address=", "--log_level=error",
+                                   "--metrics_address=127.0.0.1:0", "--log_level=error",
                                    "--port_file=" + dir + "/ports", "--data_dir=" + dir});
-  int port = 0;
-  for (int i = 0; i < 200 && port == 0; ++i) {
-    std::ifstream(dir + "/ports") >> port;
-    if (port == 0) absl::SleepFor(absl::Milliseconds(25));
-  }
+  const int port = bench::ReadPort(dir + "/ports");
+  int metrics_port = 0;
+  std::ifstream(dir + "/ports") >> metrics_port >> metrics_port;
   const std::string address = absl::StrCat("127.0.0.1:", port);
   const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
                              "--metrics_address=", "--log_level=error",
@@ -172,6 +183,8 @@ int Main() {
   // Throughput: each client submits, waits for the end, repeats.
   const double coordinator_cpu0 = CpuSeconds(coordinator), agent_cpu0 = CpuSeconds(agent);
   const double self_cpu0 = CpuSeconds(getpid());
+  const int64_t coordinator_cs0 = ContextSwitches(coordinator), agent_cs0 = ContextSwitches(agent);
+  const double messages0 = AgentMessages(metrics_port), writes0 = AgentBatches(metrics_port);
   std::atomic<int64_t> completed{0}, failed{0};
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   std::vector<std::thread> clients;
@@ -195,6 +208,12 @@ int Main() {
   const double coordinator_us = (CpuSeconds(coordinator) - coordinator_cpu0) * per_task_us;
   const double agent_us = (CpuSeconds(agent) - agent_cpu0) * per_task_us;
   const double clients_us = (CpuSeconds(getpid()) - self_cpu0) * per_task_us;
+  const double per_task = per_task_us / 1e6;
+  const double coordinator_cs =
+      static_cast<double>(ContextSwitches(coordinator) - coordinator_cs0) * per_task;
+  const double agent_cs = static_cast<double>(ContextSwitches(agent) - agent_cs0) * per_task;
+  const double messages = (AgentMessages(metrics_port) - messages0) * per_task;
+  const double writes = (AgentBatches(metrics_port) - writes0) * per_task;
 
   watch_ctx.TryCancel();
   watcher.join();
@@ -214,6 +233,14 @@ int Main() {
        {.name = "shell.agent_cpu_per_task", .value = agent_us, .unit = "us",
         .lower_is_better = true},
        {.name = "shell.clients_cpu_per_task", .value = clients_us, .unit = "us",
+        .lower_is_better = true},
+       {.name = "shell.coordinator_context_switches_per_task", .value = coordinator_cs,
+        .unit = "switches", .lower_is_better = true},
+       {.name = "shell.agent_context_switches_per_task", .value = agent_cs, .unit = "switches",
+        .lower_is_better = true},
+       {.name = "shell.agent_stream_messages_per_task", .value = messages, .unit = "messages",
+        .lower_is_better = true},
+       {.name = "shell.agent_stream_writes_per_task", .value = writes, .unit = "writes",
         .lower_is_better = true},
        {.name = "shell.one_at_a_time.submit_to_started_p50", .value = Percentile(started_ms, 0.5),
         .unit = "ms", .lower_is_better = true},

@@ -37,6 +37,8 @@ void AgentStream::Close(const absl::Status& status) {
 void AgentStream::MaybeWriteOrFinishLocked() {
   if (outbox_.in_flight() || finished_) return;
   if (const v1::CoordinatorBatch* next = outbox_.StartNext()) {
+    service_.metrics().agent_batches_sent.Increment();
+    service_.metrics().agent_messages_sent.Increment(next->messages_size());
     StartWrite(next);
   } else if (finishing_) {
     finished_ = true;
@@ -59,6 +61,8 @@ void AgentStream::OnReadDone(bool ok) {
     Close(absl::OkStatus());
     return;
   }
+  service_.metrics().agent_batches_received.Increment();
+  service_.metrics().agent_messages_received.Increment(in_.messages_size());
   for (const v1::AgentMessage& message : in_.messages()) {
     if (!Handle(message)) return;
   }

@@ -77,8 +77,11 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentBatch, v1::Coo
 // certificate.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(TaskRegistry& registry, AgentTokens tokens, bool require_client_cert = false)
+  // `metrics` must outlive it.
+  AgentServiceImpl(TaskRegistry& registry, CoordinatorMetrics& metrics, AgentTokens tokens,
+                   bool require_client_cert = false)
       : registry_(registry),
+        metrics_(metrics),
         tokens_(std::make_shared<const AgentTokens>(std::move(tokens))),
         require_client_cert_(require_client_cert) {}
 
@@ -91,9 +94,11 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // The tokens in force.
   std::shared_ptr<const AgentTokens> tokens() const ABSL_LOCKS_EXCLUDED(mu_);
   bool tokens_required() const { return !tokens()->empty(); }
+  CoordinatorMetrics& metrics() const { return metrics_; }
 
  private:
   TaskRegistry& registry_;
+  CoordinatorMetrics& metrics_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const AgentTokens> tokens_ ABSL_GUARDED_BY(mu_);
   const bool require_client_cert_;

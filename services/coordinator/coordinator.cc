@@ -158,7 +158,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(
         "its agents in --agent_tokens_file)",
         absl::StrJoin(unbound, ","));
   }
-  c->agent_service_ = std::make_unique<AgentServiceImpl>(*c->registry_, std::move(tokens),
+  c->agent_service_ = std::make_unique<AgentServiceImpl>(*c->registry_, c->metrics_set_, std::move(tokens),
                                                          !options.tls.client_ca_file.empty());
   c->monitoring_service_ = std::make_unique<MonitoringServiceImpl>(
       *c->registry_, *c->access_,

@@ -79,7 +79,15 @@ CoordinatorMetrics::CoordinatorMetrics(prometheus::Registry& r)
                         .Register(r)),
       open_runs(AddGauge(r, "coordinator_open_runs", "Fleet runs with unfinished targets.")),
       run_targets(AddCounter(r, "coordinator_run_targets_total",
-                             "Tasks created as targets of fleet runs.")) {
+                             "Tasks created as targets of fleet runs.")),
+      agent_messages_received(AddCounter(r, "coordinator_agent_messages_received_total",
+                                         "Messages read from agent streams.")),
+      agent_batches_received(AddCounter(r, "coordinator_agent_batches_received_total",
+                                        "Batches (stream reads) from agents.")),
+      agent_messages_sent(AddCounter(r, "coordinator_agent_messages_sent_total",
+                                     "Messages written to agent streams.")),
+      agent_batches_sent(AddCounter(r, "coordinator_agent_batches_sent_total",
+                                    "Batches (stream writes) to agents.")) {
   for (int s = v1::TASK_STATUS_SUCCEEDED; s <= v1::TASK_STATUS_LOST; ++s) {
     finished(static_cast<v1::TaskStatus>(s));  // Export zeros from the start.
   }

@@ -46,6 +46,11 @@ struct CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& runs_finished;  // {outcome}
   prometheus::Gauge& open_runs;                 // coordinator_open_runs
   prometheus::Counter& run_targets;             // coordinator_run_targets_total
+  // Agent stream traffic, so a benchmark can count messages and writes per task.
+  prometheus::Counter& agent_messages_received;  // coordinator_agent_messages_received_total
+  prometheus::Counter& agent_batches_received;   // coordinator_agent_batches_received_total
+  prometheus::Counter& agent_messages_sent;      // coordinator_agent_messages_sent_total
+  prometheus::Counter& agent_batches_sent;       // coordinator_agent_batches_sent_total
 
   StoreMetrics store() {
     return {&store_commit_seconds, &store_batch_changes, &store_commit_failures};
