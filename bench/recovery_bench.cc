@@ -127,8 +127,13 @@ int Main() {
   auto stub = v1::TaskService::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   v1::StatsResponse stats;
+  // Until it serves: wait_for_ready rides out the refused connections while
+  // it loads, instead of failing fast in a loop the channel's reconnect
+  // backoff never gets to end.
   for (;;) {
     grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
     if (stub->Stats(&ctx, {}, &stats).ok()) break;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
