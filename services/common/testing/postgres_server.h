@@ -8,6 +8,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -24,15 +26,24 @@ class PostgresServer {
     char tmpl[] = "/tmp/taskgrid_pg_XXXXXX";
     if (mkdtemp(tmpl) == nullptr) return nullptr;
     pg->dir_ = tmpl;
-    pg->port_ = FreeLoopbackPort();
     const std::string as = geteuid() == 0 ? "runuser -u postgres -- " : "";
     if (geteuid() == 0) pg->Run(absl::StrCat("chown postgres ", pg->dir_));
     const std::string bin = BinDir();
-    if (!pg->Run(absl::StrCat(as, bin, "/initdb -D ", pg->dir_, "/data --auth=trust -U postgres ",
-                              "--no-sync >", pg->dir_, "/initdb.log 2>&1")) ||
-        !pg->Run(absl::StrCat(as, bin, "/pg_ctl -D ", pg->dir_, "/data -l ", pg->dir_,
-                              "/server.log -w -o \"-c listen_addresses=127.0.0.1 -p ", pg->port_,
-                              " -k ", pg->dir_, " -c fsync=off\" start >/dev/null"))) {
+    bool started = pg->Run(absl::StrCat(as, bin, "/initdb -D ", pg->dir_,
+                                        "/data --auth=trust -U postgres --no-sync >", pg->dir_,
+                                        "/initdb.log 2>&1"));
+    // The free port is only free when picked: any outgoing connection of a
+    // parallel test may take it before the server binds. Then a fresh one.
+    for (int attempt = 1; started; ++attempt) {
+      pg->port_ = FreeLoopbackPort();
+      if (pg->Run(absl::StrCat(as, bin, "/pg_ctl -D ", pg->dir_, "/data -l ", pg->dir_,
+                               "/server.log -w -o \"-c listen_addresses=127.0.0.1 -p ", pg->port_,
+                               " -k ", pg->dir_, " -c fsync=off\" start >/dev/null"))) {
+        break;
+      }
+      started = attempt < 5 && pg->LogSays("Address already in use");
+    }
+    if (!started) {
       std::fprintf(stderr, "PostgreSQL did not start; see %s\n", pg->dir_.c_str());
       pg->dir_.clear();  // Keep the logs.
       return nullptr;
@@ -72,6 +83,12 @@ class PostgresServer {
   }
 
   bool Run(const std::string& command) const { return std::system(command.c_str()) == 0; }
+
+  bool LogSays(const std::string& text) const {
+    std::ifstream log(dir_ + "/server.log");
+    const std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    return all.find(text) != std::string::npos;
+  }
 
   std::string dir_;
   std::string as_;
