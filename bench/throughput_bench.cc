@@ -130,8 +130,8 @@ int Main() {
                                    "--metrics_address=127.0.0.1:0", "--log_level=error",
                                    "--port_file=" + dir + "/ports", "--data_dir=" + dir});
   const int port = bench::ReadPort(dir + "/ports");
-  int metrics_port = 0;
-  std::ifstream(dir + "/ports") >> metrics_port >> metrics_port;
+  int grpc_port = 0, metrics_port = 0;  // --port_file: the gRPC port, then the metrics one
+  std::ifstream(dir + "/ports") >> grpc_port >> metrics_port;
   const std::string address = absl::StrCat("127.0.0.1:", port);
   const pid_t agent = Spawn({TASKGRID_AGENT_BIN, "--coordinator=" + address, "--agent_id=bench",
                              "--metrics_address=", "--log_level=error",
