@@ -28,6 +28,12 @@ void OutputBuffer::Skip(int64_t n) {
   tail_skip_ = 0;
 }
 
+std::shared_ptr<std::atomic<bool>> OutputBuffer::WatchHead() {
+  if (!head_full() || head_durable_) return nullptr;
+  head_durable_ = std::make_shared<std::atomic<bool>>(false);
+  return head_durable_;
+}
+
 OutputBuffer::Slice OutputBuffer::Read(int64_t offset, int64_t limit) const {
   Slice out;
   out.offset = offset;

@@ -4,7 +4,9 @@
 #ifndef TASKGRID_SERVICES_COORDINATOR_OUTPUT_BUFFER_H_
 #define TASKGRID_SERVICES_COORDINATOR_OUTPUT_BUFFER_H_
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -36,6 +38,19 @@ class OutputBuffer {
   // Retained bytes are [0, head_end()) and [tail_start(), total()).
   int64_t head_end() const { return static_cast<int64_t>(head_.size()); }
   int64_t tail_start() const { return TailStart(); }
+  // Every later byte goes to the tail.
+  bool head_full() const { return head_end() == HeadCap(); }
+
+  // Once the head is durable, the bytes the tail leaves behind are settled
+  // (never read again) as soon as they arrive. WatchHead() returns, once the
+  // head is full and only the first time, the flag the store's durability
+  // callback sets (on its commit thread); null otherwise.
+  std::shared_ptr<std::atomic<bool>> WatchHead();
+  // Bytes below it are durable or dropped for good: 0 until the head is
+  // durable and something was dropped, then the tail's start.
+  int64_t settled() const {
+    return head_durable_ && head_durable_->load() && dropped() > 0 ? TailStart() : 0;
+  }
 
  private:
   int64_t HeadCap() const { return cap_ / 2; }
@@ -50,6 +65,7 @@ class OutputBuffer {
   // appends stay amortized O(size of data).
   std::string tail_;
   size_t tail_skip_ = 0;
+  std::shared_ptr<std::atomic<bool>> head_durable_;  // Made when first watched.
 };
 
 }  // namespace taskgrid

@@ -156,6 +156,7 @@ void TaskRegistry::Recover(StoredState state) {
     const int64_t seen = buf.total() - o.offset;
     if (seen >= static_cast<int64_t>(data.size())) continue;
     buf.Append(data.substr(static_cast<size_t>(seen)));
+    if (std::shared_ptr<std::atomic<bool>> head = buf.WatchHead()) head->store(true);  // Restored.
   }
   // Log events come back with their bytes from the restored output. When the
   // output no longer holds them (the capped middle, an earlier attempt) the

@@ -211,6 +211,12 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
   }
   OutputBuffer& buf = t->out[StreamIndex(chunk.stream())];
   bool ended = false;
+  if (chunk.offset() > buf.total() && buf.head_full()) {
+    // Past the head the agent resends from what it was told is settled; a
+    // restart lost the tail committed before that, and the middle it left
+    // behind is dropped anyway.
+    buf.Skip(chunk.offset() - buf.total());
+  }
   if (chunk.offset() > buf.total()) {
     // A gap means the agent lost bytes we never acknowledged; this cannot
     // happen on an ordered stream, so refuse rather than store a hole.
@@ -234,6 +240,9 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     if (buf.dropped() > 0) {
       store_.TrimOutput(m.task_id(), chunk.stream(), buf.head_end(), buf.tail_start());
     }
+    if (std::shared_ptr<std::atomic<bool>> head = buf.WatchHead()) {
+      store_.WhenDurable([head] { head->store(true); });
+    }
     if (metrics_) metrics_->output_bytes.Increment(static_cast<double>(fresh.size()));
     AppendEventLocked(std::move(e));
     const int64_t limit = t->spec->max_output_bytes();
@@ -245,6 +254,18 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
       SendCancelLocked(*t, why);
       ended = true;
     }
+  }
+  if (const int64_t settled = buf.settled(); settled > 0) {
+    // A long stream: what the tail left behind is acknowledged now, so the
+    // agent's window does not wait on commits of bytes nobody keeps. The
+    // tail is acknowledged as ever, once durable.
+    v1::CoordinatorMessage early = ack;
+    if (chunk.stream() == v1::OUTPUT_STREAM_STDOUT) {
+      early.mutable_ack()->set_stdout_offset(settled);
+    } else {
+      early.mutable_ack()->set_stderr_offset(settled);
+    }
+    a.link->Send(std::move(early));
   }
   ack_msg->set_stdout_offset(t->out[0].total());
   ack_msg->set_stderr_offset(t->out[1].total());

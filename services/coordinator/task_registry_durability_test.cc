@@ -98,6 +98,55 @@ TEST(TaskRegistryDurabilityTest, NothingReachesAnAgentOrAReaderBeforeItIsDurable
   EXPECT_GT(events.last_cursor(), before);
 }
 
+// A long stream: once its head is durable, the middle it leaves behind is
+// acknowledged without waiting for a commit, and nothing else ever is.
+TEST(TaskRegistryDurabilityTest, OutputPastADurableHeadIsSettledAtOnce) {
+  FakeClock clock;
+  ManualStore store;
+  EventLog events;
+  RegistryOptions options;
+  options.output_cap_bytes = 1024;  // A head and a tail of 512 bytes.
+  TaskRegistry registry(clock, store, events, nullptr, options);
+  auto link = std::make_shared<FakeLink>();
+  v1::Hello hello;
+  hello.set_agent_id("a1");
+  hello.set_slots(1);
+  ASSERT_TRUE(registry.AgentConnected(hello, link).ok());
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command("yes");
+  ASSERT_TRUE(registry.Submit(req).ok());
+  store.Commit();
+  ASSERT_EQ(link->Assigns().size(), 1u);
+  const std::string id = link->Assigns()[0].task_id();
+  int64_t total = 0;
+  auto write = [&](size_t n) {
+    v1::AgentMessage m;
+    m.mutable_output()->set_task_id(id);
+    m.mutable_output()->set_attempt(1);
+    m.mutable_output()->mutable_chunk()->set_stream(v1::OUTPUT_STREAM_STDOUT);
+    m.mutable_output()->mutable_chunk()->set_offset(total);
+    m.mutable_output()->mutable_chunk()->set_data(std::string(n, 'x'));
+    registry.HandleAgentMessage("a1", link.get(), m);
+    total += static_cast<int64_t>(n);
+  };
+  auto acked = [&] {
+    int64_t most = 0;
+    for (const auto& m : link->Sent()) {
+      if (m.has_ack()) most = std::max(most, m.ack().stdout_offset());
+    }
+    return most;
+  };
+  write(600);  // Fills the head.
+  write(600);  // Drops from the middle, but the head may still be lost.
+  EXPECT_EQ(acked(), 0);
+  store.Commit();
+  EXPECT_EQ(acked(), 1200);
+  write(600);
+  EXPECT_EQ(acked(), total - 512);  // Settled at once: all but the tail.
+  store.Commit();
+  EXPECT_EQ(acked(), total);  // The tail once durable.
+}
+
 TEST(TaskRegistryDurabilityTest, NewTasksAreRefusedWhileTheStoreCannotWrite) {
   FakeClock clock;
   ManualStore store;

@@ -98,6 +98,41 @@ TEST_F(TaskRegistryTest, RestartKeepsHeadAndTailOfLongOutput) {
   EXPECT_EQ(registry_->GetOutput(r)->data(), std::string(512, '9'));
 }
 
+// Past a durable head the agent forgets what it was told is settled before
+// the tail behind it commits: after a restart that lost that tail it resends
+// from further on, and the registry counts the gap as the dropped middle.
+TEST_F(TaskRegistryTest, ResendPastTheRestoredTailIsTheDroppedMiddle) {
+  RegistryOptions o = Options();
+  o.output_cap_bytes = 1024;
+  Restart(o);
+  auto link = Connect("a1", 1);
+  const std::string id = Submit();
+  Output("a1", *link, id, 0, std::string(600, 'h'));
+  Restart(o);  // The restored store had the head and 88 bytes of tail.
+  v1::HeldTask held;
+  held.set_task_id(id);
+  held.set_attempt(1);
+  auto again = Connect("a1", 1, {}, {held});
+  Output("a1", *again, id, 5000, std::string(100, 't'));
+  Finished("a1", *again, id, 0);
+  auto t = registry_->Get(id);
+  EXPECT_EQ(t->status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_EQ(t->stdout().total_bytes(), 5100);
+  EXPECT_EQ(t->stdout().dropped_bytes(), 5100 - 512 - 100);
+  EXPECT_EQ(StdoutOf(id), std::string(512, 'h'));  // Then the gap, then the tail.
+  v1::GetOutputRequest r;
+  r.set_task_id(id);
+  r.set_stream(v1::OUTPUT_STREAM_STDOUT);
+  r.set_offset(600);
+  EXPECT_EQ(registry_->GetOutput(r)->data(), std::string(100, 't'));
+
+  // Before the head is full a gap is refused: nothing was settled early.
+  const std::string short_one = Submit();
+  Output("a1", *again, short_one, 0, "abc");
+  Output("a1", *again, short_one, 10, "xyz");
+  EXPECT_EQ(registry_->Get(short_one)->stdout().total_bytes(), 3);
+}
+
 TEST_F(TaskRegistryTest, RunningTaskIsLostWhenItsAgentDoesNotReturnAfterARestart) {
   auto link = Connect("a1", 1);
   const std::string id = Submit();

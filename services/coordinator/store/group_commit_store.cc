@@ -90,9 +90,27 @@ void GroupCommitStore::AppendOutput(const std::string& task_id, v1::OutputStream
   Enqueue(change::Output{task_id, stream, offset, std::string(data)});
 }
 
+namespace {
+
+// Cuts the bytes a trim drops from a queued write, so they never reach the
+// disk. The write keeps its end: later output still folds into it, and a
+// restore still learns the stream's length from it.
+void CutTrimmed(change::Output& o, int64_t head_end, int64_t tail_start) {
+  if (o.offset < head_end) return;  // Holds head bytes: once per stream.
+  const int64_t end = o.offset + static_cast<int64_t>(o.data.size());
+  const int64_t from = std::min(std::max(o.offset, tail_start), end);
+  o.data.erase(0, static_cast<size_t>(from - o.offset));
+  o.offset = from;
+}
+
+}  // namespace
+
 void GroupCommitStore::TrimOutput(const std::string& task_id, v1::OutputStream stream,
                                   int64_t head_end, int64_t tail_start) {
   absl::MutexLock lock(&mu_);
+  if (auto out = output_index_.find({task_id, stream}); out != output_index_.end()) {
+    CutTrimmed(std::get<change::Output>(pending_[out->second]), head_end, tail_start);
+  }
   change::TrimOutput c{task_id, stream, head_end, tail_start};
   auto [it, inserted] = trim_index_.try_emplace({task_id, stream}, pending_.size());
   if (!inserted) {

@@ -242,6 +242,37 @@ TEST_P(TaskStoreTest, TrimOutputDropsOnlyChunksWhollyInsideTheRange) {
   EXPECT_THAT(offsets, ElementsAre(0, 10, 70, 80, 90));
 }
 
+// A stream writing faster than its store commits: the bytes a trim drops
+// before they commit are never written, and what is kept reads the same.
+TEST_P(TaskStoreTest, OutputTrimmedWhileQueuedIsNeverWritten) {
+  Put(1, "a", v1::TASK_STATUS_RUNNING, true);
+  store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, 0, std::string(10, 'h'));
+  Sync();
+  {
+    TaskStore::Group group(*store_);  // Holds the writes queued.
+    for (int i = 1; i < 10; ++i) {
+      store_->AppendOutput("a", v1::OUTPUT_STREAM_STDOUT, i * 10, std::string(10, 'a' + i));
+    }
+    store_->TrimOutput("a", v1::OUTPUT_STREAM_STDOUT, 10, 85);
+  }
+  StoredState s = Reload();
+  std::string kept;
+  int64_t end = 0, stored = 0;
+  for (const auto& o : s.output) {
+    for (size_t i = 0; i < o.data.size(); ++i) {
+      const int64_t at = o.offset + static_cast<int64_t>(i);
+      if (at < 10 || at >= 85) kept += o.data[i];
+    }
+    end = std::max(end, o.offset + static_cast<int64_t>(o.data.size()));
+    stored += static_cast<int64_t>(o.data.size());
+  }
+  EXPECT_EQ(kept, std::string(10, 'h') + std::string(5, 'i') + std::string(10, 'j'));
+  EXPECT_EQ(end, 100);
+  if (GetParam().name != "memory") {
+    EXPECT_EQ(stored, 25);
+  }
+}
+
 TEST_P(TaskStoreTest, EventsKeepCursorsAndLogEventsOnlyTheirLength) {
   v1::TaskEvent created;
   created.set_cursor(7);
