@@ -63,14 +63,14 @@ class ClusterTest : public ::testing::Test {
     coordinator_.reset();
   }
 
-  Agent& StartAgent(const std::string& id, uint32_t slots = 4) {
+  Agent& StartAgent(const std::string& id, uint32_t slots = 4, ProcessRunner* runner = nullptr) {
     AgentOptions o;
     o.coordinator_address = address_;
     o.agent_id = id;
     o.slots = slots;
     o.reconnect_min = absl::Milliseconds(20);
     o.reconnect_max = absl::Milliseconds(200);
-    auto agent = std::make_unique<Agent>(o, runner_, nullptr);
+    auto agent = std::make_unique<Agent>(o, runner ? *runner : runner_, nullptr);
     agent->Start();
     Agent& ref = *agent;
     agents_.push_back(std::move(agent));
@@ -243,6 +243,56 @@ TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
   EXPECT_TRUE(WaitFor([&] { return agent.held_tasks() == 0; }));
   EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_CANCELLED);  // Still final.
   EXPECT_EQ(Get(id).exit().signal(), SIGTERM);
+}
+
+// The real runner, each spawn held until the test opens the gate.
+class GatedRunner final : public ProcessRunner {
+ public:
+  absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
+                                                        OutputCallback on_output,
+                                                        ExitCallback on_exit) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++waiting_;
+      mu_.Await(absl::Condition(&open_));
+      --waiting_;
+    }
+    return inner_.Start(spec, std::move(on_output), std::move(on_exit));
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  bool waiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_ > 0;
+  }
+
+ private:
+  PosixProcessRunner inner_;
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A spawn runs without the agent's lock; a cancel that arrives meanwhile
+// kills the process as soon as it exists.
+TEST_F(ClusterTest, ACancelDuringTheSpawnKillsTheProcessOnceItExists) {
+  GatedRunner gated;
+  Agent& agent = StartAgent("a1", 4, &gated);
+  const std::string id = Submit("exec sleep 1000").task().id();
+  ASSERT_TRUE(WaitFor([&] { return gated.waiting(); }));
+  EXPECT_EQ(agent.held_tasks(), 1u);  // Takes the lock: free while it spawns.
+  v1::CancelRequest cancel;
+  cancel.set_task_id(id);
+  v1::Task after;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Cancel(&ctx, cancel, &after).ok());
+  gated.Open();
+  EXPECT_TRUE(WaitFor([&] { return Get(id).exit().signal() == SIGTERM; })) << Get(id).DebugString();
+  EXPECT_TRUE(WaitFor([&] { return agent.held_tasks() == 0; }));
+  EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_CANCELLED);
+  agent.Stop();  // Before the runner goes.
 }
 
 TEST_F(ClusterTest, RunTimeoutKillsTheTask) {

@@ -301,15 +301,18 @@ void Agent::OnMessage(CoordinatorLink* link, const v1::CoordinatorMessage& m) {
       HandleWelcomeLocked(m.welcome());
       break;
     case v1::CoordinatorMessage::kAssign:
-      HandleAssignLocked(m.assign());
+      HandleAssignLocked(m.assign(), dead);
       break;
     case v1::CoordinatorMessage::kCancel: {
       auto it = executions_.find(m.cancel().task_id());
-      if (it != executions_.end() && it->second->attempt == m.cancel().attempt() &&
-          it->second->process) {
+      if (it != executions_.end() && it->second->attempt == m.cancel().attempt()) {
         spdlog::info("task_terminating task_id={} reason=\"{}\"", m.cancel().task_id(),
                      m.cancel().reason());
-        it->second->process->Terminate(FromProto(m.cancel().grace()));
+        if (it->second->process) {
+          it->second->process->Terminate(FromProto(m.cancel().grace()));
+        } else if (it->second->spawning) {
+          it->second->cancel_grace = FromProto(m.cancel().grace());
+        }
       }
       break;
     }
@@ -377,7 +380,7 @@ void Agent::HandleWelcomeLocked(const v1::Welcome& w) {
 }
 
 void Agent::PumpLocked(Execution& e) {
-  if (!welcomed_ || e.forget) return;
+  if (!welcomed_ || e.forget || e.spawning) return;
   constexpr int64_t kMaxChunk = 64 << 10;
   for (int i = 0; i < 2; ++i) {
     OutputSpool& spool = e.spool[i];
@@ -419,7 +422,8 @@ Agent::Execution* Agent::FindLocked(const std::string& task_id, uint32_t attempt
   return nullptr;
 }
 
-void Agent::HandleAssignLocked(const v1::Assign& a) {
+void Agent::HandleAssignLocked(const v1::Assign& a,
+                               std::vector<std::unique_ptr<RunningProcess>>& dead) {
   if (auto it = executions_.find(a.task_id()); it != executions_.end()) {
     if (it->second->attempt >= a.attempt()) return;  // A repeat.
     // A newer attempt of a task whose old one is still being killed (the
@@ -453,18 +457,19 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
 
   const std::string id = a.task_id();
   const uint32_t attempt = a.attempt();
-  auto fail = [&](const absl::Status& why, int exit_code = 127) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  auto fail = [&](Execution& failed, const absl::Status& why, int exit_code = 127)
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     spdlog::warn("task_spawn_failed task_id={} status=\"{}\"", id, why.ToString());
     if (metrics_) metrics_->spawn_failures.Increment();
-    e.exited = true;
-    e.finished.mutable_exit()->set_exit_code(exit_code);
-    e.finished.mutable_exit()->set_error(std::string(why.message()));
-    PumpLocked(e);
+    failed.exited = true;
+    failed.finished.mutable_exit()->set_exit_code(exit_code);
+    failed.finished.mutable_exit()->set_error(std::string(why.message()));
+    PumpLocked(failed);
   };
   // The coordinator checks the policy too; this guards against one that
   // does not (an older version, or a compromised one).
   if (std::string refusal = PolicyRefusal(options_.policy, a.spec()); !refusal.empty()) {
-    return fail(absl::PermissionDeniedError(
+    return fail(e, absl::PermissionDeniedError(
                     absl::StrCat("agent ", options_.agent_id, " ", refusal, " by its policy")),
                 126);
   }
@@ -477,7 +482,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
   }
   if (a.spec().has_docker()) {
     if (docker_ == nullptr) {
-      return fail(absl::FailedPreconditionError(absl::StrCat(
+      return fail(e, absl::FailedPreconditionError(absl::StrCat(
           "agent ", options_.agent_id, " runs no container tasks (--docker_socket is empty)")));
     }
     v1::DockerSpec docker = a.spec().docker();
@@ -498,19 +503,43 @@ void Agent::HandleAssignLocked(const v1::Assign& a) {
     for (const auto& [k, v] : secrets) spec.env.push_back(absl::StrCat(k, "=", v));
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
-    auto process = runner_.Start(spec, OutputTo(id, attempt), ExitTo(id, attempt));
-    if (!process.ok()) return fail(process.status());
-    e.process = std::move(*process);
+    // A spawn takes a fork's time: not under the lock that every report of
+    // every task waits on. Meanwhile the attempt may be cancelled, replaced
+    // or forgotten, or the agent told to stop; it is looked up again after.
+    e.spawning = true;
+    mu_.Unlock();
+    absl::StatusOr<std::unique_ptr<RunningProcess>> process =
+        runner_.Start(spec, OutputTo(id, attempt), ExitTo(id, attempt));
+    mu_.Lock();
+    Execution* now = FindLocked(id, attempt);
+    if (now == nullptr) {  // Forgotten and gone (it exited at once).
+      if (process.ok()) dead.push_back(std::move(*process));
+      return;
+    }
+    now->spawning = false;
+    if (!process.ok()) return fail(*now, process.status());
+    now->process = std::move(*process);
+    return StartedLocked(*now);
   }
+  StartedLocked(e);
+}
+
+void Agent::StartedLocked(Execution& e) {
   if (metrics_) {
     metrics_->tasks_started.Increment();
     metrics_->running_tasks.Increment();
   }
   v1::AgentMessage m;
-  m.mutable_started()->set_task_id(id);
-  m.mutable_started()->set_attempt(a.attempt());
+  m.mutable_started()->set_task_id(e.task_id);
+  m.mutable_started()->set_attempt(e.attempt);
   m.mutable_started()->set_pid(e.process->pid());
   SendLocked(std::move(m));
+  if (!e.exited && (e.forget || stopping_)) {
+    e.process->Terminate(options_.shutdown_grace);
+  } else if (!e.exited && e.cancel_grace) {
+    e.process->Terminate(*e.cancel_grace);
+  }
+  PumpLocked(e);  // What it wrote, or its exit, while it was being installed.
   UpdatePauseLocked(e);
 }
 

@@ -112,6 +112,10 @@ class Agent {
     bool exited = false;
     bool finished_sent = false;  // On the current stream.
     bool forget = false;         // Coordinator no longer wants it.
+    // Its process is being spawned (without the lock): nothing of it is
+    // sent before its Started, and a cancel waits for the process.
+    bool spawning = false;
+    std::optional<absl::Duration> cancel_grace;
     v1::Finished finished;       // Valid once exited.
     // Hides the task's secret_env values (null without secrets).
     std::unique_ptr<SecretRedactor> redact[2];
@@ -141,7 +145,11 @@ class Agent {
   void OnMessage(CoordinatorLink* link, const v1::CoordinatorMessage& m) ABSL_LOCKS_EXCLUDED(mu_);
   void OnLinkDone(CoordinatorLink* link, const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   void HandleWelcomeLocked(const v1::Welcome& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleAssignLocked(const v1::Assign& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Spawns without the lock held; processes to destroy go to `dead`.
+  void HandleAssignLocked(const v1::Assign& a, std::vector<std::unique_ptr<RunningProcess>>& dead)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reports a process now installed, and applies what happened meanwhile.
+  void StartedLocked(Execution& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleAckLocked(const v1::Ack& a, std::vector<std::unique_ptr<RunningProcess>>& dead)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnOutput(const std::string& task_id, uint32_t attempt, StdStream stream,
