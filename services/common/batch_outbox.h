@@ -5,6 +5,7 @@
 #ifndef TASKGRID_SERVICES_COMMON_BATCH_OUTBOX_H_
 #define TASKGRID_SERVICES_COMMON_BATCH_OUTBOX_H_
 
+#include <cstddef>
 #include <deque>
 #include <utility>
 
@@ -18,6 +19,7 @@ class BatchOutbox {
   // Batches close at this size so one write stays well under the peers'
   // 8 MiB message limit.
   static constexpr size_t kMaxBatchBytes = 1 << 20;
+  static constexpr int kFoldWindow = 16;
 
   template <typename Message>
   void Add(Message message) {
@@ -29,6 +31,20 @@ class BatchOutbox {
     }
     *batches_.back().add_messages() = std::move(message);
     open_bytes_ += bytes;
+  }
+
+  // Folds `message` into one of the last kFoldWindow messages of the batch
+  // not yet in flight when `fold(queued, message)` does so (returns true);
+  // otherwise adds it. For messages that supersede each other.
+  template <typename Message, typename Fold>
+  void AddOrFold(Message message, Fold fold) {
+    if (!batches_.empty() && !(in_flight_ && batches_.size() == 1)) {
+      auto& queued = *batches_.back().mutable_messages();
+      for (int i = queued.size() - 1; i >= 0 && i >= queued.size() - kFoldWindow; --i) {
+        if (fold(*queued.Mutable(i), message)) return;
+      }
+    }
+    Add(std::move(message));
   }
 
   bool in_flight() const { return in_flight_; }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/auth.h"
@@ -19,10 +21,32 @@ AgentStream* AgentStream::Create(TaskRegistry& registry, const AgentServiceImpl&
   return stream.get();
 }
 
+namespace {
+
+// Acknowledgements are cumulative: a newer one of the same attempt, still
+// queued, replaces the older instead of travelling beside it.
+bool FoldAck(v1::CoordinatorMessage& queued, const v1::CoordinatorMessage& next) {
+  if (!queued.has_ack() || queued.ack().task_id() != next.ack().task_id() ||
+      queued.ack().attempt() != next.ack().attempt()) {
+    return false;
+  }
+  v1::Ack& a = *queued.mutable_ack();
+  a.set_stdout_offset(std::max(a.stdout_offset(), next.ack().stdout_offset()));
+  a.set_stderr_offset(std::max(a.stderr_offset(), next.ack().stderr_offset()));
+  a.set_finished(a.finished() || next.ack().finished());
+  return true;
+}
+
+}  // namespace
+
 void AgentStream::Send(v1::CoordinatorMessage message) {
   absl::MutexLock lock(&mu_);
   if (finishing_) return;
-  outbox_.Add(std::move(message));
+  if (message.has_ack()) {
+    outbox_.AddOrFold(std::move(message), FoldAck);
+  } else {
+    outbox_.Add(std::move(message));
+  }
   MaybeWriteOrFinishLocked();
 }
 
