@@ -132,7 +132,9 @@ class TcpProxy {
         continue;
       }
       for (ssize_t off = 0; off < n;) {
-        const ssize_t w = write(to, buf + off, static_cast<size_t>(n - off));
+        // A Cut() may shut `to` down between the read and this write: that
+        // must end the pump with EPIPE, not kill the test with SIGPIPE.
+        const ssize_t w = send(to, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
         if (w <= 0) {
           shutdown(from, SHUT_RDWR);
           return;
