@@ -540,11 +540,13 @@ void Session<Stream>::EndStream() {
   {
     absl::MutexLock lock(&out_mu_);  // No writer's send is under way.
     if (stream_closed_.exchange(true)) return;
+    // Uncounted before the peer can see the end: whoever sees it closed
+    // finds it gone from open_streams() too.
+    host_.StreamEnded();
     beast::error_code ec;
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().socket().close(ec);
   }
-  host_.StreamEnded();
   heartbeat_.cancel();
   stall_timer_.cancel();
   std::function<void()> cb;
