@@ -301,9 +301,8 @@ OutputSink::OutputSink(const Context& ctx, std::string task_id, Writer writer)
 
 void OutputSink::OnChunk(const v1::OutputChunk& c) {
   const int i = c.stream() == v1::OUTPUT_STREAM_STDERR ? 1 : 0;
-  if (c.offset() > next_[i]) {
-    CatchUp(i, c.offset());  // A gap: fetch what the stream skipped.
-  }
+  // A gap, or a marker of bytes the stream does not carry: fetch what is held.
+  CatchUp(i, c.offset() + c.dropped_bytes());
   const int64_t end = c.offset() + static_cast<int64_t>(c.data().size());
   if (end <= next_[i] || c.offset() > next_[i]) return;
   writer_(i, absl::string_view(c.data()).substr(static_cast<size_t>(next_[i] - c.offset())));

@@ -159,10 +159,10 @@ void TaskRegistry::Recover(StoredState state) {
     if (std::shared_ptr<std::atomic<bool>> head = buf.WatchHead()) head->store(true);  // Restored.
   }
   // Log events come back with their bytes from the restored output. When the
-  // output no longer holds them (the capped middle, an earlier attempt) the
-  // event stays with no data: its cursor is kept and the next event's offset
-  // shows the gap. Task snapshots get their task's spec back; one whose task
-  // is gone keeps what it has (none, or its own from an older journal).
+  // output no longer holds them all (the capped middle, an earlier attempt)
+  // the event keeps its cursor as a marker of the bytes it dropped. Task
+  // snapshots get their task's spec back; one whose task is gone keeps what
+  // it has (none, or its own from an older journal).
   const uint64_t last_cursor = state.events.empty() ? 0 : state.events.back().event.cursor();
   std::vector<EventLog::Entry> events;
   events.reserve(state.events.size());
@@ -176,7 +176,7 @@ void TaskRegistry::Recover(StoredState state) {
         spec = t->shown;
       }
     }
-    if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
+    if (e.type() == v1::EVENT_TYPE_TASK_LOG && stored.log_bytes > 0) {
       const TaskEntry* t = FindLocked(e.task_id());
       if (t != nullptr && t->state.attempt == e.attempt() &&
           e.output().offset() + stored.log_bytes <=
@@ -188,6 +188,7 @@ void TaskRegistry::Recover(StoredState state) {
           e.mutable_output()->set_data(std::move(slice.data));
         }
       }
+      if (e.output().data().empty()) e.mutable_output()->set_dropped_bytes(stored.log_bytes);
     }
     events.push_back({std::move(e), std::move(spec)});
   }

@@ -211,20 +211,7 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
   }
   OutputBuffer& buf = t->out[StreamIndex(chunk.stream())];
   bool ended = false;
-  if (chunk.offset() > buf.total() && buf.head_full()) {
-    // Past the head the agent resends from what it was told is settled; a
-    // restart lost the tail committed before that, and the middle it left
-    // behind is dropped anyway.
-    buf.Skip(chunk.offset() - buf.total());
-  }
-  if (chunk.offset() > buf.total()) {
-    // A gap means the agent lost bytes we never acknowledged; this cannot
-    // happen on an ordered stream, so refuse rather than store a hole.
-    spdlog::error("output_gap task_id={} expected={} got={}", m.task_id(), buf.total(),
-                  chunk.offset());
-  } else if (end > buf.total()) {
-    const absl::string_view fresh =
-        absl::string_view(chunk.data()).substr(static_cast<size_t>(buf.total() - chunk.offset()));
+  auto log_event = [&] {
     v1::TaskEvent e;
     e.set_type(v1::EVENT_TYPE_TASK_LOG);
     *e.mutable_time() = ToProto(a.last_seen);
@@ -234,6 +221,26 @@ bool TaskRegistry::ApplyOutputLocked(AgentEntry& a, const v1::Output& m) {
     e.set_attempt(m.attempt());
     e.mutable_output()->set_stream(chunk.stream());
     e.mutable_output()->set_offset(buf.total());
+    return e;
+  };
+  if (chunk.offset() > buf.total() && buf.head_full()) {
+    // Past the head the agent resends from what it was told is settled; a
+    // restart lost the tail committed before that, and the middle it left
+    // behind is dropped anyway. Readers are told which bytes they miss.
+    v1::TaskEvent marker = log_event();
+    marker.mutable_output()->set_dropped_bytes(chunk.offset() - buf.total());
+    buf.Skip(chunk.offset() - buf.total());
+    AppendEventLocked(std::move(marker));
+  }
+  if (chunk.offset() > buf.total()) {
+    // A gap means the agent lost bytes we never acknowledged; this cannot
+    // happen on an ordered stream, so refuse rather than store a hole.
+    spdlog::error("output_gap task_id={} expected={} got={}", m.task_id(), buf.total(),
+                  chunk.offset());
+  } else if (end > buf.total()) {
+    const absl::string_view fresh =
+        absl::string_view(chunk.data()).substr(static_cast<size_t>(buf.total() - chunk.offset()));
+    v1::TaskEvent e = log_event();
     e.mutable_output()->set_data(fresh.data(), fresh.size());
     store_.AppendOutput(m.task_id(), chunk.stream(), buf.total(), fresh);
     buf.Append(fresh);

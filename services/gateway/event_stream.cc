@@ -15,13 +15,19 @@ std::string Frame(uint64_t id, absl::string_view event, absl::string_view data) 
   return absl::StrCat("id: ", id, "\nevent: ", event, "\ndata: ", data, "\n\n");
 }
 
+// Formats that carry output as text show a marker as a line of it.
+std::string DroppedNote(const v1::OutputChunk& c) {
+  return absl::StrCat("\n[taskgrid: ", c.dropped_bytes(), " bytes of output dropped at offset ",
+                      c.offset(), "]\n");
+}
+
 // nodelink's documented response frame.
 std::string NodelinkFrame(const v1::TaskEvent& e, int64_t sequence) {
   std::string status = "SUCCESS", output, type = "stdout";
   bool final = false;
   int exit_code = 0;
   if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
-    output = e.output().data();
+    output = e.output().dropped_bytes() > 0 ? DroppedNote(e.output()) : e.output().data();
     if (e.output().stream() == v1::OUTPUT_STREAM_STDERR) type = "stderr";
   } else {
     final = true;
@@ -59,7 +65,9 @@ std::string RedisSreMessage(const v1::TaskEvent& e) {
       return absl::StrCat(
           head, R"(,"update_type":"output","stream":)",
           e.output().stream() == v1::OUTPUT_STREAM_STDERR ? R"("stderr")" : R"("stdout")",
-          R"(,"offset":)", e.output().offset(), R"(,"message":)", JsonString(e.output().data()),
+          R"(,"offset":)", e.output().offset(), R"(,"dropped_bytes":)",
+          e.output().dropped_bytes(), R"(,"message":)",
+          JsonString(e.output().dropped_bytes() > 0 ? DroppedNote(e.output()) : e.output().data()),
           "}");
     case v1::EVENT_TYPE_RESYNC:
       return absl::StrCat(head, R"(,"update_type":"resync"})");

@@ -1,4 +1,5 @@
 #include "services/gateway/json.h"
+#include "services/gateway/event_stream.h"
 
 #include <gtest/gtest.h>
 
@@ -18,6 +19,18 @@ TEST(EventToJsonTest, MatchesTheGenericPrinterByteForByte) {
   EXPECT_EQ(EventToJson(e), ToJson(e));
   e.mutable_output()->clear_data();
   EXPECT_EQ(EventToJson(e), ToJson(e));
+}
+
+TEST(SseFrameTest, AMarkerOfDroppedBytesSaysWhichBytes) {
+  v1::TaskEvent e;
+  e.set_cursor(7);
+  e.set_type(v1::EVENT_TYPE_TASK_LOG);
+  e.mutable_output()->set_offset(600);
+  e.mutable_output()->set_dropped_bytes(4400);
+  const std::string frame = SseFrame(e);
+  EXPECT_NE(frame.find("event: task:log\n"), std::string::npos) << frame;
+  EXPECT_NE(frame.find(R"("offset":"600")"), std::string::npos) << frame;
+  EXPECT_NE(frame.find(R"("droppedBytes":"4400")"), std::string::npos) << frame;
 }
 
 TEST(CheckJsonNestingTest, CountsArraysAndObjectsNotBracketsInStrings) {

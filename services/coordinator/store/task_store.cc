@@ -13,9 +13,11 @@ std::string EventRecord(const v1::TaskEvent& event, int64_t& log_bytes) {
   *bare.mutable_time() = event.time();
   bare.set_task_id(event.task_id());
   bare.set_agent_id(event.agent_id());
+  bare.set_run_id(event.run_id());
   bare.set_attempt(event.attempt());
   bare.mutable_output()->set_stream(event.output().stream());
   bare.mutable_output()->set_offset(event.output().offset());
+  bare.mutable_output()->set_dropped_bytes(event.output().dropped_bytes());
   log_bytes = static_cast<int64_t>(event.output().data().size());
   return bare.SerializeAsString();
 }

@@ -286,9 +286,11 @@ function follow(id, label) {
     const i = output.stream === 'OUTPUT_STREAM_STDERR' ? 1 : 0;
     const full = b64bytes(output.data || '');
     const offset = Number(output.offset || 0);
-    const end = offset + full.length;
+    const dropped = Number(output.droppedBytes || 0);
+    const end = offset + full.length + dropped;
     if (end <= mine.next[i]) return;  // Already shown (a replay after reconnect).
-    if (offset > mine.next[i]) appendOutput(`\n[${offset - mine.next[i]} bytes not shown]\n`, 'note');
+    const missed = (dropped ? end : offset) - mine.next[i];  // A marker, or a gap.
+    if (missed > 0) appendOutput(`\n[${missed} bytes not shown]\n`, 'note');
     const bytes = offset < mine.next[i] ? full.slice(mine.next[i] - offset) : full;
     mine.next[i] = end;
     appendOutput(mine.decoders[i].decode(bytes, { stream: true }), i ? 'stderr' : '');
