@@ -6,6 +6,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -26,7 +29,9 @@ using ::testing::HasSubstr;
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    keys_file_ = ::testing::TempDir() + "/security_test_keys";
+    // Each test is its own process under ctest -j: a shared file would be
+    // rewritten by one while another's coordinator reads it.
+    keys_file_ = absl::StrCat(::testing::TempDir(), "/security_test_keys.", getpid());
     WriteKeys();
     CoordinatorOptions o;
     o.grpc_address = "127.0.0.1:0";
@@ -50,6 +55,7 @@ class SecurityTest : public ::testing::Test {
   void TearDown() override {
     agents_.clear();
     coordinator_.reset();
+    std::remove(keys_file_.c_str());
   }
 
   // Each key is its name with a "-secret" suffix.
