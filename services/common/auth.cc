@@ -225,6 +225,12 @@ absl::StatusOr<ApiKeys> ApiKeys::Load(absl::string_view spec, const std::string&
   if (!keys.ok() || path.empty()) return keys;
   absl::StatusOr<ApiKeys> from_file = LoadFile(path);
   if (!from_file.ok()) return from_file.status();
+  if (from_file->keys_.empty()) {
+    // No keys means no checks: a file caught empty (mid-edit, truncated)
+    // must not open every call. A reload keeps the keys it had.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keys file ", path, ": lists no keys; with none every call would be allowed"));
+  }
   for (ApiKey& k : from_file->keys_) keys->keys_.push_back(std::move(k));
   return keys;
 }

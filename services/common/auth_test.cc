@@ -117,5 +117,14 @@ TEST(ApiKeysTest, LoadsAKeysFileAndNamesTheBadLine) {
   EXPECT_THAT(ApiKeys::LoadFile(path + ".missing"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST(ApiKeysTest, AKeysFileWithNoKeysIsAnErrorNotAnOpenDoor) {
+  const std::string path = ::testing::TempDir() + "/keys_none";
+  { std::ofstream(path) << "# every key revoked\n"; }
+  EXPECT_THAT(ApiKeys::Load("", path),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lists no keys")));
+  { std::ofstream truncated(path); }
+  EXPECT_THAT(ApiKeys::Load("", path), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 }  // namespace taskgrid

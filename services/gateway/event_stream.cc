@@ -1,5 +1,7 @@
 #include "services/gateway/event_stream.h"
 
+#include <spdlog/spdlog.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -177,6 +179,9 @@ void EventStream::OnDone(const grpc::Status& status) {
   const bool sse = format_ == StreamFormat::kTaskEvents || format_ == StreamFormat::kNodelink;
   if (sse && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED &&
       !writer_->closed()) {
+    // Logged: the client sees only the error frame and the close.
+    spdlog::warn("event_stream_failed code={} message=\"{}\"",
+                 static_cast<int>(status.error_code()), status.error_message());
     const HttpResponse error = ErrorResponse(status);
     writer_->Write(absl::StrCat("event: error\ndata: ", error.body, "\n\n"));
   }
