@@ -11,6 +11,26 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
+// Follows a task's stdout through its log events as a reader resuming by
+// cursor does: each event starts where the last ended, with bytes or with a
+// marker of the bytes dropped. Returns the bytes; `dropped` counts the rest.
+std::string FollowStdout(const std::vector<v1::TaskEvent>& events, const std::string& id,
+                         int64_t& dropped) {
+  std::string seen;
+  int64_t next = 0;
+  dropped = 0;
+  for (const v1::TaskEvent& e : events) {
+    if (e.type() != v1::EVENT_TYPE_TASK_LOG || e.task_id() != id) continue;
+    EXPECT_EQ(e.output().offset(), next) << "a silent gap at cursor " << e.cursor();
+    EXPECT_TRUE(e.output().data().empty() || e.output().dropped_bytes() == 0);
+    seen += e.output().data();
+    dropped += e.output().dropped_bytes();
+    next = e.output().offset() + static_cast<int64_t>(e.output().data().size()) +
+           e.output().dropped_bytes();
+  }
+  return seen;
+}
+
 TEST_F(TaskRegistryTest, RestartKeepsEveryTaskItsOutputAndItsKey) {
   auto link = Connect("a1", 1, {{"role", "web"}});
   v1::SubmitRequest keyed;
@@ -83,9 +103,7 @@ TEST_F(TaskRegistryTest, RestartKeepsHeadAndTailOfLongOutput) {
   Restart(o);
   auto link = Connect("a1", 1);
   const std::string id = Submit();
-  for (int i = 0; i < 10; ++i) {
-    Output("a1", *link, id, i * 1000, std::string(1000, static_cast<char>('0' + i)));
-  }
+  WriteChunks(*link, id, 10, 1000, '0');
   Restart(o);
   auto t = registry_->Get(id);
   EXPECT_EQ(t->stdout().total_bytes(), 10000);
@@ -98,40 +116,13 @@ TEST_F(TaskRegistryTest, RestartKeepsHeadAndTailOfLongOutput) {
   EXPECT_EQ(registry_->GetOutput(r)->data(), std::string(512, '9'));
 }
 
-// Past a durable head the agent forgets what it was told is settled before
-// the tail behind it commits: after a restart that lost that tail it resends
-// from further on, and the registry counts the gap as the dropped middle.
-// Follows a task's stdout through its log events as a reader resuming by
-// cursor does: each event starts where the last ended, with bytes or with a
-// marker of the bytes dropped. Returns the bytes; `dropped` counts the rest.
-std::string FollowStdout(const std::vector<v1::TaskEvent>& events, const std::string& id,
-                         int64_t& dropped) {
-  std::string seen;
-  int64_t next = 0;
-  dropped = 0;
-  for (const v1::TaskEvent& e : events) {
-    if (e.type() != v1::EVENT_TYPE_TASK_LOG || e.task_id() != id) continue;
-    EXPECT_EQ(e.output().offset(), next) << "a silent gap at cursor " << e.cursor();
-    EXPECT_TRUE(e.output().data().empty() || e.output().dropped_bytes() == 0);
-    seen += e.output().data();
-    dropped += e.output().dropped_bytes();
-    next = e.output().offset() + static_cast<int64_t>(e.output().data().size()) +
-           e.output().dropped_bytes();
-  }
-  return seen;
-}
-
 TEST_F(TaskRegistryTest, AReaderResumingAfterARestartIsToldWhichBytesItMisses) {
   RegistryOptions o = Options();
   o.output_cap_bytes = 1024;
   Restart(o);
   auto link = Connect("a1", 1);
   const std::string id = Submit();
-  std::string written;
-  for (char c = 'a'; c < 'k'; ++c) {
-    Output("a1", *link, id, static_cast<int64_t>(written.size()), std::string(300, c));
-    written += std::string(300, c);
-  }
+  const std::string written = WriteChunks(*link, id, 10, 300, 'a');
   Restart(o);  // The log now holds events whose bytes the capped output no longer has.
   int64_t dropped = 0;
   const std::string seen = FollowStdout(EventsAfter(0), id, dropped);
@@ -140,6 +131,9 @@ TEST_F(TaskRegistryTest, AReaderResumingAfterARestartIsToldWhichBytesItMisses) {
   EXPECT_EQ(seen, written.substr(0, 300) + written.substr(2700));  // The events held whole.
 }
 
+// Past a durable head the agent forgets what it was told is settled before
+// the tail behind it commits: after a restart that lost that tail it resends
+// from further on, and the registry counts the gap as the dropped middle.
 TEST_F(TaskRegistryTest, ResendPastTheRestoredTailIsTheDroppedMiddle) {
   RegistryOptions o = Options();
   o.output_cap_bytes = 1024;

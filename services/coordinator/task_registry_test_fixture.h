@@ -121,6 +121,17 @@ class TaskRegistryTest : public ::testing::Test {
     m.mutable_output()->mutable_chunk()->set_data(data);
     Report(agent, link, m);
   }
+  // `n` chunks of `size` bytes on a1's stdout, the i-th filled with
+  // `first + i`; returns what was written.
+  std::string WriteChunks(FakeLink& link, const std::string& id, int n, int size, char first) {
+    std::string written;
+    for (int i = 0; i < n; ++i) {
+      const std::string chunk(static_cast<size_t>(size), static_cast<char>(first + i));
+      Output("a1", link, id, static_cast<int64_t>(written.size()), chunk);
+      written += chunk;
+    }
+    return written;
+  }
   void Finished(const std::string& agent, FakeLink& link, const std::string& id, int code,
                 int signal = 0, uint32_t attempt = 1) {
     v1::AgentMessage m;

@@ -17,8 +17,10 @@ std::string Frame(uint64_t id, absl::string_view event, absl::string_view data) 
   return absl::StrCat("id: ", id, "\nevent: ", event, "\ndata: ", data, "\n\n");
 }
 
-// Formats that carry output as text show a marker as a line of it.
-std::string DroppedNote(const v1::OutputChunk& c) {
+// A chunk as formats that carry output as text show it: a marker of
+// dropped bytes becomes a line saying so.
+std::string OutputText(const v1::OutputChunk& c) {
+  if (c.dropped_bytes() == 0) return c.data();
   return absl::StrCat("\n[taskgrid: ", c.dropped_bytes(), " bytes of output dropped at offset ",
                       c.offset(), "]\n");
 }
@@ -29,7 +31,7 @@ std::string NodelinkFrame(const v1::TaskEvent& e, int64_t sequence) {
   bool final = false;
   int exit_code = 0;
   if (e.type() == v1::EVENT_TYPE_TASK_LOG) {
-    output = e.output().dropped_bytes() > 0 ? DroppedNote(e.output()) : e.output().data();
+    output = OutputText(e.output());
     if (e.output().stream() == v1::OUTPUT_STREAM_STDERR) type = "stderr";
   } else {
     final = true;
@@ -69,8 +71,7 @@ std::string RedisSreMessage(const v1::TaskEvent& e) {
           e.output().stream() == v1::OUTPUT_STREAM_STDERR ? R"("stderr")" : R"("stdout")",
           R"(,"offset":)", e.output().offset(), R"(,"dropped_bytes":)",
           e.output().dropped_bytes(), R"(,"message":)",
-          JsonString(e.output().dropped_bytes() > 0 ? DroppedNote(e.output()) : e.output().data()),
-          "}");
+          JsonString(OutputText(e.output())), "}");
     case v1::EVENT_TYPE_RESYNC:
       return absl::StrCat(head, R"(,"update_type":"resync"})");
     default:
