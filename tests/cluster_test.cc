@@ -345,7 +345,8 @@ TEST_F(ClusterTest, AgentKilledMidTaskMakesTheTaskLostWithinTheTtl) {
   clock_.Advance(absl::Seconds(1));
   coordinator_->registry().Tick();
   EXPECT_EQ(Get(id).status(), v1::TASK_STATUS_LOST);
-  kill(-child, SIGKILL);  // The SIGKILLed agent could not clean up.
+  // The agent's cgroup guardian killed the task with the agent.
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(child); }));
 }
 
 TEST_F(ClusterTest, ReconnectKeepsTheRunningTaskWithoutLosingOrRepeatingOutput) {

@@ -503,6 +503,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     for (const auto& [k, v] : secrets) spec.env.push_back(absl::StrCat(k, "=", v));
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
+    spec.name = absl::StrCat(a.task_id(), ".", attempt);
     // A spawn takes a fork's time: not under the lock that every report of
     // every task waits on. Meanwhile the attempt may be cancelled, replaced
     // or forgotten, or the agent told to stop; it is looked up again after.

@@ -40,7 +40,10 @@ AgentMetrics::AgentMetrics(prometheus::Registry& r)
                          "Used bytes of the file system of the agent's work directory.")),
       disk_total(AddGauge(r, "agent_disk_total_bytes",
                           "Size of the file system of the agent's work directory.")),
-      free_slots(AddGauge(r, "agent_free_slots", "Task slots not in use.")) {
+      free_slots(AddGauge(r, "agent_free_slots", "Task slots not in use.")),
+      orphans_killed(AddCounter(r, "agent_orphan_processes_killed_total",
+                                "Processes of tasks an earlier run of this agent left, killed "
+                                "when it started again.")) {
   // Every series from the start, so rates and alerts see zeros, not gaps.
   for (const char* outcome : {"ok", "error"}) {
     for (const char* op : {"run", "start", "stop", "logs", "inspect", "remove", "list", "pull"}) {

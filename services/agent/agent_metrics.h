@@ -33,6 +33,8 @@ struct AgentMetrics {
   prometheus::Gauge& disk_used;             // agent_disk_used_bytes
   prometheus::Gauge& disk_total;            // agent_disk_total_bytes
   prometheus::Gauge& free_slots;            // agent_free_slots
+  // Processes of earlier runs' tasks killed at start.
+  prometheus::Counter& orphans_killed;      // agent_orphan_processes_killed_total
 };
 
 }  // namespace taskgrid

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
+#include "services/agent/task_cgroups.h"
 #include "services/common/metrics_server.h"
 #include "services/common/service_process.h"
 
@@ -59,7 +60,47 @@ ABSL_FLAG(std::string, allow_commands, "",
           "Programs shell tasks may start, as argv[0] must name them: a name found in the "
           "agent's PATH or a path (empty: any). A task given as a command line runs /bin/sh, so "
           "it needs /bin/sh here. Tasks may then not set PATH, LD_*, BASH_ENV or ENV.");
+ABSL_FLAG(std::string, cgroup_root, "",
+          "cgroup v2 path under which each task gets a cgroup of its own (empty: the agent's "
+          "own cgroup; \"off\": process groups only).");
 ABSL_FLAG(std::string, log_level, "info", "trace|debug|info|warn|error|off");
+
+namespace {
+
+// The tasks' cgroups, with what earlier runs of this agent left killed, or
+// null (said once) when tasks run in process groups only; an error for a
+// --cgroup_root that is not a cgroup path.
+absl::StatusOr<std::unique_ptr<taskgrid::TaskCgroups>> OpenTaskCgroups(const std::string& root,
+                                                       const std::string& agent_id,
+                                                       taskgrid::AgentMetrics& metrics) {
+  if (root == "off") {
+    spdlog::warn("agent_cgroups_off (--cgroup_root=off: a task's process that leaves its "
+                 "process group outlives cancel, timeout and the agent)");
+    return nullptr;
+  }
+  absl::StatusOr<std::unique_ptr<taskgrid::TaskCgroups>> cgroups =
+      taskgrid::TaskCgroups::Open(root, agent_id);
+  if (cgroups.status().code() == absl::StatusCode::kInvalidArgument) return cgroups.status();
+  if (!cgroups.ok()) {
+    spdlog::warn("agent_cgroups_unavailable error=\"{}\" (tasks run in process groups only: "
+                 "a process that leaves its group outlives cancel, timeout and the agent)",
+                 std::string(cgroups.status().message()));
+    return nullptr;
+  }
+  for (const taskgrid::TaskCgroups::Swept& swept : (*cgroups)->SweepEarlierRuns()) {
+    spdlog::warn("agent_orphans_killed task_attempt={} processes={}", swept.name,
+                 swept.processes);
+    metrics.orphans_killed.Increment(swept.processes);
+  }
+  if (absl::Status s = (*cgroups)->StartGuardian(); !s.ok()) {
+    spdlog::warn("agent_cgroup_guardian_failed error=\"{}\" (tasks outlive a killed agent "
+                 "until it starts again)", std::string(s.message()));
+  }
+  spdlog::info("agent_cgroups path={}", (*cgroups)->run_path());
+  return std::move(*cgroups);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -184,7 +225,13 @@ int main(int argc, char** argv) {
     }
     docker = std::make_unique<taskgrid::DockerRunner>(d, &metrics);
   }
-  taskgrid::PosixProcessRunner runner(run_as);
+  absl::StatusOr<std::unique_ptr<taskgrid::TaskCgroups>> cgroups =
+      OpenTaskCgroups(absl::GetFlag(FLAGS_cgroup_root), options.agent_id, metrics);
+  if (!cgroups.ok()) {
+    std::fprintf(stderr, "taskgrid-agent: %s\n", std::string(cgroups.status().message()).c_str());
+    return 2;
+  }
+  taskgrid::PosixProcessRunner runner(run_as, cgroups->get());
   taskgrid::Agent agent(options, runner, &metrics, docker.get());
   agent.Start();
   const int sig = taskgrid::WaitForStopSignal();

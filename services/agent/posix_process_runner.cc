@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -125,9 +126,10 @@ struct LoopProcess {
     uint32_t armed = 0;  // The events it is registered for; 0: not in the set.
   };
 
-  LoopProcess(SpawnedProcess spawned, std::string stdin, OutputCallback output,
-              ExitCallback exit)
+  LoopProcess(SpawnedProcess spawned, std::optional<TaskCgroup> group, std::string stdin,
+              OutputCallback output, ExitCallback exit)
       : pid(spawned.pid),
+        cgroup(std::move(group)),
         on_output(std::move(output)),
         on_exit(std::move(exit)),
         stdin_data(std::move(stdin)) {
@@ -138,7 +140,15 @@ struct LoopProcess {
     for (int i = 0; i < kFdCount; ++i) slots[i] = Slot{this, static_cast<Fd>(i)};
   }
 
+  // Sends SIGKILL to the group and, with a cgroup, to everything in it.
+  // Only while the main process is unreaped (the pgid is still ours) or after.
+  void KillAll() const {
+    kill(-pid, SIGKILL);
+    if (cgroup) (void)cgroup->Kill();
+  }
+
   const pid_t pid;  // also the pgid and sid
+  std::optional<TaskCgroup> cgroup;  // where the whole tree lives, if cgroups are on
   const OutputCallback on_output;
   const ExitCallback on_exit;
 
@@ -404,8 +414,10 @@ void ProcessLoop::OnMainExit(LoopProcess& p, absl::Time now) {
     r = wait4(p.pid, &p.status, 0, &p.usage);
   } while (r < 0 && errno == EINTR);
   p.reaped = r == p.pid;
-  // Whatever else runs in the group dies with the task.
-  if (kill(-p.pid, SIGKILL) != 0 && errno == ESRCH) {
+  // Whatever else runs in the group (or the cgroup) dies with the task.
+  const bool group_empty = kill(-p.pid, SIGKILL) != 0 && errno == ESRCH;
+  if (p.cgroup) (void)p.cgroup->Kill();
+  if (p.cgroup ? !p.cgroup->Populated() : group_empty) {
     p.group_gone = true;
   } else {
     p.group_check_deadline = now + kGroupCheckTimeout;
@@ -447,7 +459,7 @@ void ProcessLoop::Step(LoopProcess& p, absl::Time now) {
   {
     absl::MutexLock lock(&p.mu);
     if (!p.main_exited && now >= p.kill_deadline) {
-      kill(-p.pid, SIGKILL);  // not exited: the pgid is still ours
+      p.KillAll();  // not exited: the pgid is still ours
       p.kill_deadline = absl::InfiniteFuture();
     }
     stopping = p.stopping;
@@ -455,11 +467,12 @@ void ProcessLoop::Step(LoopProcess& p, absl::Time now) {
     kill_deadline = p.kill_deadline;
   }
   if (p.main_exited && !p.group_gone && now >= p.next_group_check) {
-    p.survivors = CountLiveGroupMembers(p.pid);
+    p.survivors = p.cgroup ? static_cast<int>(p.cgroup->Pids().size())
+                           : CountLiveGroupMembers(p.pid);
     if (p.survivors == 0 || now >= p.group_check_deadline) {
       p.group_gone = true;
     } else {
-      kill(-p.pid, SIGKILL);
+      p.KillAll();
       p.next_group_check = now + kGroupCheckInterval;
     }
   }
@@ -503,11 +516,16 @@ void ProcessLoop::Finish(LoopProcess& p) {
     exit.cpu_time =
         absl::DurationFromTimeval(p.usage.ru_utime) + absl::DurationFromTimeval(p.usage.ru_stime);
     exit.max_rss_bytes = static_cast<int64_t>(p.usage.ru_maxrss) * 1024;
+    // wait4 counts the main process and the children it reaped; the cgroup
+    // counts every process of the tree.
+    if (p.cgroup) exit.cpu_time = std::max(exit.cpu_time, p.cgroup->Usage().cpu_time);
   } else {
     // Someone else reaped our child (SIGCHLD ignored or waitpid(-1) in the
     // agent); the status is lost.
     exit.exit_code = -1;
   }
+  // A cgroup with a survivor stays, and a restarted agent sweeps it.
+  if (p.cgroup && p.survivors == 0) (void)p.cgroup->Remove();
   if (p.on_exit) p.on_exit(exit);
   absl::MutexLock lock(&p.mu);
   p.done = true;
@@ -526,7 +544,7 @@ class PosixRunningProcess final : public RunningProcess {
     {
       absl::MutexLock lock(&p_->mu);
       p_->stopping = true;
-      if (!p_->exited) kill(-p_->pid, SIGKILL);
+      if (!p_->exited) p_->KillAll();
     }
     loop_->Poke(p_);
     absl::MutexLock lock(&p_->mu);
@@ -542,6 +560,7 @@ class PosixRunningProcess final : public RunningProcess {
       // signalling now could hit a reused pid once it is reaped.
       if (p_->exited) return;
       kill(-p_->pid, SIGTERM);
+      if (p_->cgroup) p_->cgroup->Terminate();  // those that left the session too
       p_->kill_deadline = std::min(p_->kill_deadline, absl::Now() + grace);
     }
     loop_->Poke(p_);
@@ -563,8 +582,8 @@ class PosixRunningProcess final : public RunningProcess {
 
 }  // namespace
 
-PosixProcessRunner::PosixProcessRunner(std::optional<RunAs> run_as)
-    : run_as_(run_as), loop_(std::make_shared<ProcessLoop>()) {
+PosixProcessRunner::PosixProcessRunner(std::optional<RunAs> run_as, TaskCgroups* cgroups)
+    : run_as_(run_as), cgroups_(cgroups), loop_(std::make_shared<ProcessLoop>()) {
   // A child that stops reading stdin must cost an EPIPE, not the agent's
   // life. Function-local static: done once, thread-safely.
   [[maybe_unused]] static const bool sigpipe_ignored = signal(SIGPIPE, SIG_IGN) != SIG_ERR;
@@ -574,13 +593,27 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
                                                                           OutputCallback on_output,
                                                                           ExitCallback on_exit) {
   if (!loop_->status().ok()) return loop_->status();
-  absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(spec, run_as_);
-  if (!spawned.ok()) return spawned.status();
+  std::optional<TaskCgroup> cgroup;
+  if (cgroups_ != nullptr) {
+    absl::StatusOr<TaskCgroup> made = cgroups_->Create(spec.name.empty() ? "process" : spec.name);
+    if (!made.ok()) {
+      return absl::InternalError(absl::StrCat("cannot make the task's cgroup: ",
+                                              made.status().message()));
+    }
+    cgroup = std::move(*made);
+  }
+  absl::StatusOr<SpawnedProcess> spawned =
+      SpawnProcess(spec, run_as_, cgroup ? cgroup->procs_fd() : -1);
+  if (!spawned.ok()) {
+    if (cgroup) (void)cgroup->Remove();
+    return spawned.status();
+  }
   const pid_t pid = spawned->pid;
-  auto process = std::make_shared<LoopProcess>(std::move(*spawned), spec.stdin_data,
-                                               std::move(on_output), std::move(on_exit));
+  auto process = std::make_shared<LoopProcess>(std::move(*spawned), std::move(cgroup),
+                                               spec.stdin_data, std::move(on_output),
+                                               std::move(on_exit));
   if (absl::Status added = loop_->Add(process); !added.ok()) {
-    kill(-pid, SIGKILL);  // unreaped, so the pgid is still ours
+    process->KillAll();  // unreaped, so the pgid is still ours
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
     return added;

@@ -1,10 +1,11 @@
-// The production ProcessRunner: starts each task with posix_spawn in a fresh
-// session (so its process group can be signalled as a whole), feeds its stdin
-// and streams its stdout/stderr from one epoll thread for all of the runner's
-// processes, enforces the SIGTERM-then-SIGKILL termination grace, and makes
-// sure nothing of the group outlives the task by killing the group when the
-// main process exits and then checking /proc that it is really gone. Linux
-// only (pidfd, eventfd, epoll, /proc).
+// The production ProcessRunner: starts each task with vfork + execve in a
+// fresh session (so its process group can be signalled as a whole) and, when
+// given cgroups, in a cgroup of its own; feeds its stdin and streams its
+// stdout/stderr from one epoll thread for all of the runner's processes,
+// enforces the SIGTERM-then-SIGKILL termination grace, and makes sure nothing
+// of the task outlives it by killing the group (or the cgroup) when the main
+// process exits and then checking that it is really empty. Linux only
+// (pidfd, eventfd, epoll, /proc, cgroup v2).
 #ifndef TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 #define TASKGRID_SERVICES_AGENT_POSIX_PROCESS_RUNNER_H_
 
@@ -16,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "services/agent/process_runner.h"
 #include "services/agent/process_spawn.h"
+#include "services/agent/task_cgroups.h"
 
 namespace taskgrid {
 
@@ -49,16 +51,21 @@ class ProcessLoop;  // The I/O thread, private to the .cc.
 //    the pipes (ignoring SetOutputPaused) and still runs on_exit, exactly
 //    once and last, before the destructor returns; exit.signal is then
 //    SIGKILL unless the process had already ended on its own.
-//  - A process that leaves the group (setsid/setpgid) and keeps the output
-//    pipes open cannot hold the task forever: once the group is gone, the
-//    runner waits at most one further second of unpaused time for end of file
-//    and then closes its ends of the pipes.
+//  - Without cgroups, a process that leaves the group (setsid/setpgid)
+//    escapes the kills; in a cgroup nothing does. Should such a process keep
+//    the output pipes open, it cannot hold the task forever: once the group
+//    is gone, the runner waits at most one further second of unpaused time
+//    for end of file and then closes its ends of the pipes.
 class PosixProcessRunner final : public ProcessRunner {
  public:
   // With `run_as`, every process runs as that user and group (no
   // supplementary groups) through setpriv(1), so it cannot read or signal
-  // the agent, which must then be root.
-  explicit PosixProcessRunner(std::optional<RunAs> run_as = std::nullopt);
+  // the agent, which must then be root. With `cgroups` (which must outlive
+  // the runner), every process enters a cgroup of its own (named by
+  // ProcessSpec::name) before it runs; cancel, timeout and the main
+  // process's exit then kill everything in it, whatever left the group.
+  explicit PosixProcessRunner(std::optional<RunAs> run_as = std::nullopt,
+                              TaskCgroups* cgroups = nullptr);
   PosixProcessRunner(const PosixProcessRunner&) = delete;
   PosixProcessRunner& operator=(const PosixProcessRunner&) = delete;
 
@@ -68,6 +75,7 @@ class PosixProcessRunner final : public ProcessRunner {
 
  private:
   const std::optional<RunAs> run_as_;
+  TaskCgroups* const cgroups_;
   const std::shared_ptr<ProcessLoop> loop_;
 };
 

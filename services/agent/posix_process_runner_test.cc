@@ -345,9 +345,16 @@ TEST_F(PosixProcessRunnerTest, EscapedWriterCannotHoldExitForever) {
 TEST_F(PosixProcessRunnerTest, PauseStopsReadingUntilResumed) {
   constexpr size_t kBytes = 1'000'000;
   Collector c;
-  auto p = Start(Spec({"head", "-c", absl::StrCat(kBytes), "/dev/zero"}), c);
+  // The child writes only once the pause is in place: head fills a pipe
+  // faster than a test thread descheduled between Start and the pause gets
+  // back (843,776 bytes were once read before the pause arrived).
+  ProcessSpec spec =
+      Shell(absl::StrCat("while [ ! -e go ]; do sleep 0.01; done; head -c ", kBytes, " /dev/zero"));
+  spec.cwd = tmp_dir_;
+  auto p = Start(spec, c);
   ASSERT_TRUE(p.ok()) << p.status();
   (*p)->SetOutputPaused(true);
+  std::ofstream(tmp_dir_ + "/go").put('\n');
   // Observing the absence of progress needs a span of time.
   absl::SleepFor(absl::Milliseconds(300));
   const size_t while_paused = c.out_size();

@@ -28,6 +28,9 @@ struct ProcessSpec {
   std::string cwd;
   // Written to the child's stdin, which is then closed.
   std::string stdin_data;
+  // Names the process where the runner keeps one (its cgroup): the task
+  // attempt, for an operator reading the cgroup tree.
+  std::string name;
 };
 
 struct ProcessExit {

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -15,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -33,7 +32,7 @@ absl::Status ErrnoError(absl::string_view what, int err) {
   return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
 }
 
-// The child's file actions dup2 our pipe ends onto 0, 1 and 2. If the agent
+// The child dup2s our pipe ends onto 0, 1 and 2. If the agent
 // runs with one of those closed, pipe2 could hand out such a number and an
 // earlier dup2 would clobber a later source, so keep every end above 2.
 absl::Status MoveAboveStdio(UniqueFd& fd) {
@@ -61,8 +60,8 @@ absl::Status SetNonBlocking(const UniqueFd& fd) {
   return absl::OkStatus();
 }
 
-// posix_spawn reports a failed chdir file action with the same errno as a
-// missing program, so the directory is checked up front to name the culprit.
+// A failed chdir in the child would look like a missing program, so the
+// directory is checked up front to name the culprit.
 absl::Status CheckCwd(const std::string& cwd) {
   if (cwd.empty()) return absl::OkStatus();
   struct stat st;
@@ -79,12 +78,12 @@ absl::Status CheckCwd(const std::string& cwd) {
       absl::StrCat("cwd \"", cwd, "\" is not accessible: ", ErrnoText(err)));
 }
 
-// posix_spawnp would search the agent's own PATH, but the task must see the
-// PATH of its own environment, so this mirrors execvp's search over it.
+// The task must see the PATH of its own environment, not the agent's, so
+// this mirrors execvp's search over it.
 absl::StatusOr<std::string> ResolveProgram(const ProcessSpec& spec) {
   const std::string& name = spec.argv[0];
   if (name.empty()) return absl::NotFoundError("program name is empty");
-  if (absl::StrContains(name, '/')) return name;  // posix_spawn reports errors
+  if (absl::StrContains(name, '/')) return name;  // execve reports errors
 
   absl::string_view path = kDefaultPath;
   for (const std::string& entry : spec.env) {
@@ -96,7 +95,7 @@ absl::StatusOr<std::string> ResolveProgram(const ProcessSpec& spec) {
   bool saw_denied = false;
   for (absl::string_view dir : absl::StrSplit(path, ':')) {
     // An empty entry means the current directory; "./" keeps the result from
-    // being searched again by posix_spawnp.
+    // being taken for a bare name.
     std::string candidate = dir.empty() ? absl::StrCat("./", name) : absl::StrCat(dir, "/", name);
     // Relative entries resolve in the child, i.e. after the chdir.
     const std::string probe = candidate[0] != '/' && !spec.cwd.empty()
@@ -131,6 +130,90 @@ absl::Status SpawnError(int err, const std::string& program) {
     default:
       return absl::InternalError(message);
   }
+}
+
+// Signals the agent ignores: ignored dispositions survive execve, so the
+// child resets them (handlers are reset by execve itself). Taken once, after
+// the runner set SIGPIPE to SIG_IGN; SIGPIPE is always among them.
+const std::vector<int>& IgnoredSignals() {
+  static const std::vector<int>* const ignored = [] {
+    auto* signals = new std::vector<int>{SIGPIPE};
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa;
+      if (sig != SIGPIPE && sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+        signals->push_back(sig);
+      }
+    }
+    return signals;
+  }();
+  return *ignored;
+}
+
+// Everything the child needs, prepared by the parent: between vfork and
+// execve the child shares the parent's memory, so it only makes system calls.
+struct ChildPlan {
+  const char* program = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  int stdio[3] = {-1, -1, -1};  // all above 2
+  const char* cwd = nullptr;
+  int cgroup_procs = -1;  // cgroup.procs of the task's cgroup, or -1
+  const std::vector<int>* ignored = nullptr;
+};
+
+// How the child failed before its program ran; written by the child into
+// the parent's memory, read once vfork returns.
+struct ChildFailure {
+  enum Step { kNone, kCgroup, kExec };
+  volatile int err = 0;
+  volatile int step = kNone;
+};
+
+[[noreturn]] void RunChild(const ChildPlan& plan, ChildFailure& failure) {
+  auto fail = [&failure](ChildFailure::Step step) {
+    failure.err = errno;
+    failure.step = step;
+  };
+  // Enter the cgroup first, so whatever the task starts is in it.
+  if (plan.cgroup_procs >= 0 && write(plan.cgroup_procs, "0", 1) != 1) {
+    fail(ChildFailure::kCgroup);
+    _exit(127);
+  }
+  setsid();
+  for (int fd = 0; fd < 3; ++fd) {
+    if (dup2(plan.stdio[fd], fd) < 0) {
+      fail(ChildFailure::kExec);
+      _exit(127);
+    }
+  }
+  if (plan.cwd != nullptr && chdir(plan.cwd) != 0) {
+    fail(ChildFailure::kExec);
+    _exit(127);
+  }
+  // Descriptors the agent leaked without O_CLOEXEC stay out of the task.
+  syscall(SYS_close_range, 3U, ~0U, 0U);
+  for (int sig : *plan.ignored) signal(sig, SIG_DFL);
+  sigset_t empty;
+  sigemptyset(&empty);
+  sigprocmask(SIG_SETMASK, &empty, nullptr);
+  execve(plan.program, plan.argv, plan.envp);
+  fail(ChildFailure::kExec);
+  _exit(127);
+}
+
+// vfork: the parent waits until the child has exec'd or failed, without
+// copying the agent's page tables. Signals stay blocked meanwhile so no
+// handler of the agent's runs on the child's side. Returns -errno on failure.
+__attribute__((noinline)) pid_t StartChild(const ChildPlan& plan, ChildFailure& failure) {
+  sigset_t all;
+  sigset_t old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = vfork();
+  if (pid == 0) RunChild(plan, failure);
+  const int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return pid < 0 ? -err : pid;
 }
 
 }  // namespace
@@ -170,7 +253,8 @@ absl::StatusOr<RunAs> LookUpRunAs(const std::string& user) {
 }
 
 absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
-                                            const std::optional<RunAs>& run_as) {
+                                            const std::optional<RunAs>& run_as,
+                                            int cgroup_procs_fd) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("argv is empty");
   if (absl::Status s = CheckCwd(spec.cwd); !s.ok()) return s;
   absl::StatusOr<std::string> program = ResolveProgram(spec);
@@ -186,47 +270,11 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
     if (absl::Status s = SetNonBlocking(*fd); !s.ok()) return s;
   }
 
-  posix_spawn_file_actions_t actions;
-  if (int err = posix_spawn_file_actions_init(&actions); err != 0) {
-    return ErrnoError("posix_spawn_file_actions_init", err);
-  }
-  absl::Cleanup destroy_actions = [&actions] { posix_spawn_file_actions_destroy(&actions); };
-  posix_spawnattr_t attr;
-  if (int err = posix_spawnattr_init(&attr); err != 0) {
-    return ErrnoError("posix_spawnattr_init", err);
-  }
-  absl::Cleanup destroy_attr = [&attr] { posix_spawnattr_destroy(&attr); };
-
-  // The parent ignores SIGPIPE (and the agent may ignore or block more);
-  // ignored dispositions and the mask survive exec, so reset both.
-  sigset_t empty_mask;
-  sigset_t all_signals;
-  sigemptyset(&empty_mask);
-  sigfillset(&all_signals);
-  int err = posix_spawn_file_actions_adddup2(&actions, stdin_r.get(), 0);
-  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stdout_w.get(), 1);
-  if (err == 0) err = posix_spawn_file_actions_adddup2(&actions, stderr_w.get(), 2);
-  if (err == 0 && !spec.cwd.empty()) {
-    err = posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
-  }
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
-  // Descriptors the agent leaked without O_CLOEXEC (sockets, files) stay out
-  // of the task.
-  if (err == 0) err = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-#endif
-  if (err == 0) {
-    err = posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  }
-  if (err == 0) err = posix_spawnattr_setsigmask(&attr, &empty_mask);
-  if (err == 0) err = posix_spawnattr_setsigdefault(&attr, &all_signals);
-  if (err != 0) return ErrnoError("posix_spawn setup", err);
-
-  // posix_spawn takes char* const[]; it does not write through them.
+  // execve takes char* const[]; it does not write through them.
   std::vector<std::string> wrapper;
   if (run_as) {
     // setpriv changes user and group, then execs the program in the same
-    // process: its pid, session and process group stay the task's.
+    // process: its pid, session, process group and cgroup stay the task's.
     wrapper = {kSetpriv, absl::StrCat("--reuid=", run_as->uid),
                absl::StrCat("--regid=", run_as->gid), "--clear-groups", "--", *program};
     program = std::string(kSetpriv);
@@ -243,13 +291,30 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
   for (const std::string& var : spec.env) envp.push_back(const_cast<char*>(var.c_str()));
   envp.push_back(nullptr);
 
-  // `program` contains a '/', so posix_spawnp does no PATH search of its own.
-  pid_t pid = 0;
-  err = posix_spawnp(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
-  if (err != 0) return SpawnError(err, spec.argv[0]);
+  ChildPlan plan;
+  plan.program = program->c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.stdio[0] = stdin_r.get();
+  plan.stdio[1] = stdout_w.get();
+  plan.stdio[2] = stderr_w.get();
+  plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  plan.cgroup_procs = cgroup_procs_fd;
+  plan.ignored = &IgnoredSignals();
+  ChildFailure failure;
+  const pid_t pid = StartChild(plan, failure);
+  if (pid < 0) return ErrnoError("vfork", -pid);
   stdin_r.Reset();
   stdout_w.Reset();
   stderr_w.Reset();
+  if (failure.err != 0) {
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    if (failure.step == ChildFailure::kCgroup) {
+      return ErrnoError("cannot enter the task's cgroup", failure.err);
+    }
+    return SpawnError(failure.err, spec.argv[0]);
+  }
 
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid()) {

@@ -1,5 +1,6 @@
 // Starting one task process: PATH lookup in the task's own environment, the
-// pipes, and posix_spawn into a fresh session with default signal handling.
+// pipes, the cgroup, and vfork + execve into a fresh session with default
+// signal handling.
 // What happens after the start (reading, killing, reaping) is the runner's.
 // Linux only (pidfd).
 #ifndef TASKGRID_SERVICES_AGENT_PROCESS_SPAWN_H_
@@ -61,9 +62,12 @@ struct SpawnedProcess {
 };
 
 // Starts `spec` (see PosixProcessRunner for the rules and the error codes).
-// With `run_as`, through setpriv(1) as that user and group.
+// With `run_as`, through setpriv(1) as that user and group. With a
+// `cgroup_procs_fd` (a cgroup's cgroup.procs open for writing), the child
+// enters that cgroup before it runs anything.
 absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
-                                            const std::optional<RunAs>& run_as);
+                                            const std::optional<RunAs>& run_as,
+                                            int cgroup_procs_fd = -1);
 
 // strerror_r's text for `err`.
 std::string ErrnoText(int err);

@@ -1,11 +1,17 @@
 // Hostile tasks: commands that ignore SIGTERM, fork grandchildren, close
 // their stdout early, write 100 MB without a newline, or exit while their
-// children keep the pipe open, run through the real coordinator and agent
-// binaries. Each is reported correctly and nothing is left running.
+// children keep the pipe open, leave the task's session or daemonize, or
+// outlive an agent killed with SIGKILL, run through the real coordinator and
+// agent binaries. Each is reported correctly and nothing is left running.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,12 +20,17 @@
 namespace taskgrid {
 namespace {
 
+using ::testing::HasSubstr;
+using ::testing::Not;
+
 class HostileTasksTest : public FaultCluster {
  protected:
   void SetUp() override {
     FaultCluster::SetUp();
     StartCoordinator();  // --kill_grace=1s
-    StartAgent("hostile-a1", 4);
+    // An id of this test process's own: an agent sweeps what dead runs of
+    // its id left, and tests run in parallel.
+    StartAgent(absl::StrCat("hostile-", getpid()), 4);
     ASSERT_TRUE(WaitAgents(1));
   }
 
@@ -122,6 +133,110 @@ TEST_F(HostileTasksTest, ExitWhileChildrenHoldThePipe) {
   const std::vector<pid_t> pids = PrintedPids(id, 1);
   ASSERT_EQ(pids.size(), 1u);
   EXPECT_TRUE(WaitFor([&] { return ProcessGone(pids[0]); })) << pids[0];
+}
+
+// Proves: a child that left the task's session (setsid) dies on cancel.
+TEST_F(HostileTasksTest, ASessionLeaderChildDiesOnCancel) {
+  const std::string id = Submit("setsid sleep 60 & echo $!; sleep 60 & echo $!; wait");
+  const std::vector<pid_t> pids = PrintedPids(id, 2);
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid;
+  Cancel(id);
+  EXPECT_EQ(WaitFinal(id).status(), v1::TASK_STATUS_CANCELLED);
+  for (pid_t pid : pids) EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); })) << pid;
+}
+
+// Proves: a double-forked daemon (re-parented, in its own session) dies when
+// the task that started it succeeds.
+TEST_F(HostileTasksTest, ADaemonDiesWhenItsTaskSucceeds) {
+  const std::string id =
+      Submit("f=/tmp/daemon.$TASKGRID_TASK_ID; (setsid sh -c \"echo \\$\\$; touch $f; exec sleep 60\" &); "
+             "while [ ! -e $f ]; do sleep 0.01; done; rm $f");
+  const std::vector<pid_t> pids = PrintedPids(id, 1);
+  ASSERT_EQ(pids.size(), 1u);
+  EXPECT_EQ(WaitFinal(id).status(), v1::TASK_STATUS_SUCCEEDED);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(pids[0]); })) << pids[0];
+}
+
+// The pid of the cgroup guardian the agent `agent` started.
+pid_t GuardianOf(pid_t agent) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (!absl::StrContains(args, "taskgrid-agent-guardian")) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t paren = line.rfind(')');
+    int ppid = 0;
+    if (paren != std::string::npos && sscanf(line.c_str() + paren + 1, " %*c %d", &ppid) == 1 &&
+        ppid == agent) {
+      return pid;
+    }
+  }
+  return 0;
+}
+
+// Proves: no process of a task outlives its agent killed with SIGKILL, not
+// even one that left the task's session, and the agent serves again after.
+TEST_F(HostileTasksTest, NoProcessOutlivesItsAgentKilledWithSigkill) {
+  const std::string id = Submit("setsid sleep 1000 & echo $!; sleep 1000 & echo $!; echo $$; wait");
+  const std::vector<pid_t> pids = PrintedPids(id, 3);
+  ASSERT_EQ(pids.size(), 3u);
+  const absl::Time killed = absl::Now();
+  agents_[0]->Kill(SIGKILL);
+  for (pid_t pid : pids) EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); })) << pid;
+  std::printf("every process of the task gone %.0f ms after the agent's SIGKILL\n",
+              absl::ToDoubleMilliseconds(absl::Now() - killed));
+  ASSERT_TRUE(agents_[0]->Start());
+  EXPECT_EQ(WaitFinal(Submit("echo again")).status(), v1::TASK_STATUS_SUCCEEDED);
+}
+
+// Proves: when nothing killed them with the agent (its guardian died first),
+// the restarted agent kills the processes of the tasks its earlier run left.
+TEST_F(HostileTasksTest, ARestartedAgentKillsWhatItsKilledRunLeft) {
+  const std::string id = Submit("setsid sleep 1000 & echo $!; sleep 1000 & echo $!; wait");
+  const std::vector<pid_t> pids = PrintedPids(id, 2);
+  ASSERT_EQ(pids.size(), 2u);
+  const pid_t guardian = GuardianOf(agents_[0]->pid());
+  ASSERT_GT(guardian, 0);
+  kill(guardian, SIGKILL);
+  agents_[0]->Kill(SIGKILL);
+  absl::SleepFor(absl::Milliseconds(300));
+  for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid << " died without the sweep";
+
+  const absl::Time restarted = absl::Now();
+  ASSERT_TRUE(agents_[0]->Start());
+  for (pid_t pid : pids) EXPECT_TRUE(WaitFor([&] { return ProcessGone(pid); })) << pid;
+  std::printf("the earlier run's processes gone %.0f ms after the agent started again\n",
+              absl::ToDoubleMilliseconds(absl::Now() - restarted));
+  EXPECT_EQ(WaitFinal(id).status(), v1::TASK_STATUS_LOST);
+}
+
+using NoCgroupsTest = FaultCluster;
+
+// Proves: where no cgroup can be made, the agent falls back to process
+// groups and makes no cgroup: cancel still kills the task's group.
+TEST_F(NoCgroupsTest, TheAgentFallsBackToProcessGroups) {
+  StartCoordinator();
+  const std::string agent_id = absl::StrCat("nocgroups-", getpid());
+  StartAgent(agent_id, 1, "", {"--cgroup_root=/no/such/parent/root"});
+  ASSERT_TRUE(WaitAgents(1));
+  const std::string id = Submit("sleep 60 & echo $!; cat /proc/self/cgroup; wait");
+  ASSERT_TRUE(WaitFor([&] {
+    int64_t dropped = 0;
+    return absl::StrContains(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), "0::");
+  }));
+  int64_t dropped = 0;
+  const std::string out = client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped);
+  EXPECT_THAT(out, Not(HasSubstr("taskgrid-" + agent_id)));
+  pid_t child = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(out.substr(0, out.find('\n')), &child)) << out;
+  Cancel(id);
+  EXPECT_EQ(WaitFinal(id).status(), v1::TASK_STATUS_CANCELLED);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(child); })) << child;
 }
 
 }  // namespace

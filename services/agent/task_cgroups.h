@@ -1,0 +1,101 @@
+// Tasks' cgroups (cgroup v2): every process the agent starts enters a cgroup
+// of its own before it runs, so its whole tree can be killed, counted and
+// measured whatever sessions, process groups or daemons it makes. The
+// layout under the root the agent is given:
+//
+//   <root>/taskgrid-<agent id>/run-<agent pid>-<its start time>/<task cgroup>
+//
+// One run directory per agent process: a restarted agent kills what earlier
+// runs left, and a guardian process kills this run's tasks when the agent
+// dies, so no task outlives its agent. Linux only.
+#ifndef TASKGRID_SERVICES_AGENT_TASK_CGROUPS_H_
+#define TASKGRID_SERVICES_AGENT_TASK_CGROUPS_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "services/agent/process_spawn.h"
+
+namespace taskgrid {
+
+struct CgroupUsage {
+  absl::Duration cpu_time;  // user + system of every process that was in it
+};
+
+// One task's cgroup. Move-only. Thread-compatible.
+class TaskCgroup {
+ public:
+  TaskCgroup(std::string path, UniqueFd procs);
+  TaskCgroup(TaskCgroup&&) = default;
+  TaskCgroup& operator=(TaskCgroup&&) = default;
+
+  const std::string& path() const { return path_; }
+  // cgroup.procs, open for writing: a child writes "0" to it to enter.
+  int procs_fd() const { return procs_.get(); }
+  // SIGKILL to every process in it, including those forked meanwhile.
+  absl::Status Kill() const;
+  // Whether any process is still in it (from cgroup.events).
+  bool Populated() const;
+  // The pids in it now.
+  std::vector<pid_t> Pids() const;
+  // SIGTERM to every process in it (those that left the session too).
+  void Terminate() const;
+  CgroupUsage Usage() const;
+  // Removes the (empty) cgroup; EBUSY while a process is left.
+  absl::Status Remove();
+
+ private:
+  std::string path_;
+  UniqueFd procs_;
+};
+
+// Where the agent makes its tasks' cgroups. Thread-safe.
+class TaskCgroups {
+ public:
+  // `root` is a cgroup v2 path such as "/taskgrid.slice" (empty: the agent's
+  // own cgroup); `agent_id` names the agent's directory under it. Fails
+  // when there is no cgroup v2 hierarchy or the directories cannot be made.
+  static absl::StatusOr<std::unique_ptr<TaskCgroups>> Open(absl::string_view root,
+                                                           absl::string_view agent_id);
+  ~TaskCgroups();
+
+  // This agent run's directory.
+  const std::string& run_path() const { return run_path_; }
+  // Makes the cgroup `name` (a task attempt; made unique within the run).
+  absl::StatusOr<TaskCgroup> Create(absl::string_view name);
+
+  // What earlier runs of this agent left behind and the sweep killed.
+  struct Swept {
+    std::string name;  // the task cgroup's name
+    int processes = 0;
+  };
+  // Kills every process in the cgroups of earlier runs of this agent (those
+  // whose agent process is gone) and removes them. Waits up to a second for
+  // them to die.
+  std::vector<Swept> SweepEarlierRuns();
+
+  // Starts a process that outlives the agent just long enough to kill every
+  // cgroup of this run when the agent exits, however it exits.
+  absl::Status StartGuardian();
+
+ private:
+  TaskCgroups(std::string agent_path, std::string run_path);
+
+  const std::string agent_path_;
+  const std::string run_path_;
+  UniqueFd guardian_pipe_;  // its write end: closed when the agent dies
+  std::atomic<uint64_t> next_id_{0};
+};
+
+}  // namespace taskgrid
+
+#endif  // TASKGRID_SERVICES_AGENT_TASK_CGROUPS_H_

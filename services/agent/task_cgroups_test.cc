@@ -1,0 +1,220 @@
+// Tests tasks' cgroups against the real cgroup v2 hierarchy: a task's whole
+// tree, including what left its session or daemonized, dies on exit and on
+// terminate; its CPU is counted whole; a restarted agent kills what an
+// earlier run left and spares a live one.
+#include "services/agent/task_cgroups.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "services/agent/posix_process_runner.h"
+#include "services/common/testing/test_util.h"
+
+namespace taskgrid {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr absl::Duration kWait = absl::Seconds(10);
+
+// The exit of one process and its stdout.
+struct Outcome {
+  absl::Mutex mu;
+  std::string out ABSL_GUARDED_BY(mu);
+  ProcessExit exit ABSL_GUARDED_BY(mu);
+  absl::Notification done;
+
+  OutputCallback OnOutput() {
+    return [this](StdStream stream, absl::string_view data) {
+      absl::MutexLock lock(&mu);
+      if (stream == StdStream::kStdout) out.append(data.data(), data.size());
+    };
+  }
+  ExitCallback OnExit() {
+    return [this](const ProcessExit& e) {
+      {
+        absl::MutexLock lock(&mu);
+        exit = e;
+      }
+      done.Notify();
+    };
+  }
+  std::string Out() {
+    absl::MutexLock lock(&mu);
+    return out;
+  }
+  ProcessExit Exit() {
+    absl::MutexLock lock(&mu);
+    return exit;
+  }
+};
+
+std::vector<pid_t> Pids(const std::string& text) {
+  std::vector<pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    pid_t pid = 0;
+    if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
+  }
+  return pids;
+}
+
+class TaskCgroupsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    agent_id_ = absl::StrCat("cgroups-test-", getpid());
+    absl::StatusOr<std::unique_ptr<TaskCgroups>> cgroups = TaskCgroups::Open("", agent_id_);
+    if (!cgroups.ok()) GTEST_SKIP() << "no cgroup v2 here: " << cgroups.status();
+    cgroups_ = std::move(*cgroups);
+    runner_ = std::make_unique<PosixProcessRunner>(std::nullopt, cgroups_.get());
+  }
+  void TearDown() override {
+    runner_.reset();
+    if (cgroups_ == nullptr) return;
+    const std::string agent_dir = std::filesystem::path(cgroups_->run_path()).parent_path();
+    cgroups_.reset();
+    rmdir(agent_dir.c_str());
+  }
+
+  std::unique_ptr<RunningProcess> Start(const std::string& script, const std::string& name,
+                                        Outcome& outcome) {
+    ProcessSpec spec;
+    spec.argv = {"/bin/sh", "-c", script};
+    spec.env = {"PATH=/usr/bin:/bin"};
+    spec.name = name;
+    absl::StatusOr<std::unique_ptr<RunningProcess>> p =
+        runner_->Start(spec, outcome.OnOutput(), outcome.OnExit());
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  std::string CgroupOf(const std::string& name) { return cgroups_->run_path() + "/" + name; }
+
+  std::string agent_id_;
+  std::unique_ptr<TaskCgroups> cgroups_;
+  std::unique_ptr<PosixProcessRunner> runner_;
+};
+
+TEST_F(TaskCgroupsTest, TheProcessIsInItsCgroupBeforeItRuns) {
+  Outcome o;
+  auto p = Start("cat /proc/self/cgroup", "t1.1", o);
+  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
+  const std::string run_dir = std::filesystem::path(cgroups_->run_path()).filename();
+  EXPECT_THAT(o.Out(), HasSubstr(absl::StrCat("/", run_dir, "/t1.1\n")));
+  // Removed once the task is over.
+  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t1.1")));
+}
+
+TEST_F(TaskCgroupsTest, ASessionLeaderChildDiesWhenTheMainProcessExits) {
+  Outcome o;
+  auto p = Start("setsid sleep 1000 & echo $!; sleep 0.2", "t2.1", o);
+  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(o.Exit().exit_code, 0);
+  EXPECT_EQ(o.Exit().survivors, 0);
+  const std::vector<pid_t> pids = Pids(o.Out());
+  ASSERT_THAT(pids, SizeIs(1));
+  EXPECT_TRUE(ProcessGone(pids[0]));
+  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t2.1")));
+}
+
+TEST_F(TaskCgroupsTest, ADoubleForkedDaemonDiesOnTerminate) {
+  Outcome o;
+  // The daemon's parent exits at once, so it is re-parented and in a session
+  // of its own: nothing but the cgroup still ties it to the task.
+  auto p = Start("(setsid sh -c 'echo $$; exec sleep 1000' &); sleep 1000", "t3.1", o);
+  ASSERT_TRUE(WaitFor([&] { return Pids(o.Out()).size() == 1; }));
+  const pid_t daemon = Pids(o.Out())[0];
+  ASSERT_FALSE(ProcessGone(daemon));
+  p->Terminate(absl::Seconds(5));
+  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(o.Exit().signal, SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(daemon); }, absl::Seconds(1)));
+  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t3.1")));
+}
+
+TEST_F(TaskCgroupsTest, AForkLoopIgnoringTermIsKilledWhole) {
+  Outcome o;
+  // Forks new sessions as fast as it can and ignores SIGTERM: a process
+  // group kill always misses the newest; the cgroup's kill does not.
+  auto p = Start("trap '' TERM; while :; do setsid sh -c 'echo $$; exec sleep 1000' & done",
+                 "t4.1", o);
+  ASSERT_TRUE(WaitFor([&] { return Pids(o.Out()).size() >= 20; }));
+  p->Terminate(absl::Milliseconds(100));
+  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(o.Exit().signal, SIGKILL);
+  EXPECT_EQ(o.Exit().survivors, 0);
+  for (pid_t pid : Pids(o.Out())) EXPECT_TRUE(ProcessGone(pid)) << pid;
+  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t4.1")));
+}
+
+TEST_F(TaskCgroupsTest, CpuOfProcessesTheMainProcessNeverWaitedForIsCounted) {
+  Outcome o;
+  // The background loop's CPU (about 0.4 s) is not in the main process's
+  // wait4 usage: it is still running (sleeping) when the main process exits,
+  // which meanwhile waits on a FIFO at no cost.
+  const std::string fifo = absl::StrCat(::testing::TempDir(), "/cgroups-test-", getpid());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto p = Start(absl::StrCat("(i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo >", fifo,
+                              "; exec sleep 1000) & read line <", fifo),
+                 "t5.1", o);
+  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  EXPECT_EQ(o.Exit().exit_code, 0);
+  EXPECT_GE(o.Exit().cpu_time, absl::Milliseconds(200));
+  unlink(fifo.c_str());
+}
+
+TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
+  // A run directory named after a process that no longer exists, as an
+  // agent killed with SIGKILL leaves it (its guardian killed too).
+  const std::string agent_dir = std::filesystem::path(cgroups_->run_path()).parent_path();
+  const std::string dead_run = agent_dir + "/run-999999999-1";
+  ASSERT_EQ(mkdir(dead_run.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dead_run + "/old.1").c_str(), 0755), 0);
+  UniqueFd procs(open((dead_run + "/old.1/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(procs.valid());
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", "setsid sleep 1000 & exec sleep 1000"};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  absl::StatusOr<SpawnedProcess> orphan = SpawnProcess(spec, std::nullopt, procs.get());
+  ASSERT_TRUE(orphan.ok()) << orphan.status();
+  ASSERT_TRUE(WaitFor([&] { return TaskCgroup(dead_run + "/old.1", UniqueFd()).Pids().size() == 2; }));
+  // And a task of this run, which must survive the sweep.
+  Outcome o;
+  auto live = Start("echo up; exec sleep 1000", "live.1", o);
+  ASSERT_TRUE(WaitFor([&] { return o.Out() == "up\n"; }));
+
+  const std::vector<TaskCgroups::Swept> swept = cgroups_->SweepEarlierRuns();
+  ASSERT_THAT(swept, SizeIs(1));
+  EXPECT_EQ(swept[0].name, "old.1");
+  EXPECT_EQ(swept[0].processes, 2);
+  EXPECT_TRUE(ProcessGone(orphan->pid));
+  EXPECT_FALSE(std::filesystem::exists(dead_run));
+  EXPECT_FALSE(o.done.HasBeenNotified());
+  waitpid(orphan->pid, nullptr, 0);
+}
+
+TEST(TaskCgroupsOpenTest, ARelativeRootIsAnError) {
+  absl::StatusOr<std::unique_ptr<TaskCgroups>> cgroups = TaskCgroups::Open("relative", "x");
+  if (cgroups.status().code() == absl::StatusCode::kFailedPrecondition) GTEST_SKIP();
+  EXPECT_EQ(cgroups.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(cgroups.status().message(), HasSubstr("cgroup_root"));
+}
+
+}  // namespace
+}  // namespace taskgrid
