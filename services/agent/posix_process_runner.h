@@ -32,8 +32,9 @@ class ProcessLoop;  // The I/O thread, private to the .cc.
 //
 // Process-wide side effect: the first construction sets SIGPIPE to SIG_IGN, so
 // that writing stdin to a child that stopped reading yields EPIPE instead of
-// killing the agent. Children get every signal reset to its default and an
-// empty signal mask. The agent must not set SIGCHLD to SIG_IGN or reap
+// killing the agent. Children get every signal at its default and an empty
+// signal mask (which signals the agent ignores is read once, at the first
+// start: ignore no further signal after it). The agent must not set SIGCHLD to SIG_IGN or reap
 // arbitrary children (waitpid(-1, ...)): the runner reaps its own children.
 //
 // Beyond ProcessRunner's contract:
