@@ -415,9 +415,12 @@ void ProcessLoop::OnMainExit(LoopProcess& p, absl::Time now) {
   } while (r < 0 && errno == EINTR);
   p.reaped = r == p.pid;
   // Whatever else runs in the group (or the cgroup) dies with the task.
-  const bool group_empty = kill(-p.pid, SIGKILL) != 0 && errno == ESRCH;
-  if (p.cgroup) (void)p.cgroup->Kill();
-  if (p.cgroup ? !p.cgroup->Populated() : group_empty) {
+  bool gone = kill(-p.pid, SIGKILL) != 0 && errno == ESRCH;
+  if (p.cgroup) {
+    // Nothing can enter an empty cgroup, so most tasks need no kill.
+    gone = !p.cgroup->Populated() || (p.cgroup->Kill().ok() && !p.cgroup->Populated());
+  }
+  if (gone) {
     p.group_gone = true;
   } else {
     p.group_check_deadline = now + kGroupCheckTimeout;
@@ -525,7 +528,7 @@ void ProcessLoop::Finish(LoopProcess& p) {
     exit.exit_code = -1;
   }
   // A cgroup with a survivor stays, and a restarted agent sweeps it.
-  if (p.cgroup && p.survivors == 0) (void)p.cgroup->Remove();
+  if (p.cgroup && p.survivors == 0) p.cgroup->Release();
   if (p.on_exit) p.on_exit(exit);
   absl::MutexLock lock(&p.mu);
   p.done = true;
@@ -605,7 +608,7 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
   absl::StatusOr<SpawnedProcess> spawned =
       SpawnProcess(spec, run_as_, cgroup ? cgroup->procs_fd() : -1);
   if (!spawned.ok()) {
-    if (cgroup) (void)cgroup->Remove();
+    if (cgroup) cgroup->Release();
     return spawned.status();
   }
   const pid_t pid = spawned->pid;

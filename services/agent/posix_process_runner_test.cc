@@ -19,13 +19,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "services/agent/testing/process_collector.h"
 #include "services/common/testing/test_util.h"
 
 namespace taskgrid {
@@ -35,76 +34,6 @@ using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr absl::Duration kWait = absl::Seconds(10);
-
-// Records what a process reports. Must outlive the RunningProcess it watches.
-class Collector {
- public:
-  OutputCallback OnOutput() {
-    return [this](StdStream stream, absl::string_view data) {
-      absl::MutexLock lock(&mu_);
-      if (exit_calls_ > 0) output_after_exit_ = true;
-      (stream == StdStream::kStdout ? out_ : err_).append(data.data(), data.size());
-    };
-  }
-  ExitCallback OnExit() {
-    return [this](const ProcessExit& exit) {
-      {
-        absl::MutexLock lock(&mu_);
-        exit_ = exit;
-        ++exit_calls_;
-      }
-      if (!done_.HasBeenNotified()) done_.Notify();
-    };
-  }
-
-  bool WaitExit(absl::Duration timeout = kWait) {
-    return done_.WaitForNotificationWithTimeout(timeout);
-  }
-  bool exited() const { return done_.HasBeenNotified(); }
-  std::string out() const {
-    absl::MutexLock lock(&mu_);
-    return out_;
-  }
-  std::string err() const {
-    absl::MutexLock lock(&mu_);
-    return err_;
-  }
-  size_t out_size() const {
-    absl::MutexLock lock(&mu_);
-    return out_.size();
-  }
-  ProcessExit exit() const {
-    absl::MutexLock lock(&mu_);
-    return exit_;
-  }
-  int exit_calls() const {
-    absl::MutexLock lock(&mu_);
-    return exit_calls_;
-  }
-  bool output_after_exit() const {
-    absl::MutexLock lock(&mu_);
-    return output_after_exit_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::string out_ ABSL_GUARDED_BY(mu_);
-  std::string err_ ABSL_GUARDED_BY(mu_);
-  ProcessExit exit_ ABSL_GUARDED_BY(mu_);
-  int exit_calls_ ABSL_GUARDED_BY(mu_) = 0;
-  bool output_after_exit_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Notification done_;
-};
-
-// Parses one pid per line.
-std::vector<int64_t> ParsePids(const std::string& text) {
-  std::vector<int64_t> pids;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    int64_t pid = 0;
-    if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
-  }
-  return pids;
-}
 
 class PosixProcessRunnerTest : public ::testing::Test {
  protected:
@@ -279,14 +208,14 @@ TEST_F(PosixProcessRunnerTest, TerminateKillsTheWholeTree) {
   auto p = Start(Shell("sleep 1000 & echo $!; sleep 1000 & echo $!; wait"), c);
   ASSERT_TRUE(p.ok()) << p.status();
   ASSERT_TRUE(WaitFor([&] { return ParsePids(c.out()).size() == 2; }));
-  const std::vector<int64_t> pids = ParsePids(c.out());
-  for (int64_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid;
+  const std::vector<pid_t> pids = ParsePids(c.out());
+  for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid;
 
   (*p)->Terminate(absl::Seconds(5));
   ASSERT_TRUE(c.WaitExit());
   EXPECT_EQ(c.exit().signal, SIGTERM);
   EXPECT_EQ(c.exit().survivors, 0);
-  for (int64_t pid : pids) EXPECT_TRUE(ProcessGone(pid)) << pid;
+  for (pid_t pid : pids) EXPECT_TRUE(ProcessGone(pid)) << pid;
   (*p)->Terminate(absl::Seconds(1));  // after the exit: a no-op
   EXPECT_EQ(c.exit_calls(), 1);
 }
@@ -315,7 +244,7 @@ TEST_F(PosixProcessRunnerTest, MainExitKillsBackgroundChildHoldingPipe) {
   EXPECT_EQ(c.exit().exit_code, 0);
   EXPECT_EQ(c.exit().signal, 0);
   EXPECT_EQ(c.exit().survivors, 0);
-  const std::vector<int64_t> pids = ParsePids(c.out());
+  const std::vector<pid_t> pids = ParsePids(c.out());
   ASSERT_THAT(pids, SizeIs(1));
   EXPECT_TRUE(ProcessGone(pids[0]));
 }

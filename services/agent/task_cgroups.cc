@@ -5,11 +5,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,9 @@ namespace taskgrid {
 namespace {
 
 constexpr absl::Duration kKillWait = absl::Seconds(1);
+// Idle cgroups kept for reuse; more than a busy agent's slots is waste.
+constexpr size_t kMaxIdle = 64;
+constexpr char kTaskAttribute[] = "user.taskgrid.task";
 constexpr absl::Duration kKillPoll = absl::Milliseconds(5);
 
 // Kills this run's cgroups once its stdin (a pipe only the agent holds) ends,
@@ -46,11 +50,24 @@ absl::Status ErrnoError(absl::string_view what, int err) {
   return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
 }
 
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+// The whole of a small file: from `fd` if it is open (pread at 0 makes
+// cgroup files anew), else opened by path.
+std::string ReadSmallFile(const std::string& path, int fd = -1) {
+  UniqueFd opened;
+  if (fd < 0) {
+    opened = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    fd = opened.get();
+  }
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()))) > 0;) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+UniqueFd OpenIn(const std::string& dir, const char* file, int flags) {
+  return UniqueFd(open(absl::StrCat(dir, "/", file).c_str(), flags | O_CLOEXEC));
 }
 
 // Where cgroup2 is mounted, from /proc/self/mountinfo ("" when it is not).
@@ -135,18 +152,17 @@ TaskCgroup::TaskCgroup(std::string path, UniqueFd procs)
     : path_(std::move(path)), procs_(std::move(procs)) {}
 
 absl::Status TaskCgroup::Kill() const {
-  const std::string file = path_ + "/cgroup.kill";
-  const int fd = open(file.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(absl::StrCat("open ", file), errno);
-  const bool ok = write(fd, "1", 1) == 1;
-  const int err = errno;
-  close(fd);
-  return ok ? absl::OkStatus() : ErrnoError(absl::StrCat("write ", file), err);
+  UniqueFd fd = OpenIn(path_, "cgroup.kill", O_WRONLY);
+  if (!fd.valid()) return ErrnoError(absl::StrCat("open ", path_, "/cgroup.kill"), errno);
+  if (write(fd.get(), "1", 1) != 1) {
+    return ErrnoError(absl::StrCat("write ", path_, "/cgroup.kill"), errno);
+  }
+  return absl::OkStatus();
 }
 
 bool TaskCgroup::Populated() const {
   // A cgroup that cannot be read (removed) holds nothing.
-  return absl::StrContains(ReadSmallFile(path_ + "/cgroup.events"), "populated 1");
+  return absl::StrContains(ReadSmallFile(path_ + "/cgroup.events", events_.get()), "populated 1");
 }
 
 std::vector<pid_t> TaskCgroup::Pids() const {
@@ -163,30 +179,46 @@ void TaskCgroup::Terminate() const {
   for (pid_t pid : Pids()) kill(pid, SIGTERM);
 }
 
-CgroupUsage TaskCgroup::Usage() const {
-  CgroupUsage usage;
-  for (absl::string_view line :
-       absl::StrSplit(ReadSmallFile(path_ + "/cpu.stat"), '\n', absl::SkipEmpty())) {
+absl::Duration TaskCgroup::CpuSinceCreated() const {
+  for (absl::string_view line : absl::StrSplit(
+           ReadSmallFile(path_ + "/cpu.stat", cpu_stat_.get()), '\n', absl::SkipEmpty())) {
     int64_t usec = 0;
     if (absl::ConsumePrefix(&line, "usage_usec ") && absl::SimpleAtoi(line, &usec)) {
-      usage.cpu_time = absl::Microseconds(usec);
+      return absl::Microseconds(usec);
     }
   }
-  return usage;
+  return absl::ZeroDuration();
 }
+
+CgroupUsage TaskCgroup::Usage() const { return {CpuSinceCreated() - cpu_base_}; }
 
 absl::Status TaskCgroup::Remove() {
   procs_.Reset();
+  events_.Reset();
+  cpu_stat_.Reset();
   if (rmdir(path_.c_str()) != 0 && errno != ENOENT) {
     return ErrnoError(absl::StrCat("rmdir ", path_), errno);
   }
   return absl::OkStatus();
 }
 
+void TaskCgroup::Release() {
+  if (pool_ != nullptr && !Populated()) {
+    TaskCgroups* pool = pool_;
+    return pool->Recycle(std::move(*this));
+  }
+  (void)Remove();
+}
+
 TaskCgroups::TaskCgroups(std::string agent_path, std::string run_path)
     : agent_path_(std::move(agent_path)), run_path_(std::move(run_path)) {}
 
 TaskCgroups::~TaskCgroups() {
+  {
+    absl::MutexLock lock(&mu_);
+    for (TaskCgroup& idle : idle_) (void)idle.Remove();
+    idle_.clear();
+  }
   guardian_pipe_.Reset();  // the guardian, if any, removes the directories too
   // The agent's directory goes with its last run.
   if (rmdir(run_path_.c_str()) == 0) rmdir(agent_path_.c_str());
@@ -210,21 +242,57 @@ absl::StatusOr<std::unique_ptr<TaskCgroups>> TaskCgroups::Open(absl::string_view
   return std::unique_ptr<TaskCgroups>(new TaskCgroups(agent_path, run_path));
 }
 
-absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
-  std::string path = absl::StrCat(run_path_, "/", SafeName(name));
-  if (mkdir(path.c_str(), 0755) != 0) {
-    if (errno != EEXIST) return ErrnoError(absl::StrCat("mkdir ", path), errno);
-    path = absl::StrCat(path, "-", next_id_.fetch_add(1));
-    if (mkdir(path.c_str(), 0755) != 0) return ErrnoError(absl::StrCat("mkdir ", path), errno);
-  }
-  const std::string procs = path + "/cgroup.procs";
-  UniqueFd fd(open(procs.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) {
+absl::StatusOr<TaskCgroup> TaskCgroups::Make() {
+  const std::string path = absl::StrCat(run_path_, "/task-", next_id_.fetch_add(1));
+  if (mkdir(path.c_str(), 0755) != 0) return ErrnoError(absl::StrCat("mkdir ", path), errno);
+  TaskCgroup cgroup(path, OpenIn(path, "cgroup.procs", O_WRONLY));
+  cgroup.events_ = OpenIn(path, "cgroup.events", O_RDONLY);
+  cgroup.cpu_stat_ = OpenIn(path, "cpu.stat", O_RDONLY);
+  if (!cgroup.procs_.valid() || !cgroup.events_.valid()) {
     const int err = errno;
-    rmdir(path.c_str());
-    return ErrnoError(absl::StrCat("open ", procs), err);
+    (void)cgroup.Remove();
+    return ErrnoError(absl::StrCat("open ", path, "/cgroup.procs"), err);
   }
-  return TaskCgroup(std::move(path), std::move(fd));
+  return cgroup;
+}
+
+absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
+  std::optional<TaskCgroup> cgroup;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      cgroup.emplace(std::move(idle_.back()));
+      idle_.pop_back();
+    }
+  }
+  if (!cgroup) {
+    absl::StatusOr<TaskCgroup> made = Make();
+    if (!made.ok()) return made.status();
+    cgroup.emplace(std::move(*made));
+  }
+  // Only the sweep after a crash reads it; a kernel without user xattrs on
+  // cgroups costs the report its task names, nothing else.
+  (void)setxattr(cgroup->path_.c_str(), kTaskAttribute, name.data(), name.size(), 0);
+  cgroup->pool_ = this;
+  return std::move(*cgroup);
+}
+
+void TaskCgroups::Recycle(TaskCgroup cgroup) {
+  cgroup.cpu_base_ = cgroup.CpuSinceCreated();  // final: nothing runs in it
+  {
+    absl::MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdle) {
+      idle_.push_back(std::move(cgroup));
+      return;
+    }
+  }
+  (void)cgroup.Remove();
+}
+
+std::string TaskCgroups::TaskOf(const std::string& path) {
+  char name[256];
+  const ssize_t n = getxattr(path.c_str(), kTaskAttribute, name, sizeof name);
+  return n > 0 ? std::string(name, static_cast<size_t>(n)) : "";
 }
 
 std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
@@ -239,7 +307,8 @@ std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
       TaskCgroup cgroup(absl::StrCat(run_path, "/", name), UniqueFd());
       const size_t processes = cgroup.Pids().size();
       if (processes > 0) {
-        swept.push_back({name, static_cast<int>(processes)});
+        const std::string task = TaskOf(cgroup.path());
+        swept.push_back({task.empty() ? name : task, static_cast<int>(processes)});
         (void)cgroup.Kill();
       }
       left.push_back(std::move(cgroup));

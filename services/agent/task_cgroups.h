@@ -3,7 +3,7 @@
 // measured whatever sessions, process groups or daemons it makes. The
 // layout under the root the agent is given:
 //
-//   <root>/taskgrid-<agent id>/run-<agent pid>-<its start time>/<task cgroup>
+//   <root>/taskgrid-<agent id>/run-<agent pid>-<its start time>/task-<n>
 //
 // One run directory per agent process: a restarted agent kills what earlier
 // runs left, and a guardian process kills this run's tasks when the agent
@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/agent/process_spawn.h"
 
@@ -31,9 +32,12 @@ struct CgroupUsage {
   absl::Duration cpu_time;  // user + system of every process that was in it
 };
 
+class TaskCgroups;
+
 // One task's cgroup. Move-only. Thread-compatible.
 class TaskCgroup {
  public:
+  // A cgroup found by path (the sweep's): files are opened as they are read.
   TaskCgroup(std::string path, UniqueFd procs);
   TaskCgroup(TaskCgroup&&) = default;
   TaskCgroup& operator=(TaskCgroup&&) = default;
@@ -49,16 +53,31 @@ class TaskCgroup {
   std::vector<pid_t> Pids() const;
   // SIGTERM to every process in it (those that left the session too).
   void Terminate() const;
+  // What the processes of this task (not earlier users of the cgroup) used.
   CgroupUsage Usage() const;
   // Removes the (empty) cgroup; EBUSY while a process is left.
   absl::Status Remove();
+  // Done with an empty cgroup: it goes back to the pool it came from, for
+  // the next task, or is removed.
+  void Release();
 
  private:
+  friend class TaskCgroups;
+  absl::Duration CpuSinceCreated() const;
+
   std::string path_;
   UniqueFd procs_;
+  // Kept open while pooled: pread at 0 reads them afresh without an open.
+  UniqueFd events_;
+  UniqueFd cpu_stat_;
+  absl::Duration cpu_base_;  // what earlier tasks in it used
+  TaskCgroups* pool_ = nullptr;
 };
 
-// Where the agent makes its tasks' cgroups. Thread-safe.
+// Where the agent makes its tasks' cgroups. Emptied cgroups are reused
+// (making and removing one costs more than a short task's spawn); the task
+// attempt a cgroup holds is named in its "user.taskgrid.task" attribute.
+// Thread-safe.
 class TaskCgroups {
  public:
   // `root` is a cgroup v2 path such as "/taskgrid.slice" (empty: the agent's
@@ -70,12 +89,14 @@ class TaskCgroups {
 
   // This agent run's directory.
   const std::string& run_path() const { return run_path_; }
-  // Makes the cgroup `name` (a task attempt; made unique within the run).
+  // A cgroup for the task attempt `name`: an idle one, or a new one.
   absl::StatusOr<TaskCgroup> Create(absl::string_view name);
+  // The task attempt the cgroup at `path` holds or last held ("" if none).
+  static std::string TaskOf(const std::string& path);
 
   // What earlier runs of this agent left behind and the sweep killed.
   struct Swept {
-    std::string name;  // the task cgroup's name
+    std::string name;  // the task attempt
     int processes = 0;
   };
   // Kills every process in the cgroups of earlier runs of this agent (those
@@ -88,12 +109,17 @@ class TaskCgroups {
   absl::Status StartGuardian();
 
  private:
+  friend class TaskCgroup;
   TaskCgroups(std::string agent_path, std::string run_path);
+  absl::StatusOr<TaskCgroup> Make();
+  void Recycle(TaskCgroup cgroup);
 
   const std::string agent_path_;
   const std::string run_path_;
   UniqueFd guardian_pipe_;  // its write end: closed when the agent dies
   std::atomic<uint64_t> next_id_{0};
+  absl::Mutex mu_;
+  std::vector<TaskCgroup> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace taskgrid

@@ -18,12 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "services/agent/posix_process_runner.h"
+#include "services/agent/testing/process_collector.h"
 #include "services/common/testing/test_util.h"
 
 namespace taskgrid {
@@ -31,49 +30,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
-
-constexpr absl::Duration kWait = absl::Seconds(10);
-
-// The exit of one process and its stdout.
-struct Outcome {
-  absl::Mutex mu;
-  std::string out ABSL_GUARDED_BY(mu);
-  ProcessExit exit ABSL_GUARDED_BY(mu);
-  absl::Notification done;
-
-  OutputCallback OnOutput() {
-    return [this](StdStream stream, absl::string_view data) {
-      absl::MutexLock lock(&mu);
-      if (stream == StdStream::kStdout) out.append(data.data(), data.size());
-    };
-  }
-  ExitCallback OnExit() {
-    return [this](const ProcessExit& e) {
-      {
-        absl::MutexLock lock(&mu);
-        exit = e;
-      }
-      done.Notify();
-    };
-  }
-  std::string Out() {
-    absl::MutexLock lock(&mu);
-    return out;
-  }
-  ProcessExit Exit() {
-    absl::MutexLock lock(&mu);
-    return exit;
-  }
-};
-
-std::vector<pid_t> Pids(const std::string& text) {
-  std::vector<pid_t> pids;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    pid_t pid = 0;
-    if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
-  }
-  return pids;
-}
 
 class TaskCgroupsTest : public ::testing::Test {
  protected:
@@ -93,7 +49,7 @@ class TaskCgroupsTest : public ::testing::Test {
   }
 
   std::unique_ptr<RunningProcess> Start(const std::string& script, const std::string& name,
-                                        Outcome& outcome) {
+                                        Collector& outcome) {
     ProcessSpec spec;
     spec.argv = {"/bin/sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin"};
@@ -104,7 +60,13 @@ class TaskCgroupsTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
-  std::string CgroupOf(const std::string& name) { return cgroups_->run_path() + "/" + name; }
+  // Whether every cgroup of this run is empty: nothing of any task is left.
+  bool RunIsEmpty() {
+    for (const auto& e : std::filesystem::directory_iterator(cgroups_->run_path())) {
+      if (e.is_directory() && TaskCgroup(e.path(), UniqueFd()).Populated()) return false;
+    }
+    return true;
+  }
 
   std::string agent_id_;
   std::unique_ptr<TaskCgroups> cgroups_;
@@ -112,59 +74,79 @@ class TaskCgroupsTest : public ::testing::Test {
 };
 
 TEST_F(TaskCgroupsTest, TheProcessIsInItsCgroupBeforeItRuns) {
-  Outcome o;
+  Collector o;
   auto p = Start("cat /proc/self/cgroup", "t1.1", o);
-  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(o.WaitExit());
   const std::string run_dir = std::filesystem::path(cgroups_->run_path()).filename();
-  EXPECT_THAT(o.Out(), HasSubstr(absl::StrCat("/", run_dir, "/t1.1\n")));
-  // Removed once the task is over.
-  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t1.1")));
+  const size_t at = o.out().find(absl::StrCat("/", run_dir, "/"));
+  ASSERT_NE(at, std::string::npos) << o.out();
+  const std::string cgroup = std::filesystem::path(o.out().substr(0, o.out().find('\n', at)))
+                                 .filename();
+  // Named after the task attempt, and empty once it is over.
+  EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "t1.1");
+  EXPECT_TRUE(RunIsEmpty());
+}
+
+TEST_F(TaskCgroupsTest, AReusedCgroupCountsOnlyItsNewTasksCpu) {
+  Collector busy;
+  auto p1 = Start("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; cat /proc/self/cgroup",
+                  "busy.1", busy);
+  ASSERT_TRUE(busy.WaitExit(absl::Seconds(60)));
+  ASSERT_GE(busy.exit().cpu_time, absl::Milliseconds(200));
+  Collector idle;
+  auto p2 = Start("exec cat /proc/self/cgroup", "idle.1", idle);
+  ASSERT_TRUE(idle.WaitExit());
+  EXPECT_EQ(idle.out(), busy.out()) << "the emptied cgroup was not reused";
+  EXPECT_LT(idle.exit().cpu_time, absl::Milliseconds(100));
+  const std::string path = idle.out().substr(idle.out().find("::") + 2);
+  const std::string cgroup = std::filesystem::path(path.substr(0, path.size() - 1)).filename();
+  EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "idle.1");
 }
 
 TEST_F(TaskCgroupsTest, ASessionLeaderChildDiesWhenTheMainProcessExits) {
-  Outcome o;
+  Collector o;
   auto p = Start("setsid sleep 1000 & echo $!; sleep 0.2", "t2.1", o);
-  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(o.Exit().exit_code, 0);
-  EXPECT_EQ(o.Exit().survivors, 0);
-  const std::vector<pid_t> pids = Pids(o.Out());
+  ASSERT_TRUE(o.WaitExit());
+  EXPECT_EQ(o.exit().exit_code, 0);
+  EXPECT_EQ(o.exit().survivors, 0);
+  const std::vector<pid_t> pids = ParsePids(o.out());
   ASSERT_THAT(pids, SizeIs(1));
   EXPECT_TRUE(ProcessGone(pids[0]));
-  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t2.1")));
+  EXPECT_TRUE(RunIsEmpty());
 }
 
 TEST_F(TaskCgroupsTest, ADoubleForkedDaemonDiesOnTerminate) {
-  Outcome o;
+  Collector o;
   // The daemon's parent exits at once, so it is re-parented and in a session
   // of its own: nothing but the cgroup still ties it to the task.
   auto p = Start("(setsid sh -c 'echo $$; exec sleep 1000' &); sleep 1000", "t3.1", o);
-  ASSERT_TRUE(WaitFor([&] { return Pids(o.Out()).size() == 1; }));
-  const pid_t daemon = Pids(o.Out())[0];
+  ASSERT_TRUE(WaitFor([&] { return ParsePids(o.out()).size() == 1; }));
+  const pid_t daemon = ParsePids(o.out())[0];
   ASSERT_FALSE(ProcessGone(daemon));
   p->Terminate(absl::Seconds(5));
-  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(o.Exit().signal, SIGTERM);
+  ASSERT_TRUE(o.WaitExit());
+  EXPECT_EQ(o.exit().signal, SIGTERM);
   EXPECT_TRUE(WaitFor([&] { return ProcessGone(daemon); }, absl::Seconds(1)));
-  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t3.1")));
+  EXPECT_TRUE(RunIsEmpty());
 }
 
 TEST_F(TaskCgroupsTest, AForkLoopIgnoringTermIsKilledWhole) {
-  Outcome o;
+  Collector o;
   // Forks new sessions as fast as it can and ignores SIGTERM: a process
   // group kill always misses the newest; the cgroup's kill does not.
   auto p = Start("trap '' TERM; while :; do setsid sh -c 'echo $$; exec sleep 1000' & done",
                  "t4.1", o);
-  ASSERT_TRUE(WaitFor([&] { return Pids(o.Out()).size() >= 20; }));
+  ASSERT_TRUE(WaitFor([&] { return ParsePids(o.out()).size() >= 20; }));
   p->Terminate(absl::Milliseconds(100));
-  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(o.Exit().signal, SIGKILL);
-  EXPECT_EQ(o.Exit().survivors, 0);
-  for (pid_t pid : Pids(o.Out())) EXPECT_TRUE(ProcessGone(pid)) << pid;
-  EXPECT_FALSE(std::filesystem::exists(CgroupOf("t4.1")));
+  ASSERT_TRUE(o.WaitExit());
+  EXPECT_EQ(o.exit().signal, SIGKILL);
+  EXPECT_EQ(o.exit().survivors, 0);
+  for (pid_t pid : ParsePids(o.out())) EXPECT_TRUE(ProcessGone(pid)) << pid;
+  EXPECT_TRUE(RunIsEmpty());
 }
 
 TEST_F(TaskCgroupsTest, CpuOfProcessesTheMainProcessNeverWaitedForIsCounted) {
-  Outcome o;
+  Collector o;
   // The background loop's CPU (about 0.4 s) is not in the main process's
   // wait4 usage: it is still running (sleeping) when the main process exits,
   // which meanwhile waits on a FIFO at no cost.
@@ -173,9 +155,9 @@ TEST_F(TaskCgroupsTest, CpuOfProcessesTheMainProcessNeverWaitedForIsCounted) {
   auto p = Start(absl::StrCat("(i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo >", fifo,
                               "; exec sleep 1000) & read line <", fifo),
                  "t5.1", o);
-  ASSERT_TRUE(o.done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  EXPECT_EQ(o.Exit().exit_code, 0);
-  EXPECT_GE(o.Exit().cpu_time, absl::Milliseconds(200));
+  ASSERT_TRUE(o.WaitExit(absl::Seconds(60)));
+  EXPECT_EQ(o.exit().exit_code, 0);
+  EXPECT_GE(o.exit().cpu_time, absl::Milliseconds(200));
   unlink(fifo.c_str());
 }
 
@@ -193,11 +175,12 @@ TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
   spec.env = {"PATH=/usr/bin:/bin"};
   absl::StatusOr<SpawnedProcess> orphan = SpawnProcess(spec, std::nullopt, procs.get());
   ASSERT_TRUE(orphan.ok()) << orphan.status();
-  ASSERT_TRUE(WaitFor([&] { return TaskCgroup(dead_run + "/old.1", UniqueFd()).Pids().size() == 2; }));
+  const TaskCgroup old(dead_run + "/old.1", UniqueFd());
+  ASSERT_TRUE(WaitFor([&] { return old.Pids().size() == 2; }));
   // And a task of this run, which must survive the sweep.
-  Outcome o;
+  Collector o;
   auto live = Start("echo up; exec sleep 1000", "live.1", o);
-  ASSERT_TRUE(WaitFor([&] { return o.Out() == "up\n"; }));
+  ASSERT_TRUE(WaitFor([&] { return o.out() == "up\n"; }));
 
   const std::vector<TaskCgroups::Swept> swept = cgroups_->SweepEarlierRuns();
   ASSERT_THAT(swept, SizeIs(1));
@@ -205,7 +188,7 @@ TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
   EXPECT_EQ(swept[0].processes, 2);
   EXPECT_TRUE(ProcessGone(orphan->pid));
   EXPECT_FALSE(std::filesystem::exists(dead_run));
-  EXPECT_FALSE(o.done.HasBeenNotified());
+  EXPECT_FALSE(o.exited());
   waitpid(orphan->pid, nullptr, 0);
 }
 

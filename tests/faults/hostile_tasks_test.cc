@@ -14,7 +14,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "tests/faults/fault_cluster.h"
 
 namespace taskgrid {
@@ -40,13 +39,7 @@ class HostileTasksTest : public FaultCluster {
     WaitFor(
         [&] {
           int64_t dropped = 0;
-          pids.clear();
-          for (absl::string_view line : absl::StrSplit(
-                   client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped), '\n',
-                   absl::SkipEmpty())) {
-            int pid = 0;
-            if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
-          }
+          pids = ParsePids(client_->ReadOutput(id, v1::OUTPUT_STREAM_STDOUT, &dropped));
           return pids.size() >= n;
         },
         absl::Seconds(20));

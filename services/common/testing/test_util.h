@@ -1,6 +1,6 @@
 // Small test helpers Debian's Abseil and GoogleTest lack: a status matcher,
-// a bounded wait for real I/O, loopback addresses and ports, and whether a
-// process is gone.
+// a bounded wait for real I/O, loopback addresses and ports, whether a
+// process is gone, and the pids a test process printed.
 #ifndef TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 #define TASKGRID_SERVICES_COMMON_TESTING_TEST_UTIL_H_
 
@@ -12,10 +12,13 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 namespace taskgrid {
@@ -78,6 +81,16 @@ inline bool ProcessGone(int64_t pid) {
   if (!std::getline(stat, line)) return true;
   const size_t paren = line.rfind(')');
   return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] == 'Z';
+}
+
+// The pids in `text`, one per line (what `echo $!` printed).
+inline std::vector<pid_t> ParsePids(const std::string& text) {
+  std::vector<pid_t> pids;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    pid_t pid = 0;
+    if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
+  }
+  return pids;
 }
 
 }  // namespace taskgrid
