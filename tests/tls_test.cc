@@ -12,13 +12,17 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -315,6 +319,32 @@ TEST_F(TlsTest, OptionsNameTheBadFlag) {
               HasSubstr("coordinator_tls_ca: cannot read"));
 }
 
+// Makes SIGCHLD arrive at this process's other threads all the time, as a
+// child's exit does while the thread that started it has every signal
+// blocked (the in-process agent's spawn, around vfork).
+class ChildExitStorm {
+ public:
+  ChildExitStorm()
+      : thread_([this] {
+          sigset_t all;
+          sigfillset(&all);
+          pthread_sigmask(SIG_SETMASK, &all, nullptr);
+          while (!stop_.load()) {
+            const pid_t child = vfork();
+            if (child == 0) _exit(0);
+            waitpid(child, nullptr, 0);
+          }
+        }) {}
+  ~ChildExitStorm() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // A minimal HTTPS client on OpenSSL: one request, the answer read until the
 // connection closes or `until` appears.
 class HttpsClient {
@@ -343,7 +373,7 @@ class HttpsClient {
     SSL_set_fd(ssl_, fd_);
     SSL_set_tlsext_host_name(ssl_, host.c_str());
     SSL_set1_host(ssl_, host.c_str());
-    return SSL_connect(ssl_) == 1;
+    return Retrying([&] { return SSL_connect(ssl_); }) == 1;
   }
 
   // Sends a GET; returns what arrives until the server closes, `until`
@@ -356,25 +386,16 @@ class HttpsClient {
 
   // Sends `request` as it is; then as ReadUntil.
   std::string Send(const std::string& request, const std::string& until) {
-    if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0) return "";
+    const int size = static_cast<int>(request.size());
+    if (Retrying([&] { return SSL_write(ssl_, request.data(), size); }) <= 0) return "";
     return ReadUntil(until);
   }
 
   std::string ReadUntil(const std::string& until) {
     char buf[4096];
-    const absl::Time give_up = absl::Now() + absl::Seconds(10);
     for (;;) {
-      const int n = SSL_read(ssl_, buf, sizeof(buf));
-      if (n <= 0) {
-        // A task's SIGCHLD can arrive while the in-process agent's
-        // posix_spawn has every signal blocked; it then lands on this thread,
-        // and a socket with SO_RCVTIMEO answers EINTR even with no handler.
-        if (errno == EINTR && SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ &&
-            absl::Now() < give_up) {
-          continue;
-        }
-        break;
-      }
+      const int n = Retrying([&] { return SSL_read(ssl_, buf, sizeof(buf)); });
+      if (n <= 0) break;
       got_.append(buf, static_cast<size_t>(n));
       if (!until.empty() && got_.find(until) != std::string::npos) break;
     }
@@ -382,6 +403,23 @@ class HttpsClient {
   }
 
  private:
+  // Runs an OpenSSL call again while a signal interrupts it, for up to 10 s.
+  // A child's SIGCHLD goes to the thread that started it; while that thread
+  // has every signal blocked (the in-process agent's spawn does, around
+  // vfork) the kernel hands it to another thread, and a socket with
+  // SO_RCVTIMEO then answers EINTR even though no handler runs.
+  template <typename Call>
+  int Retrying(Call call) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    for (;;) {
+      errno = 0;
+      const int n = call();
+      if (n > 0 || errno != EINTR || absl::Now() >= give_up) return n;
+      const int error = SSL_get_error(ssl_, n);
+      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) return n;
+    }
+  }
+
   SSL_CTX* ctx_;
   SSL* ssl_ = nullptr;
   int fd_ = -1;
@@ -418,6 +456,9 @@ TEST_F(GatewayTlsTest, RestOverHttps) {
 }
 
 TEST_F(GatewayTlsTest, EventStreamOverHttps) {
+  // Signals interrupt the client's calls throughout: before HttpsClient
+  // retried them, the handshake failed here 2 times in 60 (ASan build).
+  ChildExitStorm storm;
   StartGateway(certs_->server());
   StartAgent("agent-1", nullptr);
   HttpsClient client(certs_->ca().cert);

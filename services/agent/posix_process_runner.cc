@@ -527,8 +527,12 @@ void ProcessLoop::Finish(LoopProcess& p) {
     // agent); the status is lost.
     exit.exit_code = -1;
   }
-  // A cgroup with a survivor stays, and a restarted agent sweeps it.
-  if (p.cgroup && p.survivors == 0) p.cgroup->Release();
+  // A cgroup with a survivor stays, and a restarted agent sweeps it. Once
+  // released it may hold the next task: nothing here may touch it again.
+  if (p.cgroup && p.survivors == 0) {
+    p.cgroup->Release();
+    p.cgroup.reset();
+  }
   if (p.on_exit) p.on_exit(exit);
   absl::MutexLock lock(&p.mu);
   p.done = true;

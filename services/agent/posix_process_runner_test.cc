@@ -20,8 +20,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/agent/testing/process_collector.h"
@@ -32,8 +30,6 @@ namespace {
 
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
-
-constexpr absl::Duration kWait = absl::Seconds(10);
 
 class PosixProcessRunnerTest : public ::testing::Test {
  protected:

@@ -196,8 +196,9 @@ TEST_F(HostileTasksTest, ARestartedAgentKillsWhatItsKilledRunLeft) {
   const pid_t guardian = GuardianOf(agents_[0]->pid());
   ASSERT_GT(guardian, 0);
   kill(guardian, SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return ProcessGone(guardian); }));
   agents_[0]->Kill(SIGKILL);
-  absl::SleepFor(absl::Milliseconds(300));
+  // Nothing is left to kill them until the agent starts again.
   for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid << " died without the sweep";
 
   const absl::Time restarted = absl::Now();
