@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the fault suite and the cluster tests N times in a row, stopping at
-# the first failure: a flake shows up here instead of hiding behind a retry.
+# the first failure: a race that fails one run in N shows up here.
 #   scripts/soak-tests.sh [N=50] [build dir=build-gcc]
 # The build must exist (scripts/run-all-tests.sh makes it).
 set -euo pipefail

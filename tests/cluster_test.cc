@@ -12,9 +12,7 @@
 #include <map>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
@@ -222,12 +220,8 @@ TEST_F(ClusterTest, CancelKillsTheWholeProcessTree) {
     return std::count(out.begin(), out.end(), '\n') == 2;
   })) << "output so far: "
       << OutputOf(id) << " task: " << Get(id).DebugString();
-  std::vector<pid_t> pids;
-  for (absl::string_view line : absl::StrSplit(OutputOf(id), '\n', absl::SkipEmpty())) {
-    int pid;
-    ASSERT_TRUE(absl::SimpleAtoi(line, &pid));
-    pids.push_back(pid);
-  }
+  std::vector<pid_t> pids = ParsePids(OutputOf(id));
+  ASSERT_EQ(pids.size(), 2u) << OutputOf(id);
   const pid_t shell = static_cast<pid_t>(Get(id).pid());
   ASSERT_GT(shell, 0);
   v1::CancelRequest cancel;

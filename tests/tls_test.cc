@@ -333,6 +333,7 @@ class ChildExitStorm {
             const pid_t child = vfork();
             if (child == 0) _exit(0);
             waitpid(child, nullptr, 0);
+            absl::SleepFor(absl::Microseconds(200));  // leaves the cores to the test
           }
         }) {}
   ~ChildExitStorm() {

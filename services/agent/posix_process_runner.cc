@@ -1,12 +1,13 @@
-// PosixProcessRunner: posix_spawn + one epoll thread for all processes.
+// PosixProcessRunner: vfork + execve, and one epoll thread for all processes.
 //
 // Lifetime of a process as the loop sees it:
 //   1. running: its pidfd, its stdin pipe while data remains and its
 //      stdout/stderr unless paused are in the epoll set; the loop wakes for
 //      the SIGKILL deadline set by Terminate().
 //   2. main exited (pidfd readable): reap it with wait4, then SIGKILL the
-//      group. ESRCH means the group is empty (the common case, no /proc scan);
-//      otherwise check /proc until no live member remains (or give up after a
+//      group. An empty cgroup (cgroup.events), or without cgroups ESRCH,
+//      means nothing is left (the common case); otherwise kill and check the
+//      cgroup (or /proc) until no live member remains (or give up after a
 //      second and report survivors) while draining the pipes until EOF.
 //   3. call on_exit; the process leaves the loop.
 //
@@ -109,9 +110,6 @@ int WaitTimeoutMs(absl::Time wake_at, absl::Time now) {
   return static_cast<int>(std::min(ms, kMaxWaitMs));
 }
 
-absl::Status ErrnoError(absl::string_view what, int err) {
-  return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
-}
 
 }  // namespace
 
@@ -417,7 +415,8 @@ void ProcessLoop::OnMainExit(LoopProcess& p, absl::Time now) {
   // Whatever else runs in the group (or the cgroup) dies with the task.
   bool gone = kill(-p.pid, SIGKILL) != 0 && errno == ESRCH;
   if (p.cgroup) {
-    // Nothing can enter an empty cgroup, so most tasks need no kill.
+    // Only its own processes can enter a task's cgroup (TaskCgroups::Create
+    // hands out no populated one), so an empty one needs no kill.
     gone = !p.cgroup->Populated() || (p.cgroup->Kill().ok() && !p.cgroup->Populated());
   }
   if (gone) {
@@ -623,6 +622,7 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
     process->KillAll();  // unreaped, so the pgid is still ours
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
+    if (process->cgroup) process->cgroup->Release();
     return added;
   }
   return std::make_unique<PosixRunningProcess>(loop_, std::move(process));

@@ -62,9 +62,10 @@ class PosixProcessRunner final : public ProcessRunner {
   // With `run_as`, every process runs as that user and group (no
   // supplementary groups) through setpriv(1), so it cannot read or signal
   // the agent, which must then be root. With `cgroups` (which must outlive
-  // the runner), every process enters a cgroup of its own (named by
-  // ProcessSpec::name) before it runs; cancel, timeout and the main
-  // process's exit then kill everything in it, whatever left the group.
+  // the runner and every process it started), every process enters a cgroup
+  // of its own, labelled with ProcessSpec::name, before it runs; cancel,
+  // timeout and the main process's exit then kill everything in it,
+  // whatever left the group.
   explicit PosixProcessRunner(std::optional<RunAs> run_as = std::nullopt,
                               TaskCgroups* cgroups = nullptr);
   PosixProcessRunner(const PosixProcessRunner&) = delete;

@@ -28,8 +28,8 @@ struct ProcessSpec {
   std::string cwd;
   // Written to the child's stdin, which is then closed.
   std::string stdin_data;
-  // Names the process where the runner keeps one (its cgroup): the task
-  // attempt, for an operator reading the cgroup tree.
+  // Names the process where the runner keeps one (its cgroup's label): the
+  // task attempt, which the agent reports if it must kill it after a crash.
   std::string name;
 };
 

@@ -28,9 +28,6 @@ namespace {
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
 constexpr char kSetpriv[] = "/usr/bin/setpriv";  // util-linux, on every Debian.
 
-absl::Status ErrnoError(absl::string_view what, int err) {
-  return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
-}
 
 // The child dup2s our pipe ends onto 0, 1 and 2. If the agent
 // runs with one of those closed, pipe2 could hand out such a number and an
@@ -228,6 +225,10 @@ std::string ErrnoText(int err) {
   // GNU strerror_r (g++ always defines _GNU_SOURCE): thread-safe, unlike
   // strerror, and may return a static string instead of filling `buf`.
   return strerror_r(err, buf, sizeof(buf));
+}
+
+absl::Status ErrnoError(absl::string_view what, int err) {
+  return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
 }
 
 absl::StatusOr<RunAs> LookUpRunAs(const std::string& user) {

@@ -12,7 +12,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "services/agent/process_runner.h"
 
 namespace taskgrid {
@@ -71,6 +73,8 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
 
 // strerror_r's text for `err`.
 std::string ErrnoText(int err);
+// INTERNAL: "<what>: <ErrnoText(err)>".
+absl::Status ErrnoError(absl::string_view what, int err);
 
 }  // namespace taskgrid
 

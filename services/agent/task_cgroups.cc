@@ -8,9 +8,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,13 +48,9 @@ while [ $n -lt 200 ]; do
 done
 rmdir "$run" && rmdir "${run%/*}")";
 
-absl::Status ErrnoError(absl::string_view what, int err) {
-  return absl::InternalError(absl::StrCat(what, ": ", ErrnoText(err)));
-}
-
 // The whole of a small file: from `fd` if it is open (pread at 0 makes
-// cgroup files anew), else opened by path.
-std::string ReadSmallFile(const std::string& path, int fd = -1) {
+// cgroup files anew), else opened by path. nullopt if it cannot be read.
+std::optional<std::string> ReadSmallFile(const std::string& path, int fd = -1) {
   UniqueFd opened;
   if (fd < 0) {
     opened = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -60,10 +58,13 @@ std::string ReadSmallFile(const std::string& path, int fd = -1) {
   }
   std::string text;
   char buf[4096];
-  for (ssize_t n; (n = pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()))) > 0;) {
+  for (;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n < 0) return std::nullopt;
     text.append(buf, static_cast<size_t>(n));
+    // Seq files hand out whole records: a short read is the end.
+    if (static_cast<size_t>(n) < sizeof buf) return text;
   }
-  return text;
 }
 
 UniqueFd OpenIn(const std::string& dir, const char* file, int flags) {
@@ -108,7 +109,7 @@ std::string SafeName(absl::string_view name) {
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks
 // since boot. With the pid it names one process, even after pid reuse.
 std::string StartTime(pid_t pid) {
-  const std::string stat = ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"));
+  const std::string stat = ReadSmallFile(absl::StrCat("/proc/", pid, "/stat")).value_or("");
   const size_t comm_end = stat.rfind(')');  // comm may hold spaces
   if (comm_end == std::string::npos) return "";
   const std::vector<absl::string_view> fields =
@@ -161,14 +162,16 @@ absl::Status TaskCgroup::Kill() const {
 }
 
 bool TaskCgroup::Populated() const {
-  // A cgroup that cannot be read (removed) holds nothing.
-  return absl::StrContains(ReadSmallFile(path_ + "/cgroup.events", events_.get()), "populated 1");
+  // One that cannot be read may hold anything: callers then kill and count.
+  const std::optional<std::string> events = ReadSmallFile(path_ + "/cgroup.events", events_.get());
+  return !events || absl::StrContains(*events, "populated 1");
 }
 
 std::vector<pid_t> TaskCgroup::Pids() const {
   std::vector<pid_t> pids;
   for (absl::string_view line :
-       absl::StrSplit(ReadSmallFile(path_ + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
+       absl::StrSplit(ReadSmallFile(path_ + "/cgroup.procs").value_or(""), '\n',
+                      absl::SkipEmpty())) {
     pid_t pid = 0;
     if (absl::SimpleAtoi(line, &pid)) pids.push_back(pid);
   }
@@ -180,8 +183,8 @@ void TaskCgroup::Terminate() const {
 }
 
 absl::Duration TaskCgroup::CpuSinceCreated() const {
-  for (absl::string_view line : absl::StrSplit(
-           ReadSmallFile(path_ + "/cpu.stat", cpu_stat_.get()), '\n', absl::SkipEmpty())) {
+  const std::string stat = ReadSmallFile(path_ + "/cpu.stat", cpu_stat_.get()).value_or("");
+  for (absl::string_view line : absl::StrSplit(stat, '\n', absl::SkipEmpty())) {
     int64_t usec = 0;
     if (absl::ConsumePrefix(&line, "usage_usec ") && absl::SimpleAtoi(line, &usec)) {
       return absl::Microseconds(usec);
@@ -190,7 +193,9 @@ absl::Duration TaskCgroup::CpuSinceCreated() const {
   return absl::ZeroDuration();
 }
 
-CgroupUsage TaskCgroup::Usage() const { return {CpuSinceCreated() - cpu_base_}; }
+CgroupUsage TaskCgroup::Usage() const {
+  return {std::max(absl::ZeroDuration(), CpuSinceCreated() - cpu_base_)};
+}
 
 absl::Status TaskCgroup::Remove() {
   procs_.Reset();
@@ -203,10 +208,10 @@ absl::Status TaskCgroup::Remove() {
 }
 
 void TaskCgroup::Release() {
-  if (pool_ != nullptr && !Populated()) {
-    TaskCgroups* pool = pool_;
-    return pool->Recycle(std::move(*this));
-  }
+  TaskCgroups* const pool = std::exchange(pool_, nullptr);
+  if (pool != nullptr && !Populated()) return pool->Recycle(std::move(*this));
+  // Left for the guardian or the next run's sweep if it will not empty.
+  (void)Kill();
   (void)Remove();
 }
 
@@ -218,6 +223,10 @@ TaskCgroups::~TaskCgroups() {
     absl::MutexLock lock(&mu_);
     for (TaskCgroup& idle : idle_) (void)idle.Remove();
     idle_.clear();
+  }
+  // And those killed earlier that have emptied since.
+  for (const std::string& name : SubDirs(run_path_)) {
+    rmdir(absl::StrCat(run_path_, "/", name).c_str());
   }
   guardian_pipe_.Reset();  // the guardian, if any, removes the directories too
   // The agent's directory goes with its last run.
@@ -243,26 +252,41 @@ absl::StatusOr<std::unique_ptr<TaskCgroups>> TaskCgroups::Open(absl::string_view
 }
 
 absl::StatusOr<TaskCgroup> TaskCgroups::Make() {
-  const std::string path = absl::StrCat(run_path_, "/task-", next_id_.fetch_add(1));
-  if (mkdir(path.c_str(), 0755) != 0) return ErrnoError(absl::StrCat("mkdir ", path), errno);
-  TaskCgroup cgroup(path, OpenIn(path, "cgroup.procs", O_WRONLY));
-  cgroup.events_ = OpenIn(path, "cgroup.events", O_RDONLY);
-  cgroup.cpu_stat_ = OpenIn(path, "cpu.stat", O_RDONLY);
-  if (!cgroup.procs_.valid() || !cgroup.events_.valid()) {
-    const int err = errno;
-    (void)cgroup.Remove();
-    return ErrnoError(absl::StrCat("open ", path, "/cgroup.procs"), err);
+  // One left by a task whose processes would not die keeps its name.
+  std::string path;
+  for (;;) {
+    path = absl::StrCat(run_path_, "/task-", next_id_.fetch_add(1));
+    if (mkdir(path.c_str(), 0755) == 0) break;
+    if (errno != EEXIST) return ErrnoError(absl::StrCat("mkdir ", path), errno);
+  }
+  TaskCgroup cgroup(path, UniqueFd());
+  for (auto [fd, file, flags] : {std::tuple{&cgroup.procs_, "cgroup.procs", O_WRONLY},
+                                 std::tuple{&cgroup.events_, "cgroup.events", O_RDONLY},
+                                 std::tuple{&cgroup.cpu_stat_, "cpu.stat", O_RDONLY}}) {
+    *fd = OpenIn(path, file, flags);
+    if (!fd->valid()) {
+      const int err = errno;
+      (void)cgroup.Remove();
+      return ErrnoError(absl::StrCat("open ", path, "/", file), err);
+    }
   }
   return cgroup;
 }
 
 absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
   std::optional<TaskCgroup> cgroup;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!idle_.empty()) {
+  while (!cgroup) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (idle_.empty()) break;
       cgroup.emplace(std::move(idle_.back()));
       idle_.pop_back();
+    }
+    // A process of the agent's user may have moved itself into an idle
+    // cgroup: such a one is killed and left, never handed out.
+    if (cgroup->Populated()) {
+      cgroup->Release();
+      cgroup.reset();
     }
   }
   if (!cgroup) {
@@ -270,15 +294,17 @@ absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
     if (!made.ok()) return made.status();
     cgroup.emplace(std::move(*made));
   }
-  // Only the sweep after a crash reads it; a kernel without user xattrs on
-  // cgroups costs the report its task names, nothing else.
-  (void)setxattr(cgroup->path_.c_str(), kTaskAttribute, name.data(), name.size(), 0);
+  cgroup->cpu_base_ = cgroup->CpuSinceCreated();
+  // Only the sweep after a crash reads it; without user xattrs on cgroups
+  // its report names the cgroup instead of the task.
+  if (setxattr(cgroup->path_.c_str(), kTaskAttribute, name.data(), name.size(), 0) != 0) {
+    removexattr(cgroup->path_.c_str(), kTaskAttribute);
+  }
   cgroup->pool_ = this;
   return std::move(*cgroup);
 }
 
 void TaskCgroups::Recycle(TaskCgroup cgroup) {
-  cgroup.cpu_base_ = cgroup.CpuSinceCreated();  // final: nothing runs in it
   {
     absl::MutexLock lock(&mu_);
     if (idle_.size() < kMaxIdle) {
@@ -290,9 +316,12 @@ void TaskCgroups::Recycle(TaskCgroup cgroup) {
 }
 
 std::string TaskCgroups::TaskOf(const std::string& path) {
-  char name[256];
-  const ssize_t n = getxattr(path.c_str(), kTaskAttribute, name, sizeof name);
-  return n > 0 ? std::string(name, static_cast<size_t>(n)) : "";
+  const ssize_t size = getxattr(path.c_str(), kTaskAttribute, nullptr, 0);
+  if (size <= 0) return "";
+  std::string name(static_cast<size_t>(size), '\0');
+  const ssize_t n = getxattr(path.c_str(), kTaskAttribute, name.data(), name.size());
+  name.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return name;
 }
 
 std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
@@ -307,8 +336,9 @@ std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
       TaskCgroup cgroup(absl::StrCat(run_path, "/", name), UniqueFd());
       const size_t processes = cgroup.Pids().size();
       if (processes > 0) {
-        const std::string task = TaskOf(cgroup.path());
-        swept.push_back({task.empty() ? name : task, static_cast<int>(processes)});
+        // Any process of the agent's user can write the attribute.
+        const std::string task = SafeName(TaskOf(cgroup.path()));
+        swept.push_back({task == "_" ? name : task, static_cast<int>(processes)});
         (void)cgroup.Kill();
       }
       left.push_back(std::move(cgroup));

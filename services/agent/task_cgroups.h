@@ -47,7 +47,8 @@ class TaskCgroup {
   int procs_fd() const { return procs_.get(); }
   // SIGKILL to every process in it, including those forked meanwhile.
   absl::Status Kill() const;
-  // Whether any process is still in it (from cgroup.events).
+  // Whether any process is still in it (from cgroup.events); true when
+  // that cannot be read.
   bool Populated() const;
   // The pids in it now.
   std::vector<pid_t> Pids() const;
@@ -57,8 +58,8 @@ class TaskCgroup {
   CgroupUsage Usage() const;
   // Removes the (empty) cgroup; EBUSY while a process is left.
   absl::Status Remove();
-  // Done with an empty cgroup: it goes back to the pool it came from, for
-  // the next task, or is removed.
+  // Done with it: an empty cgroup goes back to the pool it came from, for
+  // the next task; any other is killed and removed. Leaves this moved-from.
   void Release();
 
  private:
@@ -85,12 +86,13 @@ class TaskCgroups {
   // when there is no cgroup v2 hierarchy or the directories cannot be made.
   static absl::StatusOr<std::unique_ptr<TaskCgroups>> Open(absl::string_view root,
                                                            absl::string_view agent_id);
-  ~TaskCgroups();
+  ~TaskCgroups() ABSL_LOCKS_EXCLUDED(mu_);
 
   // This agent run's directory.
   const std::string& run_path() const { return run_path_; }
-  // A cgroup for the task attempt `name`: an idle one, or a new one.
-  absl::StatusOr<TaskCgroup> Create(absl::string_view name);
+  // A cgroup for the task attempt `name`: an idle one, or a new one. It
+  // must be released (or removed) before this object is destroyed.
+  absl::StatusOr<TaskCgroup> Create(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
   // The task attempt the cgroup at `path` holds or last held ("" if none).
   static std::string TaskOf(const std::string& path);
 
@@ -112,7 +114,7 @@ class TaskCgroups {
   friend class TaskCgroup;
   TaskCgroups(std::string agent_path, std::string run_path);
   absl::StatusOr<TaskCgroup> Make();
-  void Recycle(TaskCgroup cgroup);
+  void Recycle(TaskCgroup cgroup) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string agent_path_;
   const std::string run_path_;

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -60,6 +61,13 @@ class TaskCgroupsTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
+  // Whether this kernel keeps user attributes on cgroups (5.7 and later).
+  bool UserXattrs() {
+    const std::string& run = cgroups_->run_path();
+    return setxattr(run.c_str(), "user.taskgrid.probe", "1", 1, 0) == 0 &&
+           removexattr(run.c_str(), "user.taskgrid.probe") == 0;
+  }
+
   // Whether every cgroup of this run is empty: nothing of any task is left.
   bool RunIsEmpty() {
     for (const auto& e : std::filesystem::directory_iterator(cgroups_->run_path())) {
@@ -82,8 +90,10 @@ TEST_F(TaskCgroupsTest, TheProcessIsInItsCgroupBeforeItRuns) {
   ASSERT_NE(at, std::string::npos) << o.out();
   const std::string cgroup = std::filesystem::path(o.out().substr(0, o.out().find('\n', at)))
                                  .filename();
-  // Named after the task attempt, and empty once it is over.
-  EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "t1.1");
+  // Labelled with the task attempt, and empty once it is over.
+  if (UserXattrs()) {
+    EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "t1.1");
+  }
   EXPECT_TRUE(RunIsEmpty());
 }
 
@@ -100,7 +110,32 @@ TEST_F(TaskCgroupsTest, AReusedCgroupCountsOnlyItsNewTasksCpu) {
   EXPECT_LT(idle.exit().cpu_time, absl::Milliseconds(100));
   const std::string path = idle.out().substr(idle.out().find("::") + 2);
   const std::string cgroup = std::filesystem::path(path.substr(0, path.size() - 1)).filename();
-  EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "idle.1");
+  if (UserXattrs()) {
+    EXPECT_EQ(TaskCgroups::TaskOf(cgroups_->run_path() + "/" + cgroup), "idle.1");
+  }
+}
+
+TEST_F(TaskCgroupsTest, AnIdleCgroupSomethingMovedIntoIsNotReused) {
+  Collector first;
+  auto p1 = Start("exec cat /proc/self/cgroup", "first.1", first);
+  ASSERT_TRUE(first.WaitExit());
+  const std::string line = first.out().substr(first.out().find("::") + 2);
+  const std::string idle =
+      cgroups_->run_path() + "/" +
+      std::filesystem::path(line.substr(0, line.size() - 1)).filename().string();
+  // A process of the agent's user moves itself into the idle cgroup.
+  UniqueFd procs(open((idle + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_TRUE(procs.valid());
+  ProcessSpec spec;
+  spec.argv = {"/bin/sleep", "1000"};
+  absl::StatusOr<SpawnedProcess> squatter = SpawnProcess(spec, std::nullopt, procs.get());
+  ASSERT_TRUE(squatter.ok()) << squatter.status();
+  Collector second;
+  auto p2 = Start("exec cat /proc/self/cgroup", "second.1", second);
+  ASSERT_TRUE(second.WaitExit());
+  EXPECT_NE(second.out(), first.out());
+  EXPECT_TRUE(WaitFor([&] { return ProcessGone(squatter->pid); }));
+  waitpid(squatter->pid, nullptr, 0);
 }
 
 TEST_F(TaskCgroupsTest, ASessionLeaderChildDiesWhenTheMainProcessExits) {
@@ -165,17 +200,21 @@ TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
   // A run directory named after a process that no longer exists, as an
   // agent killed with SIGKILL leaves it (its guardian killed too).
   const std::string agent_dir = std::filesystem::path(cgroups_->run_path()).parent_path();
+  // Its task-0 held the attempt old.1; its task-1 was idle.
   const std::string dead_run = agent_dir + "/run-999999999-1";
   ASSERT_EQ(mkdir(dead_run.c_str(), 0755), 0);
-  ASSERT_EQ(mkdir((dead_run + "/old.1").c_str(), 0755), 0);
-  UniqueFd procs(open((dead_run + "/old.1/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_EQ(mkdir((dead_run + "/task-0").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dead_run + "/task-1").c_str(), 0755), 0);
+  const bool labelled =
+      setxattr((dead_run + "/task-0").c_str(), "user.taskgrid.task", "old.1", 5, 0) == 0;
+  UniqueFd procs(open((dead_run + "/task-0/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
   ASSERT_TRUE(procs.valid());
   ProcessSpec spec;
   spec.argv = {"/bin/sh", "-c", "setsid sleep 1000 & exec sleep 1000"};
   spec.env = {"PATH=/usr/bin:/bin"};
   absl::StatusOr<SpawnedProcess> orphan = SpawnProcess(spec, std::nullopt, procs.get());
   ASSERT_TRUE(orphan.ok()) << orphan.status();
-  const TaskCgroup old(dead_run + "/old.1", UniqueFd());
+  const TaskCgroup old(dead_run + "/task-0", UniqueFd());
   ASSERT_TRUE(WaitFor([&] { return old.Pids().size() == 2; }));
   // And a task of this run, which must survive the sweep.
   Collector o;
@@ -184,7 +223,7 @@ TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
 
   const std::vector<TaskCgroups::Swept> swept = cgroups_->SweepEarlierRuns();
   ASSERT_THAT(swept, SizeIs(1));
-  EXPECT_EQ(swept[0].name, "old.1");
+  EXPECT_EQ(swept[0].name, labelled ? "old.1" : "task-0");
   EXPECT_EQ(swept[0].processes, 2);
   EXPECT_TRUE(ProcessGone(orphan->pid));
   EXPECT_FALSE(std::filesystem::exists(dead_run));

@@ -198,7 +198,9 @@ TEST_F(HostileTasksTest, ARestartedAgentKillsWhatItsKilledRunLeft) {
   kill(guardian, SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return ProcessGone(guardian); }));
   agents_[0]->Kill(SIGKILL);
-  // Nothing is left to kill them until the agent starts again.
+  // Nothing is left to kill them until the agent starts again: a live
+  // guardian kills within about 10 ms, so this window would show one.
+  absl::SleepFor(absl::Milliseconds(100));
   for (pid_t pid : pids) ASSERT_FALSE(ProcessGone(pid)) << pid << " died without the sweep";
 
   const absl::Time restarted = absl::Now();
