@@ -12,8 +12,8 @@
 #include <cerrno>
 #include <fstream>
 #include <optional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
