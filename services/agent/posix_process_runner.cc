@@ -110,7 +110,6 @@ int WaitTimeoutMs(absl::Time wake_at, absl::Time now) {
   return static_cast<int>(std::min(ms, kMaxWaitMs));
 }
 
-
 }  // namespace
 
 // One process group in the loop. The loop's thread alone touches the fields
