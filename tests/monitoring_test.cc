@@ -26,6 +26,10 @@ class MonitoringTest : public GatewayCluster {
       // Any agent process is bigger than this: a warning on its first sample.
       co.registry.monitor.process_memory_bytes = 1000;
       co.registry.monitor.agent_offline_after = absl::Milliseconds(500);
+      // The host's own load or a nearly full disk must not turn the agent degraded.
+      co.registry.monitor.cpu_critical = 100;
+      co.registry.monitor.memory_critical = 100;
+      co.registry.monitor.disk_critical = 100;
     });
     StartGateway([](gateway::GatewayOptions& go) {
       go.gateway_id = "gw-1";

@@ -8,10 +8,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib.sh"
 
 # Any agent process is larger than 1000 bytes: an alert to show and resolve.
-# A busy host (a build beside the test) must not turn the agents degraded:
-# no CPU sample is above 100%.
+# The host itself (a build beside the test, a nearly full disk) must not turn
+# the agents degraded: no sample is above 100%.
 "$coordinator" --grpc_address=127.0.0.1:0 --metrics_address= --data_dir="$dir/data" --port_file="$dir/c" \
   --heartbeat_interval=500ms --alert_process_memory_bytes=1000 --alert_cpu_critical=100 \
+  --alert_memory_critical=100 --alert_disk_critical=100 \
   --log_level=warn & pids+=($!)
 wait_for 10 test -s "$dir/c" || { echo "coordinator did not start"; exit 1; }
 address=127.0.0.1:$(sed -n 1p "$dir/c")
