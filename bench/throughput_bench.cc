@@ -83,6 +83,11 @@ double AgentBatches(int metrics_port) {
          bench::ScrapeCounter(metrics_port, "coordinator_agent_batches_sent_total");
 }
 
+// Store transactions (each one fsync with the SQLite store at sync=full).
+double StoreCommits(int metrics_port) {
+  return bench::ScrapeCounter(metrics_port, "coordinator_store_commit_seconds_count");
+}
+
 // Follows every task status event and lets clients wait for their task.
 class Tracker {
  public:
@@ -185,6 +190,7 @@ int Main() {
   const double self_cpu0 = CpuSeconds(getpid());
   const int64_t coordinator_cs0 = ContextSwitches(coordinator), agent_cs0 = ContextSwitches(agent);
   const double messages0 = AgentMessages(metrics_port), writes0 = AgentBatches(metrics_port);
+  const double commits0 = StoreCommits(metrics_port);
   std::atomic<int64_t> completed{0}, failed{0};
   const auto end = Clock::now() + std::chrono::duration<double>(seconds);
   std::vector<std::thread> clients;
@@ -214,6 +220,7 @@ int Main() {
   const double agent_cs = static_cast<double>(ContextSwitches(agent) - agent_cs0) * per_task;
   const double messages = (AgentMessages(metrics_port) - messages0) * per_task;
   const double writes = (AgentBatches(metrics_port) - writes0) * per_task;
+  const double commits = (StoreCommits(metrics_port) - commits0) * per_task;
 
   watch_ctx.TryCancel();
   watcher.join();
@@ -241,6 +248,8 @@ int Main() {
        {.name = "shell.agent_stream_messages_per_task", .value = messages, .unit = "messages",
         .lower_is_better = true},
        {.name = "shell.agent_stream_writes_per_task", .value = writes, .unit = "writes",
+        .lower_is_better = true},
+       {.name = "shell.store_commits_per_task", .value = commits, .unit = "commits",
         .lower_is_better = true},
        {.name = "shell.one_at_a_time.submit_to_started_p50", .value = Percentile(started_ms, 0.5),
         .unit = "ms", .lower_is_better = true},
