@@ -12,6 +12,7 @@
 #include "services/common/coordinator_channel.h"
 #include "services/common/proto_time.h"
 #include "services/common/service_process.h"
+#include "services/common/task_resources.h"
 #include "services/common/version.h"
 
 namespace taskgrid {
@@ -34,6 +35,12 @@ absl::Status AgentOptions::Validate() const {
   if (coordinator_address.empty()) return absl::InvalidArgumentError("coordinator: is required");
   if (agent_id.empty()) return absl::InvalidArgumentError("agent_id: is required");
   if (slots > 4096) return absl::InvalidArgumentError("slots: at most 4096");
+  if (capacity.memory_bytes() < 0) {
+    return absl::InvalidArgumentError("capacity_memory: must not be negative");
+  }
+  if (!(capacity.cpus() >= 0 && capacity.cpus() <= 1024)) {
+    return absl::InvalidArgumentError("capacity_cpus: 0 (the host's) to 1024");
+  }
   if (output_window_bytes < 64 << 10) {
     return absl::InvalidArgumentError("output_window_bytes: at least 65536");
   }
@@ -50,6 +57,14 @@ Agent::Agent(AgentOptions options, ProcessRunner& runner, AgentMetrics* metrics,
              const DockerRunner* docker)
     : options_([&] {
         if (options.slots == 0) options.slots = std::max(1u, std::thread::hardware_concurrency());
+        v1::Resources& capacity = options.capacity;
+        if (capacity.memory_bytes() == 0) {
+          capacity.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                    sysconf(_SC_PAGESIZE));
+        }
+        if (capacity.cpus() == 0) {
+          capacity.set_cpus(std::max(1u, std::thread::hardware_concurrency()));
+        }
         return options;
       }()),
       instance_id_([] {
@@ -102,6 +117,7 @@ v1::AgentMessage Agent::HelloLocked() {
   h->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
   if (docker_ != nullptr) (*h->mutable_labels())["docker"] = docker_up_ ? "true" : "false";
   h->set_slots(options_.slots);
+  *h->mutable_capacity() = options_.capacity;
   h->set_version(kVersion);
   h->set_hostname(HostName());
   *h->mutable_policy() = options_.policy;
@@ -487,6 +503,10 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     }
     v1::DockerSpec docker = a.spec().docker();
     for (const auto& [name, value] : secrets) (*docker.mutable_env())[name] = value;
+    const v1::Resources limits = RequestedResources(a.spec());
+    docker.set_memory_bytes(limits.memory_bytes());
+    docker.set_cpus(limits.cpus());
+    docker.set_pids_limit(limits.pids());
     e.process = docker_->Start(id, attempt, docker, OutputTo(id, attempt), ExitTo(id, attempt));
   } else {
     const v1::ShellSpec& shell = a.spec().shell();
@@ -504,6 +524,8 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
     spec.name = absl::StrCat(a.task_id(), ".", attempt);
+    const v1::Resources& limits = a.spec().resources();
+    spec.limits = {limits.memory_bytes(), limits.cpus(), limits.pids()};
     // A spawn takes a fork's time: not under the lock that every report of
     // every task waits on. Meanwhile the attempt may be cancelled, replaced
     // or forgotten, or the agent told to stop; it is looked up again after.
@@ -648,6 +670,8 @@ void Agent::OnExit(const std::string& task_id, uint32_t attempt, const ProcessEx
   exit->set_signal(x.signal);
   *exit->mutable_cpu_time() = ToProto(x.cpu_time);
   exit->set_max_rss_bytes(x.max_rss_bytes);
+  exit->set_memory_peak_bytes(x.memory_peak_bytes);
+  exit->set_oom_killed(x.oom_killed);
   if (!x.container_id.empty()) exit->set_container_id(x.container_id);
   if (!x.error.empty()) {
     exit->set_error(x.error);

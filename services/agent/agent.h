@@ -49,6 +49,9 @@ struct AgentOptions {
   std::map<std::string, std::string> labels;
   // Concurrent tasks; 0 means the number of CPUs.
   uint32_t slots = 0;
+  // What tasks' resource requests may reserve here in all; a field left 0
+  // is the host's (its memory, its CPUs).
+  v1::Resources capacity;
   // What this agent refuses to run (told to the coordinator, and checked
   // again on every assignment).
   v1::AgentPolicy policy;

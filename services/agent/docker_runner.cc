@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/common/enum_names.h"
 #include "services/common/status_util.h"
+#include "services/common/task_resources.h"
 
 namespace taskgrid {
 namespace {
@@ -388,8 +389,8 @@ class ContainerExecution final : public RunningProcess {
     }
     if (oom != nullptr && oom->bool_value()) {
       exit.signal = SIGKILL;
-      exit.error = absl::StrCat("killed: the container exceeded its memory limit (",
-                                spec_.memory_bytes(), " bytes)");
+      exit.oom_killed = true;
+      exit.error = OutOfMemoryReason(spec_.memory_bytes());
     } else if (terminated && status > 128 && status <= 128 + 64) {
       exit.signal = status - 128;  // Docker reports death by signal N as 128+N.
     } else {

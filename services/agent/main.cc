@@ -15,6 +15,7 @@
 #include "services/agent/agent.h"
 #include "services/agent/posix_process_runner.h"
 #include "services/agent/task_cgroups.h"
+#include "services/common/byte_size.h"
 #include "services/common/metrics_server.h"
 #include "services/common/service_process.h"
 
@@ -39,6 +40,11 @@ ABSL_FLAG(std::string, tls_server_name, "",
           "Name the coordinator's certificate must carry, if not the host of --coordinator.");
 ABSL_FLAG(std::string, labels, "", "Labels as k=v,k=v.");
 ABSL_FLAG(int32_t, slots, 0, "Concurrent tasks (0: number of CPUs).");
+ABSL_FLAG(std::string, capacity_memory, "",
+          "Memory tasks' resource requests may reserve here in all, as 8g or 512m (empty: the "
+          "host's).");
+ABSL_FLAG(double, capacity_cpus, 0,
+          "CPUs tasks' resource requests may reserve here in all (0: the host's).");
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9101",
           "Prometheus /metrics address (empty: off).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -178,6 +184,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.slots = static_cast<uint32_t>(absl::GetFlag(FLAGS_slots));
+  if (const std::string memory = absl::GetFlag(FLAGS_capacity_memory); !memory.empty()) {
+    absl::StatusOr<int64_t> bytes = taskgrid::ParseByteSize(memory);
+    if (!bytes.ok()) {
+      std::fprintf(stderr, "taskgrid-agent: capacity_memory: %s\n",
+                   std::string(bytes.status().message()).c_str());
+      return 2;
+    }
+    options.capacity.set_memory_bytes(*bytes);
+  }
+  options.capacity.set_cpus(absl::GetFlag(FLAGS_capacity_cpus));
   for (absl::string_view type :
        absl::StrSplit(absl::GetFlag(FLAGS_allow_task_types), ',', absl::SkipWhitespace())) {
     if (type != "shell" && type != "docker") {

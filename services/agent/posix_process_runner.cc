@@ -53,6 +53,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "services/common/task_resources.h"
 
 namespace taskgrid {
 namespace {
@@ -519,7 +520,13 @@ void ProcessLoop::Finish(LoopProcess& p) {
     exit.max_rss_bytes = static_cast<int64_t>(p.usage.ru_maxrss) * 1024;
     // wait4 counts the main process and the children it reaped; the cgroup
     // counts every process of the tree.
-    if (p.cgroup) exit.cpu_time = std::max(exit.cpu_time, p.cgroup->Usage().cpu_time);
+    if (p.cgroup) {
+      const CgroupUsage usage = p.cgroup->Usage();
+      exit.cpu_time = std::max(exit.cpu_time, usage.cpu_time);
+      exit.memory_peak_bytes = usage.memory_peak_bytes;
+      exit.oom_killed = usage.oom_killed;
+      if (usage.oom_killed) exit.error = OutOfMemoryReason(usage.memory_limit_bytes);
+    }
   } else {
     // Someone else reaped our child (SIGCHLD ignored or waitpid(-1) in the
     // agent); the status is lost.
@@ -600,15 +607,20 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
   if (!loop_->status().ok()) return loop_->status();
   std::optional<TaskCgroup> cgroup;
   if (cgroups_ != nullptr) {
-    absl::StatusOr<TaskCgroup> made = cgroups_->Create(spec.name.empty() ? "process" : spec.name);
+    absl::StatusOr<TaskCgroup> made =
+        cgroups_->Create(spec.name.empty() ? "process" : spec.name, spec.limits);
+    if (absl::IsFailedPrecondition(made.status())) return made.status();
     if (!made.ok()) {
       return absl::InternalError(absl::StrCat("cannot make the task's cgroup: ",
                                               made.status().message()));
     }
     cgroup = std::move(*made);
+  } else if (spec.limits.any()) {
+    return absl::FailedPreconditionError(
+        "cannot limit the task's resources: this agent runs tasks without cgroups");
   }
   absl::StatusOr<SpawnedProcess> spawned =
-      SpawnProcess(spec, run_as_, cgroup ? cgroup->procs_fd() : -1);
+      SpawnProcess(spec, run_as_, cgroup ? cgroup->procs_fds() : std::vector<int>());
   if (!spawned.ok()) {
     if (cgroup) cgroup->Release();
     return spawned.status();

@@ -19,6 +19,14 @@ namespace taskgrid {
 // Values match taskgrid.v1.OutputStream.
 enum class StdStream { kStdout = 1, kStderr = 2 };
 
+// Limits of a process tree (taskgrid.v1.Resources); 0 means none.
+struct ProcessLimits {
+  int64_t memory_bytes = 0;
+  double cpus = 0;
+  int64_t pids = 0;
+  bool any() const { return memory_bytes > 0 || cpus > 0 || pids > 0; }
+};
+
 struct ProcessSpec {
   // Program and arguments; argv[0] is looked up in PATH from `env`.
   std::vector<std::string> argv;
@@ -31,6 +39,8 @@ struct ProcessSpec {
   // Names the process where the runner keeps one (its cgroup's label): the
   // task attempt, which the agent reports if it must kill it after a crash.
   std::string name;
+  // Enforced on the whole tree; a runner that cannot refuses to start it.
+  ProcessLimits limits;
 };
 
 struct ProcessExit {
@@ -41,6 +51,10 @@ struct ProcessExit {
   // User + system CPU time and peak RSS of the process (from wait4).
   absl::Duration cpu_time;
   int64_t max_rss_bytes = 0;
+  // Peak memory of the whole tree where the runner measures it (else 0),
+  // and whether the kernel killed a process of it at its memory limit.
+  int64_t memory_peak_bytes = 0;
+  bool oom_killed = false;
   // Processes of the group still alive after the final SIGKILL (should be 0).
   int survivors = 0;
   // What went wrong around the process, in words (empty when nothing did).

@@ -154,7 +154,9 @@ struct ChildPlan {
   char* const* envp = nullptr;
   int stdio[3] = {-1, -1, -1};  // all above 2
   const char* cwd = nullptr;
-  int cgroup_procs = -1;  // cgroup.procs of the task's cgroup, or -1
+  // cgroup.procs of the task's cgroups (its v2 one, then its limits').
+  const int* cgroup_procs = nullptr;
+  size_t cgroup_count = 0;
   const std::vector<int>* ignored = nullptr;
 };
 
@@ -171,10 +173,12 @@ struct ChildFailure {
     failure.err = errno;
     failure.step = step;
   };
-  // Enter the cgroup first, so whatever the task starts is in it.
-  if (plan.cgroup_procs >= 0 && write(plan.cgroup_procs, "0", 1) != 1) {
-    fail(ChildFailure::kCgroup);
-    _exit(127);
+  // Enter the cgroups first, so whatever the task starts is in them.
+  for (size_t i = 0; i < plan.cgroup_count; ++i) {
+    if (write(plan.cgroup_procs[i], "0", 1) != 1) {
+      fail(ChildFailure::kCgroup);
+      _exit(127);
+    }
   }
   setsid();
   for (int fd = 0; fd < 3; ++fd) {
@@ -255,7 +259,7 @@ absl::StatusOr<RunAs> LookUpRunAs(const std::string& user) {
 
 absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
                                             const std::optional<RunAs>& run_as,
-                                            int cgroup_procs_fd) {
+                                            const std::vector<int>& cgroup_procs_fds) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("argv is empty");
   if (absl::Status s = CheckCwd(spec.cwd); !s.ok()) return s;
   absl::StatusOr<std::string> program = ResolveProgram(spec);
@@ -300,7 +304,8 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
   plan.stdio[1] = stdout_w.get();
   plan.stdio[2] = stderr_w.get();
   plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
-  plan.cgroup_procs = cgroup_procs_fd;
+  plan.cgroup_procs = cgroup_procs_fds.data();
+  plan.cgroup_count = cgroup_procs_fds.size();
   plan.ignored = &IgnoredSignals();
   ChildFailure failure;
   const pid_t pid = StartChild(plan, failure);

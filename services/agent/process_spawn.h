@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -64,12 +65,12 @@ struct SpawnedProcess {
 };
 
 // Starts `spec` (see PosixProcessRunner for the rules and the error codes).
-// With `run_as`, through setpriv(1) as that user and group. With a
-// `cgroup_procs_fd` (a cgroup's cgroup.procs open for writing), the child
-// enters that cgroup before it runs anything.
+// With `run_as`, through setpriv(1) as that user and group. With
+// `cgroup_procs_fds` (cgroups' cgroup.procs open for writing), the child
+// enters those cgroups before it runs anything.
 absl::StatusOr<SpawnedProcess> SpawnProcess(const ProcessSpec& spec,
                                             const std::optional<RunAs>& run_as,
-                                            int cgroup_procs_fd = -1);
+                                            const std::vector<int>& cgroup_procs_fds = {});
 
 // strerror_r's text for `err`.
 std::string ErrnoText(int err);

@@ -1,6 +1,5 @@
 #include "services/agent/task_cgroups.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,7 +9,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -23,9 +21,17 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "services/agent/cgroup_fs.h"
 
 namespace taskgrid {
 namespace {
+
+using cgroup_fs::MakeDir;
+using cgroup_fs::OpenIn;
+using cgroup_fs::ReadSmallFile;
+using cgroup_fs::RunName;
+using cgroup_fs::SafeName;
+using cgroup_fs::SubDirs;
 
 constexpr absl::Duration kKillWait = absl::Seconds(1);
 // Idle cgroups kept for reuse; more than a busy agent's slots is waste.
@@ -34,118 +40,20 @@ constexpr char kTaskAttribute[] = "user.taskgrid.task";
 constexpr absl::Duration kKillPoll = absl::Milliseconds(5);
 
 // Kills this run's cgroups once its stdin (a pipe only the agent holds) ends,
-// then removes the run's directory and, when no other run has one, the
-// agent's.
+// then removes the run's directories (the v2 one, then the limits' v1 ones
+// given after it) and, when no other run has one, the agent's.
 constexpr char kGuardianScript[] = R"(cat >/dev/null
-run=$1
-for d in "$run"/*/; do [ -d "$d" ] && echo 1 >"${d}cgroup.kill"; done
+for d in "$1"/*/; do [ -d "$d" ] && echo 1 >"${d}cgroup.kill"; done
 n=0
 while [ $n -lt 200 ]; do
   left=0
-  for d in "$run"/*/; do [ -d "$d" ] && { rmdir "$d" || left=1; }; done
+  for run in "$@"; do
+    for d in "$run"/*/; do [ -d "$d" ] && { rmdir "$d" || left=1; }; done
+  done
   [ $left = 0 ] && break
   sleep 0.005; n=$((n+1))
 done
-rmdir "$run" && rmdir "${run%/*}")";
-
-// The whole of a small file: from `fd` if it is open (pread at 0 makes
-// cgroup files anew), else opened by path. nullopt if it cannot be read.
-std::optional<std::string> ReadSmallFile(const std::string& path, int fd = -1) {
-  UniqueFd opened;
-  if (fd < 0) {
-    opened = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    fd = opened.get();
-  }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()));
-    if (n < 0) return std::nullopt;
-    text.append(buf, static_cast<size_t>(n));
-    // Seq files hand out whole records: a short read is the end.
-    if (static_cast<size_t>(n) < sizeof buf) return text;
-  }
-}
-
-UniqueFd OpenIn(const std::string& dir, const char* file, int flags) {
-  return UniqueFd(open(absl::StrCat(dir, "/", file).c_str(), flags | O_CLOEXEC));
-}
-
-// Where cgroup2 is mounted, from /proc/self/mountinfo ("" when it is not).
-std::string Cgroup2Mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    // id parent dev root mountpoint options [optional...] - fstype source ...
-    const size_t dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    const std::vector<std::string> after = absl::StrSplit(line.substr(dash + 3), ' ');
-    if (after.empty() || after[0] != "cgroup2") continue;
-    const std::vector<std::string> before = absl::StrSplit(line.substr(0, dash), ' ');
-    if (before.size() >= 5) return before[4];
-  }
-  return "";
-}
-
-// The agent's own cgroup v2 path ("0::/path" in /proc/self/cgroup).
-std::string OwnCgroup() {
-  std::ifstream in("/proc/self/cgroup");
-  for (std::string line; std::getline(in, line);) {
-    if (absl::StartsWith(line, "0::")) return line.substr(3);
-  }
-  return "/";
-}
-
-// A path component made of safe characters only.
-std::string SafeName(absl::string_view name) {
-  std::string out(name);
-  for (char& c : out) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') {
-      c = '_';
-    }
-  }
-  return out.empty() ? std::string("_") : out;
-}
-
-// Field 22 of /proc/<pid>/stat: when the process started, in clock ticks
-// since boot. With the pid it names one process, even after pid reuse.
-std::string StartTime(pid_t pid) {
-  const std::string stat = ReadSmallFile(absl::StrCat("/proc/", pid, "/stat")).value_or("");
-  const size_t comm_end = stat.rfind(')');  // comm may hold spaces
-  if (comm_end == std::string::npos) return "";
-  const std::vector<absl::string_view> fields =
-      absl::StrSplit(absl::string_view(stat).substr(comm_end + 2), ' ');
-  return fields.size() > 19 ? std::string(fields[19]) : "";
-}
-
-// "run-<pid>-<start time>": one agent process.
-std::string RunName(pid_t pid) { return absl::StrCat("run-", pid, "-", StartTime(pid)); }
-
-// Whether the agent process a run directory is named after still runs: a
-// second agent with the same id on this host must not kill the first's tasks.
-bool RunIsLive(absl::string_view name) {
-  const std::vector<absl::string_view> parts = absl::StrSplit(name, '-');
-  pid_t pid = 0;
-  if (parts.size() != 3 || parts[0] != "run" || !absl::SimpleAtoi(parts[1], &pid)) return false;
-  return RunName(pid) == name;
-}
-
-absl::Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoError(absl::StrCat("mkdir ", path), errno);
-  }
-  return absl::OkStatus();
-}
-
-std::vector<std::string> SubDirs(const std::string& path) {
-  std::vector<std::string> names;
-  DIR* dir = opendir(path.c_str());
-  if (dir == nullptr) return names;
-  while (const dirent* e = readdir(dir)) {
-    if (e->d_type == DT_DIR && e->d_name[0] != '.') names.emplace_back(e->d_name);
-  }
-  closedir(dir);
-  return names;
-}
+for run in "$@"; do rmdir "$run" && rmdir "${run%/*}"; done)";
 
 }  // namespace
 
@@ -193,11 +101,26 @@ absl::Duration TaskCgroup::CpuSinceCreated() const {
   return absl::ZeroDuration();
 }
 
+std::vector<int> TaskCgroup::procs_fds() const {
+  std::vector<int> fds = {procs_.get()};
+  if (limits_) {
+    for (int fd : limits_->procs_fds()) fds.push_back(fd);
+  }
+  return fds;
+}
+
 CgroupUsage TaskCgroup::Usage() const {
-  return {std::max(absl::ZeroDuration(), CpuSinceCreated() - cpu_base_)};
+  CgroupUsage usage{std::max(absl::ZeroDuration(), CpuSinceCreated() - cpu_base_)};
+  if (limits_) {
+    usage.memory_limit_bytes = limits_->memory_limit_bytes();
+    usage.memory_peak_bytes = limits_->memory_peak_bytes();
+    usage.oom_killed = limits_->oom_killed();
+  }
+  return usage;
 }
 
 absl::Status TaskCgroup::Remove() {
+  limits_.reset();
   procs_.Reset();
   events_.Reset();
   cpu_stat_.Reset();
@@ -209,7 +132,10 @@ absl::Status TaskCgroup::Remove() {
 
 void TaskCgroup::Release() {
   TaskCgroups* const pool = std::exchange(pool_, nullptr);
-  if (pool != nullptr && !Populated()) return pool->Recycle(std::move(*this));
+  if (pool != nullptr && !Populated()) {
+    limits_.reset();  // the next task has its own, or none
+    return pool->Recycle(std::move(*this));
+  }
   // Left for the guardian or the next run's sweep if it will not empty.
   (void)Kill();
   (void)Remove();
@@ -235,9 +161,9 @@ TaskCgroups::~TaskCgroups() {
 
 absl::StatusOr<std::unique_ptr<TaskCgroups>> TaskCgroups::Open(absl::string_view root,
                                                                absl::string_view agent_id) {
-  const std::string mount = Cgroup2Mount();
+  const std::string mount = cgroup_fs::V2Mount();
   if (mount.empty()) return absl::FailedPreconditionError("no cgroup2 file system is mounted");
-  std::string base = root.empty() ? OwnCgroup() : std::string(root);
+  std::string base = root.empty() ? cgroup_fs::OwnV2Path() : std::string(root);
   if (!absl::StartsWith(base, "/")) {
     return absl::InvalidArgumentError(
         absl::StrCat("cgroup_root: \"", base, "\" is not an absolute cgroup path"));
@@ -248,7 +174,10 @@ absl::StatusOr<std::unique_ptr<TaskCgroups>> TaskCgroups::Open(absl::string_view
   for (const std::string& dir : {absl::StrCat(mount, base), agent_path, run_path}) {
     if (absl::Status s = MakeDir(dir); !s.ok()) return s;
   }
-  return std::unique_ptr<TaskCgroups>(new TaskCgroups(agent_path, run_path));
+  auto cgroups = std::unique_ptr<TaskCgroups>(new TaskCgroups(agent_path, run_path));
+  cgroups->limits_ = TaskLimits::Open(absl::StrCat("taskgrid-", SafeName(agent_id)),
+                                      RunName(getpid()));
+  return cgroups;
 }
 
 absl::StatusOr<TaskCgroup> TaskCgroups::Make() {
@@ -273,7 +202,8 @@ absl::StatusOr<TaskCgroup> TaskCgroups::Make() {
   return cgroup;
 }
 
-absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
+absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name,
+                                               const ProcessLimits& limits) {
   std::optional<TaskCgroup> cgroup;
   while (!cgroup) {
     {
@@ -301,6 +231,15 @@ absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name) {
     removexattr(cgroup->path_.c_str(), kTaskAttribute);
   }
   cgroup->pool_ = this;
+  if (limits.any()) {
+    const std::string dir = cgroup->path_.substr(cgroup->path_.rfind('/') + 1);
+    absl::StatusOr<TaskLimitCgroup> limited = limits_->Create(limits, dir);
+    if (!limited.ok()) {
+      cgroup->Release();
+      return limited.status();
+    }
+    cgroup->limits_.emplace(std::move(*limited));
+  }
   return std::move(*cgroup);
 }
 
@@ -329,7 +268,7 @@ std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
   std::vector<std::string> runs;
   std::vector<TaskCgroup> left;
   for (const std::string& run : SubDirs(agent_path_)) {
-    if (RunIsLive(run)) continue;  // this run, or another agent process with our id
+    if (cgroup_fs::RunIsLive(run)) continue;  // this run, or another agent process with our id
     const std::string run_path = absl::StrCat(agent_path_, "/", run);
     runs.push_back(run_path);
     for (const std::string& name : SubDirs(run_path)) {
@@ -350,6 +289,7 @@ std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
     (void)cgroup.Remove();
   }
   for (const std::string& run : runs) rmdir(run.c_str());
+  if (limits_) limits_->SweepEarlierRuns();
   return swept;
 }
 
@@ -375,14 +315,17 @@ absl::Status TaskCgroups::StartGuardian() {
                            POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setsigmask(&attr, &empty_mask);
   posix_spawnattr_setsigdefault(&attr, &all_signals);
-  std::string name = "taskgrid-agent-guardian";
-  std::string script = kGuardianScript;
-  std::string run = run_path_;
-  char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"), script.data(),
-                  name.data(), run.data(), nullptr};
+  std::vector<std::string> args = {"/bin/sh", "-c", kGuardianScript, "taskgrid-agent-guardian",
+                                   run_path_};
+  if (limits_) {
+    for (std::string& path : limits_->run_paths()) args.push_back(std::move(path));
+  }
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   char* envp[] = {const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
   pid_t pid = 0;
-  const int err = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp);
+  const int err = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv.data(), envp);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (err != 0) {

@@ -5,6 +5,8 @@
 //
 //   <root>/taskgrid-<agent id>/run-<agent pid>-<its start time>/task-<n>
 //
+// A task with limits also enters cgroups of the same name in the v1
+// controllers' hierarchies (task_limits.h).
 // One run directory per agent process: a restarted agent kills what earlier
 // runs left, and a guardian process kills this run's tasks when the agent
 // dies, so no task outlives its agent. Linux only.
@@ -16,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,12 +27,18 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/agent/process_runner.h"
 #include "services/agent/process_spawn.h"
+#include "services/agent/task_limits.h"
 
 namespace taskgrid {
 
 struct CgroupUsage {
   absl::Duration cpu_time;  // user + system of every process that was in it
+  // With a memory limit (else 0 and false).
+  int64_t memory_limit_bytes = 0;
+  int64_t memory_peak_bytes = 0;
+  bool oom_killed = false;
 };
 
 class TaskCgroups;
@@ -43,8 +52,9 @@ class TaskCgroup {
   TaskCgroup& operator=(TaskCgroup&&) = default;
 
   const std::string& path() const { return path_; }
-  // cgroup.procs, open for writing: a child writes "0" to it to enter.
-  int procs_fd() const { return procs_.get(); }
+  // cgroup.procs of it and of its limits' cgroups, open for writing: a
+  // child writes "0" to each to enter.
+  std::vector<int> procs_fds() const;
   // SIGKILL to every process in it, including those forked meanwhile.
   absl::Status Kill() const;
   // Whether any process is still in it (from cgroup.events); true when
@@ -73,6 +83,7 @@ class TaskCgroup {
   UniqueFd cpu_stat_;
   absl::Duration cpu_base_;  // what earlier tasks in it used
   TaskCgroups* pool_ = nullptr;
+  std::optional<TaskLimitCgroup> limits_;  // this task's, if it has any
 };
 
 // Where the agent makes its tasks' cgroups. Emptied cgroups are reused
@@ -90,9 +101,11 @@ class TaskCgroups {
 
   // This agent run's directory.
   const std::string& run_path() const { return run_path_; }
-  // A cgroup for the task attempt `name`: an idle one, or a new one. It
-  // must be released (or removed) before this object is destroyed.
-  absl::StatusOr<TaskCgroup> Create(absl::string_view name) ABSL_LOCKS_EXCLUDED(mu_);
+  // A cgroup for the task attempt `name`: an idle one, or a new one, with
+  // `limits` set. It must be released (or removed) before this object is
+  // destroyed. kFailedPrecondition when a limit cannot be enforced here.
+  absl::StatusOr<TaskCgroup> Create(absl::string_view name, const ProcessLimits& limits = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The task attempt the cgroup at `path` holds or last held ("" if none).
   static std::string TaskOf(const std::string& path);
 
@@ -118,6 +131,7 @@ class TaskCgroups {
 
   const std::string agent_path_;
   const std::string run_path_;
+  std::unique_ptr<TaskLimits> limits_;  // where tasks' limits are set
   UniqueFd guardian_pipe_;  // its write end: closed when the agent dies
   std::atomic<uint64_t> next_id_{0};
   absl::Mutex mu_;

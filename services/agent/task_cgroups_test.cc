@@ -128,7 +128,7 @@ TEST_F(TaskCgroupsTest, AnIdleCgroupSomethingMovedIntoIsNotReused) {
   ASSERT_TRUE(procs.valid());
   ProcessSpec spec;
   spec.argv = {"/bin/sleep", "1000"};
-  absl::StatusOr<SpawnedProcess> squatter = SpawnProcess(spec, std::nullopt, procs.get());
+  absl::StatusOr<SpawnedProcess> squatter = SpawnProcess(spec, std::nullopt, {procs.get()});
   ASSERT_TRUE(squatter.ok()) << squatter.status();
   Collector second;
   auto p2 = Start("exec cat /proc/self/cgroup", "second.1", second);
@@ -212,7 +212,7 @@ TEST_F(TaskCgroupsTest, SweepKillsWhatADeadRunLeftAndSparesALiveOne) {
   ProcessSpec spec;
   spec.argv = {"/bin/sh", "-c", "setsid sleep 1000 & exec sleep 1000"};
   spec.env = {"PATH=/usr/bin:/bin"};
-  absl::StatusOr<SpawnedProcess> orphan = SpawnProcess(spec, std::nullopt, procs.get());
+  absl::StatusOr<SpawnedProcess> orphan = SpawnProcess(spec, std::nullopt, {procs.get()});
   ASSERT_TRUE(orphan.ok()) << orphan.status();
   const TaskCgroup old(dead_run + "/task-0", UniqueFd());
   ASSERT_TRUE(WaitFor([&] { return old.Pids().size() == 2; }));

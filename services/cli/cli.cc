@@ -29,9 +29,11 @@ Commands:
       --idempotency-key K   --detach (print the task id and return)
       --secret-env NAME (repeatable): NAME's value from this environment, hidden from output,
                     logs and every API   --max-output 64m (the task fails beyond it)
+      --memory 64m   --cpus 0.5   --pids 100: limits of the task's processes, also reserved
+                    on its agent (the task waits for an agent with that much free)
       One word after -- runs through /bin/sh -c; several run as argv.
       --image IMG runs the command (as argv; none: the image's own) in a container instead:
-      --memory 64m   --cpus 0.5   --pids 100   --network none|bridge   --user U   --name N
+      --network none|bridge   --user U   --name N
       --mount SRC:DST[:ro] (repeatable, within the agent's --docker_mounts)   --keep
       A fleet run, on every agent matching --selector (all agents without one), with
       --fleet or any of: --max-concurrency 10|25%   --max-errors 3|10%   --include-offline

@@ -15,25 +15,30 @@
 namespace taskgrid::cli {
 namespace {
 
-// The container flags of `run` into `d`; a usage message on error.
-std::string DockerRunFlags(const ParsedArgs& a, v1::DockerSpec* d) {
-  d->set_image(a.Get("image"));
-  for (const auto& p : a.positional) d->add_command(p);
+// --memory, --cpus and --pids into `r`; a usage message on error.
+std::string ResourceFlags(const ParsedArgs& a, v1::Resources* r) {
   if (a.Has("memory")) {
     auto m = ParseBytes("memory", a.Get("memory"));
     if (!m.ok()) return std::string(m.status().message());
-    d->set_memory_bytes(*m);
+    r->set_memory_bytes(*m);
   }
   double cpus = 0;
   if (a.Has("cpus") && !absl::SimpleAtod(a.Get("cpus"), &cpus)) {
     return "--cpus: \"" + a.Get("cpus") + "\" is not a number (e.g. 0.5)";
   }
-  d->set_cpus(cpus);
+  r->set_cpus(cpus);
   int64_t pids = 0;
   if (a.Has("pids") && !absl::SimpleAtoi(a.Get("pids"), &pids)) {
     return "--pids: \"" + a.Get("pids") + "\" is not a number";
   }
-  d->set_pids_limit(pids);
+  r->set_pids(pids);
+  return "";
+}
+
+// The container flags of `run` into `d`; a usage message on error.
+std::string DockerRunFlags(const ParsedArgs& a, v1::DockerSpec* d) {
+  d->set_image(a.Get("image"));
+  for (const auto& p : a.positional) d->add_command(p);
   d->set_network(a.Get("network"));
   d->set_user(a.Get("user"));
   d->set_name(a.Get("name"));
@@ -176,8 +181,7 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
       return Usage(bad);
     }
   } else {
-    for (const char* flag :
-         {"memory", "cpus", "pids", "network", "user", "name", "mount", "keep"}) {
+    for (const char* flag : {"network", "user", "name", "mount", "keep"}) {
       if (a.Has(flag)) return Usage(absl::StrCat("--", flag, ": needs --image (a container)"));
     }
     if (a.positional.size() == 1) {
@@ -187,6 +191,11 @@ int CmdRun(Context& ctx, const ParsedArgs& a) {
     }
   }
   if (std::string bad = PlacementFlags(a, spec); !bad.empty()) return Usage(bad);
+  if (a.Has("memory") || a.Has("cpus") || a.Has("pids")) {
+    if (std::string bad = ResourceFlags(a, spec->mutable_resources()); !bad.empty()) {
+      return Usage(bad);
+    }
+  }
   if (a.Has("priority")) {
     auto p = ParsePriority(a.Get("priority"));
     if (!p.ok()) return Usage(std::string(p.status().message()));

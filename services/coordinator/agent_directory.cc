@@ -88,6 +88,7 @@ absl::StatusOr<AgentDirectory::Connection> AgentDirectory::Connect(
   a.info.set_agent_id(hello.agent_id());
   *a.info.mutable_labels() = hello.labels();
   a.info.set_slots(hello.slots());
+  *a.info.mutable_capacity() = hello.capacity();
   a.info.set_version(hello.version());
   a.info.set_hostname(hello.hostname());
   SetPolicy(a, hello.policy());

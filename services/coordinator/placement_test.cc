@@ -74,5 +74,43 @@ TEST(PlacementTest, ASelectorMismatchOutranksARefusal) {
   EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kNoMatch);
 }
 
+TEST(PlacementTest, AResourceRequestReservesWhatTheAgentOffers) {
+  v1::Agent a = MakeAgent("big-1", {}, 4);
+  a.mutable_capacity()->set_memory_bytes(4LL << 30);
+  a.mutable_capacity()->set_cpus(2);
+  v1::TaskSpec spec = Shell("make -j");
+  spec.mutable_resources()->set_memory_bytes(2LL << 30);
+  spec.mutable_resources()->set_cpus(1);
+  v1::Resources reserved;
+  EXPECT_EQ(Judge({a, true, 0, &reserved}, spec), Verdict::kFits);
+  reserved.set_memory_bytes(3LL << 30);
+  EXPECT_EQ(Judge({a, true, 1, &reserved}, spec), Verdict::kNoRoom);
+  reserved.set_memory_bytes(0);
+  reserved.set_cpus(1.5);
+  EXPECT_EQ(Judge({a, true, 1, &reserved}, spec), Verdict::kNoRoom);
+  EXPECT_EQ(Refusal(a, spec), "");
+
+  // More than the agent has in all: lasting, before offline or busy.
+  spec.mutable_resources()->set_memory_bytes(8LL << 30);
+  EXPECT_EQ(Judge({a, false, 4, &reserved}, spec), Verdict::kTooSmall);
+  EXPECT_EQ(Refusal(a, spec),
+            "offers 4 GiB of memory to tasks in all, less than the 8 GiB of memory asked");
+
+  // A pids limit alone reserves nothing.
+  v1::TaskSpec pids = Shell("true");
+  pids.mutable_resources()->set_pids(10);
+  EXPECT_EQ(Judge({a, true, 0, &reserved}, pids), Verdict::kFits);
+}
+
+TEST(PlacementTest, AContainersOwnLimitsAreItsRequest) {
+  v1::Agent a = MakeAgent("box", {{"docker", "true"}});
+  a.mutable_capacity()->set_memory_bytes(1LL << 30);
+  a.mutable_capacity()->set_cpus(1);
+  v1::TaskSpec spec;
+  spec.mutable_docker()->set_image("alpine");
+  spec.mutable_docker()->set_memory_bytes(2LL << 30);
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kTooSmall);
+}
+
 }  // namespace
 }  // namespace taskgrid::placement

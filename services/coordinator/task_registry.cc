@@ -691,6 +691,7 @@ v1::ListAgentsResponse TaskRegistry::ListAgents() {
     v1::Agent* out = response.add_agents();
     *out = a.info;
     out->set_running_tasks(static_cast<uint32_t>(a.assigned.size()));
+    *out->mutable_reserved() = ReservedLocked(a);
     out->set_connected(a.link != nullptr);
     *out->mutable_last_heartbeat() = ToProto(a.last_seen);
   }

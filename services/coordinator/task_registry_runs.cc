@@ -86,7 +86,8 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
     v1::RunTarget& row = rows.emplace_back();
     row.set_agent_id(id);
     std::string skip;
-    if (verdict == Verdict::kNoContainers || verdict == Verdict::kPolicy) {
+    if (verdict == Verdict::kNoContainers || verdict == Verdict::kPolicy ||
+        verdict == Verdict::kTooSmall) {
       skip = placement::Refusal(a.info, task);
     } else if (verdict == Verdict::kOffline && !spec.include_offline()) {
       skip = "was offline when the run was submitted (include_offline waits for such agents)";

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/agent_policy.h"
 #include "services/common/proto_time.h"
+#include "services/common/task_resources.h"
 #include "services/coordinator/task_registry_util.h"
 
 namespace taskgrid {
@@ -175,7 +176,24 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
 
 placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
                                              const AgentEntry& a) const {
-  return placement::Judge({a.info, a.connected() && a.online, a.assigned.size()}, spec);
+  placement::AgentState state{a.info, a.connected() && a.online, a.assigned.size()};
+  v1::Resources reserved;
+  if (placement::Asks(spec)) {
+    reserved = ReservedLocked(a);
+    state.reserved = &reserved;
+  }
+  return placement::Judge(state, spec);
+}
+
+v1::Resources TaskRegistry::ReservedLocked(const AgentEntry& a) const {
+  v1::Resources reserved;
+  for (const std::string& id : a.assigned) {
+    auto t = tasks_.find(id);
+    if (t != tasks_.end() && placement::Asks(*t->second->spec)) {
+      AddReservation(reserved, RequestedResources(*t->second->spec));
+    }
+  }
+  return reserved;
 }
 
 size_t TaskRegistry::QueuedAheadLocked(const TaskEntry& t) const {
@@ -208,19 +226,23 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
         return absl::StrCat(agent, " does not match ", FormatSelector(spec.selector()));
       case Verdict::kNoContainers:
       case Verdict::kPolicy:
+      case Verdict::kTooSmall:
         return absl::StrCat(agent, " ", placement::Refusal(a.info, spec));
       case Verdict::kOffline:
         return absl::StrCat(agent, " is not connected");
+      case Verdict::kNoRoom:
+        return absl::StrCat(agent, " has ", NoRoomLocked(spec, a), behind);
       default:
         return absl::StrCat(agent, " is busy (", a.assigned.size(), " of ", a.info.slots(),
                             " slots in use)", behind);
     }
   }
   size_t matching = agents_.size(), connected = agents_.connected().size(), refusing = 0;
-  std::string refusal;
+  size_t too_small = 0, no_room = 0;
+  std::string refusal, smallest, cramped;
   // Any agent matches an empty selector: no need to look, unless policies
-  // may refuse.
-  if (!spec.selector().empty() || spec.has_docker() || agents_.any_policy()) {
+  // may refuse or the task asks for resources.
+  if (!spec.selector().empty() || placement::Asks(spec) || agents_.any_policy()) {
     matching = connected = 0;
     for (const auto& [id, a] : agents_.all()) {
       switch (JudgeLocked(spec, a)) {
@@ -232,9 +254,17 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
           ++refusing;
           refusal = absl::StrCat(id, " ", PolicyRefusal(a.info.policy(), spec));
           break;
+        case Verdict::kTooSmall:
+          ++too_small;
+          smallest = absl::StrCat(id, " ", placement::Refusal(a.info, spec));
+          break;
         case Verdict::kOffline:
           ++matching;
           break;
+        case Verdict::kNoRoom:
+          ++no_room;
+          cramped = NoRoomLocked(spec, a);
+          [[fallthrough]];
         case Verdict::kBusy:
         case Verdict::kFits:
           ++matching;
@@ -243,13 +273,18 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
       }
     }
   }
-  if (matching == 0 && refusing > 0) {
-    return absl::StrCat("every agent", spec.selector().empty() ? "" : " matching ",
-                        FormatSelector(spec.selector()),
-                        " refuses it by its operator's policy (", refusal, ")");
-  }
   const std::string matching_what =
       spec.selector().empty() ? "" : absl::StrCat(" matching ", FormatSelector(spec.selector()));
+  if (matching == 0 && refusing > 0) {
+    return absl::StrCat("every agent", matching_what, " refuses it by its operator's policy (",
+                        refusal, ")");
+  }
+  if (matching == 0 && too_small > 0) {
+    return absl::StrCat("every agent", matching_what, " is too small for it (", smallest, ")");
+  }
+  if (no_room > 0 && no_room == connected) {
+    return absl::StrCat("every connected agent", matching_what, " has ", cramped, behind);
+  }
   const bool docker = spec.has_docker();
   if (matching == 0) {
     return absl::StrCat("no agent", matching_what,
@@ -262,7 +297,16 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   }
   return absl::StrCat("all ", connected, " connected agents", matching_what,
                       docker ? " that run containers (docker=true)" : "",
-                      " are busy (every slot in use)", behind);
+                      no_room > 0 ? absl::StrCat(" are busy or have ", cramped)
+                                  : " are busy (every slot in use)",
+                      behind);
+}
+
+std::string TaskRegistry::NoRoomLocked(const v1::TaskSpec& spec, const AgentEntry& a) const {
+  const v1::Resources request = RequestedResources(spec);
+  const std::optional<Shortage> missing =
+      Shortfall(request, Remaining(a.info.capacity(), ReservedLocked(a)));
+  return missing ? absl::StrCat("less than ", missing->asked, " free") : "room";
 }
 
 void TaskRegistry::DispatchLocked() {

@@ -126,6 +126,54 @@ TEST_F(TaskRegistryTest, HigherPriorityFirstThenFifo) {
   EXPECT_THAT(order, ElementsAre(critical, high1, high2, low));
 }
 
+TEST_F(TaskRegistryTest, ATaskWaitsForAnAgentWithTheResourcesItAsksFor) {
+  auto link = NewLink();
+  v1::Hello h;
+  h.set_agent_id("web-1");
+  h.set_slots(4);
+  h.set_instance_id("process-1");
+  (*h.mutable_labels())["role"] = "web";
+  h.mutable_capacity()->set_memory_bytes(4LL << 30);
+  h.mutable_capacity()->set_cpus(4);
+  ASSERT_TRUE(registry_->AgentConnected(h, link).ok());
+  v1::TaskSpec big;
+  (*big.mutable_selector())["role"] = "web";
+  big.mutable_resources()->set_memory_bytes(3LL << 30);
+  const std::string first = Submit(big);
+  EXPECT_EQ(StatusOf(first), v1::TASK_STATUS_DISPATCHED);
+  big.mutable_resources()->set_memory_bytes(2LL << 30);
+  const std::string second = Submit(big);
+  EXPECT_EQ(StatusOf(second), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(registry_->Get(second)->waiting_reason(),
+              HasSubstr("every connected agent matching role=web has less than 2 GiB of memory "
+                        "free"));
+  const v1::ListAgentsResponse agents = registry_->ListAgents();
+  ASSERT_EQ(agents.agents_size(), 1);
+  EXPECT_EQ(agents.agents(0).capacity().memory_bytes(), 4LL << 30);
+  EXPECT_EQ(agents.agents(0).reserved().memory_bytes(), 3LL << 30);
+
+  // A task that asks for nothing runs beside them; the second goes once the
+  // first has given its memory back.
+  const std::string small = Submit();
+  EXPECT_EQ(StatusOf(small), v1::TASK_STATUS_DISPATCHED);
+  Started("web-1", *link, first);
+  Finished("web-1", *link, first, 0);
+  EXPECT_EQ(StatusOf(second), v1::TASK_STATUS_DISPATCHED);
+
+  // More than any agent has in all: it says so, and waits for one.
+  big.mutable_resources()->set_memory_bytes(8LL << 30);
+  const std::string huge = Submit(big);
+  EXPECT_EQ(StatusOf(huge), v1::TASK_STATUS_QUEUED);
+  EXPECT_THAT(registry_->Get(huge)->waiting_reason(),
+              HasSubstr("every agent matching role=web is too small for it (web-1 offers 4 GiB "
+                        "of memory to tasks in all, less than the 8 GiB of memory asked)"));
+  v1::TaskSpec pinned;
+  pinned.set_agent_id("web-1");
+  pinned.mutable_resources()->set_cpus(8);
+  EXPECT_THAT(registry_->Get(Submit(pinned))->waiting_reason(),
+              HasSubstr("agent web-1 offers 4 CPUs to tasks in all, less than the 8 CPUs asked"));
+}
+
 TEST_F(TaskRegistryTest, RespectsSlotsAndTargets) {
   auto web = Connect("web-1", 2, {{"role", "web"}});
   auto db = Connect("db-1", 1, {{"role", "db"}});

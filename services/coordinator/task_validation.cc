@@ -1,6 +1,7 @@
 #include "services/coordinator/task_validation.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -11,6 +12,7 @@
 #include "services/common/proto_time.h"
 #include "services/common/secret_redactor.h"
 #include "services/common/status_util.h"
+#include "services/common/task_resources.h"
 
 namespace taskgrid {
 namespace {
@@ -150,6 +152,40 @@ absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateResources(const v1::TaskSpec& spec) {
+  const v1::Resources& r = spec.resources();
+  const int64_t least = spec.has_docker() ? kMinContainerMemoryBytes : kMinTaskMemoryBytes;
+  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < least)) {
+    return Invalid("spec.resources.memory_bytes",
+                   absl::StrCat("must be 0 (no limit) or at least ", least, " (",
+                                FormatBytes(least), spec.has_docker() ? " for a container" : "",
+                                "), got ", r.memory_bytes()));
+  }
+  if (!(r.cpus() == 0 || (r.cpus() >= 0.01 && r.cpus() <= 1024))) {  // Also refuses NaN.
+    return Invalid("spec.resources.cpus",
+                   absl::StrCat("must be 0 (no limit) or 0.01 to 1024, got ", r.cpus()));
+  }
+  if (r.pids() < 0) {
+    return Invalid("spec.resources.pids",
+                   absl::StrCat("must be 0 (no limit) or positive, got ", r.pids()));
+  }
+  if (spec.has_docker()) {
+    const v1::DockerSpec& d = spec.docker();
+    for (auto [field, mine, theirs] :
+         {std::tuple{"memory_bytes", r.memory_bytes() != 0 && d.memory_bytes() != 0 &&
+                                         r.memory_bytes() != d.memory_bytes(), "memory_bytes"},
+          std::tuple{"cpus", r.cpus() != 0 && d.cpus() != 0 && r.cpus() != d.cpus(), "cpus"},
+          std::tuple{"pids", r.pids() != 0 && d.pids_limit() != 0 && r.pids() != d.pids_limit(),
+                     "pids_limit"}}) {
+      if (mine) {
+        return Invalid(absl::StrCat("spec.resources.", field),
+                       absl::StrCat("differs from spec.docker.", theirs, ": set it in one"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateId(absl::string_view field, absl::string_view id, bool required) {
@@ -233,6 +269,7 @@ absl::Status ValidateTaskSpec(const v1::TaskSpec& spec) {
   if (spec.context().ByteSizeLong() > kMaxContextBytes) {
     return Invalid("spec.context", absl::StrCat("larger than ", kMaxContextBytes, " bytes"));
   }
+  TASKGRID_RETURN_IF_ERROR(ValidateResources(spec));
   if (spec.has_docker()) return ValidateDockerSpec(spec.docker());
   if (!spec.has_shell()) {
     return Invalid("spec.shell", "is required (the command to run, or spec.docker for a container)");

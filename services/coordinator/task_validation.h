@@ -24,6 +24,8 @@ inline constexpr size_t kMaxContextBytes = 16 << 10;
 inline constexpr size_t kMaxMounts = 32;
 // Docker refuses less memory than this.
 inline constexpr int64_t kMinContainerMemoryBytes = 6 << 20;
+// Less than this cannot even start a shell.
+inline constexpr int64_t kMinTaskMemoryBytes = 1 << 20;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "services/common/testing/test_util.h"
 
 namespace taskgrid {
@@ -23,6 +25,36 @@ void ExpectInvalid(const v1::TaskSpec& s, const std::string& field) {
 }
 
 TEST(TaskValidationTest, AcceptsAPlainCommand) { EXPECT_TRUE(ValidateTaskSpec(Valid()).ok()); }
+
+TEST(TaskValidationTest, ResourcesNameTheirLimits) {
+  v1::TaskSpec s = Valid();
+  s.mutable_resources()->set_memory_bytes(64 << 20);
+  s.mutable_resources()->set_cpus(0.5);
+  s.mutable_resources()->set_pids(100);
+  EXPECT_TRUE(ValidateTaskSpec(s).ok());
+
+  s.mutable_resources()->set_memory_bytes(1000);
+  ExpectInvalid(s, "spec.resources.memory_bytes: must be 0 (no limit) or at least 1048576 (1 MiB)");
+  s.mutable_resources()->set_memory_bytes(0);
+  s.mutable_resources()->set_cpus(0.001);
+  ExpectInvalid(s, "spec.resources.cpus");
+  s.mutable_resources()->set_cpus(std::nan(""));
+  ExpectInvalid(s, "spec.resources.cpus");
+  s.mutable_resources()->set_cpus(0);
+  s.mutable_resources()->set_pids(-1);
+  ExpectInvalid(s, "spec.resources.pids");
+
+  // A container says its limit once.
+  v1::TaskSpec c;
+  c.mutable_docker()->set_image("alpine");
+  c.mutable_docker()->set_memory_bytes(64 << 20);
+  c.mutable_resources()->set_memory_bytes(64 << 20);
+  EXPECT_TRUE(ValidateTaskSpec(c).ok());
+  c.mutable_resources()->set_memory_bytes(128 << 20);
+  ExpectInvalid(c, "spec.resources.memory_bytes: differs from spec.docker.memory_bytes");
+  c.mutable_resources()->set_memory_bytes(2 << 20);
+  ExpectInvalid(c, "at least 6291456 (6 MiB for a container)");
+}
 
 TEST(TaskValidationTest, NamesTheBadField) {
   v1::TaskSpec s = Valid();

@@ -29,7 +29,8 @@ class HostileTasksTest : public FaultCluster {
     StartCoordinator();  // --kill_grace=1s
     // An id of this test process's own: an agent sweeps what dead runs of
     // its id left, and tests run in parallel.
-    StartAgent(absl::StrCat("hostile-", getpid()), 4);
+    agent_id_ = absl::StrCat("hostile-", getpid());
+    StartAgent(agent_id_, 4);
     ASSERT_TRUE(WaitAgents(1));
   }
 
@@ -45,6 +46,8 @@ class HostileTasksTest : public FaultCluster {
         absl::Seconds(20));
     return pids;
   }
+
+  std::string agent_id_;
 };
 
 // Proves: cancel is final at once, and the agent escalates to SIGKILL after
@@ -209,6 +212,35 @@ TEST_F(HostileTasksTest, ARestartedAgentKillsWhatItsKilledRunLeft) {
   std::printf("the earlier run's processes gone %.0f ms after the agent started again\n",
               absl::ToDoubleMilliseconds(absl::Now() - restarted));
   EXPECT_EQ(WaitFinal(id).status(), v1::TASK_STATUS_LOST);
+}
+
+// Proves: a task that outgrows its memory limit is killed by the kernel and
+// fails "out of memory" with its peak memory, and one that asks for more
+// than any agent offers waits, saying so.
+TEST_F(HostileTasksTest, AMemoryHogIsKilledAtItsLimitAndNamed) {
+  v1::SubmitRequest req;
+  req.mutable_spec()->mutable_shell()->set_command(
+      "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}");
+  req.mutable_spec()->mutable_resources()->set_memory_bytes(32 << 20);
+  v1::SubmitResponse resp;
+  ASSERT_TRUE(client_->Submit(req, &resp).ok());
+  const v1::Task t = WaitFinal(resp.task().id());
+  if (absl::StrContains(t.status_reason(), "no memory cgroup controller")) {
+    GTEST_SKIP() << t.status_reason();
+  }
+  EXPECT_EQ(t.status(), v1::TASK_STATUS_FAILED) << t.DebugString();
+  EXPECT_THAT(t.status_reason(), HasSubstr("out of memory"));
+  EXPECT_THAT(t.status_reason(), HasSubstr("32 MiB memory limit"));
+  EXPECT_TRUE(t.exit().oom_killed());
+  EXPECT_GT(t.exit().memory_peak_bytes(), 16 << 20);
+
+  req.mutable_spec()->mutable_shell()->set_command("true");
+  req.mutable_spec()->mutable_resources()->set_memory_bytes(4LL << 40);
+  ASSERT_TRUE(client_->Submit(req, &resp).ok());
+  EXPECT_THAT(Get(resp.task().id()).waiting_reason(),
+              HasSubstr("is too small for it (" + agent_id_ + " offers "));
+  EXPECT_THAT(Get(resp.task().id()).waiting_reason(),
+              HasSubstr("less than the 4 TiB of memory asked"));
 }
 
 using NoCgroupsTest = FaultCluster;

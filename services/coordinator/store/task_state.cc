@@ -12,8 +12,9 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* (v1::Task::*field)(), v1
 }  // namespace
 
 TaskExit ExitFromProto(const v1::ExitInfo& exit) {
-  return TaskExit{exit.exit_code(),           exit.signal(),  FromProto(exit.cpu_time()),
-                  exit.max_rss_bytes(),       exit.error(),   exit.container_id()};
+  return TaskExit{exit.exit_code(),   exit.signal(),       FromProto(exit.cpu_time()),
+                  exit.max_rss_bytes(), exit.error(),        exit.container_id(),
+                  exit.oom_killed(),    exit.memory_peak_bytes()};
 }
 
 v1::Task TaskState::ToProto() const {
@@ -39,6 +40,8 @@ v1::Task TaskState::ToProto() const {
     e.set_max_rss_bytes(exit->max_rss_bytes);
     e.set_error(exit->error);
     e.set_container_id(exit->container_id);
+    e.set_oom_killed(exit->oom_killed);
+    e.set_memory_peak_bytes(exit->memory_peak_bytes);
   }
   t.set_progress_message(progress_message);
   t.set_status_reason(status_reason);

@@ -23,6 +23,8 @@ struct TaskExit {
   int64_t max_rss_bytes = 0;
   std::string error;
   std::string container_id;
+  bool oom_killed = false;
+  int64_t memory_peak_bytes = 0;
 };
 
 struct TaskState {

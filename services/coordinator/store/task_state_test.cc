@@ -21,7 +21,7 @@ TEST(TaskStateTest, EveryFieldSurvivesTheTaskProto) {
   s.started_at = t0 + absl::Seconds(2);
   s.finished_at = t0 + absl::Seconds(5);
   s.retry_at = t0 + absl::Seconds(9);
-  s.exit = TaskExit{2, 0, absl::Milliseconds(1500), 1 << 20, "boom", "c0ffee"};
+  s.exit = TaskExit{2, 0, absl::Milliseconds(1500), 1 << 20, "boom", "c0ffee", true, 3 << 20};
   s.progress_message = "halfway";
   s.status_reason = "exit code 2";
   s.idempotency_key = "deploy-1";
@@ -35,6 +35,8 @@ TEST(TaskStateTest, EveryFieldSurvivesTheTaskProto) {
   EXPECT_EQ(back.ToProto().SerializeAsString(), task.SerializeAsString());
   EXPECT_EQ(back.started_at, s.started_at);
   EXPECT_EQ(back.exit->cpu_time, absl::Milliseconds(1500));
+  EXPECT_TRUE(back.exit->oom_killed);
+  EXPECT_EQ(back.exit->memory_peak_bytes, 3 << 20);
   EXPECT_EQ(back.exit_code(), 2);
 }
 
