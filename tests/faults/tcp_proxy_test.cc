@@ -62,8 +62,12 @@ TEST(TcpProxyTest, CuttingWhileBytesFlowEndsOnlyTheConnections) {
   std::atomic<int> connections{0};
   std::thread writer([&] {
     const std::string block(64 << 10, 'x');
+    // A send into a link cut with its window full waits for TCP to give up
+    // (about 100 s of zero-window probes): the writer must see `stop` sooner.
+    const timeval send_timeout{0, 50'000};
     while (!stop) {
       const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
       const sockaddr_in addr = LoopbackAddress(proxy.port());
       if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
         ++connections;
