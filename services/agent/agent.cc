@@ -118,6 +118,8 @@ v1::AgentMessage Agent::HelloLocked() {
   if (docker_ != nullptr) (*h->mutable_labels())["docker"] = docker_up_ ? "true" : "false";
   h->set_slots(options_.slots);
   *h->mutable_capacity() = options_.capacity;
+  for (std::string& limit : runner_.EnforcedLimits()) h->add_limits(std::move(limit));
+  h->set_container_limits(docker_ != nullptr);
   h->set_version(kVersion);
   h->set_hostname(HostName());
   *h->mutable_policy() = options_.policy;
@@ -524,7 +526,7 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
     spec.name = absl::StrCat(a.task_id(), ".", attempt);
-    const v1::Resources& limits = a.spec().resources();
+    const v1::Resources limits = RequestedResources(a.spec());
     spec.limits = {limits.memory_bytes(), limits.cpus(), limits.pids()};
     // A spawn takes a fork's time: not under the lock that every report of
     // every task waits on. Meanwhile the attempt may be cancelled, replaced

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace taskgrid::cgroup_fs {
 namespace {
@@ -28,10 +29,15 @@ std::string StartTime(pid_t pid) {
   return fields.size() > 19 ? std::string(fields[19]) : "";
 }
 
-// The mount point of the first cgroup file system of `type` whose super
-// options `accept`, from /proc/self/mountinfo.
+struct Mount {
+  std::string point;  // where it is mounted
+  std::string root;   // the part of the hierarchy mounted there
+};
+
+// The first cgroup file system of `type` whose super options `accept`,
+// from /proc/self/mountinfo.
 template <typename Accept>
-std::string FindMount(absl::string_view type, Accept accept) {
+std::optional<Mount> FindMount(absl::string_view type, Accept accept) {
   std::ifstream in("/proc/self/mountinfo");
   for (std::string line; std::getline(in, line);) {
     // id parent dev root mountpoint options [optional...] - fstype source super-options
@@ -40,9 +46,9 @@ std::string FindMount(absl::string_view type, Accept accept) {
     const std::vector<std::string> after = absl::StrSplit(line.substr(dash + 3), ' ');
     if (after.size() < 3 || after[0] != type || !accept(after[2])) continue;
     const std::vector<std::string> before = absl::StrSplit(line.substr(0, dash), ' ');
-    if (before.size() >= 5) return before[4];
+    if (before.size() >= 5) return Mount{before[4], before[3]};
   }
-  return "";
+  return std::nullopt;
 }
 
 }  // namespace
@@ -79,7 +85,8 @@ UniqueFd OpenIn(const std::string& dir, const char* file, int flags) {
 }
 
 std::string V2Mount() {
-  return FindMount("cgroup2", [](absl::string_view) { return true; });
+  const std::optional<Mount> mount = FindMount("cgroup2", [](absl::string_view) { return true; });
+  return mount ? mount->point : "";
 }
 
 std::string OwnV2Path() {
@@ -90,23 +97,26 @@ std::string OwnV2Path() {
   return "/";
 }
 
-std::string V1Mount(absl::string_view controller) {
-  return FindMount("cgroup", [&](absl::string_view options) {
+std::string OwnV1Dir(absl::string_view controller) {
+  const std::optional<Mount> mount = FindMount("cgroup", [&](absl::string_view options) {
     for (absl::string_view option : absl::StrSplit(options, ',')) {
       if (option == controller) return true;
     }
     return false;
   });
-}
-
-std::string OwnV1Path(absl::string_view controller) {
+  if (!mount) return "";
   // "4:memory:/path", or "1:cpu,cpuacct:/path" for a shared hierarchy.
   std::ifstream in("/proc/self/cgroup");
   for (std::string line; std::getline(in, line);) {
     const std::vector<std::string> fields = absl::StrSplit(line, absl::MaxSplits(':', 2));
     if (fields.size() != 3) continue;
     for (absl::string_view c : absl::StrSplit(fields[1], ',')) {
-      if (c == controller) return fields[2];
+      if (c != controller) continue;
+      // Without a cgroup namespace a container mounts only its part of the
+      // hierarchy: the path is then from that part.
+      absl::string_view own = fields[2];
+      if (mount->root != "/" && !absl::ConsumePrefix(&own, mount->root)) return "";
+      return own == "/" ? mount->point : absl::StrCat(mount->point, own);
     }
   }
   return "";

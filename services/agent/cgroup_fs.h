@@ -26,10 +26,10 @@ UniqueFd OpenIn(const std::string& dir, const char* file, int flags);
 // Where cgroup2 is mounted ("" when it is not), and the agent's own path in it.
 std::string V2Mount();
 std::string OwnV2Path();
-// Where the v1 hierarchy holding `controller` is mounted, and the agent's
-// own path in it; "" when there is none.
-std::string V1Mount(absl::string_view controller);
-std::string OwnV1Path(absl::string_view controller);
+// The directory of the agent's own cgroup in the v1 hierarchy holding
+// `controller` (its mount point, and the agent's path from the part of the
+// hierarchy mounted there); "" when there is none.
+std::string OwnV1Dir(absl::string_view controller);
 
 // A path component made of safe characters only.
 std::string SafeName(absl::string_view name);

@@ -639,4 +639,8 @@ absl::StatusOr<std::unique_ptr<RunningProcess>> PosixProcessRunner::Start(const 
   return std::make_unique<PosixRunningProcess>(loop_, std::move(process));
 }
 
+std::vector<std::string> PosixProcessRunner::EnforcedLimits() const {
+  return cgroups_ != nullptr ? cgroups_->enforced_limits() : std::vector<std::string>();
+}
+
 }  // namespace taskgrid

@@ -74,6 +74,7 @@ class PosixProcessRunner final : public ProcessRunner {
   absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
                                                         OutputCallback on_output,
                                                         ExitCallback on_exit) override;
+  std::vector<std::string> EnforcedLimits() const override;
 
  private:
   const std::optional<RunAs> run_as_;

@@ -95,6 +95,9 @@ class ProcessRunner {
   virtual absl::StatusOr<std::unique_ptr<RunningProcess>> Start(const ProcessSpec& spec,
                                                                 OutputCallback on_output,
                                                                 ExitCallback on_exit) = 0;
+  // The limits of ProcessSpec::limits it enforces ("memory", "cpus",
+  // "pids"); it refuses to start a process with any other.
+  virtual std::vector<std::string> EnforcedLimits() const { return {}; }
 };
 
 }  // namespace taskgrid

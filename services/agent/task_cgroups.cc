@@ -141,8 +141,11 @@ void TaskCgroup::Release() {
   (void)Remove();
 }
 
-TaskCgroups::TaskCgroups(std::string agent_path, std::string run_path)
-    : agent_path_(std::move(agent_path)), run_path_(std::move(run_path)) {}
+TaskCgroups::TaskCgroups(std::string agent_path, std::string run_path,
+                         std::unique_ptr<TaskLimits> limits)
+    : agent_path_(std::move(agent_path)),
+      run_path_(std::move(run_path)),
+      limits_(std::move(limits)) {}
 
 TaskCgroups::~TaskCgroups() {
   {
@@ -174,10 +177,9 @@ absl::StatusOr<std::unique_ptr<TaskCgroups>> TaskCgroups::Open(absl::string_view
   for (const std::string& dir : {absl::StrCat(mount, base), agent_path, run_path}) {
     if (absl::Status s = MakeDir(dir); !s.ok()) return s;
   }
-  auto cgroups = std::unique_ptr<TaskCgroups>(new TaskCgroups(agent_path, run_path));
-  cgroups->limits_ = TaskLimits::Open(absl::StrCat("taskgrid-", SafeName(agent_id)),
-                                      RunName(getpid()));
-  return cgroups;
+  return std::unique_ptr<TaskCgroups>(new TaskCgroups(
+      agent_path, run_path,
+      TaskLimits::Open(absl::StrCat("taskgrid-", SafeName(agent_id)), RunName(getpid()))));
 }
 
 absl::StatusOr<TaskCgroup> TaskCgroups::Make() {
@@ -232,8 +234,7 @@ absl::StatusOr<TaskCgroup> TaskCgroups::Create(absl::string_view name,
   }
   cgroup->pool_ = this;
   if (limits.any()) {
-    const std::string dir = cgroup->path_.substr(cgroup->path_.rfind('/') + 1);
-    absl::StatusOr<TaskLimitCgroup> limited = limits_->Create(limits, dir);
+    absl::StatusOr<TaskLimitCgroup> limited = limits_->Create(limits);
     if (!limited.ok()) {
       cgroup->Release();
       return limited.status();
@@ -289,7 +290,7 @@ std::vector<TaskCgroups::Swept> TaskCgroups::SweepEarlierRuns() {
     (void)cgroup.Remove();
   }
   for (const std::string& run : runs) rmdir(run.c_str());
-  if (limits_) limits_->SweepEarlierRuns();
+  limits_->SweepEarlierRuns();
   return swept;
 }
 
@@ -317,9 +318,7 @@ absl::Status TaskCgroups::StartGuardian() {
   posix_spawnattr_setsigdefault(&attr, &all_signals);
   std::vector<std::string> args = {"/bin/sh", "-c", kGuardianScript, "taskgrid-agent-guardian",
                                    run_path_};
-  if (limits_) {
-    for (std::string& path : limits_->run_paths()) args.push_back(std::move(path));
-  }
+  for (std::string& path : limits_->run_paths()) args.push_back(std::move(path));
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

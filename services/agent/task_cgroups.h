@@ -5,8 +5,8 @@
 //
 //   <root>/taskgrid-<agent id>/run-<agent pid>-<its start time>/task-<n>
 //
-// A task with limits also enters cgroups of the same name in the v1
-// controllers' hierarchies (task_limits.h).
+// A task with limits also enters cgroups in the v1 controllers'
+// hierarchies (task_limits.h).
 // One run directory per agent process: a restarted agent kills what earlier
 // runs left, and a guardian process kills this run's tasks when the agent
 // dies, so no task outlives its agent. Linux only.
@@ -101,6 +101,8 @@ class TaskCgroups {
 
   // This agent run's directory.
   const std::string& run_path() const { return run_path_; }
+  // The limits Create can set ("memory", "cpus", "pids").
+  std::vector<std::string> enforced_limits() const { return limits_->enforced(); }
   // A cgroup for the task attempt `name`: an idle one, or a new one, with
   // `limits` set. It must be released (or removed) before this object is
   // destroyed. kFailedPrecondition when a limit cannot be enforced here.
@@ -125,13 +127,13 @@ class TaskCgroups {
 
  private:
   friend class TaskCgroup;
-  TaskCgroups(std::string agent_path, std::string run_path);
+  TaskCgroups(std::string agent_path, std::string run_path, std::unique_ptr<TaskLimits> limits);
   absl::StatusOr<TaskCgroup> Make();
   void Recycle(TaskCgroup cgroup) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string agent_path_;
   const std::string run_path_;
-  std::unique_ptr<TaskLimits> limits_;  // where tasks' limits are set
+  const std::unique_ptr<TaskLimits> limits_;  // where tasks' limits are set
   UniqueFd guardian_pipe_;  // its write end: closed when the agent dies
   std::atomic<uint64_t> next_id_{0};
   absl::Mutex mu_;

@@ -1,6 +1,7 @@
 #include "services/agent/task_limits.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,7 +15,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "services/agent/cgroup_fs.h"
 
 namespace taskgrid {
@@ -28,8 +28,10 @@ using cgroup_fs::WriteFile;
 constexpr int64_t kCpuPeriodUsec = 100'000;
 // The kernel's least CFS quota.
 constexpr int64_t kMinCpuQuotaUsec = 1'000;
-// A v1 directory can be busy a moment after its last process was reaped.
-constexpr absl::Duration kRemoveWait = absl::Milliseconds(100);
+
+// The v1 controller of each limit, and the name the limit goes by.
+constexpr std::pair<const char*, const char*> kControllers[] = {
+    {"memory", "memory"}, {"cpu", "cpus"}, {"pids", "pids"}};
 
 // "name value" from a flat-keyed cgroup file; -1 when absent.
 int64_t KeyedValue(const std::string& path, absl::string_view key) {
@@ -44,16 +46,24 @@ int64_t KeyedValue(const std::string& path, absl::string_view key) {
   return -1;
 }
 
-bool RemoveDir(const std::string& path) {
-  const absl::Time deadline = absl::Now() + kRemoveWait;
-  for (;;) {
-    if (rmdir(path.c_str()) == 0 || errno == ENOENT) return true;
-    if (errno != EBUSY || absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
+int64_t FileValue(const std::string& path) {
+  int64_t value = 0;
+  const std::string text = ReadSmallFile(path).value_or("");
+  return absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &value) ? value : 0;
 }
 
 }  // namespace
+
+TaskLimitCgroup& TaskLimitCgroup::operator=(TaskLimitCgroup&& other) noexcept {
+  if (this != &other) {
+    Remove();
+    dirs_ = std::move(other.dirs_);
+    memory_ = std::move(other.memory_);
+    memory_limit_ = other.memory_limit_;
+    other.dirs_.clear();
+  }
+  return *this;
+}
 
 std::vector<int> TaskLimitCgroup::procs_fds() const {
   std::vector<int> fds;
@@ -62,21 +72,21 @@ std::vector<int> TaskLimitCgroup::procs_fds() const {
 }
 
 int64_t TaskLimitCgroup::memory_peak_bytes() const {
-  if (memory_.empty()) return 0;
-  int64_t peak = 0;
-  const std::string text =
-      ReadSmallFile(memory_ + "/memory.max_usage_in_bytes").value_or("");
-  return absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &peak) ? peak : 0;
+  return memory_.empty() ? 0 : FileValue(memory_ + "/memory.max_usage_in_bytes");
 }
 
 bool TaskLimitCgroup::oom_killed() const {
-  return !memory_.empty() && KeyedValue(memory_ + "/memory.oom_control", "oom_kill") > 0;
+  // The global OOM killer counts in oom_kill too: only a cgroup whose peak
+  // reached its limit was killed at it. (failcnt cannot tell: with swap
+  // accounting on, neither count moves.)
+  return !memory_.empty() && KeyedValue(memory_ + "/memory.oom_control", "oom_kill") > 0 &&
+         memory_peak_bytes() >= memory_limit_ - memory_limit_ / 32;
 }
 
 void TaskLimitCgroup::Remove() {
   for (Dir& d : dirs_) {
     d.procs.Reset();
-    RemoveDir(d.path);
+    rmdir(d.path.c_str());
   }
   dirs_.clear();
   memory_.clear();
@@ -84,14 +94,26 @@ void TaskLimitCgroup::Remove() {
 
 std::unique_ptr<TaskLimits> TaskLimits::Open(absl::string_view agent_dir, absl::string_view run) {
   std::vector<Hierarchy> found;
-  for (const char* controller : {"memory", "cpu", "pids"}) {
-    const std::string mount = cgroup_fs::V1Mount(controller);
-    const std::string own = cgroup_fs::OwnV1Path(controller);
-    if (mount.empty() || own.empty()) continue;
-    const std::string base = own == "/" ? mount : absl::StrCat(mount, own);
-    Hierarchy h{controller, absl::StrCat(base, "/", agent_dir), ""};
-    h.run_path = absl::StrCat(h.agent_path, "/", run);
-    if (MakeDir(h.agent_path).ok() && MakeDir(h.run_path).ok()) found.push_back(std::move(h));
+  for (auto [controller, limit] : kControllers) {
+    const std::string own = cgroup_fs::OwnV1Dir(controller);
+    if (own.empty()) continue;
+    const std::string agent_path = absl::StrCat(own, "/", agent_dir);
+    // Controllers mounted together share one directory.
+    auto same = std::find_if(found.begin(), found.end(),
+                             [&](const Hierarchy& h) { return h.agent_path == agent_path; });
+    if (same != found.end()) {
+      same->controllers.push_back(controller);
+      continue;
+    }
+    Hierarchy h{{controller}, agent_path, absl::StrCat(agent_path, "/", run)};
+    absl::Status made = MakeDir(h.agent_path);
+    if (made.ok()) made = MakeDir(h.run_path);
+    if (!made.ok()) {
+      spdlog::warn("agent_limit_unavailable limit={} reason=\"{}\"", limit,
+                   std::string(made.message()));
+      continue;
+    }
+    found.push_back(std::move(h));
   }
   return std::unique_ptr<TaskLimits>(new TaskLimits(std::move(found)));
 }
@@ -108,14 +130,22 @@ TaskLimits::~TaskLimits() {
 
 const TaskLimits::Hierarchy* TaskLimits::Find(absl::string_view controller) const {
   for (const Hierarchy& h : hierarchies_) {
-    if (h.controller == controller) return &h;
+    if (std::find(h.controllers.begin(), h.controllers.end(), controller) != h.controllers.end()) {
+      return &h;
+    }
   }
   return nullptr;
 }
 
-absl::StatusOr<TaskLimitCgroup> TaskLimits::Create(const ProcessLimits& limits,
-                                                   absl::string_view name) const {
-  TaskLimitCgroup made;
+std::vector<std::string> TaskLimits::enforced() const {
+  std::vector<std::string> limits;
+  for (auto [controller, limit] : kControllers) {
+    if (Find(controller) != nullptr) limits.push_back(limit);
+  }
+  return limits;
+}
+
+absl::StatusOr<TaskLimitCgroup> TaskLimits::Create(const ProcessLimits& limits) {
   const int64_t quota = std::max<int64_t>(
       kMinCpuQuotaUsec, std::llround(limits.cpus * static_cast<double>(kCpuPeriodUsec)));
   struct Setting {
@@ -124,29 +154,48 @@ absl::StatusOr<TaskLimitCgroup> TaskLimits::Create(const ProcessLimits& limits,
     bool wanted;
     std::vector<std::pair<const char*, std::string>> files;
   };
+  // The cpu one last: the child enters them in this order, and its quota
+  // throttles the rest of the spawn, in which the agent's thread waits.
   const Setting settings[] = {
       {"memory", "memory", limits.memory_bytes > 0,
        {{"memory.limit_in_bytes", absl::StrCat(limits.memory_bytes)}}},
+      {"pids", "processes", limits.pids > 0, {{"pids.max", absl::StrCat(limits.pids)}}},
       {"cpu", "CPU time", limits.cpus > 0,
        {{"cpu.cfs_period_us", absl::StrCat(kCpuPeriodUsec)},
         {"cpu.cfs_quota_us", absl::StrCat(quota)}}},
-      {"pids", "processes", limits.pids > 0, {{"pids.max", absl::StrCat(limits.pids)}}},
   };
+  // A name of its own: one a task whose processes would not die left is
+  // skipped, never reused.
+  std::string name;
+  TaskLimitCgroup made;
   for (const Setting& s : settings) {
     if (!s.wanted) continue;
     const Hierarchy* h = Find(s.controller);
     if (h == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cannot limit the task's ", s.what, ": this host has no ", s.controller,
-          " cgroup controller the agent can use (cgroup v2 delegates none, and no v1 ",
-          s.controller, " hierarchy it may write is mounted)"));
+          "cannot limit the task's ", s.what, ": the agent sets limits in the cgroup v1 ",
+          s.controller,
+          " hierarchy, and none it may write is mounted here"));
     }
-    const std::string path = absl::StrCat(h->run_path, "/", name);
-    // One left by a task whose processes would not die is removed first.
-    if (!RemoveDir(path) || mkdir(path.c_str(), 0755) != 0) {
-      return ErrnoError(absl::StrCat("mkdir ", path), errno);
+    std::string path;
+    auto dir = std::find_if(made.dirs_.begin(), made.dirs_.end(), [&](const auto& d) {
+      return absl::StartsWith(d.path, h->run_path + "/");
+    });
+    if (dir != made.dirs_.end()) {
+      path = dir->path;  // a hierarchy mounted with another of its controllers
+    } else {
+      for (;;) {
+        if (name.empty()) name = absl::StrCat("limit-", next_id_.fetch_add(1));
+        path = absl::StrCat(h->run_path, "/", name);
+        if (mkdir(path.c_str(), 0755) == 0) break;
+        if (errno != EEXIST) return ErrnoError(absl::StrCat("mkdir ", path), errno);
+        name.clear();
+      }
+      made.dirs_.push_back({path, cgroup_fs::OpenIn(path, "cgroup.procs", O_WRONLY)});
+      if (!made.dirs_.back().procs.valid()) {
+        return ErrnoError(absl::StrCat("open ", path, "/cgroup.procs"), errno);
+      }
     }
-    made.dirs_.push_back({path, UniqueFd()});
     for (const auto& [file, value] : s.files) {
       if (absl::Status w = WriteFile(path, file, value); !w.ok()) return w;
     }
@@ -155,10 +204,6 @@ absl::StatusOr<TaskLimitCgroup> TaskLimits::Create(const ProcessLimits& limits,
       made.memory_limit_ = limits.memory_bytes;
       // With swap, the limit covers it too (the file exists only then).
       (void)WriteFile(path, "memory.memsw.limit_in_bytes", absl::StrCat(limits.memory_bytes));
-    }
-    made.dirs_.back().procs = cgroup_fs::OpenIn(path, "cgroup.procs", O_WRONLY);
-    if (!made.dirs_.back().procs.valid()) {
-      return ErrnoError(absl::StrCat("open ", path, "/cgroup.procs"), errno);
     }
   }
   return made;
@@ -176,7 +221,7 @@ void TaskLimits::SweepEarlierRuns() const {
       if (cgroup_fs::RunIsLive(run)) continue;
       const std::string run_path = absl::StrCat(h.agent_path, "/", run);
       for (const std::string& name : SubDirs(run_path)) {
-        RemoveDir(absl::StrCat(run_path, "/", name));
+        rmdir(absl::StrCat(run_path, "/", name).c_str());
       }
       rmdir(run_path.c_str());
     }

@@ -1,7 +1,8 @@
 // Tests tasks' limits against the real cgroup v1 controllers beside cgroup
 // v2: a memory hog is killed and named out of memory, peak memory is
-// measured, a fork bomb meets its pids limit, the CPU quota is set, and no
-// limit directory outlives its task or its run.
+// measured, forks past the pids limit fail, the CPU quota is set, a pooled
+// cgroup takes each task's own limits, and no limit directory outlives its
+// task or its run.
 #include "services/agent/task_limits.h"
 
 #include <gmock/gmock.h>
@@ -12,10 +13,10 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "services/agent/cgroup_fs.h"
 #include "services/agent/posix_process_runner.h"
 #include "services/agent/task_cgroups.h"
@@ -30,15 +31,13 @@ using ::testing::HasSubstr;
 class TaskLimitsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* controller : {"memory", "cpu", "pids"}) {
-      if (cgroup_fs::V1Mount(controller).empty()) {
-        GTEST_SKIP() << "no v1 " << controller << " hierarchy here";
-      }
-    }
     agent_id_ = absl::StrCat("limits-test-", getpid());
     absl::StatusOr<std::unique_ptr<TaskCgroups>> cgroups = TaskCgroups::Open("", agent_id_);
     if (!cgroups.ok()) GTEST_SKIP() << "no cgroup v2 here: " << cgroups.status();
     cgroups_ = std::move(*cgroups);
+    if (cgroups_->enforced_limits().size() < 3) {
+      GTEST_SKIP() << "no writable v1 memory, cpu and pids hierarchies here";
+    }
     runner_ = std::make_unique<PosixProcessRunner>(std::nullopt, cgroups_.get());
   }
   void TearDown() override {
@@ -48,13 +47,18 @@ class TaskLimitsTest : public ::testing::Test {
 
   // This agent's directory in the v1 hierarchy of `controller`.
   std::string AgentDir(const char* controller) const {
-    const std::string own = cgroup_fs::OwnV1Path(controller);
-    return absl::StrCat(cgroup_fs::V1Mount(controller), own == "/" ? "" : own, "/taskgrid-",
-                        agent_id_);
+    return absl::StrCat(cgroup_fs::OwnV1Dir(controller), "/taskgrid-", agent_id_);
   }
   std::string RunDir(const char* controller) const {
     return absl::StrCat(AgentDir(controller), "/",
                         std::filesystem::path(cgroups_->run_path()).filename().string());
+  }
+  // The one task directory in this run's `controller` hierarchy, once there is one.
+  std::string TaskDir(const char* controller) const {
+    std::vector<std::string> dirs;
+    WaitFor([&] { return !(dirs = cgroup_fs::SubDirs(RunDir(controller))).empty(); });
+    EXPECT_EQ(dirs.size(), 1u);
+    return dirs.empty() ? "" : absl::StrCat(RunDir(controller), "/", dirs[0]);
   }
 
   std::unique_ptr<RunningProcess> Start(const std::string& script, const ProcessLimits& limits,
@@ -105,24 +109,23 @@ TEST_F(TaskLimitsTest, PeakMemoryOfTheWholeTreeIsMeasured) {
   EXPECT_LT(exit.memory_peak_bytes, 512 << 20);
 }
 
-TEST_F(TaskLimitsTest, AForkBombMeetsItsPidsLimit) {
+TEST_F(TaskLimitsTest, ForksPastThePidsLimitFail) {
   Collector o;
-  auto p = Start("for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.3 & done; wait; echo done",
+  auto p = Start("echo started; sleep 0.3; for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait",
                  {.pids = 4}, o);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(o.out(), "started"); }));
+  EXPECT_EQ(cgroup_fs::ReadSmallFile(TaskDir("pids") + "/pids.max").value_or(""), "4\n");
   ASSERT_TRUE(o.WaitExit(absl::Seconds(30)));
+  // The shell's fifth process at once is refused, and the shell gives up.
   EXPECT_THAT(o.err(), HasSubstr("fork"));
+  EXPECT_NE(o.exit().exit_code, 0);
 }
 
 TEST_F(TaskLimitsTest, TheCpuLimitIsAQuotaOfTheKernelsScheduler) {
   Collector o;
-  auto p = Start("grep -E '^[0-9]+:([^:]*,)?cpu(,[^:]*)?:' /proc/self/cgroup | cut -d: -f3; "
-                 "sleep 0.5",
-                 {.cpus = 0.25}, o);
-  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(o.out(), "\n"); }));
-  const std::string path =
-      absl::StrCat(cgroup_fs::V1Mount("cpu"), absl::StripAsciiWhitespace(o.out()));
-  EXPECT_THAT(path, HasSubstr(RunDir("cpu")));
-  EXPECT_EQ(cgroup_fs::ReadSmallFile(path + "/cpu.cfs_quota_us").value_or(""), "25000\n");
+  auto p = Start("sleep 0.5", {.cpus = 0.25}, o);
+  EXPECT_EQ(cgroup_fs::ReadSmallFile(TaskDir("cpu") + "/cpu.cfs_quota_us").value_or(""),
+            "25000\n");
   ASSERT_TRUE(o.WaitExit());
 }
 
@@ -131,21 +134,44 @@ TEST_F(TaskLimitsTest, NoLimitDirectoryOutlivesItsTask) {
     Collector o;
     auto p = Start("true", {.memory_bytes = 64 << 20, .cpus = 1, .pids = 10}, o);
     ASSERT_TRUE(o.WaitExit());
+    EXPECT_EQ(o.exit().error, "");
   }
   for (const char* controller : {"memory", "cpu", "pids"}) {
     EXPECT_TRUE(cgroup_fs::SubDirs(RunDir(controller)).empty()) << controller;
   }
   // A task without limits makes none.
   Collector o;
-  auto p = Start("true", {}, o);
+  auto p = Start("sleep 0.3", {}, o);
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(o.exited());
+  EXPECT_TRUE(cgroup_fs::SubDirs(RunDir("memory")).empty());
   ASSERT_TRUE(o.WaitExit());
+}
+
+TEST_F(TaskLimitsTest, APooledCgroupTakesEachTasksOwnLimits) {
+  // The same task cgroup, reused: limited, then not, then limited anew.
+  std::vector<std::string> cgroups;
+  for (int64_t memory : {64 << 20, 0, 128 << 20}) {
+    Collector o;
+    auto p = Start("grep '^0::' /proc/self/cgroup; sleep 0.2", {.memory_bytes = memory}, o);
+    if (memory > 0) {
+      EXPECT_EQ(cgroup_fs::ReadSmallFile(TaskDir("memory") + "/memory.limit_in_bytes")
+                    .value_or(""),
+                absl::StrCat(memory, "\n"));
+    }
+    ASSERT_TRUE(o.WaitExit());
+    EXPECT_EQ(o.exit().error, "");
+    EXPECT_EQ(o.exit().memory_peak_bytes > 0, memory > 0);
+    cgroups.push_back(o.out());
+  }
+  EXPECT_EQ(cgroups[0], cgroups[2]) << "the emptied cgroup was not reused";
   EXPECT_TRUE(cgroup_fs::SubDirs(RunDir("memory")).empty());
 }
 
 TEST_F(TaskLimitsTest, TheSweepRemovesWhatADeadRunLeft) {
-  const std::string dead = AgentDir("memory") + "/run-1-1";
+  const std::string dead = AgentDir("memory") + "/run-999999999-1";
   ASSERT_EQ(mkdir(dead.c_str(), 0755), 0);
-  ASSERT_EQ(mkdir((dead + "/task-0").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((dead + "/limit-0").c_str(), 0755), 0);
   cgroups_->SweepEarlierRuns();
   EXPECT_FALSE(std::filesystem::exists(dead));
   EXPECT_TRUE(std::filesystem::exists(RunDir("memory"))) << "this run's stays";

@@ -17,6 +17,7 @@
 #include "services/cli/commands.h"
 #include "services/common/enum_names.h"
 #include "services/common/proto_time.h"
+#include "services/common/task_resources.h"
 
 namespace taskgrid::cli {
 namespace {
@@ -39,7 +40,11 @@ void PrintTask(const v1::Task& t) {
     std::cout << "exit:        code " << t.exit().exit_code();
     if (t.exit().signal()) std::cout << ", signal " << t.exit().signal();
     std::cout << ", cpu " << absl::FormatDuration(FromProto(t.exit().cpu_time())) << ", max rss "
-              << t.exit().max_rss_bytes() / 1024 << " KiB\n";
+              << t.exit().max_rss_bytes() / 1024 << " KiB";
+    if (t.exit().memory_peak_bytes() > 0) {
+      std::cout << ", peak memory " << FormatBytes(t.exit().memory_peak_bytes());
+    }
+    std::cout << (t.exit().oom_killed() ? ", out of memory\n" : "\n");
     if (!t.exit().error().empty()) std::cout << "error:       " << t.exit().error() << "\n";
     if (!t.exit().container_id().empty())
       std::cout << "container:   " << t.exit().container_id() << "\n";

@@ -18,6 +18,16 @@ v1::Resources RequestedResources(const v1::TaskSpec& spec) {
   return r;
 }
 
+bool AsksForResources(const v1::TaskSpec& spec) {
+  if (spec.has_resources()) {
+    const v1::Resources& r = spec.resources();
+    if (r.memory_bytes() != 0 || r.cpus() != 0 || r.pids() != 0) return true;
+  }
+  if (!spec.has_docker()) return false;
+  const v1::DockerSpec& d = spec.docker();
+  return d.memory_bytes() != 0 || d.cpus() != 0 || d.pids_limit() != 0;
+}
+
 bool Reserves(const v1::Resources& r) { return r.memory_bytes() > 0 || r.cpus() > 0; }
 
 void AddReservation(v1::Resources& into, const v1::Resources& r) {
@@ -51,6 +61,13 @@ v1::Resources Remaining(const v1::Resources& available, const v1::Resources& use
   return left;
 }
 
+std::string Describe(const v1::Resources& r) {
+  std::string out;
+  if (r.memory_bytes() > 0) out = Memory(r.memory_bytes());
+  if (r.cpus() > 0) absl::StrAppend(&out, out.empty() ? "" : " and ", Cpus(r.cpus()));
+  return out;
+}
+
 std::string OutOfMemoryReason(int64_t limit_bytes) {
   return absl::StrCat("out of memory: the kernel killed a process of the task at its ",
                       FormatBytes(limit_bytes), " memory limit");
@@ -66,7 +83,7 @@ std::string FormatBytes(int64_t bytes) {
     ++unit;
   }
   // Three significant digits, and never an exponent: "1.5 GiB", "2048 TiB".
-  return value >= 1000 ? absl::StrFormat("%.0f %s", value, kUnits[unit])
+  return value >= 999.5 ? absl::StrFormat("%.0f %s", value, kUnits[unit])
                        : absl::StrFormat("%.3g %s", value, kUnits[unit]);
 }
 

@@ -16,6 +16,10 @@ namespace taskgrid {
 // (spec.docker.memory_bytes, cpus, pids_limit) where it leaves them 0.
 v1::Resources RequestedResources(const v1::TaskSpec& spec);
 
+// Whether `spec` asks for any limit or reservation at all: cheap, so that
+// tasks that ask for nothing pay nothing more.
+bool AsksForResources(const v1::TaskSpec& spec);
+
 // Whether `r` reserves anything (memory or CPUs; pids are a limit only).
 bool Reserves(const v1::Resources& r);
 
@@ -33,6 +37,9 @@ std::optional<Shortage> Shortfall(const v1::Resources& request, const v1::Resour
 
 // `available` less `used`, never below 0.
 v1::Resources Remaining(const v1::Resources& available, const v1::Resources& used);
+
+// What `r` asks for, in words: "2 GiB of memory and 1 CPU".
+std::string Describe(const v1::Resources& r);
 
 // Why a task the kernel killed at its memory limit failed, in words.
 std::string OutOfMemoryReason(int64_t limit_bytes);

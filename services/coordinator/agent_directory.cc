@@ -88,7 +88,13 @@ absl::StatusOr<AgentDirectory::Connection> AgentDirectory::Connect(
   a.info.set_agent_id(hello.agent_id());
   *a.info.mutable_labels() = hello.labels();
   a.info.set_slots(hello.slots());
-  *a.info.mutable_capacity() = hello.capacity();
+  // A capacity that is no amount (negative, NaN) offers nothing.
+  v1::Resources capacity = hello.capacity();
+  if (capacity.memory_bytes() < 0) capacity.set_memory_bytes(0);
+  if (!(capacity.cpus() >= 0)) capacity.set_cpus(0);
+  *a.info.mutable_capacity() = capacity;
+  *a.info.mutable_limits() = hello.limits();
+  a.info.set_container_limits(hello.container_limits());
   a.info.set_version(hello.version());
   a.info.set_hostname(hello.hostname());
   SetPolicy(a, hello.policy());

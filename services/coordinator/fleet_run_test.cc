@@ -124,6 +124,15 @@ TEST_F(FleetRunTest, RefusesWhatCannotRunWithTheFieldNamed) {
   r.mutable_spec()->mutable_task()->set_agent_id("web-1");
   EXPECT_THAT(registry_->SubmitRun(r),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.task.agent_id")));
+  // A limit the agent does not enforce: skipped, saying so.
+  v1::SubmitRunRequest big;
+  big.mutable_spec()->mutable_task()->mutable_shell()->set_command("make");
+  (*big.mutable_spec()->mutable_task()->mutable_selector())["role"] = "web";
+  big.mutable_spec()->mutable_task()->mutable_resources()->set_memory_bytes(1LL << 30);
+  EXPECT_THAT(registry_->SubmitRun(big),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("can take it: agent web-1 cannot enforce the task's memory "
+                                 "limit")));
   auto gone = Connect("db-1", 1, {{"role", "db"}});
   registry_->AgentDisconnected("db-1", gone.get());
   EXPECT_THAT(TrySubmitRun("true", {{"role", "db"}}),

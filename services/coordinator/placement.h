@@ -5,7 +5,10 @@
 #define TASKGRID_SERVICES_COORDINATOR_PLACEMENT_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
+
+#include "services/common/task_resources.h"
 
 #include "taskgrid/v1/task.pb.h"
 #include "taskgrid/v1/task_service.pb.h"
@@ -20,6 +23,7 @@ enum class Verdict {
   kNoMatch,       // The selector does not match the agent's labels.
   kNoContainers,  // A container task; the agent has no docker=true label.
   kPolicy,        // The agent's operator's policy refuses it.
+  kCannotLimit,   // The agent does not enforce a limit the task sets.
   kTooSmall,      // It asks for more than the agent's whole capacity.
   kOffline,       // Registered but not connected.
   kBusy,          // Every slot in use.
@@ -31,21 +35,25 @@ struct AgentState {
   const v1::Agent& info;
   bool connected = false;
   size_t busy_slots = 0;
-  // What its tasks reserve now; needed only for tasks that ask (Asks).
+  // What its tasks reserve now; needed only for tasks that ask for
+  // resources (AsksForResources).
   const v1::Resources* reserved = nullptr;
 };
 
-// Whether `spec` may ask for resources (spec.resources, or a container's
-// limits): only then does placement need AgentState::reserved.
-bool Asks(const v1::TaskSpec& spec);
-
 Verdict Judge(const AgentState& agent, const v1::TaskSpec& spec);
 
-// The agent's own refusal (containers, policy or capacity) as a reason ("cannot run
-// containers (...)", "refuses to run /bin/sh (allows echo) by its
-// operator's policy", "offers 1 GiB of memory to tasks in all, less than
-// the 2 GiB of memory asked"); empty when it would take the task.
+// The agent's own refusal (containers, policy, limits or capacity) as a
+// reason ("cannot run containers (...)", "refuses to run /bin/sh (allows
+// echo) by its operator's policy", "offers 1 GiB of memory to tasks in all,
+// less than the 2 GiB of memory asked"); empty when it would take the task.
+// Lasting reasons only: a passing one (offline, busy, no room) is the
+// caller's to word.
 std::string Refusal(const v1::Agent& agent, const v1::TaskSpec& spec);
+
+// What `spec` asks for beyond what the agent has left once `reserved` is
+// taken; nullopt when it fits.
+std::optional<Shortage> RoomShortfall(const v1::Agent& agent, const v1::Resources& reserved,
+                                      const v1::TaskSpec& spec);
 
 }  // namespace taskgrid::placement
 

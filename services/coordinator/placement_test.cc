@@ -74,10 +74,18 @@ TEST(PlacementTest, ASelectorMismatchOutranksARefusal) {
   EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kNoMatch);
 }
 
-TEST(PlacementTest, AResourceRequestReservesWhatTheAgentOffers) {
-  v1::Agent a = MakeAgent("big-1", {}, 4);
+// An agent offering 4 GiB and 2 CPUs that enforces every limit.
+v1::Agent Limiting(const std::string& id, std::map<std::string, std::string> labels = {}) {
+  v1::Agent a = MakeAgent(id, std::move(labels), 4);
   a.mutable_capacity()->set_memory_bytes(4LL << 30);
   a.mutable_capacity()->set_cpus(2);
+  for (const char* limit : {"memory", "cpus", "pids"}) a.add_limits(limit);
+  a.set_container_limits(true);
+  return a;
+}
+
+TEST(PlacementTest, AResourceRequestReservesWhatTheAgentOffers) {
+  const v1::Agent a = Limiting("big-1");
   v1::TaskSpec spec = Shell("make -j");
   spec.mutable_resources()->set_memory_bytes(2LL << 30);
   spec.mutable_resources()->set_cpus(1);
@@ -85,31 +93,47 @@ TEST(PlacementTest, AResourceRequestReservesWhatTheAgentOffers) {
   EXPECT_EQ(Judge({a, true, 0, &reserved}, spec), Verdict::kFits);
   reserved.set_memory_bytes(3LL << 30);
   EXPECT_EQ(Judge({a, true, 1, &reserved}, spec), Verdict::kNoRoom);
+  EXPECT_EQ(RoomShortfall(a, reserved, spec)->asked, "2 GiB of memory");
   reserved.set_memory_bytes(0);
   reserved.set_cpus(1.5);
   EXPECT_EQ(Judge({a, true, 1, &reserved}, spec), Verdict::kNoRoom);
-  EXPECT_EQ(Refusal(a, spec), "");
+  EXPECT_EQ(RoomShortfall(a, reserved, spec)->asked, "1 CPU");
+  EXPECT_EQ(Refusal(a, spec), "") << "no room is a passing reason, the caller's";
 
   // More than the agent has in all: lasting, before offline or busy.
   spec.mutable_resources()->set_memory_bytes(8LL << 30);
   EXPECT_EQ(Judge({a, false, 4, &reserved}, spec), Verdict::kTooSmall);
   EXPECT_EQ(Refusal(a, spec),
             "offers 4 GiB of memory to tasks in all, less than the 8 GiB of memory asked");
+}
 
-  // A pids limit alone reserves nothing.
-  v1::TaskSpec pids = Shell("true");
-  pids.mutable_resources()->set_pids(10);
-  EXPECT_EQ(Judge({a, true, 0, &reserved}, pids), Verdict::kFits);
+TEST(PlacementTest, ALimitGoesOnlyWhereItIsEnforced) {
+  v1::Agent a = Limiting("old-1");
+  a.clear_limits();
+  a.add_limits("memory");
+  v1::TaskSpec spec = Shell("make");
+  spec.mutable_resources()->set_memory_bytes(1 << 30);
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kFits);
+  spec.mutable_resources()->set_pids(100);  // reserves nothing, but is a limit all the same
+  EXPECT_EQ(Judge({a, false, 4}, spec), Verdict::kCannotLimit);
+  EXPECT_EQ(Refusal(a, spec), "cannot enforce the task's pids limit (no cgroup for it there)");
+  // A task that asks for nothing goes anywhere.
+  EXPECT_EQ(Judge({a, true, 0}, Shell("true")), Verdict::kFits);
 }
 
 TEST(PlacementTest, AContainersOwnLimitsAreItsRequest) {
-  v1::Agent a = MakeAgent("box", {{"docker", "true"}});
-  a.mutable_capacity()->set_memory_bytes(1LL << 30);
-  a.mutable_capacity()->set_cpus(1);
+  v1::Agent a = Limiting("box", {{"docker", "true"}});
   v1::TaskSpec spec;
   spec.mutable_docker()->set_image("alpine");
-  spec.mutable_docker()->set_memory_bytes(2LL << 30);
+  spec.mutable_docker()->set_memory_bytes(8LL << 30);
   EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kTooSmall);
+  // Docker enforces its own limits; spec.resources needs an agent that
+  // passes them on.
+  spec.mutable_docker()->set_memory_bytes(1 << 30);
+  a.set_container_limits(false);
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kFits);
+  spec.mutable_resources()->set_cpus(1);
+  EXPECT_EQ(Judge({a, true, 0}, spec), Verdict::kCannotLimit);
 }
 
 }  // namespace

@@ -269,10 +269,6 @@ class TaskRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the tasks holding a slot on `a` reserve; O(its slots).
   v1::Resources ReservedLocked(const AgentEntry& a) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why a task of `spec` does not fit in what `a` has left: "less than
-  // 2 GiB of memory free".
-  std::string NoRoomLocked(const v1::TaskSpec& spec, const AgentEntry& a) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string WaitingReasonLocked(const TaskEntry& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Enqueue(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Dequeue(TaskEntry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

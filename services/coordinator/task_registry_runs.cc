@@ -87,7 +87,7 @@ absl::StatusOr<v1::SubmitRunResponse> TaskRegistry::SubmitRun(const v1::SubmitRu
     row.set_agent_id(id);
     std::string skip;
     if (verdict == Verdict::kNoContainers || verdict == Verdict::kPolicy ||
-        verdict == Verdict::kTooSmall) {
+        verdict == Verdict::kCannotLimit || verdict == Verdict::kTooSmall) {
       skip = placement::Refusal(a.info, task);
     } else if (verdict == Verdict::kOffline && !spec.include_offline()) {
       skip = "was offline when the run was submitted (include_offline waits for such agents)";

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "services/common/agent_policy.h"
@@ -177,11 +178,8 @@ void TaskRegistry::SendCancelLocked(TaskEntry& t, const std::string& reason) {
 placement::Verdict TaskRegistry::JudgeLocked(const v1::TaskSpec& spec,
                                              const AgentEntry& a) const {
   placement::AgentState state{a.info, a.connected() && a.online, a.assigned.size()};
-  v1::Resources reserved;
-  if (placement::Asks(spec)) {
-    reserved = ReservedLocked(a);
-    state.reserved = &reserved;
-  }
+  std::optional<v1::Resources> reserved;
+  if (AsksForResources(spec)) state.reserved = &reserved.emplace(ReservedLocked(a));
   return placement::Judge(state, spec);
 }
 
@@ -189,7 +187,7 @@ v1::Resources TaskRegistry::ReservedLocked(const AgentEntry& a) const {
   v1::Resources reserved;
   for (const std::string& id : a.assigned) {
     auto t = tasks_.find(id);
-    if (t != tasks_.end() && placement::Asks(*t->second->spec)) {
+    if (t != tasks_.end() && AsksForResources(*t->second->spec)) {
       AddReservation(reserved, RequestedResources(*t->second->spec));
     }
   }
@@ -226,23 +224,28 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
         return absl::StrCat(agent, " does not match ", FormatSelector(spec.selector()));
       case Verdict::kNoContainers:
       case Verdict::kPolicy:
+      case Verdict::kCannotLimit:
       case Verdict::kTooSmall:
         return absl::StrCat(agent, " ", placement::Refusal(a.info, spec));
       case Verdict::kOffline:
         return absl::StrCat(agent, " is not connected");
       case Verdict::kNoRoom:
-        return absl::StrCat(agent, " has ", NoRoomLocked(spec, a), behind);
+        if (const auto missing = placement::RoomShortfall(a.info, ReservedLocked(a), spec)) {
+          return absl::StrCat(agent, " has less than ", missing->asked, " free", behind);
+        }
+        [[fallthrough]];
       default:
         return absl::StrCat(agent, " is busy (", a.assigned.size(), " of ", a.info.slots(),
                             " slots in use)", behind);
     }
   }
   size_t matching = agents_.size(), connected = agents_.connected().size(), refusing = 0;
-  size_t too_small = 0, no_room = 0;
-  std::string refusal, smallest, cramped;
-  // Any agent matches an empty selector: no need to look, unless policies
-  // may refuse or the task asks for resources.
-  if (!spec.selector().empty() || placement::Asks(spec) || agents_.any_policy()) {
+  size_t unfit = 0, no_room = 0;
+  std::string refusal, unfit_why;
+  // Any agent matches an empty selector: no need to look, unless it is a
+  // container task, policies may refuse or the task asks for resources.
+  if (!spec.selector().empty() || spec.has_docker() || AsksForResources(spec) ||
+      agents_.any_policy()) {
     matching = connected = 0;
     for (const auto& [id, a] : agents_.all()) {
       switch (JudgeLocked(spec, a)) {
@@ -254,16 +257,16 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
           ++refusing;
           refusal = absl::StrCat(id, " ", PolicyRefusal(a.info.policy(), spec));
           break;
+        case Verdict::kCannotLimit:
         case Verdict::kTooSmall:
-          ++too_small;
-          smallest = absl::StrCat(id, " ", placement::Refusal(a.info, spec));
+          ++unfit;
+          unfit_why = absl::StrCat(id, " ", placement::Refusal(a.info, spec));
           break;
         case Verdict::kOffline:
           ++matching;
           break;
         case Verdict::kNoRoom:
           ++no_room;
-          cramped = NoRoomLocked(spec, a);
           [[fallthrough]];
         case Verdict::kBusy:
         case Verdict::kFits:
@@ -279,11 +282,14 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
     return absl::StrCat("every agent", matching_what, " refuses it by its operator's policy (",
                         refusal, ")");
   }
-  if (matching == 0 && too_small > 0) {
-    return absl::StrCat("every agent", matching_what, " is too small for it (", smallest, ")");
+  if (matching == 0 && unfit > 0) {
+    return absl::StrCat("no agent", matching_what, " can hold it (", unfit_why, ")");
   }
+  // Each may lack another part of the request: the request is what they all lack.
+  const std::string room =
+      absl::StrCat("less free than the ", Describe(RequestedResources(spec)), " it asks for");
   if (no_room > 0 && no_room == connected) {
-    return absl::StrCat("every connected agent", matching_what, " has ", cramped, behind);
+    return absl::StrCat("every connected agent", matching_what, " has ", room, behind);
   }
   const bool docker = spec.has_docker();
   if (matching == 0) {
@@ -297,16 +303,9 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   }
   return absl::StrCat("all ", connected, " connected agents", matching_what,
                       docker ? " that run containers (docker=true)" : "",
-                      no_room > 0 ? absl::StrCat(" are busy or have ", cramped)
+                      no_room > 0 ? absl::StrCat(" are busy or have ", room)
                                   : " are busy (every slot in use)",
                       behind);
-}
-
-std::string TaskRegistry::NoRoomLocked(const v1::TaskSpec& spec, const AgentEntry& a) const {
-  const v1::Resources request = RequestedResources(spec);
-  const std::optional<Shortage> missing =
-      Shortfall(request, Remaining(a.info.capacity(), ReservedLocked(a)));
-  return missing ? absl::StrCat("less than ", missing->asked, " free") : "room";
 }
 
 void TaskRegistry::DispatchLocked() {

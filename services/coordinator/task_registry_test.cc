@@ -135,6 +135,8 @@ TEST_F(TaskRegistryTest, ATaskWaitsForAnAgentWithTheResourcesItAsksFor) {
   (*h.mutable_labels())["role"] = "web";
   h.mutable_capacity()->set_memory_bytes(4LL << 30);
   h.mutable_capacity()->set_cpus(4);
+  h.add_limits("memory");
+  h.add_limits("cpus");
   ASSERT_TRUE(registry_->AgentConnected(h, link).ok());
   v1::TaskSpec big;
   (*big.mutable_selector())["role"] = "web";
@@ -145,8 +147,8 @@ TEST_F(TaskRegistryTest, ATaskWaitsForAnAgentWithTheResourcesItAsksFor) {
   const std::string second = Submit(big);
   EXPECT_EQ(StatusOf(second), v1::TASK_STATUS_QUEUED);
   EXPECT_THAT(registry_->Get(second)->waiting_reason(),
-              HasSubstr("every connected agent matching role=web has less than 2 GiB of memory "
-                        "free"));
+              HasSubstr("every connected agent matching role=web has less free than the 2 GiB "
+                        "of memory it asks for"));
   const v1::ListAgentsResponse agents = registry_->ListAgents();
   ASSERT_EQ(agents.agents_size(), 1);
   EXPECT_EQ(agents.agents(0).capacity().memory_bytes(), 4LL << 30);
@@ -165,13 +167,22 @@ TEST_F(TaskRegistryTest, ATaskWaitsForAnAgentWithTheResourcesItAsksFor) {
   const std::string huge = Submit(big);
   EXPECT_EQ(StatusOf(huge), v1::TASK_STATUS_QUEUED);
   EXPECT_THAT(registry_->Get(huge)->waiting_reason(),
-              HasSubstr("every agent matching role=web is too small for it (web-1 offers 4 GiB "
-                        "of memory to tasks in all, less than the 8 GiB of memory asked)"));
+              HasSubstr("no agent matching role=web can hold it (web-1 offers 4 GiB of memory "
+                        "to tasks in all, less than the 8 GiB of memory asked)"));
   v1::TaskSpec pinned;
   pinned.set_agent_id("web-1");
   pinned.mutable_resources()->set_cpus(8);
   EXPECT_THAT(registry_->Get(Submit(pinned))->waiting_reason(),
               HasSubstr("agent web-1 offers 4 CPUs to tasks in all, less than the 8 CPUs asked"));
+  pinned.mutable_resources()->set_cpus(3.5);
+  EXPECT_EQ(StatusOf(Submit(pinned)), v1::TASK_STATUS_DISPATCHED);
+  pinned.mutable_resources()->set_cpus(1);
+  EXPECT_THAT(registry_->Get(Submit(pinned))->waiting_reason(),
+              HasSubstr("agent web-1 has less than 1 CPU free"));
+  pinned.mutable_resources()->set_cpus(0);
+  pinned.mutable_resources()->set_pids(10);
+  EXPECT_THAT(registry_->Get(Submit(pinned))->waiting_reason(),
+              HasSubstr("agent web-1 cannot enforce the task's pids limit"));
 }
 
 TEST_F(TaskRegistryTest, RespectsSlotsAndTargets) {

@@ -69,6 +69,31 @@ absl::Status ValidateWord(absl::string_view field, absl::string_view s, size_t m
   return absl::OkStatus();
 }
 
+// A task's limits, wherever they are set (spec.resources, or a container's own).
+struct LimitFields {
+  const char* memory;
+  const char* cpus;
+  const char* pids;
+};
+absl::Status ValidateLimits(const LimitFields& fields, int64_t memory, double cpus, int64_t pids,
+                            bool container) {
+  const int64_t least = container ? kMinContainerMemoryBytes : kMinTaskMemoryBytes;
+  if (memory < 0 || (memory > 0 && memory < least)) {
+    return Invalid(fields.memory, absl::StrCat("must be 0 (no limit) or at least ", least, " (",
+                                               FormatBytes(least),
+                                               container ? " for a container" : "", "), got ",
+                                               memory));
+  }
+  if (!(cpus == 0 || (cpus >= 0.01 && cpus <= 1024))) {  // Also refuses NaN.
+    return Invalid(fields.cpus, absl::StrCat("must be 0 (no limit) or 0.01 to 1024, got ", cpus));
+  }
+  if (pids < 0 || pids > kMaxPids) {
+    return Invalid(fields.pids,
+                   absl::StrCat("must be 0 (no limit) or 1 to ", kMaxPids, ", got ", pids));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
   using Spec = v1::DockerSpec;
   if (!Spec::Operation_IsValid(d.operation())) {
@@ -110,18 +135,9 @@ absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
   if (d.user().size() > kMaxIdBytes || HasNul(d.user())) {
     return Invalid("spec.docker.user", "must be a user name or uid[:gid]");
   }
-  if (d.memory_bytes() < 0 || (d.memory_bytes() > 0 && d.memory_bytes() < kMinContainerMemoryBytes)) {
-    return Invalid("spec.docker.memory_bytes",
-                   absl::StrCat("must be 0 (no limit) or at least ", kMinContainerMemoryBytes,
-                                " (6 MiB), got ", d.memory_bytes()));
-  }
-  if (!(d.cpus() >= 0 && d.cpus() <= 1024)) {  // Also refuses NaN.
-    return Invalid("spec.docker.cpus", absl::StrCat("must be 0 (no limit) to 1024, got ", d.cpus()));
-  }
-  if (d.pids_limit() < 0) {
-    return Invalid("spec.docker.pids_limit",
-                   absl::StrCat("must be 0 (no limit) or positive, got ", d.pids_limit()));
-  }
+  TASKGRID_RETURN_IF_ERROR(ValidateLimits({"spec.docker.memory_bytes", "spec.docker.cpus",
+                                           "spec.docker.pids_limit"},
+                                          d.memory_bytes(), d.cpus(), d.pids_limit(), true));
   TASKGRID_RETURN_IF_ERROR(ValidateWord("spec.docker.network", d.network(), 64));
   if (d.mounts_size() > static_cast<int>(kMaxMounts)) {
     return Invalid("spec.docker.mounts", absl::StrCat("at most ", kMaxMounts, " mounts"));
@@ -154,21 +170,9 @@ absl::Status ValidateDockerSpec(const v1::DockerSpec& d) {
 
 absl::Status ValidateResources(const v1::TaskSpec& spec) {
   const v1::Resources& r = spec.resources();
-  const int64_t least = spec.has_docker() ? kMinContainerMemoryBytes : kMinTaskMemoryBytes;
-  if (r.memory_bytes() < 0 || (r.memory_bytes() > 0 && r.memory_bytes() < least)) {
-    return Invalid("spec.resources.memory_bytes",
-                   absl::StrCat("must be 0 (no limit) or at least ", least, " (",
-                                FormatBytes(least), spec.has_docker() ? " for a container" : "",
-                                "), got ", r.memory_bytes()));
-  }
-  if (!(r.cpus() == 0 || (r.cpus() >= 0.01 && r.cpus() <= 1024))) {  // Also refuses NaN.
-    return Invalid("spec.resources.cpus",
-                   absl::StrCat("must be 0 (no limit) or 0.01 to 1024, got ", r.cpus()));
-  }
-  if (r.pids() < 0) {
-    return Invalid("spec.resources.pids",
-                   absl::StrCat("must be 0 (no limit) or positive, got ", r.pids()));
-  }
+  TASKGRID_RETURN_IF_ERROR(ValidateLimits({"spec.resources.memory_bytes", "spec.resources.cpus",
+                                           "spec.resources.pids"},
+                                          r.memory_bytes(), r.cpus(), r.pids(), spec.has_docker()));
   if (spec.has_docker()) {
     const v1::DockerSpec& d = spec.docker();
     for (auto [field, mine, theirs] :

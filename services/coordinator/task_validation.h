@@ -26,6 +26,8 @@ inline constexpr size_t kMaxMounts = 32;
 inline constexpr int64_t kMinContainerMemoryBytes = 6 << 20;
 // Less than this cannot even start a shell.
 inline constexpr int64_t kMinTaskMemoryBytes = 1 << 20;
+// The kernel's most processes (PID_MAX_LIMIT).
+inline constexpr int64_t kMaxPids = 4 << 20;
 
 // Returns kInvalidArgument with "field: reason" for the first problem found.
 absl::Status ValidateTaskSpec(const v1::TaskSpec& spec);

@@ -43,6 +43,13 @@ TEST(TaskValidationTest, ResourcesNameTheirLimits) {
   s.mutable_resources()->set_cpus(0);
   s.mutable_resources()->set_pids(-1);
   ExpectInvalid(s, "spec.resources.pids");
+  s.mutable_resources()->set_pids(kMaxPids + 1);
+  ExpectInvalid(s, "spec.resources.pids: must be 0 (no limit) or 1 to 4194304");
+  s.mutable_resources()->set_pids(0);
+  s.mutable_resources()->set_cpus(1025);
+  ExpectInvalid(s, "spec.resources.cpus");
+  s.mutable_resources()->set_cpus(INFINITY);
+  ExpectInvalid(s, "spec.resources.cpus");
 
   // A container says its limit once.
   v1::TaskSpec c;
@@ -54,6 +61,13 @@ TEST(TaskValidationTest, ResourcesNameTheirLimits) {
   ExpectInvalid(c, "spec.resources.memory_bytes: differs from spec.docker.memory_bytes");
   c.mutable_resources()->set_memory_bytes(2 << 20);
   ExpectInvalid(c, "at least 6291456 (6 MiB for a container)");
+  c.mutable_resources()->set_memory_bytes(0);
+  c.mutable_docker()->set_pids_limit(10);
+  c.mutable_resources()->set_pids(20);
+  ExpectInvalid(c, "spec.resources.pids: differs from spec.docker.pids_limit");
+  c.mutable_resources()->set_pids(0);
+  c.mutable_docker()->set_cpus(0.005);
+  ExpectInvalid(c, "spec.docker.cpus: must be 0 (no limit) or 0.01 to 1024");
 }
 
 TEST(TaskValidationTest, NamesTheBadField) {
