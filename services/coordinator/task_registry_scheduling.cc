@@ -285,9 +285,12 @@ std::string TaskRegistry::WaitingReasonLocked(const TaskEntry& t) const {
   if (matching == 0 && unfit > 0) {
     return absl::StrCat("no agent", matching_what, " can hold it (", unfit_why, ")");
   }
-  // Each may lack another part of the request: the request is what they all lack.
+  // Each may lack another part of the request: the request is what they all
+  // lack. Worded only then: every queued task's reason is asked for often.
   const std::string room =
-      absl::StrCat("less free than the ", Describe(RequestedResources(spec)), " it asks for");
+      no_room == 0 ? ""
+                   : absl::StrCat("less free than the ", Describe(RequestedResources(spec)),
+                                  " it asks for");
   if (no_room > 0 && no_room == connected) {
     return absl::StrCat("every connected agent", matching_what, " has ", room, behind);
   }
