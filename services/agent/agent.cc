@@ -505,10 +505,12 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     }
     v1::DockerSpec docker = a.spec().docker();
     for (const auto& [name, value] : secrets) (*docker.mutable_env())[name] = value;
-    const v1::Resources limits = RequestedResources(a.spec());
-    docker.set_memory_bytes(limits.memory_bytes());
-    docker.set_cpus(limits.cpus());
-    docker.set_pids_limit(limits.pids());
+    if (AsksForResources(a.spec())) {
+      const v1::Resources limits = RequestedResources(a.spec());
+      docker.set_memory_bytes(limits.memory_bytes());
+      docker.set_cpus(limits.cpus());
+      docker.set_pids_limit(limits.pids());
+    }
     e.process = docker_->Start(id, attempt, docker, OutputTo(id, attempt), ExitTo(id, attempt));
   } else {
     const v1::ShellSpec& shell = a.spec().shell();
@@ -526,8 +528,10 @@ void Agent::HandleAssignLocked(const v1::Assign& a,
     spec.cwd = shell.cwd();
     spec.stdin_data = shell.stdin();
     spec.name = absl::StrCat(a.task_id(), ".", attempt);
-    const v1::Resources limits = RequestedResources(a.spec());
-    spec.limits = {limits.memory_bytes(), limits.cpus(), limits.pids()};
+    if (AsksForResources(a.spec())) {  // most tasks: no Resources to build
+      const v1::Resources limits = RequestedResources(a.spec());
+      spec.limits = {limits.memory_bytes(), limits.cpus(), limits.pids()};
+    }
     // A spawn takes a fork's time: not under the lock that every report of
     // every task waits on. Meanwhile the attempt may be cancelled, replaced
     // or forgotten, or the agent told to stop; it is looked up again after.

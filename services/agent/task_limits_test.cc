@@ -139,11 +139,10 @@ TEST_F(TaskLimitsTest, NoLimitDirectoryOutlivesItsTask) {
   for (const char* controller : {"memory", "cpu", "pids"}) {
     EXPECT_TRUE(cgroup_fs::SubDirs(RunDir(controller)).empty()) << controller;
   }
-  // A task without limits makes none.
+  // A task without limits makes none: looked at while it runs.
   Collector o;
-  auto p = Start("sleep 0.3", {}, o);
-  absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_FALSE(o.exited());
+  auto p = Start("echo started; sleep 0.3", {}, o);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(o.out(), "started"); }));
   EXPECT_TRUE(cgroup_fs::SubDirs(RunDir("memory")).empty());
   ASSERT_TRUE(o.WaitExit());
 }
