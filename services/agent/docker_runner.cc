@@ -375,6 +375,7 @@ class ContainerExecution final : public RunningProcess {
       (void)Remove(id, exit);
       return failed;
     }
+    CatchUp(id);
     const Struct wait_answer = waited->Json();
     const Value* code = Field(wait_answer, "StatusCode");
     const int status = code != nullptr ? static_cast<int>(code->number_value()) : kDockerError;
@@ -397,6 +398,22 @@ class ContainerExecution final : public RunningProcess {
       exit.exit_code = status;
     }
     return spec_.keep() ? absl::OkStatus() : Remove(id, exit);
+  }
+
+  // A follow may end before the daemon has handed it the last lines. Once the
+  // container has stopped its log is whole: read it again and hand over only
+  // the bytes the follow did not.
+  void CatchUp(const std::string& id) {
+    for (int i = 0; i < 2; ++i) {
+      skip_[i] = seen_[i];
+      seen_[i] = 0;
+    }
+    auto r = StreamLogs(id, "follow=0");
+    if (!r.ok() || !r->ok()) {
+      spdlog::warn("container_output_catch_up_failed task_id={} container={} error=\"{}\"",
+                   task_id_, id.substr(0, 12),
+                   r.ok() ? r->ErrorMessage() : std::string(r.status().message()));
+    }
   }
 
   absl::Status Remove(const std::string& id, ProcessExit& exit) {
@@ -569,6 +586,7 @@ class ContainerExecution final : public RunningProcess {
 
   // Hands output to the agent, after the bytes to skip, while not paused.
   void Emit(int stream, absl::string_view data) {
+    seen_[stream == 2 ? 1 : 0] += static_cast<int64_t>(data.size());
     int64_t& skip = skip_[stream == 2 ? 1 : 0];
     if (skip > 0) {
       const size_t n = static_cast<size_t>(std::min<int64_t>(skip, data.size()));
@@ -592,7 +610,8 @@ class ContainerExecution final : public RunningProcess {
   const uint32_t attempt_;
   const v1::DockerSpec spec_;
   const std::optional<OwnedContainer> adopt_;
-  int64_t skip_[2];  // Only the io thread touches it.
+  int64_t skip_[2];      // Only the io thread touches these two.
+  int64_t seen_[2] = {};  // bytes of each stream the daemon sent, skipped or not
   const OutputCallback on_output_;
   const ExitCallback on_exit_;
   std::atomic<bool> abort_{false};
