@@ -400,9 +400,9 @@ class ContainerExecution final : public RunningProcess {
     return spec_.keep() ? absl::OkStatus() : Remove(id, exit);
   }
 
-  // A follow may end before the daemon has handed it the last lines. Once the
-  // container has stopped its log is whole: read it again and hand over only
-  // the bytes the follow did not.
+  // Before 23.0 dockerd ends a follow when the logger closes, without the
+  // records still ahead of it in the file. Once the container has stopped
+  // its log is whole: read it again and hand over only what the follow did not.
   void CatchUp(const std::string& id) {
     for (int i = 0; i < 2; ++i) {
       skip_[i] = seen_[i];
