@@ -586,8 +586,9 @@ class ContainerExecution final : public RunningProcess {
 
   // Hands output to the agent, after the bytes to skip, while not paused.
   void Emit(int stream, absl::string_view data) {
-    seen_[stream == 2 ? 1 : 0] += static_cast<int64_t>(data.size());
-    int64_t& skip = skip_[stream == 2 ? 1 : 0];
+    const int i = stream == 2 ? 1 : 0;
+    seen_[i] += static_cast<int64_t>(data.size());
+    int64_t& skip = skip_[i];
     if (skip > 0) {
       const size_t n = static_cast<size_t>(std::min<int64_t>(skip, data.size()));
       skip -= static_cast<int64_t>(n);
